@@ -1,0 +1,70 @@
+"""The error hierarchy. Library code raises these; the CLI edge prints them once.
+
+Exit codes follow the cron conventions in BSD sysexits: 1 for a generic failure, 2 for usage,
+65 (EX_DATAERR) for invalid input data and 75 (EX_TEMPFAIL) when another run holds the lock, so
+a cron wrapper can tell "retry later" from "fix the input".
+"""
+
+from __future__ import annotations
+
+
+class QuantcliError(Exception):
+    """Base class of every error quantcli reports to a user."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(QuantcliError):
+    """The command line itself is wrong: an unknown option value, a malformed argument."""
+
+    exit_code = 2
+
+
+class NotFoundError(QuantcliError):
+    """A named thing (dataset, version, tag, symbol, run, profile) does not exist."""
+
+
+class DataError(QuantcliError):
+    """Input data is invalid: malformed file, wrong columns, NaNs, duplicates, bad dates.
+
+    ``location`` names the file and row so the one-line message can point at the problem.
+    """
+
+    exit_code = 65
+
+    def __init__(self, message: str, *, path: str | None = None, row: int | None = None) -> None:
+        where = ""
+        if path is not None:
+            where = f"{path}: " if row is None else f"{path}:{row}: "
+        super().__init__(f"{where}{message}")
+        self.path = path
+        self.row = row
+
+
+class ConflictError(QuantcliError):
+    """An operation would overwrite or contradict existing state (e.g. append conflicts)."""
+
+
+class IntegrityError(QuantcliError):
+    """Stored data does not match its manifest (missing, extra or changed files)."""
+
+
+class LockHeldError(QuantcliError):
+    """Another process holds the lock; try again later."""
+
+    exit_code = 75
+
+
+class CoverageError(QuantcliError):
+    """A date is outside what a calendar, rate table or instrument master covers."""
+
+
+class StrategyError(QuantcliError):
+    """A user strategy failed to import, has bad parameters or raised while running."""

@@ -1,0 +1,1 @@
+"""NSE market model: calendar, charges, instruments, corporate actions."""

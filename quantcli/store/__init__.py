@@ -1,0 +1,1 @@
+"""The versioned Parquet dataset store."""
