@@ -14,10 +14,12 @@ from typer._click.core import Context as ClickContext  # typer vendors click
 from typer.core import TyperGroup
 
 from quantcli import __version__
+from quantcli.commands import actions as actions_cmd
 from quantcli.commands import backtest as backtest_cmd
 from quantcli.commands import calendar as calendar_cmd
 from quantcli.commands import charges as charges_cmd
 from quantcli.commands import data as data_cmd
+from quantcli.commands import ingest as ingest_cmd
 from quantcli.errors import QuantcliError
 from quantcli.output import stderr
 from quantcli.settings import Settings, resolve_root
@@ -82,7 +84,10 @@ def root_options(
     ctx.obj = Settings(root=resolve_root(root), json=json_output, quiet=quiet, debug=debug)
 
 
+data_cmd.app.command("ingest")(ingest_cmd.ingest)
+data_cmd.app.command("validate")(ingest_cmd.validate)
 app.add_typer(data_cmd.app, name="data")
+app.add_typer(actions_cmd.app, name="actions")
 app.add_typer(calendar_cmd.app, name="calendar")
 app.command("charges")(charges_cmd.charges)
 app.add_typer(backtest_cmd.app, name="backtest")
