@@ -1,0 +1,5 @@
+"""``python -m quantcli``."""
+
+from quantcli.cli import main
+
+main()
