@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from typer._click.core import Context as ClickContext  # typer vendors click
 from typer.core import TyperGroup
 
@@ -35,7 +36,7 @@ class QuantcliGroup(TyperGroup):
             settings = ctx.obj if isinstance(ctx.obj, Settings) else None
             if settings is not None and settings.debug:
                 raise
-            stderr().print(f"[bold red]error:[/] {exc.message}", highlight=False, markup=True)
+            stderr().print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False)
             raise typer.Exit(exc.exit_code) from None
 
 
