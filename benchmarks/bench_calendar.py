@@ -1,0 +1,87 @@
+"""NSE calendar: cold build, `quantcli calendar is-session` for cron, vectorised bar checks."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+QUANTCLI = Path(sys.executable).with_name("quantcli")
+ROWS = 10_000_000
+
+
+def median_time(fn: Callable[[], object], repeat: int = 5) -> float:
+    """Median wall time of ``fn()``."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def five_minute_bars(rows: int) -> object:
+    """``rows`` 5-minute bar stamps (75 a day, 09:15-15:25 IST) over consecutive sessions."""
+    import polars as pl
+
+    from quantcli.market import calendar
+
+    days = calendar.sessions(date(2000, 1, 1), date(2026, 12, 31))
+    days = [d for d in days if calendar.session(d).kind == "regular"]
+    opens = pl.Series(
+        [datetime.combine(d, calendar.REGULAR_HOURS[0], calendar.IST) for d in days]
+    ).dt.cast_time_unit("us")
+    offsets = pl.Series([timedelta(minutes=5 * i) for i in range(75)])
+    per_day = pl.DataFrame({"open": opens}).join(pl.DataFrame({"off": offsets}), how="cross")
+    stamps = per_day.select(ts=pl.col("open") + pl.col("off"))["ts"]
+    repeats = -(-rows // len(stamps))
+    return pl.concat([stamps] * repeats).head(rows).rechunk()
+
+
+def run() -> list[dict[str, object]]:
+    from quantcli.market import calendar
+
+    cold = median_time(
+        lambda: subprocess.run(
+            [sys.executable, "-c", "import quantcli.market.calendar as c; c.calendar()"],
+            check=True,
+        ),
+        repeat=3,
+    )
+    cron = median_time(
+        lambda: subprocess.run(
+            [str(QUANTCLI), "calendar", "is-session", "-q", "2026-01-16"],
+            capture_output=True,
+            check=True,
+        ),
+        repeat=3,
+    )
+    calendar.calendar()
+    probe = date(2025, 6, 2)
+    per_call = median_time(lambda: [calendar.is_session(probe) for _ in range(100_000)]) / 100_000
+    stamps = five_minute_bars(ROWS)
+    calendar.bars_outside_sessions(stamps, "5m")  # warm the per-day table
+    bars = median_time(lambda: calendar.bars_outside_sessions(stamps, "5m"))
+    dates = stamps.dt.date()  # type: ignore[attr-defined]
+    mask = median_time(lambda: calendar.session_mask(dates))
+    return [
+        {"benchmark": "import + build calendar (new process)", "value": cold, "unit": "s",
+         "goal": "< 1 s"},
+        {"benchmark": "quantcli calendar is-session (wall)", "value": cron, "unit": "s",
+         "goal": "< 1.5 s"},
+        {"benchmark": "is_session, warm", "value": per_call * 1e6, "unit": "µs/call",
+         "goal": "< 5 µs"},
+        {"benchmark": f"bars_outside_sessions, {ROWS:,} 5m bars", "value": bars, "unit": "s",
+         "goal": "< 1 s"},
+        {"benchmark": f"session_mask, {ROWS:,} dates", "value": mask, "unit": "s",
+         "goal": "< 0.5 s"},
+    ]  # fmt: skip
+
+
+if __name__ == "__main__":
+    for row in run():
+        print(f"{row['benchmark']:<45} {row['value']:>10.3f} {row['unit']:<8} (goal {row['goal']})")
