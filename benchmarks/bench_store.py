@@ -1,0 +1,182 @@
+"""Store benchmarks on a synthetic 2,000 symbols x 5,000 daily bars frame (10M rows).
+
+- publish: wall time and peak RSS of a fresh process that builds the frame and publishes it
+  (goal < 20 s, < 4 GiB).
+- data query: mean daily return per symbol over the 10M rows, in-process (goal < 1 s) and as a
+  `quantcli data query` command (process start included).
+- one symbol: open_dataset(ref).lazy(symbols=[X]).collect() (goal < 50 ms).
+
+Usage: .venv/bin/python benchmarks/bench_store.py [SYMBOLS DAYS]
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SYMBOLS = 2_000
+DAYS = 5_000
+QUERY = (
+    "SELECT symbol, avg(ret) AS mean_daily_return FROM ("
+    " SELECT symbol, close / lag(close) OVER (PARTITION BY symbol ORDER BY ts) - 1 AS ret"
+    " FROM bars) GROUP BY symbol ORDER BY symbol"
+)
+
+# A scan plus group-by without the window sort, to show where the query time goes.
+SCAN_QUERY = "SELECT symbol, avg(close) AS mean_close FROM bars GROUP BY symbol ORDER BY symbol"
+
+# Runs in a fresh interpreter so ru_maxrss is the publish's own peak.
+PUBLISH_CHILD = """
+import json, resource, sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[4])
+from bench_store import synthetic_frame
+from quantcli.store.manifest import SourceInfo
+from quantcli.store.publish import publish
+
+t0 = time.perf_counter()
+frame = synthetic_frame(int(sys.argv[2]), int(sys.argv[3]))
+t1 = time.perf_counter()
+res = publish(Path(sys.argv[1]), "bench", frame, interval="1d", source=SourceInfo("synthetic"))
+t2 = time.perf_counter()
+print(json.dumps({
+    "build": t1 - t0, "publish": t2 - t1, "rows": res.manifest.rows,
+    "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+}))
+"""
+
+
+def synthetic_frame(symbols: int, days: int, seed: int = 7) -> object:
+    """A canonical-schema frame of random-walk daily bars on weekdays (numpy-generated)."""
+    import numpy as np
+    import polars as pl
+
+    rng = np.random.default_rng(seed)
+    dates = np.busday_offset("2006-01-02", np.arange(days), roll="forward")
+    ts = pl.Series("ts", dates.astype("datetime64[us]")).dt.replace_time_zone("Asia/Kolkata")
+    steps = rng.normal(0.0003, 0.015, size=(symbols, days))
+    close = (100.0 * np.exp(np.cumsum(steps, axis=1))).ravel()
+    spread = np.abs(rng.normal(0, 0.01, size=close.size))
+    names = np.array([f"SYM{i:04d}" for i in range(symbols)])
+    return pl.DataFrame(
+        {
+            "symbol": np.repeat(names, days),
+            "ts": pl.concat([ts] * symbols),
+            "open": close * (1 + rng.normal(0, 0.005, size=close.size)),
+            "high": close * (1 + spread),
+            "low": close * (1 - spread),
+            "close": close,
+            "volume": rng.integers(1_000, 5_000_000, size=close.size),
+        }
+    )
+
+
+def _publish(root: Path, symbols: int, days: int) -> dict[str, float]:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            PUBLISH_CHILD,
+            str(root),
+            str(symbols),
+            str(days),
+            str(Path(__file__).parent),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def _median(fn: object, repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()  # type: ignore[operator]
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def run(symbols: int = SYMBOLS, days: int = DAYS) -> list[dict[str, object]]:
+    from quantcli.store.query import run_query
+    from quantcli.store.reader import open_dataset
+
+    work = Path(tempfile.mkdtemp(prefix="quantcli-bench-store-"))
+    try:
+        root = work / "store"
+        pub = _publish(root, symbols, days)
+        query_s = _median(lambda: run_query(root, QUERY, ["bench"]), 5)
+        scan_s = _median(lambda: run_query(root, SCAN_QUERY, ["bench"]), 5)
+        cli = Path(sys.executable).with_name("quantcli")
+        cli_s = _median(
+            lambda: subprocess.run(
+                [str(cli), "--root", str(root), "data", "query", QUERY, "-d", "bench", "-f", "csv"],
+                capture_output=True,
+                check=True,
+            ),
+            3,
+        )
+        symbol = f"SYM{symbols // 2:04d}"
+        one_s = _median(lambda: open_dataset("bench", root).lazy([symbol]).collect(), 20)
+        version = open_dataset("bench", root)
+        lazy_s = _median(lambda: version.lazy([symbol]).collect(), 20)
+        rows = f"{pub['rows']:,} rows"
+        return [
+            {
+                "benchmark": f"publish {rows} (fresh process)",
+                "value": pub["publish"],
+                "unit": "s",
+                "goal": "< 20 s",
+            },
+            {
+                "benchmark": "publish peak RSS (incl. building the frame)",
+                "value": pub["maxrss_kib"] / 2**20,
+                "unit": "GiB",
+                "goal": "< 4 GiB",
+            },
+            {
+                "benchmark": f"query mean daily return per symbol, {rows} (in-process)",
+                "value": query_s,
+                "unit": "s",
+                "goal": "< 1 s",
+            },
+            {
+                "benchmark": f"query mean close per symbol, {rows} (no window; in-process)",
+                "value": scan_s,
+                "unit": "s",
+                "goal": "",
+            },
+            {
+                "benchmark": "mean daily return as `quantcli data query -f csv` (new process)",
+                "value": cli_s,
+                "unit": "s",
+                "goal": "",
+            },
+            {
+                "benchmark": "open_dataset + lazy(symbols=[X]).collect()",
+                "value": one_s * 1000,
+                "unit": "ms",
+                "goal": "< 50 ms",
+            },
+            {
+                "benchmark": "lazy(symbols=[X]).collect() on an open version",
+                "value": lazy_s * 1000,
+                "unit": "ms",
+                "goal": "< 50 ms",
+            },
+        ]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    args = [int(a) for a in sys.argv[1:3]]
+    for row in run(*args):
+        print(f"{row['benchmark']:<62} {row['value']:>10.3f} {row['unit']:<4} (goal {row['goal']})")

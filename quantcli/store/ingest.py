@@ -1,0 +1,262 @@
+"""Ingest: parse input files, validate the bars, and publish them as a new dataset version.
+
+Nothing is written unless every check passes (warnings only with ``allow_warnings``): the
+parsed frame is validated in memory and handed to ``publish``, which is atomic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+import polars as pl
+
+from quantcli.errors import ConflictError, NotFoundError, UsageError
+from quantcli.store.manifest import InputFile, SourceInfo, check_name
+from quantcli.store.schema import ALL_COLUMNS, INTERVALS, column_order
+from quantcli.store.sources import BOOKKEEPING, parse_source
+from quantcli.store.validate import (
+    ValidationReport,
+    ist_day,
+    ist_time_us,
+    refuse,
+    sort_bars,
+    validate_frame,
+)
+
+ON_CONFLICT: Final = ("fail", "replace")
+PHASES: Final = ("parsed", "validated", "published")
+_MINUTES_TO_INTERVAL: Final = {1: "1m", 5: "5m", 15: "15m", 60: "1h"}
+_KEY: Final = ["symbol", "ts"]
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    """What an ingest did: the version it published (or found unchanged) and the findings."""
+
+    name: str
+    version: int
+    created: bool
+    parent: int | None
+    interval: str
+    rows: int  # rows in the version
+    input_rows: int  # rows parsed from the inputs
+    symbols: int
+    content_hash: str
+    validation: ValidationReport
+    conflicts_replaced: Mapping[str, int] = field(default_factory=dict)
+    duplicates_dropped: Mapping[str, int] = field(default_factory=dict)
+    ignored_columns: tuple[str, ...] = ()
+
+    @property
+    def ref(self) -> str:
+        """``NAME@vN``."""
+        return f"{self.name}@v{self.version}"
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready report."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "ref": self.ref,
+            "created": self.created,
+            "parent": self.parent,
+            "interval": self.interval,
+            "rows": self.rows,
+            "input_rows": self.input_rows,
+            "symbols": self.symbols,
+            "content_hash": self.content_hash,
+            "conflicts_replaced": dict(self.conflicts_replaced),
+            "duplicates_dropped": dict(self.duplicates_dropped),
+            "ignored_columns": list(self.ignored_columns),
+            "validation": self.validation.to_dict(),
+        }
+
+
+def file_sha256(path: Path) -> str:
+    """The hex SHA-256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def infer_interval(frame: pl.DataFrame) -> str:
+    """``1d`` when every bar is at midnight, else the commonest spacing within a symbol's day.
+
+    ``frame`` must be sorted by (symbol, ts).
+    """
+    ts = pl.col("ts")
+    if frame.height == 0 or frame.select((ist_time_us(ts) == 0).all()).item():
+        return "1d"
+    same_day = (pl.col("symbol") == pl.col("symbol").shift(1)) & (
+        ist_day(ts) == ist_day(ts).shift(1)
+    )
+    steps = (
+        frame.select(ts.diff().dt.total_minutes().filter(same_day & (ts.diff() > pl.duration())))
+        .to_series()
+        .mode()
+    )
+    minutes = int(steps.min()) if steps.len() else None  # type: ignore[arg-type]
+    if minutes not in _MINUTES_TO_INTERVAL:
+        seen = "no two bars in one day" if minutes is None else f"commonest spacing {minutes} min"
+        raise UsageError(
+            f"cannot infer the bar interval ({seen}); pass --interval ({', '.join(INTERVALS)})"
+        )
+    return _MINUTES_TO_INTERVAL[minutes]
+
+
+def drop_exact_duplicates(frame: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, int]]:
+    """Drop bars equal in every column to the bar before them (sorted input); count per symbol.
+
+    Repeated bars that differ are kept, so the duplicate check still refuses them.
+    """
+    values = [c for c in frame.columns if c not in BOOKKEEPING]
+    same = pl.all_horizontal([pl.col(c).eq_missing(pl.col(c).shift(1)) for c in values])
+    marked = frame.with_columns(same.fill_null(False).alias("__same"))
+    dropped = marked.filter(pl.col("__same")).group_by("symbol").len().sort("symbol")
+    kept = marked.filter(~pl.col("__same")).drop("__same")
+    return kept, dict(zip(dropped["symbol"].to_list(), dropped["len"].to_list(), strict=True))
+
+
+def _aligned(frame: pl.DataFrame, columns: Sequence[str]) -> pl.DataFrame:
+    return frame.select(
+        [
+            pl.col(c) if c in frame.columns else pl.lit(None, dtype=ALL_COLUMNS[c]).alias(c)
+            for c in columns
+        ]
+    )
+
+
+def merge_append(
+    old: pl.DataFrame, new: pl.DataFrame, *, on_conflict: str, ref: str
+) -> tuple[pl.DataFrame, dict[str, int]]:
+    """``old`` plus ``new``'s bars; overlapping (symbol, ts) bars must be identical.
+
+    A differing overlap raises ConflictError with a per-symbol summary, unless ``on_conflict``
+    is ``replace``: then the new bar wins and the per-symbol counts are returned.
+    """
+    shared = [c for c in old.columns if c in new.columns and c not in _KEY]
+    overlap = old.select(_KEY + shared).join(
+        new.select(_KEY + shared), on=_KEY, how="inner", suffix="__new"
+    )
+    differs = pl.any_horizontal([~pl.col(c).eq_missing(pl.col(f"{c}__new")) for c in shared])
+    conflicts = overlap.filter(differs)
+    per_symbol = conflicts.group_by("symbol").len().sort("symbol")
+    counts = dict(zip(per_symbol["symbol"].to_list(), per_symbol["len"].to_list(), strict=True))
+    if counts and on_conflict != "replace":
+        first = conflicts.sort(_KEY).row(0, named=True)
+        column = next(c for c in shared if first[c] != first[f"{c}__new"])
+        listed = ", ".join(f"{s} {n:,}" for s, n in list(counts.items())[:10])
+        listed += ", ..." if len(counts) > 10 else ""
+        raise ConflictError(
+            f"append conflicts with {ref}: {conflicts.height:,} bar(s) differ ({listed}); "
+            f"first {first['symbol']} {first['ts']:%Y-%m-%d %H:%M} {column} "
+            f"{first[column]} in {ref} vs {first[f'{column}__new']} new; "
+            "pass --on-conflict replace to take the new values"
+        )
+    columns = column_order(list(dict.fromkeys([*old.columns, *new.columns])))
+    if on_conflict == "replace":
+        parts = [old.join(new.select(_KEY), on=_KEY, how="anti"), new]
+    else:
+        parts = [old, new.join(old.select(_KEY), on=_KEY, how="anti")]
+    merged = pl.concat([_aligned(p, columns) for p in parts])
+    return merged.sort(_KEY), counts
+
+
+def _input_files(paths: Sequence[Path]) -> tuple[InputFile, ...]:
+    return tuple(InputFile(str(p), file_sha256(p), p.stat().st_size) for p in paths)
+
+
+def ingest(
+    root: Path,
+    name: str,
+    kind: str,
+    files: Sequence[Path],
+    *,
+    options: Mapping[str, str],
+    interval: str | None = None,
+    append: bool = False,
+    on_conflict: str = "fail",
+    allow_warnings: bool = False,
+    drop_duplicates: bool = False,
+    on_phase: Callable[[str], None] | None = None,
+) -> IngestReport:
+    """Parse ``files`` of source ``kind``, validate, and publish ``name``'s next version.
+
+    ``interval`` defaults to the one inferred from the timestamps. With ``append`` the new
+    version holds the latest version's bars plus the new ones (parent = that version).
+    ``on_phase`` is called after each of ``PHASES`` (for a progress bar). Raises
+    DataError (exit 65) for invalid input, naming the first finding's file and row.
+    """
+    from quantcli.store.publish import publish
+
+    phase = on_phase or (lambda _name: None)
+    check_name(name)
+    if on_conflict not in ON_CONFLICT:
+        raise UsageError(f"--on-conflict must be one of {', '.join(ON_CONFLICT)}")
+    if interval is not None and interval not in INTERVALS:
+        raise UsageError(f"--interval must be one of {', '.join(INTERVALS)}, not {interval!r}")
+    parsed = parse_source(kind, files, options)
+    frame = sort_bars(parsed.frame)
+    phase("parsed")
+    interval = interval or infer_interval(frame)
+    dropped: dict[str, int] = {}
+    if drop_duplicates:
+        frame, dropped = drop_exact_duplicates(frame)
+    report = validate_frame(frame, interval=interval, files=parsed.files, root=root)
+    phase("validated")
+    refuse(report, allow_warnings=allow_warnings)
+    bars = frame.drop(BOOKKEEPING, strict=False)
+    notes: dict[str, object] = {}
+    if report.counts:
+        notes["warnings_accepted"] = dict(report.counts)
+    if dropped:
+        notes["exact_duplicates_dropped"] = dropped
+    parent: int | None = None
+    replaced: dict[str, int] = {}
+    if append:
+        from quantcli.store.reader import open_dataset
+
+        try:
+            latest = open_dataset(name, root)
+        except NotFoundError as exc:
+            raise NotFoundError(
+                f"{exc.message}; --append needs an existing dataset (ingest without --append)"
+            ) from None
+        if latest.manifest.interval != interval:
+            raise ConflictError(
+                f"cannot append {interval} bars to {latest.manifest.ref}, which holds "
+                f"{latest.manifest.interval} bars"
+            )
+        bars, replaced = merge_append(
+            latest.lazy().collect(), bars, on_conflict=on_conflict, ref=latest.manifest.ref
+        )
+        parent = latest.version
+        if replaced:
+            notes["conflicts_replaced"] = replaced
+    source = SourceInfo(kind=kind, files=_input_files(parsed.inputs), options=dict(options))
+    result = publish(
+        root, name, bars, interval=interval, source=source, parent=parent, notes=notes or None
+    )
+    phase("published")
+    manifest = result.manifest
+    return IngestReport(
+        name=manifest.name,
+        version=manifest.version,
+        created=result.created,
+        parent=manifest.parent,
+        interval=manifest.interval,
+        rows=manifest.rows,
+        input_rows=parsed.frame.height,
+        symbols=len(manifest.symbols),
+        content_hash=manifest.content_hash,
+        validation=report,
+        conflicts_replaced=replaced,
+        duplicates_dropped=dropped,
+        ignored_columns=parsed.ignored_columns,
+    )

@@ -1,0 +1,385 @@
+"""Publishing a frame of bars as a new immutable dataset version, atomically.
+
+The version is built in ``<root>/.tmp/<name>+publish-<random>/`` on the store's file system:
+data files first (fsynced), then ``manifest.json``, then the directory is renamed into
+``<root>/<name>/v<N>/``. A directory rename is atomic, so a process killed at any moment leaves
+either no new version or a complete one; ``gc`` removes the abandoned temp directory.
+
+Data files are content-named and written deterministically (the same bars give the same bytes),
+so a re-run is recognised by its content hash and makes no version, and a version derived from
+a parent hard-links every file whose bytes did not change (copy-on-write).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+from quantcli import __version__
+from quantcli.errors import DataError, NotFoundError, UsageError
+from quantcli.store.lock import dataset_lock
+from quantcli.store.manifest import (
+    MANIFEST,
+    Manifest,
+    Partition,
+    SourceInfo,
+    check_name,
+    content_hash,
+    next_version,
+    read_manifest,
+    version_dir,
+    version_numbers,
+)
+from quantcli.store.schema import ALL_COLUMNS, INTERVALS, REQUIRED, TIMEZONE, TS_DTYPE, column_order
+
+if TYPE_CHECKING:
+    import polars as pl
+    import pyarrow as pa
+
+TMP_DIR = ".tmp"
+DATA_DIR = "data"
+# Fixed writer settings: part of the on-disk format, so equal bars give equal bytes.
+COMPRESSION = "zstd"
+COMPRESSION_LEVEL = 3
+ROW_GROUP_ROWS = 1 << 20
+MIN_ROW_GROUP_ROWS = 1 << 16
+DATA_PAGE_BYTES = 1 << 20
+HASH_PREFIX = 16
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    """The version a publish produced, or the existing one when the content was unchanged."""
+
+    manifest: Manifest
+    created: bool
+
+
+# ---------------------------------------------------------------------------------------------
+# Durable file-system primitives (also used by catalog and query).
+
+
+def fsync_dir(path: Path) -> None:
+    """Make the entries of directory ``path`` (creations, renames) durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_new(path: Path, data: bytes, mode: int = 0o644) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` so readers see the old or the new file, never a mix."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        _write_new(tmp, data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def make_temp_dir(root: Path, name: str, purpose: str) -> Path:
+    """A fresh ``<root>/.tmp/<name>+<purpose>-<random>`` directory on the store's file system.
+
+    ``gc`` reads the dataset name before the ``+`` to know which lock guards the directory.
+    """
+    tmp_root = root / TMP_DIR
+    tmp_root.mkdir(parents=True, exist_ok=True)
+    path = tmp_root / f"{name}+{purpose}-{secrets.token_hex(6)}"
+    path.mkdir()
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Schema conformance.
+
+
+def _conform_column(frame: pl.DataFrame, column: str) -> pl.Expr:
+    import polars as pl
+
+    dtype = frame.schema[column]
+    target = ALL_COLUMNS[column]
+    col = pl.col(column)
+    if dtype in (target, pl.Null):
+        return col.cast(target)
+    if column == "ts":
+        if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
+            return col.dt.convert_time_zone(TIMEZONE).cast(TS_DTYPE)
+        if dtype == pl.Date:
+            return col.cast(pl.Datetime("us")).dt.replace_time_zone(TIMEZONE)
+    elif target == pl.String():
+        if isinstance(dtype, pl.Categorical | pl.Enum):
+            return col.cast(pl.String)
+    elif target == pl.Float64():
+        if dtype.is_float() or dtype.is_integer():
+            return col.cast(pl.Float64)
+    elif dtype in (pl.Int8, pl.Int16, pl.Int32, pl.UInt8, pl.UInt16, pl.UInt32):
+        return col.cast(pl.Int64)
+    raise DataError(f"column {column!r} has dtype {dtype}, expected {target} (no safe cast)")
+
+
+def conform(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` in the canonical schema, sorted by (symbol, ts); DataError if it cannot be.
+
+    Safe casts are applied (narrower integers, Float32, Categorical, a ts in another time zone or
+    unit, a Date for daily bars); anything else, an unknown or missing column, a null in a
+    required column, a duplicate (symbol, ts) or an empty frame is a DataError.
+    """
+    import polars as pl
+
+    unknown = [c for c in frame.columns if c not in ALL_COLUMNS]
+    if unknown:
+        raise DataError(
+            f"unknown column(s) {', '.join(unknown)}; allowed: {', '.join(ALL_COLUMNS)}"
+        )
+    missing = [c for c in REQUIRED if c not in frame.columns]
+    if missing:
+        raise DataError(f"missing required column(s) {', '.join(missing)}")
+    if frame.height == 0:
+        raise DataError("no rows to publish")
+    columns = column_order(frame.columns)
+    out = frame.select([_conform_column(frame, c) for c in columns])
+    for column in REQUIRED:
+        if out.get_column(column).null_count():
+            row = int(out.get_column(column).is_null().arg_true()[0])
+            raise DataError(f"null {column} in row {row} (symbol {out['symbol'][row]!r})", row=row)
+    out = out.sort("symbol", "ts")
+    # Sorted, so a duplicate (symbol, ts) is equal to the row before it.
+    dup = out.select(
+        (pl.col("symbol") == pl.col("symbol").shift(1)) & (pl.col("ts") == pl.col("ts").shift(1))
+    ).to_series()
+    if dup.any():
+        row = int(dup.arg_true()[0])
+        raise DataError(f"duplicate bar for symbol {out['symbol'][row]!r} at {out['ts'][row]}")
+    return out
+
+
+def arrow_schema(columns: list[str]) -> pa.Schema:
+    """The Arrow schema data files are written with (fixed types, so bytes are stable)."""
+    import polars as pl
+    import pyarrow as pa
+
+    def arrow_type(dtype: pl.DataType) -> pa.DataType:
+        if dtype == pl.String():
+            return pa.string()
+        if dtype == pl.Float64():
+            return pa.float64()
+        if dtype == pl.Int64():
+            return pa.int64()
+        return pa.timestamp("us", tz=TIMEZONE)
+
+    return pa.schema([pa.field(c, arrow_type(ALL_COLUMNS[c])) for c in columns])
+
+
+# ---------------------------------------------------------------------------------------------
+# Data files.
+
+
+@dataclass(frozen=True)
+class _Slice:
+    symbol: str
+    start: int
+    cuts: tuple[int, ...]  # row-group ends (at year boundaries), the last is the slice end
+
+
+def _encode(table: pa.Table, cuts: tuple[int, ...]) -> bytes:
+    """One symbol's bars as Parquet bytes, one row group per range ending at each of ``cuts``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = pa.BufferOutputStream()
+    with pq.ParquetWriter(
+        sink,
+        table.schema,
+        compression=COMPRESSION,
+        compression_level=COMPRESSION_LEVEL,
+        data_page_size=DATA_PAGE_BYTES,
+        # Dictionaries only pay off for the repeated strings; on prices they cost time and bytes.
+        use_dictionary=[f.name for f in table.schema if f.type == pa.string()],
+        write_statistics=True,
+        store_schema=True,
+    ) as writer:
+        lo = 0
+        for hi in cuts:
+            writer.write_table(table.slice(lo, hi - lo), row_group_size=ROW_GROUP_ROWS)
+            lo = hi
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def _slices(bars: pl.DataFrame) -> list[_Slice]:
+    """Row ranges of each symbol in ``bars`` (sorted) and its row-group boundaries.
+
+    Row groups hold whole calendar years (IST), so ts statistics prune years; consecutive years
+    share a group until it has MIN_ROW_GROUP_ROWS rows, because scanning many tiny groups (a
+    daily year is ~250 rows) costs far more than reading a few extra rows.
+    """
+    import polars as pl
+
+    keys = bars.select(pl.col("symbol"), pl.col("ts").dt.year().alias("year"))
+    new_symbol = (keys["symbol"] != keys["symbol"].shift(1)).fill_null(True)
+    new_year = (keys["year"] != keys["year"].shift(1)).fill_null(True)
+    starts = new_symbol.arg_true().to_list()
+    years = (new_year & ~new_symbol).arg_true().to_list()
+    out, j = [], 0
+    for i, start in enumerate(starts):
+        end = starts[i + 1] if i + 1 < len(starts) else bars.height
+        cuts, last = [], start
+        while j < len(years) and years[j] < end:
+            if years[j] - last >= MIN_ROW_GROUP_ROWS:
+                cuts.append(years[j])
+                last = years[j]
+            j += 1
+        cuts.append(end)
+        out.append(_Slice(str(bars["symbol"][start]), start, tuple(cuts)))
+    return out
+
+
+def partition_path(symbol: str, sha256: str) -> str:
+    """The relative path of a symbol's data file, named by its content."""
+    return f"{DATA_DIR}/symbol={quote(symbol, safe='')}/{sha256[:HASH_PREFIX]}.parquet"
+
+
+def _write_partition(
+    bars: pl.DataFrame, schema: pa.Schema, part: _Slice, dest: Path, reuse: dict[str, Path]
+) -> tuple[Partition, str]:
+    end = part.cuts[-1]
+    # Converted per symbol, so the whole frame is never held twice (polars and Arrow).
+    table = bars.slice(part.start, end - part.start).to_arrow().cast(schema)
+    data = _encode(table, tuple(c - part.start for c in part.cuts))
+    sha = hashlib.sha256(data).hexdigest()
+    rel = partition_path(part.symbol, sha)
+    target = dest / rel
+    target.parent.mkdir(parents=True, exist_ok=True)
+    source = reuse.get(sha)
+    linked = False
+    if source is not None:
+        try:
+            os.link(source, target)
+            linked = True
+        except OSError:
+            linked = False  # another file system or link limit: write a copy below
+    if not linked:
+        _write_new(target, data, 0o444)
+    fsync_dir(target.parent)
+    partition = Partition(
+        path=rel,
+        symbol=part.symbol,
+        rows=end - part.start,
+        first_ts=bars["ts"][part.start],
+        last_ts=bars["ts"][end - 1],
+        bytes=len(data),
+    )
+    return partition, sha
+
+
+def _write_files(
+    bars: pl.DataFrame, dest: Path, reuse: dict[str, Path]
+) -> tuple[list[Partition], dict[str, str], dict[str, str]]:
+    schema = arrow_schema(bars.columns)
+    (dest / DATA_DIR).mkdir()
+    workers = min(8, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        done = list(
+            pool.map(lambda p: _write_partition(bars, schema, p, dest, reuse), _slices(bars))
+        )
+    fsync_dir(dest / DATA_DIR)
+    partitions = [p for p, _ in done]
+    files = {p.path: sha for p, sha in done}
+    return partitions, files, {f.name: str(f.type) for f in schema}
+
+
+def _reusable(root: Path, name: str, base: int | None) -> dict[str, Path]:
+    """sha256 -> file of the base version, for hard-linking unchanged files."""
+    if base is None:
+        return {}
+    folder = version_dir(root, name, base)
+    return {sha: folder / rel for rel, sha in read_manifest(folder).files.items()}
+
+
+def publish(
+    root: Path,
+    name: str,
+    frame: pl.DataFrame,
+    *,
+    interval: str,
+    source: SourceInfo,
+    parent: int | None = None,
+    notes: dict[str, object] | None = None,
+    wait: float = 0,
+) -> PublishResult:
+    """Publish ``frame`` as the next version of dataset ``name`` under ``root``.
+
+    ``parent`` is the version the new one derives from (default: the latest); its unchanged data
+    files are hard-linked. When the content hash equals the latest version's, nothing is
+    written and ``created`` is False. Holds the dataset lock (waiting up to ``wait`` seconds,
+    else LockHeldError). DataError when ``frame`` does not fit the canonical schema.
+    """
+    check_name(name)
+    if interval not in INTERVALS:
+        raise UsageError(f"unknown interval {interval!r}; use one of {', '.join(INTERVALS)}")
+    bars = conform(frame)
+    with dataset_lock(root, name, wait=wait):
+        versions = version_numbers(root, name)
+        if parent is not None and parent not in versions:
+            have = ", ".join(f"v{v}" for v in versions) or "none"
+            raise NotFoundError(f"parent version {name}@v{parent} not found (versions: {have})")
+        latest = versions[-1] if versions else None
+        base = parent if parent is not None else latest
+        tmp = make_temp_dir(root, name, "publish")
+        try:
+            partitions, files, schema = _write_files(bars, tmp, _reusable(root, name, base))
+            digest = content_hash(files, schema, interval)
+            if latest is not None:
+                current = read_manifest(version_dir(root, name, latest))
+                if current.content_hash == digest:
+                    shutil.rmtree(tmp)
+                    return PublishResult(current, created=False)
+            manifest = Manifest(
+                name=name,
+                version=next_version(root, name),
+                parent=base,
+                created_at=datetime.now(UTC).replace(microsecond=0),
+                interval=interval,
+                timezone=TIMEZONE,
+                schema=schema,
+                rows=bars.height,
+                symbols=tuple(p.symbol for p in partitions),
+                first_ts=min(p.first_ts for p in partitions),
+                last_ts=max(p.last_ts for p in partitions),
+                source=source,
+                files=files,
+                partitions=tuple(partitions),
+                content_hash=digest,
+                quantcli_version=__version__,
+                notes=dict(notes or {}),
+            )
+            # The manifest goes last: a directory holding it is complete.
+            _write_new(tmp / MANIFEST, manifest.to_json().encode("utf-8"), 0o444)
+            fsync_dir(tmp)
+            os.rename(tmp, version_dir(root, name, manifest.version))
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        fsync_dir(root / name)
+        return PublishResult(manifest, created=True)

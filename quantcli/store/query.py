@@ -1,0 +1,137 @@
+"""SQL over pinned dataset versions in a sandboxed, in-process DuckDB connection.
+
+Each dataset becomes a view over exactly its manifest's files. Then the connection is locked
+down: external access off (no other file, no extension, no network), only those files allowed,
+configuration locked so the query cannot undo it, and only SELECT statements accepted, because
+DuckDB would otherwise let COPY overwrite an allowed file. Results are written by the Python side
+(atomically), never by DuckDB.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from quantcli.errors import QuantcliError, UsageError
+from quantcli.store.publish import atomic_write_bytes
+from quantcli.store.reader import DatasetVersion, open_dataset, sql_ident, sql_string
+from quantcli.store.schema import TIMEZONE
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+
+DEFAULT_VIEW = "bars"
+ALIAS_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+FORMATS = ("csv", "json", "parquet")
+
+
+def parse_dataset_options(values: Sequence[str]) -> dict[str, str]:
+    """``--dataset`` values -> {view name: reference}. The one unnamed reference is ``bars``."""
+    views: dict[str, str] = {}
+    for value in values:
+        alias, eq, ref = value.partition("=")
+        if not eq:
+            alias, ref = DEFAULT_VIEW, value
+            if DEFAULT_VIEW in views:
+                raise UsageError(
+                    f"only one --dataset may be unnamed (it is the view {DEFAULT_VIEW!r}); "
+                    f"name the others with --dataset ALIAS=REF: {value!r}"
+                )
+        elif not ALIAS_RE.match(alias):
+            raise UsageError(f"invalid view name {alias!r} in --dataset {value!r}")
+        if alias in views:
+            raise UsageError(f"view {alias!r} is given twice in --dataset")
+        views[alias] = ref
+    if not views:
+        raise UsageError("give the dataset to query with --dataset REF (it becomes the view bars)")
+    return views
+
+
+def sandbox(views: Mapping[str, DatasetVersion]) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection exposing ``views`` and able to read nothing else."""
+    import duckdb
+
+    con = duckdb.connect(":memory:")
+    con.execute(f"SET TimeZone = {sql_string(TIMEZONE)}")
+    allowed: list[str] = []
+    for alias, version in views.items():
+        con.execute(f"CREATE VIEW {sql_ident(alias)} AS SELECT * FROM {version.parquet_sql()}")
+        allowed.extend(str(f) for f in version.files())
+    con.execute(f"SET allowed_paths = [{', '.join(sql_string(p) for p in allowed)}]")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET autoinstall_known_extensions = false")
+    con.execute("SET autoload_known_extensions = false")
+    con.execute("SET lock_configuration = true")
+    return con
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def execute(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
+    """Run read-only ``sql`` on a sandboxed connection; the last statement's result as Arrow."""
+    import duckdb
+
+    if not sql.strip():
+        raise UsageError("empty SQL query")
+    try:
+        statements = con.extract_statements(sql)
+        for statement in statements:
+            if statement.type != duckdb.StatementType.SELECT:
+                kind = statement.type.name
+                raise QuantcliError(
+                    f"query refused: only SELECT statements may run, not {kind} "
+                    "(the query sandbox cannot write files or change settings)"
+                )
+        result = None
+        for statement in statements:
+            result = con.sql(statement.query)
+        if result is None:
+            raise UsageError("the SQL query has no statement")
+        return result.to_arrow_table()
+    except duckdb.PermissionException as exc:
+        raise QuantcliError(
+            f"query refused: {_first_line(exc)} (queries read only the --dataset views)"
+        ) from exc
+    except duckdb.Error as exc:
+        raise QuantcliError(f"SQL error: {_first_line(exc)}") from exc
+
+
+def run_query(root: Path, sql: str, datasets: Sequence[str]) -> pa.Table:
+    """Run ``sql`` over the ``--dataset`` references (``REF`` or ``ALIAS=REF``) under ``root``."""
+    views = {
+        alias: open_dataset(ref, root) for alias, ref in parse_dataset_options(datasets).items()
+    }
+    con = sandbox(views)
+    try:
+        return execute(con, sql)
+    finally:
+        con.close()
+
+
+def encode(table: pa.Table, fmt: str) -> bytes:
+    """A query result as CSV, JSON (an array of records) or Parquet bytes."""
+    import polars as pl
+    import pyarrow.parquet as pq
+
+    if fmt == "parquet":
+        sink = io.BytesIO()
+        pq.write_table(table, sink, compression="zstd")
+        return sink.getvalue()
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)  # a Table always converts to a DataFrame
+    if fmt == "csv":
+        return frame.write_csv().encode("utf-8")
+    if fmt == "json":
+        return frame.write_json().encode("utf-8")
+    raise UsageError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+
+
+def write_result(table: pa.Table, fmt: str, path: Path) -> None:
+    """Write a query result to ``path`` atomically (readers never see a partial file)."""
+    atomic_write_bytes(path, encode(table, fmt))

@@ -1,0 +1,236 @@
+"""Reading a pinned dataset version: polars, Arrow or DuckDB, filtered by symbol and time.
+
+Files are taken from the manifest (one per symbol), never found by globbing, and each file
+holds one row group per year whose ts statistics let polars and DuckDB skip other years.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+from quantcli.errors import NotFoundError, UsageError
+from quantcli.store.catalog import resolve_version
+from quantcli.store.manifest import Manifest, read_manifest, version_dir
+from quantcli.store.schema import ALL_COLUMNS, TIMEZONE
+
+if TYPE_CHECKING:
+    import duckdb
+    import polars as pl
+    import pyarrow as pa
+
+IST = ZoneInfo(TIMEZONE)
+# Arrow type names in manifest.json -> DuckDB types, declared so nothing is inferred.
+DUCKDB_TYPES = {
+    "string": "VARCHAR",
+    f"timestamp[us, tz={TIMEZONE}]": "TIMESTAMPTZ",
+    "double": "DOUBLE",
+    "int64": "BIGINT",
+}
+MAX_LISTED = 20
+
+
+def sql_string(text: str) -> str:
+    """``text`` as a SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def sql_ident(name: str) -> str:
+    """``name`` as a quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    """``[start, end]`` in IST; a date bound covers the whole IST day."""
+
+    start: datetime | None
+    end: datetime | None
+    end_inclusive: bool
+
+    @classmethod
+    def of(cls, start: date | datetime | None, end: date | datetime | None) -> TimeRange:
+        """Normalise the bounds; a naive datetime is read as IST."""
+
+        def at(value: date | datetime) -> datetime:
+            if isinstance(value, datetime):
+                aware = value if value.tzinfo is not None else value.replace(tzinfo=IST)
+                return aware.astimezone(IST)
+            return datetime.combine(value, time(0), tzinfo=IST)
+
+        lo = None if start is None else at(start)
+        if end is None:
+            return cls(lo, None, True)
+        if isinstance(end, datetime):
+            return cls(lo, at(end), True)
+        return cls(lo, at(end + timedelta(days=1)), False)
+
+
+@dataclass(frozen=True)
+class DatasetVersion:
+    """One resolved, immutable dataset version."""
+
+    name: str
+    version: int
+    path: Path
+    manifest: Manifest
+
+    @property
+    def root(self) -> Path:
+        """The store root the version lives in."""
+        return self.path.parent.parent
+
+    @property
+    def ref(self) -> str:
+        """The pinned reference ``NAME@vN``."""
+        return self.manifest.ref
+
+    def select_symbols(self, symbols: Sequence[str] | str | None) -> tuple[str, ...]:
+        """The requested symbols (all when None; a str is one symbol), checked against the
+        version: NotFoundError naming the unknown ones."""
+        if symbols is None:
+            return self.manifest.symbols
+        wanted = (symbols,) if isinstance(symbols, str) else tuple(dict.fromkeys(symbols))
+        if not wanted:
+            raise UsageError("an empty symbol list selects nothing; pass None for all symbols")
+        known = set(self.manifest.symbols)
+        unknown = [s for s in wanted if s not in known]
+        if unknown:
+            listed = ", ".join(self.manifest.symbols[:MAX_LISTED])
+            more = len(self.manifest.symbols) - MAX_LISTED
+            listed += f" and {more} more" if more > 0 else ""
+            raise NotFoundError(
+                f"symbol(s) {', '.join(unknown)} not in {self.ref} (symbols: {listed})"
+            )
+        return wanted
+
+    def files(self, symbols: Sequence[str] | str | None = None) -> list[Path]:
+        """The data files holding ``symbols`` (all when None), from the manifest."""
+        chosen = None if symbols is None else self.select_symbols(symbols)
+        return [self.path / p.path for p in self.manifest.partitions_for(chosen)]
+
+    def _columns(self, columns: Sequence[str] | None) -> list[str]:
+        have = list(self.manifest.schema)
+        if columns is None:
+            return have
+        unknown = [c for c in columns if c not in have]
+        if unknown:
+            raise UsageError(
+                f"column(s) {', '.join(unknown)} not in {self.ref} (columns: {', '.join(have)})"
+            )
+        return list(columns)
+
+    def lazy(
+        self,
+        symbols: Sequence[str] | str | None = None,
+        start: date | datetime | None = None,
+        end: date | datetime | None = None,
+        *,
+        adjusted: bool = False,
+        columns: Sequence[str] | None = None,
+    ) -> pl.LazyFrame:
+        """The bars as a polars LazyFrame sorted by (symbol, ts).
+
+        ``start``/``end`` are inclusive; a date means the whole IST day. ``adjusted`` applies
+        split/bonus/dividend back-adjustment from the corporate-actions table.
+        """
+        import polars as pl
+
+        selected = self._columns(columns)
+        files = self.files(symbols)
+        schema = {c: ALL_COLUMNS[c] for c in self.manifest.schema}
+        lf = pl.scan_parquet(
+            [str(f) for f in files], schema=schema, hive_partitioning=False, glob=False
+        )
+        if adjusted:
+            from quantcli.market.corporate_actions import actions_for, back_adjust
+
+            lf = back_adjust(lf, actions_for(self.select_symbols(symbols), self.root))
+        bounds = TimeRange.of(start, end)
+        if bounds.start is not None:
+            lf = lf.filter(pl.col("ts") >= bounds.start)
+        if bounds.end is not None:
+            upper = (
+                pl.col("ts") <= bounds.end if bounds.end_inclusive else pl.col("ts") < bounds.end
+            )
+            lf = lf.filter(upper)
+        return lf.select(selected)
+
+    def arrow(
+        self,
+        symbols: Sequence[str] | str | None = None,
+        start: date | datetime | None = None,
+        end: date | datetime | None = None,
+        *,
+        adjusted: bool = False,
+        columns: Sequence[str] | None = None,
+    ) -> pa.Table:
+        """The bars as an Arrow table in the on-disk types, sorted by (symbol, ts)."""
+        from quantcli.store.publish import arrow_schema
+
+        frame = self.lazy(symbols, start, end, adjusted=adjusted, columns=columns).collect()
+        return frame.to_arrow().cast(arrow_schema(frame.columns))
+
+    def parquet_sql(self, symbols: Sequence[str] | str | None = None) -> str:
+        """A ``read_parquet`` call over the manifest's files with every column type declared."""
+        files = ", ".join(sql_string(str(f)) for f in self.files(symbols))
+        types = ", ".join(
+            f"{sql_string(c)}: {sql_string(DUCKDB_TYPES[t])}"
+            for c, t in self.manifest.schema.items()
+        )
+        return f"read_parquet([{files}], hive_partitioning=false, bound_schema={{{types}}})"
+
+    def relation(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        symbols: Sequence[str] | str | None = None,
+        start: date | datetime | None = None,
+        end: date | datetime | None = None,
+        *,
+        adjusted: bool = False,
+        columns: Sequence[str] | None = None,
+    ) -> duckdb.DuckDBPyRelation:
+        """The bars as a DuckDB relation on ``con``, ordered by (symbol, ts)."""
+        if adjusted:
+            return con.from_arrow(self.arrow(symbols, start, end, adjusted=True, columns=columns))
+        selected = ", ".join(sql_ident(c) for c in self._columns(columns))
+        bounds = TimeRange.of(start, end)
+        where = []
+        if bounds.start is not None:
+            where.append(f"ts >= {sql_string(bounds.start.isoformat())}::TIMESTAMPTZ")
+        if bounds.end is not None:
+            op = "<=" if bounds.end_inclusive else "<"
+            where.append(f"ts {op} {sql_string(bounds.end.isoformat())}::TIMESTAMPTZ")
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        return con.sql(
+            f"SELECT {selected} FROM {self.parquet_sql(symbols)}{clause} ORDER BY symbol, ts"
+        )
+
+    def symbol_stats(self) -> pl.DataFrame:
+        """Per symbol: rows, first/last ts, min/max close and mean volume."""
+        import polars as pl
+
+        return (
+            self.lazy(columns=["symbol", "ts", "close", "volume"])
+            .group_by("symbol", maintain_order=True)
+            .agg(
+                pl.len().alias("rows"),
+                pl.col("ts").first().alias("first_ts"),
+                pl.col("ts").last().alias("last_ts"),
+                pl.col("close").min().alias("min_close"),
+                pl.col("close").max().alias("max_close"),
+                pl.col("volume").mean().alias("mean_volume"),
+            )
+            .collect()
+        )
+
+
+def open_dataset(ref: str, root: Path) -> DatasetVersion:
+    """The version ``ref`` (NAME, NAME@latest, NAME@v3, NAME@<hash prefix>, NAME@<tag>) names."""
+    name, version = resolve_version(root, ref)
+    path = version_dir(root, name, version)
+    return DatasetVersion(name, version, path, read_manifest(path))

@@ -1,0 +1,45 @@
+"""Input parsers: each turns files of one kind into canonical bars (``ParsedSource``).
+
+Kinds: ``csv`` and ``parquet`` (generic, with a column map), ``nifty50`` (the NIFTY-50 daily
+layout), ``bhavcopy`` (NSE legacy and UDiFF bhavcopies) and ``synthetic`` (generated bars).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Final
+
+from quantcli.errors import NotFoundError, UsageError
+from quantcli.store.sources import bhavcopy, csv, nifty50, parquet, synthetic
+from quantcli.store.sources.base import BOOKKEEPING, FILE_COL, ROW_COL, ParsedSource
+
+__all__ = ["BOOKKEEPING", "FILE_COL", "KINDS", "ROW_COL", "ParsedSource", "parse_source"]
+
+Parser = Callable[[Sequence[Path], Mapping[str, str]], ParsedSource]
+
+_PARSERS: Final[dict[str, Parser]] = {
+    "csv": csv.parse,
+    "parquet": parquet.parse,
+    "nifty50": nifty50.parse,
+    "bhavcopy": bhavcopy.parse,
+    "synthetic": synthetic.parse,
+}
+KINDS: Final = tuple(_PARSERS)
+
+
+def parse_source(kind: str, files: Sequence[Path], options: Mapping[str, str]) -> ParsedSource:
+    """Parse ``files`` of source ``kind`` with string ``options`` into canonical bars.
+
+    Raises UsageError for an unknown kind or option, NotFoundError for a missing file and
+    DataError (with file and row) for content that cannot be parsed.
+    """
+    parser = _PARSERS.get(kind)
+    if parser is None:
+        raise UsageError(f"unknown source kind {kind!r}; choose from {', '.join(KINDS)}")
+    if kind != "synthetic" and not files:
+        raise UsageError(f"source {kind!r} needs at least one input file")
+    for path in files:
+        if not path.is_file():
+            raise NotFoundError(f"{path}: no such file")
+    return parser([Path(p) for p in files], options)

@@ -1,0 +1,42 @@
+"""Generic Parquet files, mapped to the canonical columns with ``--map``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import polars as pl
+
+from quantcli.errors import DataError
+from quantcli.store.sources.base import (
+    ROW_COL,
+    ParsedSource,
+    canonical_frame,
+    check_options,
+    column_mapping,
+    finish,
+    table_options,
+)
+
+OPTIONS = ("date_format", "timezone", "symbol")
+
+
+def parse(files: Sequence[Path], options: Mapping[str, str]) -> ParsedSource:
+    """Parse Parquet files; ``__row`` is the 1-based row within each file."""
+    check_options("parquet", options, OPTIONS)
+    opts = table_options(options, mapping=column_mapping(options))
+    frames: list[pl.DataFrame] = []
+    ignored: list[str] = []
+    for path in files:
+        try:
+            raw = pl.read_parquet(path)
+        except (pl.exceptions.ComputeError, OSError) as exc:
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise DataError(f"not a readable Parquet file: {message}", path=str(path)) from None
+        if raw.height == 0:
+            raise DataError("no data rows", path=str(path))
+        raw = raw.with_row_index(ROW_COL, offset=1).with_columns(pl.col(ROW_COL).cast(pl.Int64))
+        frame, skipped = canonical_frame(raw, str(path), path.stem, opts)
+        frames.append(frame)
+        ignored.extend(skipped)
+    return finish(frames, [str(p) for p in files], files, ignored)

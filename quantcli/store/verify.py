@@ -1,0 +1,110 @@
+"""Verifying stored versions against their manifests: every file hash and the content hash."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from quantcli.errors import IntegrityError
+from quantcli.store.catalog import datasets, resolve_version
+from quantcli.store.manifest import (
+    MANIFEST,
+    content_hash,
+    read_manifest,
+    version_dir,
+    version_numbers,
+)
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """The result of checking one version; ``ok`` when nothing is missing, extra or changed."""
+
+    ref: str
+    files: int
+    missing: tuple[str, ...]
+    extra: tuple[str, ...]
+    changed: tuple[str, ...]
+    content_hash_ok: bool
+
+    @property
+    def ok(self) -> bool:
+        """Whether the version matches its manifest exactly."""
+        return self.content_hash_ok and not (self.missing or self.extra or self.changed)
+
+    def summary(self) -> str:
+        """One line naming what is wrong (or "ok")."""
+        if self.ok:
+            return f"{self.ref}: ok ({self.files} files)"
+        parts = [
+            f"{label} {', '.join(paths)}"
+            for label, paths in (
+                ("missing", self.missing),
+                ("extra", self.extra),
+                ("changed", self.changed),
+            )
+            if paths
+        ]
+        if not self.content_hash_ok:
+            parts.append("content hash does not match the manifest")
+        return f"{self.ref}: " + "; ".join(parts)
+
+
+def sha256_file(path: Path) -> str:
+    """The sha256 hex digest of a file."""
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def _on_disk(folder: Path) -> set[str]:
+    found = set()
+    for dirpath, _dirs, names in os.walk(folder):
+        for name in names:
+            found.add((Path(dirpath) / name).relative_to(folder).as_posix())
+    found.discard(MANIFEST)
+    return found
+
+
+def verify_version(root: Path, name: str, version: int) -> VerifyReport:
+    """Recompute every hash of ``name`` version ``version`` and compare with its manifest."""
+    folder = version_dir(root, name, version)
+    manifest = read_manifest(folder)
+    present = _on_disk(folder)
+    expected = manifest.files
+    missing = sorted(set(expected) - present)
+    extra = sorted(present - set(expected))
+    to_hash = sorted(set(expected) & present)
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        digests = list(pool.map(lambda rel: sha256_file(folder / rel), to_hash))
+    changed = [rel for rel, d in zip(to_hash, digests, strict=True) if d != expected[rel]]
+    recomputed = content_hash(expected, manifest.schema, manifest.interval)
+    return VerifyReport(
+        ref=manifest.ref,
+        files=len(expected),
+        missing=tuple(missing),
+        extra=tuple(extra),
+        changed=tuple(changed),
+        content_hash_ok=recomputed == manifest.content_hash,
+    )
+
+
+def verify(root: Path, ref: str | None = None) -> list[VerifyReport]:
+    """Reports for the version ``ref`` names, or for every version in the store when None."""
+    if ref is not None:
+        return [verify_version(root, *resolve_version(root, ref))]
+    return [
+        verify_version(root, name, v)
+        for name in datasets(root)
+        for v in version_numbers(root, name)
+    ]
+
+
+def check(reports: list[VerifyReport]) -> None:
+    """IntegrityError (one line) when any report is not ok."""
+    bad = [r for r in reports if not r.ok]
+    if bad:
+        more = f" (and {len(bad) - 1} more bad versions)" if len(bad) > 1 else ""
+        raise IntegrityError(bad[0].summary() + more)

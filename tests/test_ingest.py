@@ -1,0 +1,363 @@
+"""Ingest end to end: sources into versions, refusal of bad data, append, idempotence."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import polars as pl
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from quantcli.errors import ConflictError, DataError, NotFoundError, UsageError
+from quantcli.store.ingest import drop_exact_duplicates, infer_interval, ingest, merge_append
+from quantcli.store.manifest import InputFile, SourceInfo
+from quantcli.store.publish import publish
+from quantcli.store.reader import open_dataset
+from quantcli.store.schema import TS_DTYPE
+
+IST = ZoneInfo("Asia/Kolkata")
+CORPUS = Path(__file__).parent / "corpus"
+MALFORMED = [
+    "wrong_columns.csv",
+    "bad_date.csv",
+    "nan_price.csv",
+    "negative_price.csv",
+    "negative_volume.csv",
+    "ohlc.csv",
+    "duplicates.csv",
+    "empty.csv",
+    "header_only.csv",
+    "semicolon.csv",
+    "truncated.csv",
+    "non_utf8.csv",
+    "not_a_number.csv",
+    "extra_fields.csv",
+    "missing_volume.csv",
+]
+
+
+def write_csv(path: Path, rows: list[tuple[str, str, float, int]]) -> Path:
+    """symbol, ISO date, close, volume -> a canonical CSV with a consistent OHLC."""
+    lines = ["symbol,ts,open,high,low,close,volume"]
+    lines += [f"{s},{d},{c},{c + 1},{c - 1},{c},{v}" for s, d, c, v in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def assert_nothing_written(root: Path) -> None:
+    entries = {p.name for p in root.iterdir()} if root.exists() else set()
+    tmp = root / ".tmp"
+    assert not (entries - {".tmp"}), entries
+    assert not tmp.exists() or not any(tmp.iterdir())
+
+
+@pytest.mark.parametrize("name", MALFORMED)
+def test_malformed_input_one_line_exit_65_nothing_written(cli, store: Path, name: str) -> None:
+    res = cli("data", "ingest", "bad", "--source", "csv", str(CORPUS / name))
+    assert res.exit_code == 65, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith(f"error: {CORPUS / name}")
+    assert res.stdout == ""
+    assert_nothing_written(store)
+
+
+def test_sample_needs_dedupe_and_warnings_then_is_idempotent(
+    cli, store: Path, sample_dir: Path
+) -> None:
+    files = [str(p) for p in sorted(sample_dir.glob("*.csv"))]
+    base = ["data", "ingest", "nse", "--source", "nifty50", *files]
+    refused = cli(*base)
+    assert refused.exit_code == 65
+    assert "BAJAJ-AUTO.csv:730: duplicate: duplicate bar (BAJAJ-AUTO, 2011-05-06)" in refused.stderr
+    assert_nothing_written(store)
+    warned = cli(*base, "--drop-duplicates")
+    assert warned.exit_code == 65 and "pass --allow-warnings" in warned.stderr
+    made = cli(*base, "--drop-duplicates", "--allow-warnings")
+    assert made.exit_code == 0, made.stderr
+    assert made.stdout.startswith("created nse@v1: 10,786 rows, 3 symbols, 1d bars")
+    assert "warning:" in made.stderr and "missing_session" in made.stderr
+    again = cli(*base, "--drop-duplicates", "--allow-warnings")
+    assert again.exit_code == 0 and again.stdout.strip() == "unchanged, v1 (same content as nse@v1)"
+    manifest = open_dataset("nse", store).manifest
+    assert manifest.notes["exact_duplicates_dropped"] == {
+        "BAJAJ-AUTO": 3,
+        "JSWSTEEL": 3,
+        "MARUTI": 3,
+    }
+    assert "missing_session" in manifest.notes["warnings_accepted"]  # type: ignore[operator]
+    assert manifest.source.kind == "nifty50"
+    assert [Path(f.path).name for f in manifest.source.files] == [
+        "BAJAJ-AUTO.csv",
+        "JSWSTEEL.csv",
+        "MARUTI.csv",
+    ]
+    assert manifest.source.options == {}
+    assert {"vwap", "turnover", "deliverable_volume"} <= set(manifest.schema)
+
+
+def test_intraday_duplicates_refused_with_file_row_and_count(
+    cli, store: Path, shared_data: Path
+) -> None:
+    files = [str(p) for p in sorted((shared_data / "nse_intraday_5min").glob("*.csv"))]
+    res = cli("data", "ingest", "intra", "--source", "csv", *files)
+    assert res.exit_code == 65
+    line = res.stderr.strip()
+    assert line == (
+        f"error: {files[0]}:5101: duplicate: duplicate bar (INFY, 2023-10-09 09:15+05:30), "
+        "first at row 5026 (and 449 more: 450 duplicate)"
+    )
+    assert_nothing_written(store)
+    ok = cli("--json", "data", "ingest", "intra", "--source", "csv", *files, "--drop-duplicates")
+    assert ok.exit_code == 0, ok.stderr
+    doc = ok.json()
+    assert doc["interval"] == "5m" and doc["rows"] == 37149 - 450
+    assert doc["duplicates_dropped"] == {"INFY": 225, "RELIANCE": 225}
+    assert doc["validation"]["counts"] == {}
+
+
+def test_bhavcopy_both_formats_one_dataset(cli, store: Path) -> None:
+    files = [str(p) for p in sorted((CORPUS / "bhavcopy").iterdir())]
+    res = cli("--json", "data", "ingest", "bhav", "--source", "bhavcopy", *files)
+    assert res.exit_code == 0, res.stderr
+    doc = res.json()
+    assert doc["rows"] == 18 and doc["symbols"] == 3 and doc["validation"]["counts"] == {}
+    frame = open_dataset("bhav", store).lazy().collect()
+    assert frame["ts"].dt.date().n_unique() == 6
+    assert set(frame["series"]) == {"EQ"}
+    be = cli("data", "ingest", "bhavbe", "--source", "bhavcopy", "--series", "BE", *files)
+    assert be.exit_code == 0 and "1 symbol," in be.stdout
+
+
+def test_synthetic_deterministic_and_json(cli, store: Path) -> None:
+    args = ["--json", "data", "ingest", "syn", "--source", "synthetic"]
+    args += ["--symbols", "3", "--days", "40", "--seed", "9"]
+    first = cli(*args).json()
+    assert first["created"] and first["version"] == 1 and first["rows"] == 120
+    again = cli(*args).json()
+    assert not again["created"] and again["content_hash"] == first["content_hash"]
+    other = cli("--json", "data", "ingest", "syn2", "--source", "synthetic", *args[6:]).json()
+    assert other["content_hash"] == first["content_hash"]
+    manifest = open_dataset("syn", store).manifest
+    assert manifest.source == SourceInfo(
+        "synthetic", (), {"symbols": "3", "days": "40", "seed": "9"}
+    )
+
+
+def test_map_and_date_format_through_cli(cli, store: Path, tmp_path: Path) -> None:
+    path = tmp_path / "ACME.csv"
+    path.write_text("Day,O,H,L,Close Price,Qty\n02/01/2024,10,11,9,10.5,100\n")
+    res = cli(
+        "data", "ingest", "acme", "--source", "csv", str(path),
+        "--map", "Day=ts", "--map", "O=open", "--map", "H=high", "--map", "L=low",
+        "--map", "Close Price=close", "--map", "Qty=volume", "--date-format", "%d/%m/%Y",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.stderr
+    frame = open_dataset("acme", store).lazy().collect()
+    assert frame["ts"].to_list() == [datetime(2024, 1, 2, tzinfo=IST)]
+    assert frame["symbol"].to_list() == ["ACME"]
+    manifest = open_dataset("acme", store).manifest
+    assert manifest.source.options["map.Close Price"] == "close"
+    assert manifest.source.options["date_format"] == "%d/%m/%Y"
+    bad = cli("data", "ingest", "acme", "--source", "csv", str(path), "--map", "Day")
+    assert bad.exit_code == 2 and "expected SOURCE=canonical" in bad.stderr
+
+
+def test_append_adds_rows_then_conflicts_then_replace(tmp_path: Path, store: Path) -> None:
+    v1 = write_csv(tmp_path / "v1.csv", [("A", "2024-01-01", 10, 1), ("A", "2024-01-02", 11, 2)])
+    r1 = ingest(store, "d", "csv", [v1], options={})
+    assert (r1.version, r1.created, r1.parent) == (1, True, None)
+    more = write_csv(
+        tmp_path / "more.csv",
+        [("A", "2024-01-02", 11, 2), ("A", "2024-01-03", 12, 3), ("B", "2024-01-03", 5, 9)],
+    )
+    r2 = ingest(store, "d", "csv", [more], options={}, append=True)
+    assert (r2.version, r2.parent, r2.rows, r2.input_rows) == (2, 1, 4, 3)
+    again = ingest(store, "d", "csv", [more], options={}, append=True)
+    assert not again.created and again.version == 2
+    clash = write_csv(
+        tmp_path / "clash.csv",
+        [("A", "2024-01-02", 11.5, 2), ("A", "2024-01-03", 12.5, 3), ("B", "2024-01-03", 6, 9)],
+    )
+    with pytest.raises(ConflictError) as info:
+        ingest(store, "d", "csv", [clash], options={}, append=True)
+    message = info.value.message
+    assert "append conflicts with d@v2: 3 bar(s) differ (A 2, B 1)" in message
+    assert "first A 2024-01-02 00:00 open 11.0 in d@v2 vs 11.5 new" in message
+    assert "--on-conflict replace" in message
+    versions = sorted(v.name for v in (store / "d").iterdir() if v.name.startswith("v"))
+    assert versions == ["v1", "v2"]
+    r3 = ingest(store, "d", "csv", [clash], options={}, append=True, on_conflict="replace")
+    assert (r3.version, r3.parent, r3.rows) == (3, 2, 4)
+    assert r3.conflicts_replaced == {"A": 2, "B": 1}
+    manifest = open_dataset("d@v3", store).manifest
+    assert manifest.notes["conflicts_replaced"] == {"A": 2, "B": 1}
+    closes = open_dataset("d@v3", store).lazy().collect().sort("symbol", "ts")["close"].to_list()
+    assert closes == [10.0, 11.5, 12.5, 6.0]
+
+
+def test_append_keeps_optional_columns_and_checks_interval(tmp_path: Path, store: Path) -> None:
+    path = tmp_path / "x.csv"
+    path.write_text("symbol,ts,open,high,low,close,volume,vwap\nA,2024-01-01,1,2,1,2,5,1.5\n")
+    ingest(store, "o", "csv", [path], options={})
+    plain = write_csv(tmp_path / "p.csv", [("A", "2024-01-01", 2, 5), ("A", "2024-01-02", 2.5, 6)])
+    with pytest.raises(ConflictError):
+        ingest(store, "o", "csv", [plain], options={}, append=True)  # open differs (1 vs 2)
+    same = tmp_path / "s.csv"
+    same.write_text("symbol,ts,open,high,low,close,volume\nA,2024-01-02,1,2,1,2,5\n")
+    report = ingest(store, "o", "csv", [same], options={}, append=True)
+    frame = open_dataset(report.ref, store).lazy().collect()
+    assert frame["vwap"].to_list() == [1.5, None]
+    intraday = tmp_path / "i.csv"
+    intraday.write_text("symbol,ts,open,high,low,close,volume\nA,2024-01-03 09:15:00,1,2,1,2,5\n")
+    with pytest.raises(ConflictError, match="cannot append 5m bars to o@v2, which holds 1d bars"):
+        ingest(store, "o", "csv", [intraday], options={}, append=True, interval="5m")
+
+
+def test_append_needs_a_dataset(tmp_path: Path, store: Path) -> None:
+    path = write_csv(tmp_path / "a.csv", [("A", "2024-01-01", 10, 1)])
+    with pytest.raises(NotFoundError, match="--append needs an existing dataset"):
+        ingest(store, "nothing", "csv", [path], options={}, append=True)
+
+
+def test_usage_errors(cli, tmp_path: Path, store: Path) -> None:
+    path = write_csv(tmp_path / "a.csv", [("A", "2024-01-01", 10, 1)])
+    with pytest.raises(UsageError, match="--on-conflict"):
+        ingest(store, "x", "csv", [path], options={}, on_conflict="merge")
+    with pytest.raises(UsageError, match="--interval must be one of"):
+        ingest(store, "x", "csv", [path], options={}, interval="2d")
+    assert cli("data", "ingest", "_bad", "--source", "csv", str(path)).exit_code == 2
+    assert cli("data", "ingest", "x", "--source", "xls", str(path)).exit_code == 2
+    assert_nothing_written(store)
+
+
+def frame_at(stamps: list[datetime], symbol: str = "A") -> pl.DataFrame:
+    return pl.DataFrame(
+        {"symbol": [symbol] * len(stamps), "ts": stamps},
+        schema={"symbol": pl.String, "ts": pl.Datetime("us")},
+    ).with_columns(pl.col("ts").dt.replace_time_zone("Asia/Kolkata").cast(TS_DTYPE))
+
+
+@pytest.mark.parametrize(("minutes", "expected"), [(1, "1m"), (5, "5m"), (15, "15m"), (60, "1h")])
+def test_infer_interval(minutes: int, expected: str) -> None:
+    stamps = [datetime(2024, 1, 2, 9, 15) + timedelta(minutes=minutes * i) for i in range(4)]
+    stamps.append(stamps[-1])  # a repeated bar has no spacing and does not count
+    assert infer_interval(frame_at(stamps)) == expected
+
+
+def test_infer_interval_daily_and_unknown() -> None:
+    assert infer_interval(frame_at([datetime(2024, 1, 2), datetime(2024, 1, 3)])) == "1d"
+    assert infer_interval(frame_at([])) == "1d"
+    odd = frame_at([datetime(2024, 1, 2, 9, 15), datetime(2024, 1, 2, 9, 22)])
+    with pytest.raises(UsageError, match="commonest spacing 7 min"):
+        infer_interval(odd)
+    lonely = frame_at([datetime(2024, 1, 2, 9, 15), datetime(2024, 1, 3, 9, 15)])
+    with pytest.raises(UsageError, match="no two bars in one day"):
+        infer_interval(lonely)
+
+
+def test_drop_exact_duplicates_keeps_differing_repeats() -> None:
+    stamps = [
+        datetime(2024, 1, 2),
+        datetime(2024, 1, 2),
+        datetime(2024, 1, 2),
+        datetime(2024, 1, 3),
+    ]
+    frame = frame_at(stamps).with_columns(pl.Series("close", [1.0, 1.0, 2.0, 3.0]))
+    kept, dropped = drop_exact_duplicates(frame)
+    assert kept["close"].to_list() == [1.0, 2.0, 3.0] and dropped == {"A": 1}
+
+
+def test_merge_append_without_conflicts_keeps_old_rows() -> None:
+    old = frame_at([datetime(2024, 1, 2)]).with_columns(pl.lit(1.0).alias("close"))
+    new = frame_at([datetime(2024, 1, 2), datetime(2024, 1, 3)]).with_columns(
+        pl.lit(1.0).alias("close")
+    )
+    merged, conflicts = merge_append(old, new, on_conflict="fail", ref="x@v1")
+    assert merged.height == 2 and conflicts == {}
+
+
+def test_validate_command(cli, store: Path, tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "a.csv", [("A", "2024-01-01", 10, 1), ("A", "2024-01-02", 11, 1)])
+    assert cli("data", "ingest", "ok", str(path)).exit_code == 0
+    res = cli("data", "validate", "ok")
+    assert res.exit_code == 0 and "ok@v1: 2 rows, 1 symbols: no findings" in res.stdout
+    # A version published around ingest's checks (publish does not check OHLC).
+    bad = pl.DataFrame(
+        {
+            "symbol": ["A", "A"],
+            "ts": [date(2024, 1, 1), date(2024, 1, 3)],
+            "open": [10.0, 10.0],
+            "high": [9.0, 11.0],
+            "low": [8.0, 9.0],
+            "close": [9.5, 10.0],
+            "volume": [1, 1],
+        }
+    )
+    publish(store, "bad", bad, interval="1d", source=SourceInfo("test", (InputFile("x", "0", 1),)))
+    res = cli("data", "validate", "bad@v1")
+    assert res.exit_code == 65
+    assert "ohlc" in res.stdout and "missing_session" in res.stdout
+    assert "2024-01-01 " in res.stdout and "00:00:00" not in res.stdout
+    assert (
+        res.stderr.strip() == "error: bad@v1: 1 error-level finding(s): 1 ohlc, 1 missing_session"
+    )
+    doc = cli("--json", "data", "validate", "bad").json()
+    assert doc["ref"] == "bad@v1" and doc["counts"] == {"ohlc": 1, "missing_session": 1}
+    capped = cli(
+        "--json", "data", "validate", "bad", "--max-examples", "1", "--split-threshold", "0.01"
+    )
+    counts = capped.json()["counts"]
+    assert counts == {"ohlc": 1, "missing_session": 1, "suspected_split": 1}
+    json.dumps(doc)
+
+
+def test_ingest_library_refuses_with_data_error(tmp_path: Path, store: Path) -> None:
+    with pytest.raises(DataError, match=r"ohlc.csv:2: ohlc:"):
+        ingest(store, "x", "csv", [CORPUS / "ohlc.csv"], options={})
+
+
+def test_cli_append_replace_and_ignored_columns(cli, store: Path, tmp_path: Path) -> None:
+    first = tmp_path / "a.csv"
+    first.write_text("symbol,ts,open,high,low,close,volume,note\nA,2024-01-01,1,2,1,2,5,x\n")
+    made = cli("data", "ingest", "r", str(first))
+    assert made.exit_code == 0 and "ignored column(s): note" in made.stderr
+    second = write_csv(tmp_path / "b.csv", [("A", "2024-01-01", 2, 5)])
+    clash = cli("data", "ingest", "r", str(second), "--append")
+    assert clash.exit_code == 1 and "append conflicts with r@v1" in clash.stderr
+    res = cli("data", "ingest", "r", str(second), "--append", "--on-conflict", "replace")
+    assert res.exit_code == 0, res.stderr
+    assert "A: replaced 1 conflicting bar(s)" in res.stderr
+    assert res.stdout.startswith("created r@v2: 1 rows, 1 symbol,")
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    old_days=st.sets(st.integers(0, 30), min_size=1, max_size=15),
+    new_days=st.sets(st.integers(0, 30), min_size=1, max_size=15),
+    bump=st.booleans(),
+)
+def test_merge_append_properties(old_days: set[int], new_days: set[int], bump: bool) -> None:
+    def frame(days: set[int], extra: float) -> pl.DataFrame:
+        stamps = [datetime(2024, 1, 1) + timedelta(days=d) for d in sorted(days)]
+        return frame_at(stamps).with_columns((pl.col("ts").dt.day() + extra).alias("close"))
+
+    old, new = frame(old_days, 0.0), frame(new_days, 0.5 if bump else 0.0)
+    overlap = old_days & new_days
+    if bump and overlap:
+        with pytest.raises(ConflictError):
+            merge_append(old, new, on_conflict="fail", ref="x@v1")
+    merged, conflicts = merge_append(old, new, on_conflict="replace", ref="x@v1")
+    assert merged.height == len(old_days | new_days)
+    assert merged["ts"].is_sorted() and merged["ts"].n_unique() == merged.height
+    assert sum(conflicts.values()) == (len(overlap) if bump else 0)
+
+    # New values win on the overlap; old-only bars are kept unchanged.
+    def closes(f: pl.DataFrame) -> dict[datetime, float]:
+        return dict(zip(f["ts"], f["close"], strict=True))
+
+    assert closes(merged) == {**closes(old), **closes(new)}
