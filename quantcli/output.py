@@ -19,10 +19,17 @@ from rich.table import Table
 
 from quantcli.settings import Settings
 
+PIPE_WIDTH = 200
+
 
 def stdout() -> Console:
-    """A console on stdout (created per call so test runners can swap sys.stdout)."""
-    return Console(file=sys.stdout, soft_wrap=True)
+    """A console on stdout (created per call so test runners can swap sys.stdout).
+
+    When stdout is a pipe or file, tables get a wide fixed width instead of rich's default
+    80 columns, so redirected listings are not truncated.
+    """
+    width = None if sys.stdout.isatty() else PIPE_WIDTH
+    return Console(file=sys.stdout, soft_wrap=True, width=width)
 
 
 def stderr() -> Console:

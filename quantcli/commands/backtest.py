@@ -1,7 +1,331 @@
-"""`quantcli backtest` commands."""
+"""`quantcli backtest`: run a backtest (no sub-command), `reproduce`, `list` and `show` runs.
+
+Heavy libraries (polars, numba, ...) are imported inside the functions so `--help` stays fast.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
 import typer
 
-app = typer.Typer(help="backtest commands.", no_args_is_help=True)
+from quantcli.errors import UsageError
+from quantcli.output import emit, info, progress, settings_of, table
+from quantcli.settings import Settings
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from quantcli.backtest.runs import Run
+
+app = typer.Typer(
+    help="Run a backtest (options below), or reproduce, list and show saved runs.",
+    no_args_is_help=True,
+)
+
+DEFAULT_RUNS_DIR = "runs"
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+RunsDirOption = Annotated[
+    str | None, typer.Option("--runs-dir", help="Directory of saved runs (default ./runs).")
+]
+
+
+def parse_params(pairs: list[str]) -> dict[str, str]:
+    """``-p name=value`` flags as a mapping (values stay strings; the strategy types them)."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"-p {pair!r}: expected NAME=VALUE")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def parse_date(text: str | None, option: str) -> date | None:
+    """An ISO date option (``YYYY-MM-DD``) or None."""
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"{option} {text!r}: expected a date YYYY-MM-DD") from None
+
+
+def parse_symbols(text: str | None) -> tuple[str, ...] | None:
+    """``A,B`` as a tuple of symbols, None when not given."""
+    if text is None:
+        return None
+    symbols = tuple(s.strip() for s in text.split(",") if s.strip())
+    if not symbols:
+        raise UsageError("--symbols: no symbol given")
+    return symbols
+
+
+def _fractions(advance: Callable[[float], None]) -> Callable[[float], None]:
+    """Adapt the engine's progress (fraction done so far) to a bar's ``advance(delta)``."""
+    done = 0.0
+
+    def report(fraction: float) -> None:
+        nonlocal done
+        if fraction > done:
+            advance(fraction - done)
+            done = fraction
+
+    return report
+
+
+def _settings(ctx: typer.Context, json_output: bool) -> Settings:
+    settings = settings_of(ctx)
+    return dataclasses.replace(settings, json=True) if json_output else settings
+
+
+def _runs_dir(ctx: typer.Context, option: str | None) -> Path:
+    """A sub-command's ``--runs-dir``, else the one given to ``backtest``, else ./runs."""
+    if option is not None:
+        return Path(option)
+    parent = ctx.parent.params.get("runs_dir") if ctx.parent is not None else None
+    return Path(str(parent or DEFAULT_RUNS_DIR))
+
+
+@app.callback(invoke_without_command=True)
+def backtest(
+    ctx: typer.Context,
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", "-d", help="Dataset reference: NAME or NAME@version.")
+    ] = None,
+    strategy: Annotated[
+        str | None,
+        typer.Option("--strategy", "-s", help="sma_cross or path/to/file.py:ClassName."),
+    ] = None,
+    params: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="Strategy parameter NAME=VALUE.")
+    ] = None,
+    symbols: Annotated[
+        str | None, typer.Option("--symbols", help="Comma-separated symbols (default: all).")
+    ] = None,
+    start: Annotated[str | None, typer.Option("--from", help="First date YYYY-MM-DD.")] = None,
+    end: Annotated[str | None, typer.Option("--to", help="Last date YYYY-MM-DD.")] = None,
+    cash: Annotated[float, typer.Option("--cash", help="Initial cash in Rs.")] = 1_000_000.0,
+    segment: Annotated[
+        str, typer.Option("--segment", help="delivery | intraday | futures | options.")
+    ] = "delivery",
+    broker: Annotated[
+        str, typer.Option("--broker", help="Broker profile name or TOML file.")
+    ] = "zerodha",
+    costs: Annotated[
+        str, typer.Option("--costs", help="statutory, or flat:PCT% (e.g. flat:0.05%).")
+    ] = "statutory",
+    slippage: Annotated[
+        str, typer.Option("--slippage", help="none | bps:5 | spread:10 | sqrt:0.1.")
+    ] = "none",
+    fill: Annotated[
+        str, typer.Option("--fill", help="open (next bar's open) or close (same bar).")
+    ] = "open",
+    participation: Annotated[
+        float, typer.Option("--participation", help="Max share of a bar's volume, in (0, 1].")
+    ] = 0.10,
+    short: Annotated[bool, typer.Option("--short", help="Allow short positions.")] = False,
+    margin: Annotated[
+        float, typer.Option("--margin", help="Margin fraction of notional (leveraged segments).")
+    ] = 0.20,
+    on_reject: Annotated[
+        str, typer.Option("--on-reject", help="record (keep rejected orders) or error (stop).")
+    ] = "record",
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    risk_free: Annotated[
+        float, typer.Option("--risk-free", help="Annual risk-free rate for Sharpe/Sortino.")
+    ] = 0.0,
+    runs_dir: RunsDirOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Run a backtest and save it under RUNS_DIR/<run-id>/ (manifest, Parquet, metrics, report)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    settings = _settings(ctx, json_output)
+    if dataset is None or strategy is None:
+        raise UsageError("backtest needs --dataset and --strategy (or a sub-command)")
+    from quantcli.backtest.config import BacktestConfig
+    from quantcli.backtest.runs import execute
+
+    config = BacktestConfig(
+        dataset=dataset,
+        strategy=strategy,
+        params=parse_params(params or []),
+        symbols=parse_symbols(symbols),
+        start=parse_date(start, "--from"),
+        end=parse_date(end, "--to"),
+        cash=cash,
+        segment=segment,
+        broker=broker,
+        costs=costs,
+        slippage=slippage,
+        fill=fill,
+        participation=participation,
+        allow_short=short,
+        margin=margin,
+        on_reject=on_reject,
+        seed=seed,
+        risk_free=risk_free,
+    )
+    with progress(settings, "backtest", total=1.0) as advance:
+        run = execute(
+            config,
+            root=settings.root,
+            runs_dir=_runs_dir(ctx, runs_dir),
+            progress=_fractions(advance),
+        )
+    info(settings, f"saved {run.path}")
+    metrics = run.metrics()
+    payload = {**metrics, "run_id": run.run_id, "run_dir": str(run.path)}
+    emit(settings, payload, lambda console: _render_metrics(console, run.run_id, metrics))
+
+
+def _render_metrics(console: Console, title: str, metrics: dict[str, Any]) -> None:
+    from quantcli.backtest.report import METRIC_ROWS, fmt
+    from quantcli.market.charges import CHARGE_COMPONENTS
+
+    rows = [(label, fmt(metrics.get(key), kind)) for key, label, kind in METRIC_ROWS]
+    rows += [
+        (f"charges: {name}", fmt(metrics.get(f"charges_{name}"), "money"))
+        for name in (*CHARGE_COMPONENTS, "total")
+    ]
+    console.print(table(title, ["metric", "value"], rows))
+
+
+@app.command()
+def reproduce(
+    ctx: typer.Context,
+    run_dir: Annotated[str, typer.Argument(help="A run directory (or run id).")],
+    runs_dir: RunsDirOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Re-run a saved run from its manifest and check every output is byte-identical."""
+    settings = _settings(ctx, json_output)
+    from quantcli.backtest.runs import find_run
+    from quantcli.backtest.runs import reproduce as reproduce_run
+
+    run = find_run(_runs_dir(ctx, runs_dir), run_dir)
+    with progress(settings, f"reproduce {run.run_id}", total=1.0) as advance:
+        outcome = reproduce_run(run.path, root=settings.root, progress=_fractions(advance))
+    payload = {
+        "run_id": outcome.run_id,
+        "ok": outcome.ok,
+        "identical": list(outcome.identical),
+        "different": list(outcome.different),
+        "metric_keys": list(outcome.metric_keys),
+        "versions_changed": list(outcome.versions_changed),
+    }
+
+    def render(console: Console) -> None:
+        if outcome.ok:
+            console.print(f"reproduced: {len(outcome.identical)} files identical")
+            return
+        console.print(f"NOT reproduced: {len(outcome.different)} files differ")
+        for name in outcome.different:
+            keys = f" (keys: {', '.join(outcome.metric_keys)})" if name == "metrics.json" else ""
+            console.print(f"  differs: {name}{keys}", highlight=False)
+        for change in outcome.versions_changed:
+            console.print(f"  version changed: {change}", highlight=False)
+
+    emit(settings, payload, render)
+    if not outcome.ok:
+        raise typer.Exit(1)
+
+
+def _summary_row(run: Run) -> dict[str, Any]:
+    manifest = run.manifest
+    summary = manifest.get("summary", {})
+    return {
+        "run_id": run.run_id,
+        "strategy": manifest.get("strategy", {}).get("name"),
+        "dataset": manifest.get("config", {}).get("dataset"),
+        "start": summary.get("start"),
+        "end": summary.get("end"),
+        "final_equity": summary.get("final_equity"),
+        "total_return": summary.get("total_return"),
+        "created_at": manifest.get("created_at"),
+        "path": str(run.path),
+    }
+
+
+@app.command("list")
+def list_command(
+    ctx: typer.Context, runs_dir: RunsDirOption = None, json_output: JsonOption = False
+) -> None:
+    """List saved runs, oldest first."""
+    settings = _settings(ctx, json_output)
+    from quantcli.backtest.runs import list_runs
+
+    rows = [_summary_row(run) for run in list_runs(_runs_dir(ctx, runs_dir))]
+
+    def render(console: Console) -> None:
+        cells = [
+            (
+                r["run_id"],
+                r["strategy"],
+                r["dataset"],
+                f"{r['start']} .. {r['end']}",
+                "-" if r["final_equity"] is None else f"{r['final_equity']:,.2f}",
+                "-" if r["total_return"] is None else f"{r['total_return'] * 100:.2f}%",
+            )
+            for r in rows
+        ]
+        columns = ["id", "strategy", "dataset", "period", "final equity", "total return"]
+        tbl = table("backtest runs", columns, cells)
+        tbl.columns[0].no_wrap = True  # ids are what users copy
+        console.print(tbl)
+
+    emit(settings, rows, render)
+
+
+@app.command()
+def show(
+    ctx: typer.Context,
+    run_ref: Annotated[str, typer.Argument(metavar="RUN", help="Run id, id prefix or directory.")],
+    runs_dir: RunsDirOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Show a saved run: its inputs, versions and metrics."""
+    settings = _settings(ctx, json_output)
+    from quantcli.backtest.runs import find_run
+
+    run = find_run(_runs_dir(ctx, runs_dir), run_ref)
+    metrics = run.metrics()
+    payload = {
+        "run_id": run.run_id,
+        "path": str(run.path),
+        "manifest": run.manifest,
+        "metrics": metrics,
+    }
+
+    def render(console: Console) -> None:
+        manifest = run.manifest
+        dataset = manifest.get("dataset", {})
+        strategy = manifest.get("strategy", {})
+        rows = [
+            ("path", str(run.path)),
+            ("created", manifest.get("created_at")),
+            (
+                "dataset",
+                f"{dataset.get('name')} v{dataset.get('version')} "
+                f"({str(dataset.get('content_hash'))[:12]})",
+            ),
+            ("strategy", f"{strategy.get('spec')} ({str(strategy.get('source_hash'))[:12]})"),
+            ("params", ", ".join(f"{k}={v}" for k, v in strategy.get("params", {}).items())),
+        ]
+        rows += [
+            (k, str(v))
+            for k, v in sorted(manifest.get("config", {}).items())
+            if k not in ("dataset", "strategy", "params")
+        ]
+        rows += [
+            ("versions", ", ".join(f"{k} {v}" for k, v in manifest.get("versions", {}).items()))
+        ]
+        console.print(table(run.run_id, ["field", "value"], rows))
+        _render_metrics(console, "metrics", metrics)
+
+    emit(settings, payload, render)
