@@ -17,11 +17,16 @@ $(VENV)/.installed: $(BIN)/activate pyproject.toml constraints.txt
 
 install: $(VENV)/.installed
 
-## demo: install, ingest the bundled NSE sample and run the main job on it
+## demo: install, ingest the bundled NSE sample, backtest an SMA crossover on it, reproduce the run
+# The sample is real NSE data with real flaws: three days repeated in each file (dropped and
+# recorded) and gaps the validator warns about. Charge rates start in 2010, hence --from.
 demo: install
-	$(BIN)/quantcli --root $(DEMO_ROOT) data ingest nse-sample --source nifty50 datasets/_raw/nse-daily-sample/*.csv
-	$(BIN)/quantcli --root $(DEMO_ROOT) data query --dataset nse-sample \
-	  "SELECT symbol, count(*) AS bars, min(ts)::DATE AS first, max(ts)::DATE AS last, round(avg(close), 2) AS avg_close FROM bars GROUP BY symbol ORDER BY symbol"
+	$(BIN)/quantcli --root $(DEMO_ROOT) data ingest nse-sample --source nifty50 \
+	  --drop-duplicates --allow-warnings datasets/_raw/nse-daily-sample/*.csv
+	$(BIN)/quantcli --root $(DEMO_ROOT) backtest --dataset nse-sample --strategy sma_cross \
+	  -p fast=10 -p slow=30 -p qty=50 --from 2010-01-01 --runs-dir runs
+	$(BIN)/quantcli --root $(DEMO_ROOT) backtest reproduce --runs-dir runs \
+	  "$$($(BIN)/quantcli --root $(DEMO_ROOT) --json backtest list --runs-dir runs | $(BIN)/python -c 'import json,sys; print(json.load(sys.stdin)[-1]["run_id"])')"
 
 ## test: install dev tools, then ruff, mypy --strict and pytest with coverage
 test: install lint typecheck unit

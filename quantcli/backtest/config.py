@@ -1,0 +1,105 @@
+"""The configuration of one backtest run: everything that decides its result.
+
+A run is reproducible from its config plus the dataset version and strategy source it names, so
+the config is a frozen value with a lossless ``to_dict``/``from_dict`` round trip (stored in the
+run manifest). Model specs (costs, slippage) stay strings here and are parsed in one place each
+(quantcli.backtest.costs, quantcli.backtest.slippage).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from datetime import date
+
+from quantcli.errors import UsageError
+
+SEGMENTS = ("delivery", "intraday", "futures", "options")
+FILL_MODES = ("open", "close")
+REJECT_MODES = ("record", "error")
+
+
+def _sorted_params(params: Mapping[str, str]) -> dict[str, str]:
+    # Sorted so equal configs serialise identically whatever order -p flags came in.
+    return {str(k): str(params[k]) for k in sorted(params)}
+
+
+@dataclass(frozen=True)
+class BacktestConfig:
+    """What to backtest and under which execution model.
+
+    ``params`` are the raw ``-p name=value`` strings; the strategy's typed parameters parse them.
+    """
+
+    dataset: str
+    strategy: str
+    params: Mapping[str, str] = field(default_factory=dict)
+    symbols: tuple[str, ...] | None = None
+    start: date | None = None
+    end: date | None = None
+    cash: float = 1_000_000.0
+    segment: str = "delivery"
+    broker: str = "zerodha"
+    costs: str = "statutory"
+    slippage: str = "none"
+    fill: str = "open"
+    participation: float = 0.10
+    allow_short: bool = False
+    margin: float = 0.20
+    risk_free: float = 0.0
+    seed: int = 0
+    # "record": a rejected order is kept with status "rejected" and a reason; "error": it stops
+    # the run with a StrategyError (for strategies that must never be rejected).
+    on_reject: str = "record"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "params", _sorted_params(self.params))
+        if self.symbols is not None:
+            object.__setattr__(self, "symbols", tuple(self.symbols))
+        if self.segment not in SEGMENTS:
+            raise UsageError(f"unknown segment {self.segment!r} (expected one of {SEGMENTS})")
+        if self.fill not in FILL_MODES:
+            raise UsageError(f"unknown fill {self.fill!r} (expected one of {FILL_MODES})")
+        if self.on_reject not in REJECT_MODES:
+            raise UsageError(
+                f"unknown on_reject {self.on_reject!r} (expected one of {REJECT_MODES})"
+            )
+        if not self.cash > 0:
+            raise UsageError(f"cash must be positive, got {self.cash}")
+        if not 0 < self.participation <= 1:
+            raise UsageError(f"participation must be in (0, 1], got {self.participation}")
+        if not 0 < self.margin <= 1:
+            raise UsageError(f"margin must be in (0, 1], got {self.margin}")
+        if self.start is not None and self.end is not None and self.start > self.end:
+            raise UsageError(f"start {self.start} is after end {self.end}")
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready dict (dates as ISO strings, symbols as a list)."""
+        out: dict[str, object] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, date):
+                value = value.isoformat()
+            elif isinstance(value, tuple):
+                value = list(value)
+            elif f.name == "params":
+                value = dict(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, object]) -> BacktestConfig:
+        """Inverse of :meth:`to_dict`; unknown keys are a UsageError."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise UsageError(f"unknown backtest config keys: {', '.join(unknown)}")
+        kwargs: dict[str, object] = dict(d)
+        for key in ("start", "end"):
+            value = kwargs.get(key)
+            if isinstance(value, str):
+                kwargs[key] = date.fromisoformat(value)
+        symbols = kwargs.get("symbols")
+        if isinstance(symbols, list | tuple):
+            kwargs["symbols"] = tuple(str(s) for s in symbols)
+        return cls(**kwargs)  # type: ignore[arg-type]

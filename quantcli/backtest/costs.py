@@ -1,0 +1,78 @@
+"""Cost models: what a fill pays on top of its price.
+
+``statutory`` charges every fill with quantcli.market.charges (brokerage per the run's broker
+profile, STT, exchange, SEBI, stamp, GST, DP), effective-dated by the fill's session date: the
+rate vectors of each session are tabulated once and the compiled ``charges_kernel`` (the single
+place of that arithmetic) runs per fill. ``flat:0.05%`` puts one percentage of turnover into the
+brokerage component and charges nothing statutory (for comparisons with simple backtesters).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date
+
+import numba
+import numpy as np
+
+from quantcli.errors import UsageError
+from quantcli.market.charges import Segment, charge_rates, charges_kernel, load_profile
+
+STATUTORY, FLAT = 0, 1
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """A parsed cost spec: ``kind`` is the kernel's code, ``flat_rate`` a fraction of turnover."""
+
+    kind: int
+    flat_rate: float = 0.0
+
+
+def parse_costs(spec: str) -> CostModel:
+    """Parse ``statutory`` or ``flat:<percent>%`` (e.g. ``flat:0.05%``; UsageError otherwise)."""
+    text = spec.strip().lower()
+    if text == "statutory":
+        return CostModel(STATUTORY)
+    name, _, raw = text.partition(":")
+    if name != "flat" or not raw:
+        raise UsageError(f"unknown cost model {spec!r} (expected statutory or flat:0.05%)")
+    try:
+        percent = float(raw.removesuffix("%"))
+    except ValueError:
+        raise UsageError(f"cost model {spec!r}: rate must be a percentage like 0.05%") from None
+    if not math.isfinite(percent) or percent < 0:
+        raise UsageError(f"cost model {spec!r}: rate must be a non-negative percentage")
+    return CostModel(FLAT, percent / 100.0)
+
+
+def rate_table(model: CostModel, segment: str, broker: str, days: list[date]) -> np.ndarray:
+    """One row of charge rates per session in ``days`` (a dummy row for the flat model)."""
+    if model.kind == FLAT or not days:
+        return np.zeros((max(len(days), 1), 1), dtype=np.float64)
+    profile = load_profile(broker)
+    seg = Segment(segment)
+    return np.vstack([charge_rates(seg, day, profile) for day in days]).astype(np.float64)
+
+
+@numba.njit(cache=True)
+def fill_costs(
+    kind: int,
+    flat_rate: float,
+    rates: np.ndarray,
+    is_buy: bool,
+    quantity: float,
+    price: float,
+    out: np.ndarray,
+) -> float:
+    """Write the charge components of one fill into ``out`` and return their total."""
+    if kind == FLAT:
+        out[:] = 0.0
+        out[0] = flat_rate * quantity * price
+    else:
+        charges_kernel(rates, is_buy, quantity, price, out)
+    total = 0.0
+    for k in range(out.shape[0]):
+        total += out[k]
+    return total

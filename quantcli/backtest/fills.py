@@ -1,0 +1,247 @@
+"""Fill rules: when an order trades against a bar, at what price and for how much.
+
+- Limit and stop orders fill when the bar trades through their price, gap-aware: a bar that
+  opens beyond the price fills at the open (the better price for a limit, the worse for a stop).
+- A bar locked at its circuit (high == low) fills nothing on the locked side: locked above the
+  previous close is an upper circuit (no sellers, so buys do not fill), below it a lower one.
+- At most ``participation`` of the bar's volume fills per symbol and bar (rounded down to lots);
+  the rest stays working.
+- Slippage moves the price against the trader and the result is rounded to the tick in the
+  adverse direction (up for buys, down for sells).
+- Funding, by segment: delivery buys are cut to what cash pays for (charges included);
+  intraday and futures reject an order that would lift the margin (``margin`` x gross
+  notional) above equity; options pay buys' premium from cash and margin their short sales.
+  An order that would open a short where shorting is not allowed is rejected.
+
+:func:`execute` is the one implementation of these checks and of the booking, shared by the
+compiled signal kernel and the Python event loop.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from quantcli.backtest.accounting import (
+    CASH,
+    MARK,
+    N_FILLS,
+    POS,
+    USED,
+    USED_BAR,
+    book_fill,
+    holdings,
+)
+from quantcli.backtest.costs import fill_costs
+from quantcli.backtest.orders import (
+    F_BAR,
+    F_CHARGES,
+    F_ID,
+    F_ORDER,
+    F_PRICE,
+    F_QTY,
+    F_SLIPPAGE,
+    F_SYM,
+    LIMIT,
+    NO_REASON,
+    R_CASH,
+    R_MARGIN,
+    R_SHORT,
+    STOP,
+)
+from quantcli.backtest.slippage import slip_fraction
+
+_EPS = 1e-9
+
+# How a segment funds a fill (see the module notes).
+FUND_CASH, FUND_MARGIN, FUND_PREMIUM = 0, 1, 2
+
+
+@numba.njit(cache=True)
+def round_tick(price: float, tick: float, up: bool) -> float:
+    """Round ``price`` to a multiple of ``tick``, up or down (no-op for a missing tick)."""
+    if not tick > 0.0:
+        return price
+    steps = math.ceil(price / tick - _EPS) if up else math.floor(price / tick + _EPS)
+    # Snap off binary noise (0.05 * 2001 = 100.05000000000001) so equal prices compare equal.
+    return round(steps * tick, 8)
+
+
+@numba.njit(cache=True)
+def circuit_blocked(is_buy: bool, high: float, low: float, prev_close: float) -> bool:
+    """True when the bar is locked at a circuit on this order's side."""
+    if high != low or math.isnan(prev_close):
+        return False
+    return high > prev_close if is_buy else low < prev_close
+
+
+@numba.njit(cache=True)
+def trigger_price(
+    kind: int,
+    is_buy: bool,
+    limit: float,
+    stop: float,
+    triggered: bool,
+    open_: float,
+    high: float,
+    low: float,
+) -> tuple[float, bool]:
+    """(price at which the order trades in this bar or NaN, stop triggered) for non-market
+    orders; gap-aware (a bar opening through the price fills at the open)."""
+    if kind == LIMIT:
+        return _limit_price(is_buy, limit, open_, high, low), triggered
+    if not triggered:
+        if is_buy and high >= stop:
+            triggered = True
+            gap = open_ >= stop
+        elif not is_buy and low <= stop:
+            triggered = True
+            gap = open_ <= stop
+        else:
+            return math.nan, False
+        if kind == STOP:
+            return (open_ if gap else stop), True
+        if not gap:
+            # Triggered inside the bar: the limit fills at the stop when the stop is within it,
+            # else only if the bar later reaches the limit.
+            within = stop <= limit if is_buy else stop >= limit
+            if within:
+                return stop, True
+            reached = low <= limit if is_buy else high >= limit
+            return (limit if reached else math.nan), True
+    if kind == STOP:
+        return open_, True
+    return _limit_price(is_buy, limit, open_, high, low), True
+
+
+@numba.njit(cache=True)
+def _limit_price(is_buy: bool, limit: float, open_: float, high: float, low: float) -> float:
+    if is_buy:
+        if open_ <= limit:
+            return open_
+        return limit if low <= limit else math.nan
+    if open_ >= limit:
+        return open_
+    return limit if high >= limit else math.nan
+
+
+@numba.njit(cache=True)
+def execute(
+    state: np.ndarray,
+    acct: np.ndarray,
+    counters: np.ndarray,
+    fill_ints: np.ndarray,
+    fill_floats: np.ndarray,
+    scratch: np.ndarray,
+    s: int,
+    bar: int,
+    order_id: int,
+    is_buy: bool,
+    quantity: float,
+    ref_price: float,
+    volume: float,
+    high: float,
+    low: float,
+    prev_close: float,
+    lot: float,
+    tick: float,
+    sigma: float,
+    participation: float,
+    slip_kind: int,
+    slip_param: float,
+    cost_kind: int,
+    flat_rate: float,
+    rates: np.ndarray,
+    shortable: bool,
+    funding: int,
+    futures: bool,
+    margin: float,
+    forced: bool,
+) -> tuple[float, int]:
+    """Try to fill up to ``quantity`` (unsigned) at ``ref_price`` in bar ``bar``.
+
+    Returns (quantity filled, reason code). A zero fill with NO_REASON means "not this bar"
+    (circuit lock or no volume left); a reason means the order is rejected. A delivery buy cut
+    to the cash available fills what it can and keeps working for the rest (a rebalance's buys
+    complete once its sells have paid in). ``forced``
+    (an intraday square-off) skips the circuit, volume and funding checks.
+    """
+    if state[s, USED_BAR] != bar:
+        state[s, USED_BAR] = bar
+        state[s, USED] = 0.0
+    q = quantity
+    if not forced:
+        if circuit_blocked(is_buy, high, low, prev_close):
+            return 0.0, NO_REASON
+        room = math.floor(participation * volume - state[s, USED] + _EPS)
+        q = min(q, math.floor(room / lot) * lot)
+        if q <= 0.0:
+            return 0.0, NO_REASON
+    pos = state[s, POS]
+    if not is_buy and not shortable and pos - q < 0.0:
+        return 0.0, R_SHORT
+    signed = q if is_buy else -q
+    price, fee = _priced(
+        is_buy, q, ref_price, volume, tick, sigma, slip_kind, slip_param,
+        cost_kind, flat_rate, rates, scratch,
+    )  # fmt: skip
+    if not forced and is_buy and funding != FUND_MARGIN:
+        cash = acct[CASH]
+        while q > 0.0 and q * price + fee > cash:
+            q = min(q - lot, math.floor(cash / price / lot) * lot)
+            if q > 0.0:
+                price, fee = _priced(
+                    is_buy, q, ref_price, volume, tick, sigma, slip_kind, slip_param,
+                    cost_kind, flat_rate, rates, scratch,
+                )  # fmt: skip
+        if q <= 0.0:
+            return 0.0, R_CASH
+        signed = q
+    margined = funding == FUND_MARGIN or (funding == FUND_PREMIUM and not is_buy)
+    if not forced and margined and abs(pos + signed) > abs(pos):
+        value, gross = holdings(state, futures)
+        mark = state[s, MARK]
+        if math.isnan(mark):
+            mark = price
+        after = gross - abs(pos) * mark + abs(pos + signed) * price
+        if margin * after > acct[CASH] + value - fee:
+            return 0.0, R_MARGIN
+    book_fill(state, acct, s, signed, price, fee, futures)
+    state[s, USED] += q
+    n = counters[N_FILLS]
+    counters[N_FILLS] = n + 1
+    fill_ints[n, F_ID] = n + 1
+    fill_ints[n, F_ORDER] = order_id
+    fill_ints[n, F_BAR] = bar
+    fill_ints[n, F_SYM] = s
+    fill_ints[n, F_QTY] = int(signed)
+    fill_floats[n, F_PRICE] = price
+    fill_floats[n, F_SLIPPAGE] = abs(price - ref_price) * q
+    for k in range(scratch.shape[0]):
+        fill_floats[n, F_CHARGES + k] = scratch[k]
+    fill_floats[n, F_CHARGES + scratch.shape[0]] = fee
+    return q, NO_REASON
+
+
+@numba.njit(cache=True)
+def _priced(
+    is_buy: bool,
+    q: float,
+    ref_price: float,
+    volume: float,
+    tick: float,
+    sigma: float,
+    slip_kind: int,
+    slip_param: float,
+    cost_kind: int,
+    flat_rate: float,
+    rates: np.ndarray,
+    scratch: np.ndarray,
+) -> tuple[float, float]:
+    frac = slip_fraction(slip_kind, slip_param, q, volume, sigma)
+    raw = ref_price * (1.0 + frac) if is_buy else ref_price * (1.0 - frac)
+    price = round_tick(raw, tick, is_buy)
+    fee = fill_costs(cost_kind, flat_rate, rates, is_buy, q, price, scratch)
+    return price, fee

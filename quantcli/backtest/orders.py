@@ -1,0 +1,195 @@
+"""Order and fill domain types, the integer codes the compiled kernel uses for them, and the
+typed frames a run reports them in.
+
+The kernel cannot hold Python objects, so order types, time-in-force, statuses and reasons are
+small integer codes; the tuples below turn them back into the strings of the result frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import polars as pl
+
+from quantcli.market.charges import CHARGE_COMPONENTS
+from quantcli.store.schema import TS_DTYPE
+
+# Order types (index into ORDER_TYPES).
+MARKET, LIMIT, STOP, STOP_LIMIT = 0, 1, 2, 3
+ORDER_TYPES = ("market", "limit", "stop", "stop_limit")
+
+# Time in force. DAY works through the session the order first becomes eligible in (so a market
+# order placed at a daily bar's close is good for the next session's open); IOC gets one bar;
+# GTC works until filled or cancelled.
+DAY, IOC, GTC = 0, 1, 2
+TIFS = ("DAY", "IOC", "GTC")
+
+OPEN, FILLED, PARTIAL, CANCELLED, EXPIRED, REJECTED = 0, 1, 2, 3, 4, 5
+STATUSES = ("open", "filled", "partially_filled", "cancelled", "expired", "rejected")
+
+# Why an order ended without filling completely (index into REASONS; 0 = no reason).
+NO_REASON, R_SHORT, R_CASH, R_MARGIN, R_LOT, R_SQUARED_OFF, R_SUPERSEDED, R_ACTION, R_USER = (
+    0,
+    1,
+    2,
+    3,
+    4,
+    5,
+    6,
+    7,
+    8,
+)
+REASONS = (
+    "",
+    "short selling not allowed in this segment",
+    "insufficient cash",
+    "insufficient margin",
+    "quantity below one lot",
+    "position squared off for the day (intraday)",
+    "superseded by a new target",
+    "cancelled by a corporate action",
+    "cancelled by the strategy",
+)
+
+# Columns of the integer and float order buffers shared by the kernel and the event loop.
+O_ID, O_BAR, O_SYM, O_SIDE, O_TYPE, O_TIF, O_QTY, O_STATUS, O_FILLED, O_REASON = range(10)
+O_INT_COLS = 10
+O_LIMIT, O_STOP = 0, 1
+O_FLOAT_COLS = 2
+
+# Columns of the fill buffers: ints (ids, bar, symbol, signed quantity) and floats (price,
+# slippage cost in rupees, the seven charge components, their total).
+F_ID, F_ORDER, F_BAR, F_SYM, F_QTY = range(5)
+F_INT_COLS = 5
+F_PRICE, F_SLIPPAGE = 0, 1
+F_CHARGES = 2  # first of the len(CHARGE_COMPONENTS) charge columns, then the total
+F_FLOAT_COLS = 2 + len(CHARGE_COMPONENTS) + 1
+
+CHARGE_COLUMNS = tuple(f"charge_{c}" for c in CHARGE_COMPONENTS)
+
+ORDER_SCHEMA: dict[str, pl.DataType] = {
+    "order_id": pl.Int64(),
+    "ts": TS_DTYPE,
+    "symbol": pl.String(),
+    "side": pl.String(),
+    "type": pl.String(),
+    "tif": pl.String(),
+    "quantity": pl.Int64(),
+    "limit_price": pl.Float64(),
+    "stop_price": pl.Float64(),
+    "status": pl.String(),
+    "filled_quantity": pl.Int64(),
+    "reason": pl.String(),
+}
+
+FILL_SCHEMA: dict[str, pl.DataType] = {
+    "fill_id": pl.Int64(),
+    "order_id": pl.Int64(),
+    "ts": TS_DTYPE,
+    "symbol": pl.String(),
+    "side": pl.String(),
+    "quantity": pl.Int64(),
+    "price": pl.Float64(),
+    "slippage": pl.Float64(),
+    **{c: pl.Float64() for c in CHARGE_COLUMNS},
+    "charge_total": pl.Float64(),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """One execution, as an event strategy's ``on_fill`` sees it (quantity is unsigned)."""
+
+    fill_id: int
+    order_id: int
+    ts: datetime
+    symbol: str
+    side: str
+    quantity: int
+    price: float
+    charges: float
+
+
+@dataclass(slots=True)
+class Order:
+    """A working or finished order of an event strategy (mutable: it fills over time)."""
+
+    order_id: int
+    bar: int
+    symbol: str
+    sym: int
+    is_buy: bool
+    type: int
+    tif: int
+    quantity: int
+    limit_price: float = float("nan")
+    stop_price: float = float("nan")
+    status: int = OPEN
+    filled: int = 0
+    reason: int = NO_REASON
+    triggered: bool = False
+    day: int = -1  # the session index a DAY order works in (set when it first becomes eligible)
+    at_close: bool = False  # a market order placed in on_bar with fill="close"
+
+    @property
+    def remaining(self) -> int:
+        """Quantity still to fill."""
+        return self.quantity - self.filled
+
+    @property
+    def is_open(self) -> bool:
+        """Still working."""
+        return self.status == OPEN
+
+
+def _labels(codes: np.ndarray, names: tuple[str, ...]) -> pl.Series:
+    return pl.Series(np.asarray(names, dtype=object)[codes], dtype=pl.String)
+
+
+def orders_frame(
+    ints: np.ndarray, floats: np.ndarray, ts: np.ndarray, symbols: list[str]
+) -> pl.DataFrame:
+    """The orders frame from the order buffers (``ts``: epoch-µs of each bar)."""
+    sym_names = np.asarray(symbols, dtype=object)
+    reasons = np.asarray(REASONS, dtype=object)[ints[:, O_REASON]]
+    return pl.DataFrame(
+        {
+            "order_id": ints[:, O_ID],
+            "ts": pl.Series(ts[ints[:, O_BAR]], dtype=pl.Int64).cast(TS_DTYPE),
+            "symbol": pl.Series(sym_names[ints[:, O_SYM]], dtype=pl.String),
+            "side": pl.Series(np.where(ints[:, O_SIDE] > 0, "buy", "sell"), dtype=pl.String),
+            "type": _labels(ints[:, O_TYPE], ORDER_TYPES),
+            "tif": _labels(ints[:, O_TIF], TIFS),
+            "quantity": ints[:, O_QTY],
+            "limit_price": floats[:, O_LIMIT],
+            "stop_price": floats[:, O_STOP],
+            "status": _labels(ints[:, O_STATUS], STATUSES),
+            "filled_quantity": ints[:, O_FILLED],
+            "reason": pl.Series([r or None for r in reasons], dtype=pl.String),
+        },
+        schema=ORDER_SCHEMA,
+    ).with_columns(pl.col("limit_price", "stop_price").fill_nan(None))
+
+
+def fills_frame(
+    ints: np.ndarray, floats: np.ndarray, ts: np.ndarray, symbols: list[str]
+) -> pl.DataFrame:
+    """The fills frame from the fill buffers (``ts``: epoch-µs of each bar)."""
+    sym_names = np.asarray(symbols, dtype=object)
+    qty = ints[:, F_QTY]
+    columns: dict[str, object] = {
+        "fill_id": ints[:, F_ID],
+        "order_id": ints[:, F_ORDER],
+        "ts": pl.Series(ts[ints[:, F_BAR]], dtype=pl.Int64).cast(TS_DTYPE),
+        "symbol": pl.Series(sym_names[ints[:, F_SYM]], dtype=pl.String),
+        "side": pl.Series(np.where(qty > 0, "buy", "sell"), dtype=pl.String),
+        "quantity": np.abs(qty),
+        "price": floats[:, F_PRICE],
+        "slippage": floats[:, F_SLIPPAGE],
+    }
+    for k, name in enumerate(CHARGE_COLUMNS):
+        columns[name] = floats[:, F_CHARGES + k]
+    columns["charge_total"] = floats[:, F_CHARGES + len(CHARGE_COLUMNS)]
+    return pl.DataFrame(columns, schema=FILL_SCHEMA)

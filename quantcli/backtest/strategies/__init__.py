@@ -1,0 +1,1 @@
+"""Built-in strategies, resolved by name (``--strategy sma_cross``)."""

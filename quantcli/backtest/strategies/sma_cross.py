@@ -1,0 +1,54 @@
+"""Moving-average crossover: long while the fast simple moving average of the close is above
+the slow one, flat (or short with ``short=true``) otherwise.
+
+Sizing: ``qty`` shares per symbol, or ``weight`` of equity per symbol when ``weight`` is set.
+Shorts are only filled on a segment that allows them (intraday, futures); delivery rejects them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from quantcli.backtest.strategy import SignalStrategy
+
+
+class SmaCross(SignalStrategy):
+    """SMA(fast) / SMA(slow) crossover on the close."""
+
+    @dataclass(frozen=True)
+    class Params:
+        fast: int = 10
+        slow: int = 30
+        qty: int = 100
+        weight: float | None = None
+        short: bool = False
+
+    params: Params
+
+    def __init__(self, params: Params) -> None:
+        if not 0 < params.fast < params.slow:
+            raise ValueError(f"need 0 < fast < slow, got fast={params.fast} slow={params.slow}")
+        if params.weight is None and params.qty <= 0:
+            raise ValueError(f"qty must be positive, got {params.qty}")
+        if params.weight is not None and not 0 < params.weight <= 1:
+            raise ValueError(f"weight must be in (0, 1], got {params.weight}")
+        super().__init__(params)
+        self.sizing = "targets" if params.weight is None else "weights"
+
+    def _signal(self, size: float) -> pl.Expr:
+        close = pl.col("close")
+        fast = close.rolling_mean(self.params.fast).over("symbol")
+        slow = close.rolling_mean(self.params.slow).over("symbol")
+        flat = -size if self.params.short else 0.0
+        # Null until the slow average exists: no opinion, no trade.
+        return pl.when(fast > slow).then(pl.lit(size)).when(fast <= slow).then(pl.lit(flat))
+
+    def targets(self) -> pl.Expr:
+        """Target shares: ``qty`` when long."""
+        return self._signal(float(self.params.qty))
+
+    def weights(self) -> pl.Expr:
+        """Target weight: ``weight`` when long."""
+        return self._signal(self.params.weight or 0.0)
