@@ -159,12 +159,12 @@ def test_gc_reports_locked(cli, root: Path) -> None:
 def test_verify(cli, root: Path) -> None:
     doc = cli("--json", "data", "verify").json()
     assert doc["ok"] is True and [v["ref"] for v in doc["versions"]] == ["d@v1", "d@v2", "intra@v1"]
-    assert "d@v1: ok (3 files)" in cli("data", "verify", "d@v1").stdout
+    assert "d@v1: ok (1 file)" in cli("data", "verify", "d@v1").stdout
     victim = sorted((root / "d" / "v1" / "data").rglob("*.parquet"))[0]
     victim.unlink()
     res = cli("--json", "data", "verify", "d@v1")
     assert res.exit_code == 1 and res.json()["ok"] is False
-    assert "error: d@v1: missing data/symbol=" in res.stderr
+    assert "error: d@v1: missing data/" in res.stderr
     assert cli("data", "verify").exit_code == 1
 
 

@@ -361,3 +361,65 @@ def test_merge_append_properties(old_days: set[int], new_days: set[int], bump: b
         return dict(zip(f["ts"], f["close"], strict=True))
 
     assert closes(merged) == {**closes(old), **closes(new)}
+
+
+def _publish_during_append(monkeypatch: pytest.MonkeyPatch, store: Path, frame: pl.DataFrame):
+    """Make the next append see another writer publish ``frame`` between its read and publish."""
+    import quantcli.store.ingest as ingest_mod
+
+    real = ingest_mod.merge_append
+
+    def racing(*args: object, **kwargs: object):
+        merged = real(*args, **kwargs)  # type: ignore[arg-type]
+        publish(store, "d", frame, interval="1d", source=SourceInfo("other writer"))
+        return merged
+
+    monkeypatch.setattr(ingest_mod, "merge_append", racing)
+
+
+def test_append_refuses_when_another_writer_published_meanwhile(
+    tmp_path: Path, store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    v1 = write_csv(tmp_path / "v1.csv", [("A", "2024-01-01", 10, 1)])
+    ingest(store, "d", "csv", [v1], options={})
+    v1_bars = open_dataset("d", store).lazy().collect()
+    other = v1_bars.vstack(v1_bars.with_columns(pl.lit("B").alias("symbol")))
+    _publish_during_append(monkeypatch, store, other)
+    more = write_csv(tmp_path / "more.csv", [("A", "2024-01-02", 11, 2)])
+    with pytest.raises(ConflictError) as info:
+        ingest(store, "d", "csv", [more], options={}, append=True)
+    assert info.value.message == (
+        "dataset d moved from v1 to v2 while this update was being prepared; re-run it"
+    )
+    assert sorted(p.name for p in (store / "d").iterdir() if p.name.startswith("v")) == [
+        "v1",
+        "v2",
+    ]
+    assert not any((store / ".tmp").iterdir())
+    monkeypatch.undo()
+    # The re-run builds on v2 and keeps the other writer's bar.
+    report = ingest(store, "d", "csv", [more], options={}, append=True)
+    assert (report.version, report.parent, report.rows) == (3, 2, 3)
+
+
+def test_overlapping_identical_appends_are_unchanged(
+    tmp_path: Path, store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    v1 = write_csv(tmp_path / "v1.csv", [("A", "2024-01-01", 10, 1)])
+    ingest(store, "d", "csv", [v1], options={})
+    more = write_csv(tmp_path / "more.csv", [("A", "2024-01-02", 11, 2)])
+    # Another run of the same append (as an overlapping cron job) publishes v2 first.
+    v1_bars = open_dataset("d", store).lazy().collect()
+    same = v1_bars.vstack(
+        v1_bars.with_columns(
+            pl.col("ts").dt.offset_by("1d"),
+            open=pl.lit(11.0),
+            high=pl.lit(12.0),
+            low=pl.lit(10.0),
+            close=pl.lit(11.0),
+            volume=pl.lit(2, dtype=pl.Int64),
+        )
+    )
+    _publish_during_append(monkeypatch, store, same)
+    report = ingest(store, "d", "csv", [more], options={}, append=True)
+    assert (report.version, report.created, report.rows) == (2, False, 2)

@@ -7,6 +7,7 @@ import tempfile
 from datetime import date, datetime
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 from store_helpers import SOURCE, make_bars
 
 from quantcli import __version__
-from quantcli.errors import DataError, NotFoundError, UsageError
+from quantcli.errors import ConflictError, DataError, NotFoundError, UsageError
 from quantcli.store import publish as publish_mod
 from quantcli.store.manifest import (
     InputFile,
@@ -25,7 +26,7 @@ from quantcli.store.manifest import (
     version_dir,
     version_numbers,
 )
-from quantcli.store.publish import atomic_write_bytes, conform, publish
+from quantcli.store.publish import atomic_write_bytes, conform, data_path, publish
 from quantcli.store.reader import open_dataset
 from quantcli.store.schema import TS_DTYPE
 
@@ -46,34 +47,67 @@ def test_publish_writes_a_complete_version(store: Path) -> None:
     assert read_manifest(folder) == m
     assert (folder / "manifest.json").stat().st_mode & 0o777 == 0o444
     assert Manifest.from_json(m.to_json()) == m
+    # No symbol ends a chunk here, so the three share one content-named file.
+    [(rel, sha)] = m.files.items()
+    path = folder / rel
+    assert rel == data_path(sha) == f"data/{sha[:16]}.parquet"
+    assert sha == publish_mod.hashlib.sha256(path.read_bytes()).hexdigest()
+    assert path.stat().st_mode & 0o777 == 0o444
     for part in m.partitions:
-        path = folder / part.path
-        assert path.is_file() and path.stat().st_size == part.bytes
-        assert part.path.startswith(f"data/symbol={part.symbol}/")
-        assert m.files[part.path] in {publish_mod.hashlib.sha256(path.read_bytes()).hexdigest()}
-        # Small files are one row group (years merge until MIN_ROW_GROUP_ROWS rows).
-        assert pq.ParquetFile(path).metadata.num_row_groups == 1
+        assert part.path == rel and part.bytes == path.stat().st_size and part.rows == 30
+    # Small files are one row group (symbols and years merge until MIN_ROW_GROUP_ROWS rows).
+    assert pq.ParquetFile(path).metadata.num_row_groups == 1
     assert not list((store / ".tmp").iterdir())
 
 
-@pytest.mark.parametrize(("min_rows", "groups"), [(5, [7, 365, 366, 62]), (10, [372, 366, 62])])
-def test_row_groups_are_whole_years(
+@pytest.mark.parametrize(
+    ("min_rows", "groups"),
+    [(5, [7, 365, 366, 62, 7, 365, 366, 62]), (10, [372, 366, 62, 372, 366, 62])],
+)
+def test_row_groups_break_between_years_and_symbols(
     store: Path, monkeypatch: pytest.MonkeyPatch, min_rows: int, groups: list[int]
 ) -> None:
     monkeypatch.setattr(publish_mod, "MIN_ROW_GROUP_ROWS", min_rows)
     bars = make_bars(["A", "B"], start=date(2018, 12, 25), days=800)
     m = publish(store, "d", bars, interval="1d", source=SOURCE).manifest
+    [rel] = m.files
+    meta = pq.ParquetFile(version_dir(store, "d", 1) / rel).metadata
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == groups
+    names = [meta.schema.column(c).name for c in range(meta.num_columns)]
+    stats = [meta.row_group(i).column(names.index("symbol")).statistics for i in range(len(groups))]
+    half = len(groups) // 2  # a cut between symbols: no group mixes A and B
+    assert [(st.min, st.max) for st in stats] == [("A", "A")] * half + [("B", "B")] * half
+    ts = [meta.row_group(i).column(names.index("ts")).statistics for i in range(len(groups))]
+    assert all(st.has_min_max for st in ts)
+
+
+SYMBOLS = ["S01", "S02", "S03", "S34", "S35"]  # ends_chunk: S02 and S34
+
+
+def test_files_are_runs_of_whole_symbols(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert [s for s in SYMBOLS if publish_mod.ends_chunk(s)] == ["S02", "S34"]
+    m = publish(store, "d", make_bars(SYMBOLS), interval="1d", source=SOURCE).manifest
+    by_file: dict[str, list[str]] = {}
     for part in m.partitions:
-        meta = pq.ParquetFile(version_dir(store, "d", 1) / part.path).metadata
-        assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == groups
-        ts = next(c for c in range(meta.num_columns) if meta.schema.column(c).name == "ts")
-        first = meta.row_group(len(groups) - 1).column(ts).statistics
-        assert first.has_min_max
+        by_file.setdefault(part.path, []).append(part.symbol)
+    assert list(by_file.values()) == [["S01", "S02"], ["S03", "S34"], ["S35"]]
+    # Reading the files in manifest order gives (symbol, ts) order.
+    frame = pl.concat(pl.read_parquet(version_dir(store, "d", 1) / rel) for rel in by_file)
+    keys = frame.select("symbol", "ts")
+    assert keys.equals(keys.sort("symbol", "ts")) and frame.height == 150
+    # A file also ends once it holds CHUNK_ROWS rows.
+    monkeypatch.setattr(publish_mod, "CHUNK_ROWS", 60)
+    m = publish(store, "e", make_bars(["A", "B", "C", "D"]), interval="1d", source=SOURCE).manifest
+    paths = [p.path for p in m.partitions]
+    assert paths[0] == paths[1] != paths[2] == paths[3] and len(m.files) == 2
 
 
-def test_symbol_is_quoted_in_the_path(store: Path) -> None:
-    m = publish(store, "d", make_bars(["M&M", "A/B"]), interval="1d", source=SOURCE).manifest
-    assert sorted(p.path.split("/")[1] for p in m.partitions) == ["symbol=A%2FB", "symbol=M%26M"]
+def test_odd_symbol_names_round_trip(store: Path) -> None:
+    publish(store, "d", make_bars(["M&M", "A/B", "Ω'1"]), interval="1d", source=SOURCE)
+    version = open_dataset("d", store)
+    assert version.manifest.symbols == ("A/B", "M&M", "Ω'1")
+    assert version.lazy(["Ω'1"]).collect()["symbol"].unique().to_list() == ["Ω'1"]
+    assert len(version.relation(duckdb.connect(), ["A/B", "Ω'1"]).fetchall()) == 60
 
 
 def test_determinism_same_bytes_in_two_roots(tmp_path: Path) -> None:
@@ -98,33 +132,32 @@ def test_idempotent_republish_creates_no_version(store: Path) -> None:
 
 
 def test_copy_on_write_hard_links_unchanged_files(store: Path) -> None:
-    v1 = publish(store, "d", make_bars(), interval="1d", source=SOURCE).manifest
-    changed = make_bars().with_columns(
-        pl.when(pl.col("symbol") == "BBB").then(pl.col("close") + 1).otherwise(pl.col("close"))
+    v1 = publish(store, "d", make_bars(SYMBOLS), interval="1d", source=SOURCE).manifest
+    changed = make_bars(SYMBOLS).with_columns(
+        pl.when(pl.col("symbol") == "S03").then(pl.col("close") + 1).otherwise(pl.col("close"))
     )
     v2 = publish(store, "d", changed, interval="1d", source=SOURCE).manifest
     assert v2.version == 2 and v2.parent == 1
-    by_symbol = {p.symbol: p.path for p in v2.partitions}
     old = {p.symbol: p.path for p in v1.partitions}
-    for sym in ("AAA", "CCC"):
+    new = {p.symbol: p.path for p in v2.partitions}
+    for sym in SYMBOLS:
         a = (version_dir(store, "d", 1) / old[sym]).stat()
-        b = (version_dir(store, "d", 2) / by_symbol[sym]).stat()
-        assert a.st_ino == b.st_ino and b.st_nlink == 2
-    b1 = (version_dir(store, "d", 1) / old["BBB"]).stat()
-    b2 = (version_dir(store, "d", 2) / by_symbol["BBB"]).stat()
-    assert b1.st_ino != b2.st_ino
+        b = (version_dir(store, "d", 2) / new[sym]).stat()
+        # Only the file holding S03 (with S34) is rewritten; the others are hard links.
+        rewritten = sym in ("S03", "S34")
+        assert (a.st_ino != b.st_ino) == rewritten and b.st_nlink == (1 if rewritten else 2)
 
 
 def test_link_failure_falls_back_to_a_copy(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    publish(store, "d", make_bars(), interval="1d", source=SOURCE)
+    v1 = publish(store, "d", make_bars(SYMBOLS), interval="1d", source=SOURCE).manifest
 
     def no_link(src: object, dst: object) -> None:
         raise OSError(18, "Invalid cross-device link")
 
     monkeypatch.setattr(publish_mod.os, "link", no_link)
-    v2 = publish(
-        store, "d", make_bars(seed=1)[:5].vstack(make_bars()[5:]), interval="1d", source=SOURCE
-    ).manifest
+    changed = make_bars(SYMBOLS, seed=1)[:5].vstack(make_bars(SYMBOLS)[5:])
+    v2 = publish(store, "d", changed, interval="1d", source=SOURCE).manifest
+    assert len(set(v1.files.values()) & set(v2.files.values())) == 2  # copied, not linked
     for part in v2.partitions:
         assert (version_dir(store, "d", 2) / part.path).stat().st_nlink == 1
 
@@ -138,6 +171,23 @@ def test_explicit_parent(store: Path) -> None:
         NotFoundError, match=r"parent version d@v9 not found \(versions: v1, v2, v3\)"
     ):
         publish(store, "d", make_bars(seed=3), interval="1d", source=SOURCE, parent=9)
+
+
+def test_expect_latest_guards_a_read_modify_write(store: Path) -> None:
+    publish(store, "d", make_bars(), interval="1d", source=SOURCE)
+    v2 = publish(store, "d", make_bars(seed=1), interval="1d", source=SOURCE, expect_latest=1)
+    assert v2.created and v2.manifest.version == 2
+    with pytest.raises(ConflictError, match=r"^dataset d moved from v1 to v2 while this update"):
+        publish(store, "d", make_bars(seed=2), interval="1d", source=SOURCE, expect_latest=1)
+    assert version_numbers(store, "d") == [1, 2]
+    assert not list((store / ".tmp").iterdir())
+    # Content equal to the new latest is "unchanged", not a conflict.
+    same = publish(store, "d", make_bars(seed=1), interval="1d", source=SOURCE, expect_latest=1)
+    assert not same.created and same.manifest.version == 2
+    with pytest.raises(ConflictError, match=r"moved from v7 to v2"):
+        publish(store, "d", make_bars(seed=3), interval="1d", source=SOURCE, expect_latest=7)
+    with pytest.raises(ConflictError, match=r"moved from v1 to no version"):
+        publish(store, "new", make_bars(), interval="1d", source=SOURCE, expect_latest=1)
 
 
 def test_failure_while_writing_leaves_nothing(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -134,3 +134,17 @@ def test_symbol_stats(version) -> None:
     row = stats.row(0, named=True)
     assert row["rows"] == 30 and row["min_close"] == 101.0 and row["max_close"] == 130.0
     assert row["mean_volume"] == pytest.approx(1014.5)
+
+
+def test_reads_symbols_across_shared_files(store: Path) -> None:
+    # S02 and S34 end data files: S01+S02, S03+S34 and S35 are three files.
+    symbols = ["S01", "S02", "S03", "S34", "S35"]
+    publish(store, "c", make_bars(symbols, days=3), interval="1d", source=SOURCE)
+    v = open_dataset("c", store)
+    assert len(v.files()) == 3 and len(v.files(["S03", "S34"])) == 1
+    frame = v.lazy(["S35", "S01", "S34"], columns=["symbol", "ts"]).collect()
+    assert frame["symbol"].to_list() == ["S01"] * 3 + ["S34"] * 3 + ["S35"] * 3
+    assert frame.equals(frame.sort("symbol", "ts"))
+    rows = v.relation(duckdb.connect(), ["S34", "S01"], columns=["symbol"]).fetchall()
+    assert [r[0] for r in rows] == ["S01"] * 3 + ["S34"] * 3
+    assert v.lazy().collect().height == 15

@@ -189,7 +189,8 @@ def ingest(
     """Parse ``files`` of source ``kind``, validate, and publish ``name``'s next version.
 
     ``interval`` defaults to the one inferred from the timestamps. With ``append`` the new
-    version holds the latest version's bars plus the new ones (parent = that version).
+    version holds the latest version's bars plus the new ones (parent = that version), and
+    ConflictError when another writer publishes a different version meanwhile.
     ``on_phase`` is called after each of ``PHASES`` (for a progress bar). Raises
     DataError (exit 65) for invalid input, naming the first finding's file and row.
     """
@@ -240,8 +241,18 @@ def ingest(
         if replaced:
             notes["conflicts_replaced"] = replaced
     source = SourceInfo(kind=kind, files=_input_files(parsed.inputs), options=dict(options))
+    # A fresh ingest replaces the content and reads nothing first, so it needs no guard: under
+    # the lock publish compares it with whatever is latest (a re-run stays "unchanged"). An
+    # append was built from `parent` and must not land on a version published since.
     result = publish(
-        root, name, bars, interval=interval, source=source, parent=parent, notes=notes or None
+        root,
+        name,
+        bars,
+        interval=interval,
+        source=source,
+        parent=parent,
+        notes=notes or None,
+        expect_latest=parent,
     )
     phase("published")
     manifest = result.manifest

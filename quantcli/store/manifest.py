@@ -96,7 +96,8 @@ class SourceInfo:
 
 @dataclass(frozen=True)
 class Partition:
-    """One data file of a version: one symbol's bars, sorted by ts, one row group per year."""
+    """One symbol's bars within a data file (sorted by ts); the file may hold neighbouring
+    symbols too, and ``bytes`` is the whole file's size."""
 
     path: str
     symbol: str

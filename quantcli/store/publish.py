@@ -21,10 +21,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import quote
 
 from quantcli import __version__
-from quantcli.errors import DataError, NotFoundError, UsageError
+from quantcli.errors import ConflictError, DataError, NotFoundError, UsageError
 from quantcli.store.lock import dataset_lock
 from quantcli.store.manifest import (
     MANIFEST,
@@ -51,6 +50,10 @@ COMPRESSION = "zstd"
 COMPRESSION_LEVEL = 3
 ROW_GROUP_ROWS = 1 << 20
 MIN_ROW_GROUP_ROWS = 1 << 16
+# A data file ends after ~1 symbol in CHUNK_SYMBOLS (by name hash) or at CHUNK_ROWS rows: a
+# 2,000-symbol daily dataset is ~60 files, whose footers a full scan opens in a few ms.
+CHUNK_SYMBOLS = 32
+CHUNK_ROWS = 1 << 22
 DATA_PAGE_BYTES = 1 << 20
 HASH_PREFIX = 16
 
@@ -197,14 +200,16 @@ def arrow_schema(columns: list[str]) -> pa.Schema:
 
 
 @dataclass(frozen=True)
-class _Slice:
-    symbol: str
+class _Chunk:
+    """Rows ``[start, cuts[-1])`` of the sorted bars: whole symbols, stored in one data file."""
+
     start: int
-    cuts: tuple[int, ...]  # row-group ends (at year boundaries), the last is the slice end
+    cuts: tuple[int, ...]  # row-group ends, the last is the chunk end
+    symbols: tuple[tuple[str, int, int], ...]  # (symbol, start row, end row)
 
 
 def _encode(table: pa.Table, cuts: tuple[int, ...]) -> bytes:
-    """One symbol's bars as Parquet bytes, one row group per range ending at each of ``cuts``."""
+    """Bars as Parquet bytes, one row group per range ending at each of ``cuts``."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -227,12 +232,25 @@ def _encode(table: pa.Table, cuts: tuple[int, ...]) -> bytes:
     return bytes(sink.getvalue().to_pybytes())
 
 
-def _slices(bars: pl.DataFrame) -> list[_Slice]:
-    """Row ranges of each symbol in ``bars`` (sorted) and its row-group boundaries.
+def ends_chunk(symbol: str) -> bool:
+    """Whether a data file ends after ``symbol``: true for about one symbol in CHUNK_SYMBOLS.
 
-    Row groups hold whole calendar years (IST), so ts statistics prune years; consecutive years
-    share a group until it has MIN_ROW_GROUP_ROWS rows, because scanning many tiny groups (a
-    daily year is ~250 rows) costs far more than reading a few extra rows.
+    Decided by the name alone (content-defined chunking), so adding, dropping or changing a
+    symbol moves no boundary elsewhere and the other files keep their bytes (copy-on-write).
+    """
+    digest = hashlib.sha256(symbol.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % CHUNK_SYMBOLS == 0
+
+
+def _chunks(bars: pl.DataFrame) -> list[_Chunk]:
+    """The data files of ``bars`` (sorted): runs of whole symbols, and their row groups.
+
+    A file holds consecutive symbols, so reading the files in order keeps (symbol, ts) order
+    and a full scan opens few files; it also ends once it reaches CHUNK_ROWS rows. Row groups
+    break only between symbols or calendar years (IST) and hold at least MIN_ROW_GROUP_ROWS
+    rows when they can: scanning many tiny groups (a daily year is ~250 rows) costs far more
+    than reading a few extra rows, and the symbol and ts statistics of larger groups still
+    let readers skip the other symbols and years.
     """
     import polars as pl
 
@@ -240,37 +258,44 @@ def _slices(bars: pl.DataFrame) -> list[_Slice]:
     new_symbol = (keys["symbol"] != keys["symbol"].shift(1)).fill_null(True)
     new_year = (keys["year"] != keys["year"].shift(1)).fill_null(True)
     starts = new_symbol.arg_true().to_list()
-    years = (new_year & ~new_symbol).arg_true().to_list()
-    out, j = [], 0
-    for i, start in enumerate(starts):
-        end = starts[i + 1] if i + 1 < len(starts) else bars.height
-        cuts, last = [], start
-        while j < len(years) and years[j] < end:
-            if years[j] - last >= MIN_ROW_GROUP_ROWS:
-                cuts.append(years[j])
-                last = years[j]
+    breaks = (new_symbol | new_year).arg_true().to_list()
+    names = keys["symbol"].gather(starts).to_list()
+    ends = [*starts[1:], bars.height]
+    out: list[_Chunk] = []
+    members: list[tuple[str, int, int]] = []
+    j = 0
+    for name, lo, hi in zip(names, starts, ends, strict=True):
+        members.append((name, lo, hi))
+        first = members[0][1]
+        if hi < bars.height and not ends_chunk(name) and hi - first < CHUNK_ROWS:
+            continue
+        cuts, last = [], first
+        while j < len(breaks) and breaks[j] < hi:
+            if breaks[j] - last >= MIN_ROW_GROUP_ROWS:
+                cuts.append(breaks[j])
+                last = breaks[j]
             j += 1
-        cuts.append(end)
-        out.append(_Slice(str(bars["symbol"][start]), start, tuple(cuts)))
+        cuts.append(hi)
+        out.append(_Chunk(first, tuple(cuts), tuple(members)))
+        members = []
     return out
 
 
-def partition_path(symbol: str, sha256: str) -> str:
-    """The relative path of a symbol's data file, named by its content."""
-    return f"{DATA_DIR}/symbol={quote(symbol, safe='')}/{sha256[:HASH_PREFIX]}.parquet"
+def data_path(sha256: str) -> str:
+    """The relative path of a data file, named by its content."""
+    return f"{DATA_DIR}/{sha256[:HASH_PREFIX]}.parquet"
 
 
-def _write_partition(
-    bars: pl.DataFrame, schema: pa.Schema, part: _Slice, dest: Path, reuse: dict[str, Path]
-) -> tuple[Partition, str]:
-    end = part.cuts[-1]
-    # Converted per symbol, so the whole frame is never held twice (polars and Arrow).
-    table = bars.slice(part.start, end - part.start).to_arrow().cast(schema)
-    data = _encode(table, tuple(c - part.start for c in part.cuts))
+def _write_chunk(
+    bars: pl.DataFrame, schema: pa.Schema, chunk: _Chunk, dest: Path, reuse: dict[str, Path]
+) -> tuple[list[Partition], str, str]:
+    end = chunk.cuts[-1]
+    # Converted per file, so the whole frame is never held twice (polars and Arrow).
+    table = bars.slice(chunk.start, end - chunk.start).to_arrow().cast(schema)
+    data = _encode(table, tuple(c - chunk.start for c in chunk.cuts))
     sha = hashlib.sha256(data).hexdigest()
-    rel = partition_path(part.symbol, sha)
+    rel = data_path(sha)
     target = dest / rel
-    target.parent.mkdir(parents=True, exist_ok=True)
     source = reuse.get(sha)
     linked = False
     if source is not None:
@@ -281,16 +306,19 @@ def _write_partition(
             linked = False  # another file system or link limit: write a copy below
     if not linked:
         _write_new(target, data, 0o444)
-    fsync_dir(target.parent)
-    partition = Partition(
-        path=rel,
-        symbol=part.symbol,
-        rows=end - part.start,
-        first_ts=bars["ts"][part.start],
-        last_ts=bars["ts"][end - 1],
-        bytes=len(data),
-    )
-    return partition, sha
+    ts = bars["ts"]
+    partitions = [
+        Partition(
+            path=rel,
+            symbol=symbol,
+            rows=hi - lo,
+            first_ts=ts[lo],
+            last_ts=ts[hi - 1],
+            bytes=len(data),
+        )
+        for symbol, lo, hi in chunk.symbols
+    ]
+    return partitions, rel, sha
 
 
 def _write_files(
@@ -300,12 +328,10 @@ def _write_files(
     (dest / DATA_DIR).mkdir()
     workers = min(8, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        done = list(
-            pool.map(lambda p: _write_partition(bars, schema, p, dest, reuse), _slices(bars))
-        )
+        done = list(pool.map(lambda c: _write_chunk(bars, schema, c, dest, reuse), _chunks(bars)))
     fsync_dir(dest / DATA_DIR)
-    partitions = [p for p, _ in done]
-    files = {p.path: sha for p, sha in done}
+    partitions = [p for parts, _, _ in done for p in parts]
+    files = {rel: sha for _, rel, sha in done}
     return partitions, files, {f.name: str(f.type) for f in schema}
 
 
@@ -315,6 +341,15 @@ def _reusable(root: Path, name: str, base: int | None) -> dict[str, Path]:
         return {}
     folder = version_dir(root, name, base)
     return {sha: folder / rel for rel, sha in read_manifest(folder).files.items()}
+
+
+def _check_latest(name: str, expected: int | None, latest: int | None) -> None:
+    if expected is not None and latest != expected:
+        now = "no version" if latest is None else f"v{latest}"
+        raise ConflictError(
+            f"dataset {name} moved from v{expected} to {now} while this update was being "
+            "prepared; re-run it"
+        )
 
 
 def publish(
@@ -327,6 +362,7 @@ def publish(
     parent: int | None = None,
     notes: dict[str, object] | None = None,
     wait: float = 0,
+    expect_latest: int | None = None,
 ) -> PublishResult:
     """Publish ``frame`` as the next version of dataset ``name`` under ``root``.
 
@@ -334,6 +370,11 @@ def publish(
     files are hard-linked. When the content hash equals the latest version's, nothing is
     written and ``created`` is False. Holds the dataset lock (waiting up to ``wait`` seconds,
     else LockHeldError). DataError when ``frame`` does not fit the canonical schema.
+
+    ``expect_latest`` guards a read-modify-write (such as an append): ``frame`` was derived from
+    that version, so if another writer has published since, the new version would silently
+    drop its bars. Then ConflictError, checked under the lock, unless ``frame`` equals the new
+    latest version (an overlapping re-run of the same update is still "unchanged").
     """
     check_name(name)
     if interval not in INTERVALS:
@@ -355,6 +396,7 @@ def publish(
                 if current.content_hash == digest:
                     shutil.rmtree(tmp)
                     return PublishResult(current, created=False)
+            _check_latest(name, expect_latest, latest)
             manifest = Manifest(
                 name=name,
                 version=next_version(root, name),

@@ -1,7 +1,8 @@
 """Reading a pinned dataset version: polars, Arrow or DuckDB, filtered by symbol and time.
 
-Files are taken from the manifest (one per symbol), never found by globbing, and each file
-holds one row group per year whose ts statistics let polars and DuckDB skip other years.
+Files are taken from the manifest, never found by globbing. A file holds a run of whole
+symbols in (symbol, ts) order, so the files of a selection read in manifest order are sorted, and
+row-group statistics on symbol and ts let polars and DuckDB skip the other symbols and years.
 """
 
 from __future__ import annotations
@@ -109,9 +110,10 @@ class DatasetVersion:
         return wanted
 
     def files(self, symbols: Sequence[str] | str | None = None) -> list[Path]:
-        """The data files holding ``symbols`` (all when None), from the manifest."""
+        """The data files holding ``symbols`` (all when None), in manifest (symbol) order."""
         chosen = None if symbols is None else self.select_symbols(symbols)
-        return [self.path / p.path for p in self.manifest.partitions_for(chosen)]
+        paths = dict.fromkeys(p.path for p in self.manifest.partitions_for(chosen))
+        return [self.path / p for p in paths]
 
     def _columns(self, columns: Sequence[str] | None) -> list[str]:
         have = list(self.manifest.schema)
@@ -146,6 +148,9 @@ class DatasetVersion:
         lf = pl.scan_parquet(
             [str(f) for f in files], schema=schema, hive_partitioning=False, glob=False
         )
+        if symbols is not None:
+            # A file may hold other symbols too; their row groups are skipped on statistics.
+            lf = lf.filter(pl.col("symbol").is_in(self.select_symbols(symbols)))
         if adjusted:
             from quantcli.market.corporate_actions import actions_for, back_adjust
 
@@ -200,6 +205,9 @@ class DatasetVersion:
         selected = ", ".join(sql_ident(c) for c in self._columns(columns))
         bounds = TimeRange.of(start, end)
         where = []
+        if symbols is not None:
+            listed = ", ".join(sql_string(s) for s in self.select_symbols(symbols))
+            where.append(f"symbol IN ({listed})")
         if bounds.start is not None:
             where.append(f"ts >= {sql_string(bounds.start.isoformat())}::TIMESTAMPTZ")
         if bounds.end is not None:

@@ -38,7 +38,7 @@ class VerifyReport:
     def summary(self) -> str:
         """One line naming what is wrong (or "ok")."""
         if self.ok:
-            return f"{self.ref}: ok ({self.files} files)"
+            return f"{self.ref}: ok ({self.files} file{'' if self.files == 1 else 's'})"
         parts = [
             f"{label} {', '.join(paths)}"
             for label, paths in (
