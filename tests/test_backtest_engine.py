@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import math
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,8 @@ import pytest
 
 from quantcli.backtest.config import BacktestConfig
 from quantcli.backtest.costs import parse_costs
-from quantcli.backtest.engine import Bar, simulate
+from quantcli.backtest.engine import simulate
+from quantcli.backtest.events import Bar
 from quantcli.backtest.slippage import parse_slippage
 from quantcli.backtest.strategy import EventStrategy, LoadedStrategy, SignalStrategy
 from quantcli.errors import DataError, NotFoundError, QuantcliError, StrategyError, UsageError
@@ -565,6 +566,10 @@ def test_input_order_and_prev_close_column() -> None:
 
 def test_missing_columns_and_bad_specs() -> None:
     bars = make_bars({"AAA": flat(3)})
+    for name in ("ts", "symbol"):
+        hole = pl.when(pl.int_range(pl.len()) == 1).then(None).otherwise(pl.col(name))
+        with pytest.raises(DataError, match=f"null {name} in row 1"):
+            simulate(bars.with_columns(hole.alias(name)), cfg(strategy="buy_and_hold"))
     with pytest.raises(DataError, match=r"duplicate bar \(AAA, 2024-01-02"):
         simulate(pl.concat([bars, bars.slice(1, 1)]), cfg(strategy="buy_and_hold"))
     with pytest.raises(DataError, match="lack required columns: volume"):
@@ -636,3 +641,117 @@ def test_simulate_honours_symbols_and_dates() -> None:
     assert result.equity["ts"][0] == bars["ts"][2]
     with pytest.raises(NotFoundError, match="symbol ZZZ not in the bars"):
         simulate(bars, cfg(strategy="buy_and_hold", symbols=("ZZZ",)))
+
+
+# --------------------------------------------------------------------------- DP charge
+
+
+def _two_sessions_of_5m(n_per_day: int = 6) -> pl.DataFrame:
+    stamps = [
+        datetime(day.year, day.month, day.day, 9, 15) + timedelta(minutes=5 * k)
+        for day in (date(2024, 1, 2), date(2024, 1, 3))
+        for k in range(n_per_day)
+    ]
+    return pl.DataFrame(
+        {
+            "symbol": "AAA",
+            "ts": pl.Series(stamps).dt.replace_time_zone("Asia/Kolkata"),
+            "open": 100.0,
+            "high": 101.0,
+            "low": 99.0,
+            "close": 100.0,
+            "volume": 1_000,  # 10% participation: at most 100 shares a bar
+        }
+    )
+
+
+def test_dp_charge_once_per_symbol_and_session() -> None:
+    # Signal path: buy 200 on day one, sell them on day two in two 100-share fills.
+    bars = _two_sessions_of_5m().with_columns(
+        tgt=pl.Series([200.0] + [None] * 5 + [0.0] + [None] * 5)
+    )
+    result = simulate(bars, cfg(costs="statutory"), strategy=loaded(Targets(), "targets"))
+    sells = result.fills.filter(pl.col("side") == "sell")
+    assert sells["quantity"].to_list() == [100, 100]
+    assert sells["charge_dp"][0] > 0 and sells["charge_dp"][1] == 0.0
+    assert result.fills.filter(pl.col("side") == "buy")["charge_dp"].to_list() == [0.0, 0.0]
+    components = [
+        c for c in result.fills.columns if c.startswith("charge_") and c != "charge_total"
+    ]
+    assert np.allclose(
+        result.fills.select(pl.sum_horizontal(components)), result.fills[["charge_total"]]
+    )
+    check_identity(result)
+
+    # Event path: two sells on day one's later bars pay one DP, a sell on day two pays another.
+    def buy(c: Any, b: Bar) -> None:
+        c.buy("AAA", 90)
+
+    def sell(c: Any, b: Bar) -> None:
+        c.sell("AAA", 30)
+
+    script = Script({0: buy, 2: sell, 3: sell, 7: sell})
+    events = simulate(
+        _two_sessions_of_5m(), cfg(costs="statutory"), strategy=loaded(script, "events")
+    )
+    dp = events.fills.filter(pl.col("side") == "sell")["charge_dp"].to_list()
+    assert dp[0] > 0 and dp[1] == 0.0 and dp[2] == dp[0]
+
+
+def test_flat_costs_never_charge_dp() -> None:
+    bars = _two_sessions_of_5m().with_columns(
+        tgt=pl.Series([200.0] + [None] * 5 + [0.0] + [None] * 5)
+    )
+    result = simulate(bars, cfg(costs="flat:0.05%"), strategy=loaded(Targets(), "targets"))
+    assert result.fills["charge_dp"].to_list() == [0.0] * 4
+
+
+# --------------------------------------------------------------------------- preparation paths
+
+
+def test_unsorted_symbols_and_many_symbols_look_ahead() -> None:
+    rng = np.random.default_rng(9)
+    data = {}
+    for sym in [f"S{k:02d}" for k in range(12)]:
+        closes = 100 * np.exp(np.cumsum(rng.normal(0, 0.02, 60)))
+        data[sym] = [(c, c * 1.01, c * 0.99, c, 50_000) for c in closes]
+    bars = make_bars(data)
+    config = cfg(strategy="sma_cross", params={"fast": "2", "slow": "5"})
+    by_symbol = simulate(bars, config)
+    # Symbols out of order (not grouped), and a null-free Categorical column: the slow path.
+    reversed_ = simulate(bars.sort("symbol", "ts", descending=[True, False]), config)
+    assert by_symbol.fills.equals(reversed_.fills)
+
+    class PeekOne(SignalStrategy):
+        # Looks ahead on every symbol: the check sees it on its slice of 8 of the 12 symbols.
+        def targets(self) -> pl.Expr:
+            ahead = pl.col("close").shift(-1).over("symbol") > pl.col("close")
+            return pl.when(ahead).then(10.0).otherwise(0.0)
+
+    with pytest.raises(StrategyError, match="looks ahead"):
+        simulate(bars, cfg(), strategy=loaded(PeekOne(None), "targets"))
+
+    class CrossPeek(SignalStrategy):
+        # A cross-section of the next bar's returns: look-ahead through .over("ts").
+        def features(self) -> list[pl.Expr]:
+            return [(pl.col("close").shift(-1) / pl.col("close")).over("symbol").alias("nxt")]
+
+        def targets(self) -> pl.Expr:
+            return pl.when(pl.col("nxt").mean().over("ts") > 1.1).then(10.0).otherwise(0.0)
+
+    with pytest.raises(StrategyError, match="looks ahead"):
+        simulate(bars, cfg(), strategy=loaded(CrossPeek(None), "targets"))
+
+
+def test_strategy_errors_come_before_contract_errors() -> None:
+    # Targets are evaluated beside the replay arrays; the strategy's error still wins.
+    bars = make_bars({"NOSUCHFUT": flat(5)}).with_columns(tgt=pl.lit(1.0))
+
+    class Broken(SignalStrategy):
+        def targets(self) -> pl.Expr:
+            return pl.col("no_such_column")
+
+    with pytest.raises(StrategyError, match="no_such_column"):
+        simulate(bars, cfg(segment="futures"), strategy=loaded(Broken(None), "targets"))
+    with pytest.raises(NotFoundError, match="NOSUCHFUT"):
+        simulate(bars, cfg(segment="futures"), strategy=loaded(Targets(), "targets"))

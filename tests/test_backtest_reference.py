@@ -7,6 +7,7 @@ numba's typing never changes a result) - and the interpreted run is what coverag
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
@@ -25,6 +26,7 @@ from quantcli.backtest.config import BacktestConfig
 from quantcli.errors import StrategyError
 from quantcli.market import charges
 from quantcli.market.corporate_actions import CorporateAction
+from quantcli.market.instruments import ROUND_DOWN, ROUND_UP, round_to_tick_kernel
 
 MODULES = (accounting, costs, engine, fills, kernel, slippage, charges)
 
@@ -231,11 +233,14 @@ def test_trigger_prices(case: tuple[Any, ...]) -> None:
 
 
 def test_tick_rounding_and_circuits() -> None:
-    for fn in (fills.round_tick, fills.round_tick.py_func):
-        assert fn(100.07, 0.05, True) == 100.1
-        assert fn(100.07, 0.05, False) == 100.05
-        assert fn(100.05, 0.05, True) == 100.05
-        assert fn(100.07, 0.0, True) == 100.07
+    for fn in (round_to_tick_kernel, round_to_tick_kernel.py_func):
+        assert fn(100.07, 0.05, ROUND_UP) == 100.1
+        assert fn(100.07, 0.05, ROUND_DOWN) == 100.05
+        assert fn(100.05, 0.05, ROUND_UP) == 100.05
+        assert fn(100.0 * 1.0005, 0.05, ROUND_UP) == 100.05  # 100.05000000000001 is noise
+        assert fn(37457.99, 0.0025, ROUND_DOWN) == 37457.99  # beyond the snap: exact decimal
+        assert fn(100.07, 0.0, ROUND_UP) == 100.07
+        assert fn(math.nan, 0.05, ROUND_UP) != fn(math.nan, 0.05, ROUND_UP)
     for fn in (fills.circuit_blocked, fills.circuit_blocked.py_func):
         assert fn(True, 110.0, 110.0, 100.0) and not fn(False, 110.0, 110.0, 100.0)
         assert fn(False, 90.0, 90.0, 100.0) and not fn(True, 90.0, 90.0, 100.0)

@@ -14,6 +14,9 @@ from hypothesis import strategies as st
 from quantcli.errors import CoverageError, DataError, NotFoundError, UsageError
 from quantcli.market import instruments as ins
 from quantcli.market.instruments import (
+    ROUND_DOWN,
+    ROUND_NEAREST,
+    ROUND_UP,
     Instrument,
     expiries,
     expiry_weekday,
@@ -24,6 +27,7 @@ from quantcli.market.instruments import (
     monthly_expiry_nominal,
     round_to_lot,
     round_to_tick,
+    round_to_tick_kernel,
     tick_size,
     tick_sizes,
 )
@@ -340,10 +344,25 @@ def test_tick_sizes_matches_scalar(values: list[float], day: date, kind: str) ->
         (20_003.0, 5.0, "nearest", 20_005.0),
         (1_234.56, 0.1, "down", 1_234.5),
         (-3.02, 0.05, "nearest", -3.0),
+        (-3.025, 0.05, "nearest", -3.05),  # halves away from zero
+        (100.0 * 1.0005, 0.05, "up", 100.05),  # 100.05000000000001: binary noise, not a tick
+        (100.15 - 1e-12, 0.05, "down", 100.15),
+        (100.15 + 1e-6, 0.05, "up", 100.2),
+        (37_457.99, 0.0025, "down", 37_457.99),  # a quotient too large for the snap
+        (20_566.635, 0.005, "nearest", 20_566.635),
+        (1e-300, 0.05, "up", 0.0),
     ],
 )
 def test_round_to_tick(price: float, tick: float, mode: str, expected: float) -> None:
     assert round_to_tick(price, tick, mode) == expected
+
+
+def test_round_to_tick_kernel_skips_a_missing_tick() -> None:
+    assert round_to_tick_kernel(100.07, 0.0, ROUND_UP) == 100.07
+    assert round_to_tick_kernel(100.07, math.nan, ROUND_DOWN) == 100.07
+    assert math.isnan(round_to_tick_kernel(math.nan, 0.05, ROUND_NEAREST))
+    assert round_to_tick_kernel.py_func(100.0, 5e-324, ROUND_UP) == 100.0  # uncountable
+    assert math.copysign(1.0, round_to_tick(-0.01, 0.05)) == -1.0  # -0.0, like a decimal
 
 
 def test_round_to_tick_errors() -> None:

@@ -19,12 +19,13 @@ import numba
 import numpy as np
 import polars as pl
 
-from quantcli.backtest.orders import F_BAR, F_PRICE, F_QTY, F_SYM
+from quantcli.backtest.orders import F_BAR, F_PRICE, F_QTY, F_SYM, labels, timestamps
 from quantcli.store.schema import TS_DTYPE
 
 # Per-symbol state columns (one row per symbol, float64; counts stored exactly as floats).
-POS, MARK, REF, TARGET, PEND, PEND_BAR, SQ_DAY, USED, USED_BAR, WORKING = range(10)
-STATE_COLS = 10
+# DP_DAY: the session index of the symbol's last fill that paid the DP charge.
+POS, MARK, REF, TARGET, PEND, PEND_BAR, SQ_DAY, USED, USED_BAR, WORKING, DP_DAY = range(11)
+STATE_COLS = 11
 
 # Account scalars.
 CASH, EQUITY_REF = 0, 1
@@ -49,6 +50,7 @@ def new_state(n_symbols: int, cash: float) -> tuple[np.ndarray, np.ndarray, np.n
     state[:, SQ_DAY] = -1.0
     state[:, USED_BAR] = -1.0
     state[:, WORKING] = -1.0
+    state[:, DP_DAY] = -1.0
     acct = np.array([cash, cash], dtype=np.float64)
     return state, acct, np.zeros(COUNTERS, dtype=np.int64)
 
@@ -159,13 +161,12 @@ def round_trips(
     are not trades yet.
     """
     ints, floats = _trips(fill_ints, fill_floats, event_ints, event_floats, len(symbols))
-    names = np.asarray(symbols, dtype=object)
     return pl.DataFrame(
         {
-            "symbol": pl.Series(names[ints[:, 0]], dtype=pl.String),
-            "entry_ts": pl.Series(ts[ints[:, 1]], dtype=pl.Int64).cast(TS_DTYPE),
-            "exit_ts": pl.Series(ts[ints[:, 2]], dtype=pl.Int64).cast(TS_DTYPE),
-            "side": pl.Series(np.where(ints[:, 3] > 0, "long", "short"), dtype=pl.String),
+            "symbol": labels(ints[:, 0], symbols),
+            "entry_ts": timestamps(ts[ints[:, 1]]),
+            "exit_ts": timestamps(ts[ints[:, 2]]),
+            "side": labels(ints[:, 3] > 0, ("short", "long")),
             "quantity": ints[:, 4],
             "entry_price": floats[:, 0],
             "exit_price": floats[:, 1],

@@ -9,7 +9,9 @@ brokerage component and charges nothing statutory (for comparisons with simple b
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
@@ -17,9 +19,16 @@ import numba
 import numpy as np
 
 from quantcli.errors import UsageError
-from quantcli.market.charges import Segment, charge_rates, charges_kernel, load_profile
+from quantcli.market.charges import (
+    CHARGE_COMPONENTS,
+    Segment,
+    charge_rates,
+    charges_kernel,
+    load_profile,
+)
 
 STATUTORY, FLAT = 0, 1
+DP = CHARGE_COMPONENTS.index("dp")  # the DP charge's place among the components
 
 
 @dataclass(frozen=True)
@@ -53,7 +62,37 @@ def rate_table(model: CostModel, segment: str, broker: str, days: list[date]) ->
         return np.zeros((max(len(days), 1), 1), dtype=np.float64)
     profile = load_profile(broker)
     seg = Segment(segment)
-    return np.vstack([charge_rates(seg, day, profile) for day in days]).astype(np.float64)
+    # Rates change on a handful of dates: one lookup per era, not per session.
+    table = np.empty((len(days), charge_rates(seg, days[0], profile).shape[0]), dtype=np.float64)
+    for lo, hi in eras(days, lambda day: charge_rates(seg, day, profile).tobytes()):
+        table[lo:hi] = charge_rates(seg, days[lo], profile)
+    return table
+
+
+def eras(days: list[date], key: Callable[[date], object]) -> list[tuple[int, int]]:
+    """Split the sorted ``days`` into maximal runs with the same ``key`` (by bisection: rate
+    and tick schedules change on few dates, so this calls ``key`` O(changes x log n) times)."""
+    bounds: list[int] = [0]
+
+    def split(lo: int, hi: int, klo: object, khi: object) -> None:
+        # Invariant: key(days[lo]) == klo, key(days[hi]) == khi, and they differ.
+        if hi - lo == 1:
+            bounds.append(hi)
+            return
+        mid = (lo + hi) // 2
+        kmid = key(days[mid])
+        if kmid != klo:
+            split(lo, mid, klo, kmid)
+        if kmid != khi:
+            split(mid, hi, kmid, khi)
+
+    if days:
+        last = len(days) - 1
+        kfirst, klast = key(days[0]), key(days[last])
+        if kfirst != klast:
+            split(0, last, kfirst, klast)
+    bounds.append(len(days))
+    return list(itertools.pairwise(bounds))
 
 
 @numba.njit(cache=True)
@@ -65,13 +104,20 @@ def fill_costs(
     quantity: float,
     price: float,
     out: np.ndarray,
+    dp_paid: bool,
 ) -> float:
-    """Write the charge components of one fill into ``out`` and return their total."""
+    """Write the charge components of one fill into ``out`` and return their total.
+
+    The DP charge is per scrip and day, not per fill: ``dp_paid`` (the symbol's delivery sale
+    has already paid it this session) waives it.
+    """
     if kind == FLAT:
         out[:] = 0.0
         out[0] = flat_rate * quantity * price
     else:
         charges_kernel(rates, is_buy, quantity, price, out)
+        if dp_paid:
+            out[DP] = 0.0
     total = 0.0
     for k in range(out.shape[0]):
         total += out[k]

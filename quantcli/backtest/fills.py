@@ -26,6 +26,7 @@ import numpy as np
 
 from quantcli.backtest.accounting import (
     CASH,
+    DP_DAY,
     MARK,
     N_FILLS,
     POS,
@@ -34,7 +35,7 @@ from quantcli.backtest.accounting import (
     book_fill,
     holdings,
 )
-from quantcli.backtest.costs import fill_costs
+from quantcli.backtest.costs import DP, fill_costs
 from quantcli.backtest.orders import (
     F_BAR,
     F_CHARGES,
@@ -52,21 +53,23 @@ from quantcli.backtest.orders import (
     STOP,
 )
 from quantcli.backtest.slippage import slip_fraction
+from quantcli.market.instruments import ROUND_DOWN, ROUND_UP, round_to_tick_kernel
 
 _EPS = 1e-9
 
 # How a segment funds a fill (see the module notes).
 FUND_CASH, FUND_MARGIN, FUND_PREMIUM = 0, 1, 2
+# Futures on these indices tick by the index futures schedule; other futures as their stock.
+INDEX_UNDERLYINGS = ("NIFTY", "BANKNIFTY", "FINNIFTY", "MIDCPNIFTY", "NIFTYNXT50", "SENSEX")
 
 
-@numba.njit(cache=True)
-def round_tick(price: float, tick: float, up: bool) -> float:
-    """Round ``price`` to a multiple of ``tick``, up or down (no-op for a missing tick)."""
-    if not tick > 0.0:
-        return price
-    steps = math.ceil(price / tick - _EPS) if up else math.floor(price / tick + _EPS)
-    # Snap off binary noise (0.05 * 2001 = 100.05000000000001) so equal prices compare equal.
-    return round(steps * tick, 8)
+def tick_kind(segment: str, symbol: str) -> str:
+    """The tick schedule (quantcli.market.instruments) of ``symbol``'s contracts in ``segment``."""
+    if segment == "options":
+        return "options"
+    if segment == "futures" and symbol.upper() in INDEX_UNDERLYINGS:
+        return "index_futures"
+    return "equity"
 
 
 @numba.njit(cache=True)
@@ -137,6 +140,7 @@ def execute(
     scratch: np.ndarray,
     s: int,
     bar: int,
+    day: int,
     order_id: int,
     is_buy: bool,
     quantity: float,
@@ -162,6 +166,7 @@ def execute(
 ) -> tuple[float, int]:
     """Try to fill up to ``quantity`` (unsigned) at ``ref_price`` in bar ``bar``.
 
+    ``day`` is the bar's session index (the DP charge is paid once per symbol and session).
     Returns (quantity filled, reason code). A zero fill with NO_REASON means "not this bar"
     (circuit lock or no volume left); a reason means the order is rejected. A delivery buy cut
     to the cash available fills what it can and keeps working for the rest (a rebalance's buys
@@ -183,9 +188,10 @@ def execute(
     if not is_buy and not shortable and pos - q < 0.0:
         return 0.0, R_SHORT
     signed = q if is_buy else -q
+    dp_paid = state[s, DP_DAY] == day
     price, fee = _priced(
         is_buy, q, ref_price, volume, tick, sigma, slip_kind, slip_param,
-        cost_kind, flat_rate, rates, scratch,
+        cost_kind, flat_rate, rates, scratch, dp_paid,
     )  # fmt: skip
     if not forced and is_buy and funding != FUND_MARGIN:
         cash = acct[CASH]
@@ -194,7 +200,7 @@ def execute(
             if q > 0.0:
                 price, fee = _priced(
                     is_buy, q, ref_price, volume, tick, sigma, slip_kind, slip_param,
-                    cost_kind, flat_rate, rates, scratch,
+                    cost_kind, flat_rate, rates, scratch, dp_paid,
                 )  # fmt: skip
         if q <= 0.0:
             return 0.0, R_CASH
@@ -210,6 +216,8 @@ def execute(
             return 0.0, R_MARGIN
     book_fill(state, acct, s, signed, price, fee, futures)
     state[s, USED] += q
+    if scratch[DP] > 0.0:
+        state[s, DP_DAY] = day
     n = counters[N_FILLS]
     counters[N_FILLS] = n + 1
     fill_ints[n, F_ID] = n + 1
@@ -239,9 +247,10 @@ def _priced(
     flat_rate: float,
     rates: np.ndarray,
     scratch: np.ndarray,
+    dp_paid: bool,
 ) -> tuple[float, float]:
     frac = slip_fraction(slip_kind, slip_param, q, volume, sigma)
     raw = ref_price * (1.0 + frac) if is_buy else ref_price * (1.0 - frac)
-    price = round_tick(raw, tick, is_buy)
-    fee = fill_costs(cost_kind, flat_rate, rates, is_buy, q, price, scratch)
+    price = round_to_tick_kernel(raw, tick, ROUND_UP if is_buy else ROUND_DOWN)
+    fee = fill_costs(cost_kind, flat_rate, rates, is_buy, q, price, scratch, dp_paid)
     return price, fee

@@ -1,4 +1,5 @@
-"""The compiled replay loop for signal strategies.
+"""The compiled replay loop for signal strategies, and the run inputs and state it shares with
+the event loop (:class:`Prepared`, :class:`Book`).
 
 Bars arrive as flat arrays sorted by (ts, symbol). A signal strategy has already turned them into
 one target per bar (shares or a weight of equity; NaN = no opinion). The loop acts on a target
@@ -13,6 +14,8 @@ allocating.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from datetime import date
 
 import numba
 import numpy as np
@@ -25,6 +28,8 @@ from quantcli.backtest.accounting import (
     E_SEQ,
     E_SYM,
     EQUITY_REF,
+    EVENT_FLOAT_COLS,
+    EVENT_INT_COLS,
     MARK,
     N_EQUITY,
     N_EVENTS,
@@ -38,19 +43,26 @@ from quantcli.backtest.accounting import (
     WORKING,
     apply_action,
     holdings,
+    new_state,
     settle,
 )
-from quantcli.backtest.fills import execute
+from quantcli.backtest.config import BacktestConfig
+from quantcli.backtest.costs import parse_costs
+from quantcli.backtest.fills import FUND_CASH, FUND_MARGIN, FUND_PREMIUM, execute
 from quantcli.backtest.orders import (
     CANCELLED,
     DAY,
+    F_FLOAT_COLS,
+    F_INT_COLS,
     FILLED,
     GTC,
     MARKET,
     NO_REASON,
     O_BAR,
     O_FILLED,
+    O_FLOAT_COLS,
     O_ID,
+    O_INT_COLS,
     O_LIMIT,
     O_QTY,
     O_REASON,
@@ -67,6 +79,7 @@ from quantcli.backtest.orders import (
     R_SUPERSEDED,
     REJECTED,
 )
+from quantcli.backtest.slippage import parse_slippage
 
 # Per-bar flags.
 EOD = 1  # last bar of its symbol in its session
@@ -342,12 +355,11 @@ def _work(
         return -1
     remaining = order_ints[row, O_QTY] - order_ints[row, O_FILLED]
     q, reason = execute(
-        state, acct, counters, fill_ints, fill_floats, scratch, s, i, order_ints[row, O_ID],
-        order_ints[row, O_SIDE] > 0, float(remaining), price, volume[i], high[i], low[i],
-        prev_close[i], lot[i], tick[i], sigma[i], fprm[P_PARTICIPATION], iprm[I_SLIP_KIND],
-        fprm[P_SLIP], iprm[I_COST_KIND], fprm[P_FLAT_RATE], rates[day[i]],
-        iprm[I_SHORTABLE] == 1, iprm[I_FUNDING], iprm[I_FUTURES] == 1, fprm[P_MARGIN],
-        False,
+        state, acct, counters, fill_ints, fill_floats, scratch, s, i, day[i],
+        order_ints[row, O_ID], order_ints[row, O_SIDE] > 0, float(remaining), price, volume[i],
+        high[i], low[i], prev_close[i], lot[i], tick[i], sigma[i], fprm[P_PARTICIPATION],
+        iprm[I_SLIP_KIND], fprm[P_SLIP], iprm[I_COST_KIND], fprm[P_FLAT_RATE], rates[day[i]],
+        iprm[I_SHORTABLE] == 1, iprm[I_FUNDING], iprm[I_FUTURES] == 1, fprm[P_MARGIN], False,
     )  # fmt: skip
     order_ints[row, O_FILLED] += int(q)
     if reason != NO_REASON:
@@ -402,8 +414,9 @@ def _square_off(
     )  # fmt: skip
     state[s, WORKING] = row
     q, _ = execute(
-        state, acct, counters, fill_ints, fill_floats, scratch, s, i, order_ints[row, O_ID],
-        pos < 0, abs(pos), price, volume[i], high[i], low[i], prev_close[i], lot[i], tick[i],
+        state, acct, counters, fill_ints, fill_floats, scratch, s, i, day[i],
+        order_ints[row, O_ID], pos < 0, abs(pos), price, volume[i], high[i], low[i],
+        prev_close[i], lot[i], tick[i],
         sigma[i], fprm[P_PARTICIPATION], iprm[I_SLIP_KIND], fprm[P_SLIP], iprm[I_COST_KIND],
         fprm[P_FLAT_RATE], rates[day[i]], True, iprm[I_FUNDING], iprm[I_FUTURES] == 1,
         fprm[P_MARGIN], True,
@@ -412,3 +425,126 @@ def _square_off(
     order_ints[row, O_STATUS] = FILLED
     order_ints[row, O_REASON] = R_SQUARED_OFF
     state[s, WORKING] = -1.0
+
+
+# --------------------------------------------------------------------------- inputs and state
+# What the compiled replay (signal strategies) and the Python event loop (event strategies,
+# quantcli.backtest.events) share: the prepared bar arrays and the mutable book of a run.
+
+# Bars per kernel call or per chunk of the event loop: buffers grow and progress is reported
+# between chunks.
+CHUNK = 1 << 20
+
+# How each segment funds its fills (see quantcli.backtest.fills).
+FUNDING = {
+    "delivery": FUND_CASH,
+    "intraday": FUND_MARGIN,
+    "futures": FUND_MARGIN,
+    "options": FUND_PREMIUM,
+}
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The replay's inputs: bar arrays sorted by (ts, symbol) and per-run tables."""
+
+    symbols: list[str]
+    days: list[date]
+    n: int
+    ts: np.ndarray
+    sym: np.ndarray
+    day: np.ndarray
+    flags: np.ndarray
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+    prev_close: np.ndarray
+    tick: np.ndarray
+    sigma: np.ndarray
+    lot: np.ndarray
+    target: np.ndarray
+    rates: np.ndarray
+    act_bar: np.ndarray
+    act_sym: np.ndarray
+    act_ratio: np.ndarray
+    act_amount: np.ndarray
+    n_ts: int
+
+
+@dataclass
+class Output:
+    """A run's trimmed buffers: orders, fills, equity rows and booked corporate actions."""
+
+    order_ints: np.ndarray
+    order_floats: np.ndarray
+    fill_ints: np.ndarray
+    fill_floats: np.ndarray
+    equity: np.ndarray
+    equity_bar: np.ndarray
+    event_ints: np.ndarray
+    event_floats: np.ndarray
+
+
+class Book:
+    """The mutable arrays of one run (state, account, counters and the growable buffers)."""
+
+    def __init__(self, prep: Prepared, config: BacktestConfig) -> None:
+        self.state, self.acct, self.counters = new_state(len(prep.symbols), config.cash)
+        cap = 256
+        self.order_ints = np.zeros((cap, O_INT_COLS), dtype=np.int64)
+        self.order_floats = np.zeros((cap, O_FLOAT_COLS), dtype=np.float64)
+        self.fill_ints = np.zeros((cap, F_INT_COLS), dtype=np.int64)
+        self.fill_floats = np.zeros((cap, F_FLOAT_COLS), dtype=np.float64)
+        self.equity = np.zeros((prep.n_ts, 4), dtype=np.float64)
+        self.equity_bar = np.zeros(prep.n_ts, dtype=np.int64)
+        n_act = prep.act_bar.shape[0]
+        self.event_ints = np.zeros((n_act, EVENT_INT_COLS), dtype=np.int64)
+        self.event_floats = np.zeros((n_act, EVENT_FLOAT_COLS), dtype=np.float64)
+        costs = parse_costs(config.costs)
+        slip = parse_slippage(config.slippage)
+        self.fprm = np.zeros(N_FPRM, dtype=np.float64)
+        self.fprm[P_PARTICIPATION] = config.participation
+        self.fprm[P_SLIP] = slip.param
+        self.fprm[P_FLAT_RATE] = costs.flat_rate
+        self.fprm[P_MARGIN] = config.margin
+        self.iprm = np.zeros(N_IPRM, dtype=np.int64)
+        self.iprm[I_SLIP_KIND] = slip.kind
+        self.iprm[I_COST_KIND] = costs.kind
+        self.iprm[I_FILL_CLOSE] = config.fill == "close"
+        self.iprm[I_INTRADAY] = config.segment == "intraday"
+        self.iprm[I_SHORTABLE] = config.allow_short and config.segment != "delivery"
+        self.iprm[I_FUNDING] = FUNDING[config.segment]
+        self.iprm[I_FUTURES] = config.segment == "futures"
+        self.iprm[I_REJECT_ERROR] = config.on_reject == "error"
+
+    def ensure_room(self, extra: int = 8) -> None:
+        """Double the order and fill buffers when fewer than ``extra`` rows are left."""
+        if self.counters[N_ORDERS] + extra > self.order_ints.shape[0]:
+            self.order_ints = _grow(self.order_ints)
+            self.order_floats = _grow(self.order_floats)
+        if self.counters[N_FILLS] + extra > self.fill_ints.shape[0]:
+            self.fill_ints = _grow(self.fill_ints)
+            self.fill_floats = _grow(self.fill_floats)
+
+    def output(self) -> Output:
+        """Trimmed copies of the buffers."""
+        n_o, n_f = int(self.counters[N_ORDERS]), int(self.counters[N_FILLS])
+        n_e, n_ev = int(self.counters[N_EQUITY]), int(self.counters[N_EVENTS])
+        return Output(
+            order_ints=self.order_ints[:n_o],
+            order_floats=self.order_floats[:n_o],
+            fill_ints=self.fill_ints[:n_f],
+            fill_floats=self.fill_floats[:n_f],
+            equity=self.equity[:n_e],
+            equity_bar=self.equity_bar[:n_e],
+            event_ints=self.event_ints[:n_ev],
+            event_floats=self.event_floats[:n_ev],
+        )
+
+
+def _grow(buffer: np.ndarray) -> np.ndarray:
+    bigger = np.zeros((buffer.shape[0] * 2, buffer.shape[1]), dtype=buffer.dtype)
+    bigger[: buffer.shape[0]] = buffer
+    return bigger

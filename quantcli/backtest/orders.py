@@ -7,6 +7,7 @@ small integer codes; the tuples below turn them back into the strings of the res
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -144,47 +145,54 @@ class Order:
         return self.status == OPEN
 
 
-def _labels(codes: np.ndarray, names: tuple[str, ...]) -> pl.Series:
-    return pl.Series(np.asarray(names, dtype=object)[codes], dtype=pl.String)
+def labels(codes: np.ndarray, names: Sequence[str | None]) -> pl.Series:
+    """The String column of ``names[code]`` per row (a gather: no Python string per row)."""
+    return pl.Series(list(names), dtype=pl.String).gather(np.asarray(codes, dtype=np.int64))
+
+
+def timestamps(micros: np.ndarray) -> pl.Series:
+    """The IST timestamp column of epoch-µs values."""
+    return pl.Series(micros, dtype=pl.Int64).cast(TS_DTYPE)
+
+
+_SIDES = ("sell", "buy")
+_REASON_LABELS = tuple(r or None for r in REASONS)
 
 
 def orders_frame(
     ints: np.ndarray, floats: np.ndarray, ts: np.ndarray, symbols: list[str]
 ) -> pl.DataFrame:
     """The orders frame from the order buffers (``ts``: epoch-µs of each bar)."""
-    sym_names = np.asarray(symbols, dtype=object)
-    reasons = np.asarray(REASONS, dtype=object)[ints[:, O_REASON]]
     return pl.DataFrame(
         {
             "order_id": ints[:, O_ID],
-            "ts": pl.Series(ts[ints[:, O_BAR]], dtype=pl.Int64).cast(TS_DTYPE),
-            "symbol": pl.Series(sym_names[ints[:, O_SYM]], dtype=pl.String),
-            "side": pl.Series(np.where(ints[:, O_SIDE] > 0, "buy", "sell"), dtype=pl.String),
-            "type": _labels(ints[:, O_TYPE], ORDER_TYPES),
-            "tif": _labels(ints[:, O_TIF], TIFS),
+            "ts": timestamps(ts[ints[:, O_BAR]]),
+            "symbol": labels(ints[:, O_SYM], symbols),
+            "side": labels(ints[:, O_SIDE] > 0, _SIDES),
+            "type": labels(ints[:, O_TYPE], ORDER_TYPES),
+            "tif": labels(ints[:, O_TIF], TIFS),
             "quantity": ints[:, O_QTY],
-            "limit_price": floats[:, O_LIMIT],
-            "stop_price": floats[:, O_STOP],
-            "status": _labels(ints[:, O_STATUS], STATUSES),
+            "limit_price": pl.Series(floats[:, O_LIMIT], nan_to_null=True),
+            "stop_price": pl.Series(floats[:, O_STOP], nan_to_null=True),
+            "status": labels(ints[:, O_STATUS], STATUSES),
             "filled_quantity": ints[:, O_FILLED],
-            "reason": pl.Series([r or None for r in reasons], dtype=pl.String),
+            "reason": labels(ints[:, O_REASON], _REASON_LABELS),
         },
         schema=ORDER_SCHEMA,
-    ).with_columns(pl.col("limit_price", "stop_price").fill_nan(None))
+    )
 
 
 def fills_frame(
     ints: np.ndarray, floats: np.ndarray, ts: np.ndarray, symbols: list[str]
 ) -> pl.DataFrame:
     """The fills frame from the fill buffers (``ts``: epoch-µs of each bar)."""
-    sym_names = np.asarray(symbols, dtype=object)
     qty = ints[:, F_QTY]
     columns: dict[str, object] = {
         "fill_id": ints[:, F_ID],
         "order_id": ints[:, F_ORDER],
-        "ts": pl.Series(ts[ints[:, F_BAR]], dtype=pl.Int64).cast(TS_DTYPE),
-        "symbol": pl.Series(sym_names[ints[:, F_SYM]], dtype=pl.String),
-        "side": pl.Series(np.where(qty > 0, "buy", "sell"), dtype=pl.String),
+        "ts": timestamps(ts[ints[:, F_BAR]]),
+        "symbol": labels(ints[:, F_SYM], symbols),
+        "side": labels(qty > 0, _SIDES),
         "quantity": np.abs(qty),
         "price": floats[:, F_PRICE],
         "slippage": floats[:, F_SLIPPAGE],

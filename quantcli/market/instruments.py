@@ -28,12 +28,12 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
-from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from functools import cache
 from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
+import numba
 import numpy as np
 
 from quantcli.errors import CoverageError, DataError, NotFoundError, UsageError
@@ -95,8 +95,6 @@ TICK_SCHEDULES: Final[dict[str, tuple[_TickEra, ...]]] = {
     ),
     "options": ((date.min, (), (0.05,)),),
 }
-
-_ROUNDINGS: Final = {"nearest": ROUND_HALF_UP, "up": ROUND_CEILING, "down": ROUND_FLOOR}
 
 _MONTHS: Final = (
     "JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC",
@@ -304,22 +302,80 @@ def round_to_tick(price: float, tick: float, mode: str = "nearest") -> float:
     """Round ``price`` to a multiple of ``tick``: ``nearest`` (halves away from zero), ``up`` or
     ``down``.
 
-    The arithmetic is decimal on the shortest repr of both numbers, so 0.05-ticks give 100.15,
-    not 100.15000000000001, 100.15 counts as 2003 ticks (not 2002.9999999999998), and rounding
-    an already-rounded price returns it unchanged.
+    Binary noise is not a tick (see :func:`round_to_tick_kernel`): 0.05-ticks give 100.15, not
+    100.15000000000001, 100.15 counts as 2003 ticks (not 2002.9999999999998), and rounding an
+    already-rounded price returns it unchanged.
     """
-    rounding = _ROUNDINGS.get(mode)
-    if rounding is None:
+    code = ROUNDING_MODES.get(mode)
+    if code is None:
         raise UsageError(
-            f"unknown rounding mode {mode!r} (expected one of {', '.join(_ROUNDINGS)})"
+            f"unknown rounding mode {mode!r} (expected one of {', '.join(ROUNDING_MODES)})"
         )
     if not (math.isfinite(tick) and tick > 0):
         raise UsageError(f"tick must be a positive number, got {tick!r}")
     if not math.isfinite(price):
         raise DataError(f"price must be finite, got {price!r}")
-    step = Decimal(repr(tick))
-    steps = (Decimal(repr(price)) / step).to_integral_value(rounding=rounding)
-    return float(steps * step)
+    return float(round_to_tick_kernel(float(price), float(tick), code))
+
+
+# Rounding modes of round_to_tick_kernel.
+ROUND_NEAREST, ROUND_UP, ROUND_DOWN = 0, 1, 2
+ROUNDING_MODES: Final = {"nearest": ROUND_NEAREST, "up": ROUND_UP, "down": ROUND_DOWN}
+
+
+# A price within this many ticks of a whole (or half) number of ticks is on it: the rest is
+# binary noise (100.15 / 0.05 is 2002.9999999999998, 100 * 1.0005 is 100.05000000000001).
+_TICK_SNAP: Final = 1e-9
+
+
+@numba.njit(cache=True)
+def round_to_tick_kernel(price: float, tick: float, mode: int) -> float:
+    """The one tick-rounding rule (``round_to_tick`` and the backtester's fills use it):
+    ``price`` to a multiple of ``tick`` by ``mode`` (ROUND_NEAREST: halves away from zero,
+    ROUND_UP, ROUND_DOWN); returns ``price`` unchanged for a missing (NaN or non-positive) tick.
+
+    Float noise does not move a price by a tick (see _TICK_SNAP), and the result is the float
+    nearest to the decimal multiple (100.15, never 100.15000000000001): the tick as an integer
+    count of 10**-d units for its fewest decimals d, times the steps, divided by 10**d in one
+    correctly rounded division.
+    """
+    if not (tick > 0.0 and math.isfinite(tick) and math.isfinite(price)):
+        return price
+    units, scale = _tick_units(tick)
+    q = price / tick
+    if not math.isfinite(q):  # a tick too small to count in
+        return price
+    near = float(math.floor(q + 0.5))
+    below = float(math.floor(q))
+    steps: float
+    # On a multiple: within the snap, or (for quotients too large for it) the price is the float
+    # of that decimal multiple.
+    if abs(q - near) <= _TICK_SNAP or near * units / scale == price:
+        steps = near
+    elif mode == ROUND_UP:
+        steps = below + 1.0
+    elif mode == ROUND_DOWN:
+        steps = below
+    elif abs(q - below - 0.5) <= _TICK_SNAP or (2.0 * below + 1.0) * units / (2.0 * scale) == price:
+        steps = below + 1.0 if below >= 0.0 else below  # a half: away from zero
+    else:
+        steps = below + 1.0 if q - below > 0.5 else below
+    out = steps * units / scale
+    # A zero keeps the sign of the price (as a decimal quotient's does).
+    return math.copysign(0.0, price) if out == 0.0 else out
+
+
+@numba.njit(cache=True)
+def _tick_units(tick: float) -> tuple[float, float]:
+    # (units, 10**d) with units / 10**d == tick for the fewest decimals d (the tick's shortest
+    # repr); a tick no short decimal gives counts as one unit of itself.
+    scale = 1.0
+    for _ in range(16):
+        units = float(math.floor(tick * scale + 0.5))
+        if units / scale == tick:
+            return units, scale
+        scale *= 10.0
+    return tick, 1.0
 
 
 def round_to_lot(quantity: int, lot: int) -> int:

@@ -1,0 +1,493 @@
+"""The Python replay loop for event strategies.
+
+:class:`EventRun` walks the prepared bars in (ts, symbol) order and calls the strategy's
+``on_bar`` with a :class:`Bar`; the strategy trades through its :class:`Context`. Orders work
+until filled, cancelled or expired, and fill by the same rules and into the same book as the
+compiled signal kernel (quantcli.backtest.fills.execute, quantcli.backtest.kernel.Book).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from quantcli.backtest import kernel
+from quantcli.backtest.accounting import (
+    CASH,
+    E_BAR,
+    E_CASH,
+    E_RATIO,
+    E_SEQ,
+    E_SYM,
+    MARK,
+    N_EVENTS,
+    N_FILLS,
+    POS,
+    SQ_DAY,
+    apply_action,
+    holdings,
+    settle,
+)
+from quantcli.backtest.config import BacktestConfig
+from quantcli.backtest.fills import execute, tick_kind, trigger_price
+from quantcli.backtest.kernel import CHUNK, Book, Output, Prepared
+from quantcli.backtest.orders import (
+    CANCELLED,
+    DAY,
+    EXPIRED,
+    F_ID,
+    F_PRICE,
+    FILLED,
+    IOC,
+    LIMIT,
+    MARKET,
+    NO_REASON,
+    O_FLOAT_COLS,
+    O_INT_COLS,
+    PARTIAL,
+    R_ACTION,
+    R_LOT,
+    R_SQUARED_OFF,
+    R_USER,
+    REASONS,
+    REJECTED,
+    STOP,
+    STOP_LIMIT,
+    TIFS,
+    Fill,
+    Order,
+)
+from quantcli.backtest.strategy import LoadedStrategy
+from quantcli.errors import QuantcliError, StrategyError
+from quantcli.market.instruments import ROUND_DOWN, ROUND_UP, round_to_tick_kernel
+from quantcli.store.schema import TIMEZONE
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_IST = ZoneInfo(TIMEZONE)
+
+
+def ist(micros: int | np.integer[Any]) -> datetime:
+    """The IST datetime of epoch-µs ``micros``."""
+    return (_EPOCH + timedelta(microseconds=int(micros))).astimezone(_IST)
+
+
+class Bar:
+    """The bar an event strategy sees (plain Python values; ``ts`` built on first access)."""
+
+    __slots__ = ("close", "high", "index", "low", "open", "symbol", "ts_us", "volume")
+
+    def __init__(
+        self,
+        index: int,
+        symbol: str,
+        ts_us: int,
+        open_: float,
+        high: float,
+        low: float,
+        close: float,
+        volume: float,
+    ) -> None:
+        self.index = index
+        self.symbol = symbol
+        self.ts_us = ts_us
+        self.open = open_
+        self.high = high
+        self.low = low
+        self.close = close
+        self.volume = volume
+
+    @property
+    def ts(self) -> datetime:
+        """The bar's timestamp (IST)."""
+        return ist(self.ts_us)
+
+    def __repr__(self) -> str:
+        return (
+            f"Bar({self.symbol} {self.ts:%Y-%m-%d %H:%M} o={self.open} h={self.high} "
+            f"l={self.low} c={self.close} v={self.volume})"
+        )
+
+
+class Context:
+    """What an event strategy can do: read the book, place and cancel orders."""
+
+    def __init__(self, run: EventRun) -> None:
+        self._run = run
+        self.params = (
+            run.strategy.instance.params if hasattr(run.strategy.instance, "params") else None
+        )
+        self.symbols: tuple[str, ...] = tuple(run.prep.symbols)
+
+    @property
+    def ts(self) -> datetime:
+        """Timestamp of the bar being processed."""
+        return ist(self._run.prep.ts[self._run.i])
+
+    @property
+    def cash(self) -> float:
+        """Cash now."""
+        return float(self._run.book.acct[CASH])
+
+    @property
+    def equity(self) -> float:
+        """Cash plus holdings at the last prices."""
+        value, _ = holdings(self._run.book.state, self._run.futures)
+        return float(self._run.book.acct[CASH] + value)
+
+    def position(self, symbol: str) -> int:
+        """Signed position in ``symbol`` (0 when flat)."""
+        return int(self._run.book.state[self._run.code(symbol), POS])
+
+    @property
+    def positions(self) -> dict[str, int]:
+        """Non-zero positions by symbol."""
+        pos = self._run.book.state[:, POS]
+        return {self.symbols[k]: int(pos[k]) for k in np.flatnonzero(pos)}
+
+    def open_orders(self, symbol: str | None = None) -> list[Order]:
+        """Working orders (of one symbol, or all), oldest first."""
+        run = self._run
+        if symbol is not None:
+            return list(run.working[run.code(symbol)])
+        return sorted((o for w in run.working for o in w), key=lambda o: o.order_id)
+
+    def buy(
+        self,
+        symbol: str,
+        quantity: int,
+        *,
+        limit: float | None = None,
+        stop: float | None = None,
+        tif: str = "DAY",
+    ) -> int:
+        """Place a buy order (market, or limit/stop/stop-limit by the prices given)."""
+        return self._run.place(symbol, True, quantity, limit, stop, tif)
+
+    def sell(
+        self,
+        symbol: str,
+        quantity: int,
+        *,
+        limit: float | None = None,
+        stop: float | None = None,
+        tif: str = "DAY",
+    ) -> int:
+        """Place a sell order (market, or limit/stop/stop-limit by the prices given)."""
+        return self._run.place(symbol, False, quantity, limit, stop, tif)
+
+    def order_target(self, symbol: str, target: int, *, tif: str = "DAY") -> int | None:
+        """Market order for the difference between ``target`` and the position (None if 0)."""
+        delta = int(target) - self.position(symbol)
+        if delta == 0:
+            return None
+        return self._run.place(symbol, delta > 0, abs(delta), None, None, tif)
+
+    def cancel(self, order_id: int) -> bool:
+        """Cancel a working order; False when it is not working."""
+        return self._run.cancel(order_id)
+
+
+class EventRun:
+    """The Python replay loop for event strategies."""
+
+    def __init__(self, prep: Prepared, config: BacktestConfig, strategy: LoadedStrategy) -> None:
+        self.prep = prep
+        self.config = config
+        self.strategy = strategy
+        self.book = Book(prep, config)
+        self.orders: list[Order] = []
+        self.working: list[list[Order]] = [[] for _ in prep.symbols]
+        self.codes = {s: k for k, s in enumerate(prep.symbols)}
+        self.futures = config.segment == "futures"
+        self.intraday = config.segment == "intraday"
+        self.fill_close = config.fill == "close"
+        self.i = 0
+        self.scratch = np.zeros(7, dtype=np.float64)
+        self.ctx = Context(self)
+        self.kind = "options" if config.segment == "options" else "equity"
+
+    def code(self, symbol: str) -> int:
+        k = self.codes.get(symbol)
+        if k is None:
+            raise StrategyError(f"strategy {self.strategy.name}: unknown symbol {symbol!r}")
+        return k
+
+    # -- orders
+
+    def place(
+        self,
+        symbol: str,
+        is_buy: bool,
+        quantity: int,
+        limit: float | None,
+        stop: float | None,
+        tif: str,
+    ) -> int:
+        s = self.code(symbol)
+        tif_code = TIFS.index(tif.upper()) if tif.upper() in TIFS else -1
+        if tif_code < 0:
+            raise StrategyError(
+                f"strategy {self.strategy.name}: unknown tif {tif!r} (DAY, IOC, GTC)"
+            )
+        if (
+            isinstance(quantity, bool)
+            or not isinstance(quantity, int | np.integer)
+            or quantity <= 0
+        ):
+            raise StrategyError(
+                f"strategy {self.strategy.name}: order quantity must be a positive integer, "
+                f"got {quantity!r}"
+            )
+        kind = MARKET
+        if limit is not None and stop is not None:
+            kind = STOP_LIMIT
+        elif limit is not None:
+            kind = LIMIT
+        elif stop is not None:
+            kind = STOP
+        i = self.i
+        # Rounded to the tick against the trader: a buy limit down, a buy stop up.
+        lim = math.nan if limit is None else self._on_tick(symbol, limit, up=not is_buy)
+        stp = math.nan if stop is None else self._on_tick(symbol, stop, up=is_buy)
+        lot = int(self.prep.lot[i]) if self.prep.sym[i] == s else self._lot_of(s)
+        qty = int(quantity) // lot * lot
+        order = Order(
+            order_id=len(self.orders) + 1,
+            bar=i,
+            symbol=symbol,
+            sym=s,
+            is_buy=is_buy,
+            type=kind,
+            tif=tif_code,
+            quantity=qty,
+            limit_price=lim,
+            stop_price=stp,
+            at_close=kind == MARKET and self.fill_close,
+        )
+        self.orders.append(order)
+        if qty == 0:
+            self._finish(order, REJECTED, R_LOT)
+        elif self.intraday and self.book.state[s, SQ_DAY] == self.prep.day[i]:
+            self._finish(order, REJECTED, R_SQUARED_OFF)
+        else:
+            self.working[s].append(order)
+        return order.order_id
+
+    def _on_tick(self, symbol: str, price: float, *, up: bool) -> float:
+        from quantcli.market.instruments import tick_size
+
+        if not (isinstance(price, int | float) and math.isfinite(price) and price > 0):
+            raise StrategyError(
+                f"strategy {self.strategy.name}: order price must be a positive number, "
+                f"got {price!r}"
+            )
+        day = self.prep.days[int(self.prep.day[self.i])]
+        tick = tick_size(float(price), day, tick_kind(self.config.segment, symbol))
+        return float(round_to_tick_kernel(float(price), tick, ROUND_UP if up else ROUND_DOWN))
+
+    def _lot_of(self, s: int) -> int:
+        # The symbol's lot on its latest bar so far (its first bar when it has not traded yet).
+        mine = np.flatnonzero(self.prep.sym[: self.i + 1] == s)
+        at = int(mine[-1]) if mine.size else int(np.flatnonzero(self.prep.sym == s)[0])
+        return int(self.prep.lot[at])
+
+    def cancel(self, order_id: int) -> bool:
+        if not 1 <= order_id <= len(self.orders):
+            return False
+        order = self.orders[order_id - 1]
+        if not order.is_open:
+            return False
+        self.working[order.sym].remove(order)
+        self._finish(order, CANCELLED, R_USER)
+        return True
+
+    def _finish(self, order: Order, status: int, reason: int) -> None:
+        order.status = PARTIAL if order.filled > 0 else status
+        order.reason = reason
+        if status == REJECTED and self.config.on_reject == "error":
+            raise StrategyError(
+                f"order {order.order_id} for {order.symbol} at {ist(self.prep.ts[self.i])} "
+                f"rejected: {REASONS[reason]} (on_reject=error)"
+            )
+
+    def _fill(self, order: Order, price: float, forced: bool = False) -> None:
+        prep, book, i = self.prep, self.book, self.i
+        book.ensure_room()
+        q, reason = execute(
+            book.state, book.acct, book.counters, book.fill_ints, book.fill_floats, self.scratch,
+            order.sym, i, prep.day[i], order.order_id, order.is_buy, float(order.remaining),
+            price, prep.volume[i], prep.high[i], prep.low[i], prep.prev_close[i], prep.lot[i],
+            prep.tick[i], prep.sigma[i], book.fprm[kernel.P_PARTICIPATION],
+            book.iprm[kernel.I_SLIP_KIND], book.fprm[kernel.P_SLIP], book.iprm[kernel.I_COST_KIND],
+            book.fprm[kernel.P_FLAT_RATE],
+            prep.rates[prep.day[i]], bool(forced or book.iprm[kernel.I_SHORTABLE] == 1),
+            book.iprm[kernel.I_FUNDING], self.futures, book.fprm[kernel.P_MARGIN], forced,
+        )  # fmt: skip
+        if q > 0:
+            order.filled += int(q)
+        if reason != NO_REASON:
+            self.working[order.sym].remove(order)
+            self._finish(order, REJECTED, reason)
+        elif order.filled == order.quantity:
+            order.status = FILLED
+            self.working[order.sym].remove(order)
+        if q > 0:
+            self._on_fill(order, q)
+
+    def _on_fill(self, order: Order, q: float) -> None:
+        n = int(self.book.counters[N_FILLS]) - 1
+        fill = Fill(
+            fill_id=int(self.book.fill_ints[n, F_ID]),
+            order_id=order.order_id,
+            ts=ist(self.prep.ts[self.i]),
+            symbol=order.symbol,
+            side="buy" if order.is_buy else "sell",
+            quantity=int(q),
+            price=float(self.book.fill_floats[n, F_PRICE]),
+            charges=float(self.book.fill_floats[n, -1]),
+        )
+        self._call(self.strategy.instance.on_fill, fill)
+
+    def _call(self, fn: Callable[[Context, Any], None], arg: Any) -> None:
+        try:
+            fn(self.ctx, arg)
+        except QuantcliError:
+            raise
+        except Exception as exc:
+            text = " ".join(str(exc).split())[:300]
+            raise StrategyError(
+                f"strategy {self.strategy.name} raised at {ist(self.prep.ts[self.i])}: "
+                f"{type(exc).__name__}: {text}"
+            ) from exc
+
+    def _match(self, s: int, at_close: bool) -> None:
+        prep, i = self.prep, self.i
+        d = int(prep.day[i])
+        for order in list(self.working[s]):
+            if order.at_close != at_close or not order.is_open:
+                continue
+            if order.tif == DAY:
+                if order.day < 0:
+                    order.day = d
+                elif order.day != d:
+                    self.working[s].remove(order)
+                    self._finish(order, EXPIRED, NO_REASON)
+                    continue
+            if order.type == MARKET:
+                price = prep.close[i] if at_close else prep.open[i]
+            else:
+                price, order.triggered = trigger_price(
+                    order.type, order.is_buy, order.limit_price, order.stop_price,
+                    order.triggered, prep.open[i], prep.high[i], prep.low[i],
+                )  # fmt: skip
+            if not math.isnan(price):
+                self._fill(order, float(price))
+            if order.tif == IOC and order.is_open:
+                self.working[s].remove(order)
+                self._finish(order, EXPIRED, NO_REASON)
+
+    def _square_off(self, s: int, price: float) -> None:
+        book, i = self.book, self.i
+        book.state[s, SQ_DAY] = self.prep.day[i]
+        for order in list(self.working[s]):
+            self.working[s].remove(order)
+            self._finish(order, CANCELLED, R_SQUARED_OFF)
+        pos = int(book.state[s, POS])
+        if pos == 0:
+            return
+        order = Order(
+            len(self.orders) + 1, i, self.prep.symbols[s], s, pos < 0, MARKET, DAY, abs(pos)
+        )
+        order.reason = R_SQUARED_OFF
+        self.orders.append(order)
+        self.working[s].append(order)
+        self._fill(order, price, forced=True)
+
+    # -- the loop
+
+    def replay(self, progress: Callable[[float], None] | None) -> Output:
+        prep, book = self.prep, self.book
+        on_bar = self.strategy.instance.on_bar
+        names = prep.symbols
+        state = book.state
+        working = self.working
+        act_bar = prep.act_bar.tolist()
+        ap = 0
+        n_act = len(act_bar)
+        futures, intraday, fill_close = self.futures, self.intraday, self.fill_close
+        step = max(1, prep.n // 100)
+        for lo in range(0, prep.n, CHUNK):
+            hi = min(prep.n, lo + CHUNK)
+            cols = [
+                a[lo:hi].tolist()
+                for a in (
+                    prep.sym, prep.ts, prep.open, prep.high, prep.low, prep.close, prep.volume,
+                    prep.flags,
+                )
+            ]  # fmt: skip
+            for j, (s, t, o, h, lw, c, v, f) in enumerate(zip(*cols, strict=True)):
+                i = lo + j
+                self.i = i
+                while ap < n_act and act_bar[ap] == i:
+                    self._action(ap)
+                    ap += 1
+                if intraday and f & kernel.SQUARE_OFF and state[s, SQ_DAY] != prep.day[i]:
+                    self._square_off(s, o)
+                if working[s]:
+                    self._match(s, False)
+                state[s, MARK] = c
+                self._call(on_bar, Bar(i, names[s], t, o, h, lw, c, v))
+                if fill_close and working[s]:
+                    self._match(s, True)
+                if f & kernel.EOD:
+                    if intraday and state[s, SQ_DAY] != prep.day[i]:
+                        self._square_off(s, c)
+                    if futures:
+                        settle(state, book.acct, s)
+                if f & kernel.LAST_OF_TS:
+                    kernel.snapshot(
+                        state, book.acct, book.counters, book.equity, book.equity_bar, i, futures
+                    )
+                if progress is not None and i % step == 0:
+                    progress(i / prep.n)
+        return self._output()
+
+    def _action(self, ap: int) -> None:
+        prep, book = self.prep, self.book
+        s = int(prep.act_sym[ap])
+        ratio, cash = apply_action(
+            book.state, book.acct, s, prep.act_ratio[ap], prep.act_amount[ap]
+        )
+        if ratio != 1.0:
+            for order in list(self.working[s]):
+                self.working[s].remove(order)
+                self._finish(order, CANCELLED, R_ACTION)
+        book.event_ints[ap, E_BAR] = self.i
+        book.event_ints[ap, E_SYM] = s
+        book.event_ints[ap, E_SEQ] = book.counters[N_FILLS]
+        book.event_floats[ap, E_RATIO] = ratio
+        book.event_floats[ap, E_CASH] = cash
+        book.counters[N_EVENTS] = ap + 1
+
+    def _output(self) -> Output:
+        n = len(self.orders)
+        ints = np.zeros((n, O_INT_COLS), dtype=np.int64)
+        floats = np.zeros((n, O_FLOAT_COLS), dtype=np.float64)
+        for k, o in enumerate(self.orders):
+            ints[k] = (
+                o.order_id, o.bar, o.sym, 1 if o.is_buy else -1, o.type, o.tif, o.quantity,
+                o.status, o.filled, o.reason,
+            )  # fmt: skip
+            floats[k] = (o.limit_price, o.stop_price)
+        out = self.book.output()
+        out.order_ints = ints
+        out.order_floats = floats
+        return out
+
+
+__all__ = ["Bar", "Context", "EventRun", "ist"]
