@@ -48,6 +48,11 @@ def test_aliases_join_two_versions(root: Path) -> None:
     assert table.to_pylist() == [{"symbol": "BBB", "changed": 30}]
 
 
+def test_no_progress_bar_on_stdout(root: Path) -> None:
+    sql = "SELECT current_setting('enable_progress_bar') AS bar"
+    assert run_query(root, sql, ["d"]).to_pylist() == [{"bar": False}]
+
+
 def test_multiple_statements_return_the_last(root: Path) -> None:
     assert run_query(root, "SELECT 1 AS a; SELECT 2 AS b", ["d"]).to_pylist() == [{"b": 2}]
 

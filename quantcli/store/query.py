@@ -57,6 +57,8 @@ def sandbox(views: Mapping[str, DatasetVersion]) -> duckdb.DuckDBPyConnection:
 
     con = duckdb.connect(":memory:")
     con.execute(f"SET TimeZone = {sql_string(TIMEZONE)}")
+    # DuckDB draws a progress bar on stdout for queries over 2 s, into `-f csv > file` too.
+    con.execute("SET enable_progress_bar = false")
     allowed: list[str] = []
     for alias, version in views.items():
         con.execute(f"CREATE VIEW {sql_ident(alias)} AS SELECT * FROM {version.parquet_sql()}")
@@ -117,9 +119,10 @@ def run_query(root: Path, sql: str, datasets: Sequence[str]) -> pa.Table:
 def encode(table: pa.Table, fmt: str) -> bytes:
     """A query result as CSV, JSON (an array of records) or Parquet bytes."""
     import polars as pl
-    import pyarrow.parquet as pq
 
     if fmt == "parquet":
+        import pyarrow.parquet as pq  # only here: it also loads pyarrow.fs and ssl
+
         sink = io.BytesIO()
         pq.write_table(table, sink, compression="zstd")
         return sink.getvalue()
