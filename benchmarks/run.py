@@ -37,6 +37,8 @@ def load(path: Path) -> object:
     spec = importlib.util.spec_from_file_location(path.stem, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    # Registered first: libraries such as backtrader look their classes' modules up there.
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 
@@ -51,6 +53,7 @@ def main(argv: list[str]) -> None:
         if wanted and area not in wanted:
             continue
         rows = load(path).run()  # type: ignore[attr-defined]
+        print(f"{area}: done", file=sys.stderr, flush=True)
         for row in rows:
             value = row["value"]
             shown = (
