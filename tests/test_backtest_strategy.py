@@ -266,3 +266,40 @@ def test_features_hook_errors() -> None:
         LoadedStrategy("boom", Boom(None), "targets", "", {}).features()
     scalar = LoadedStrategy("scalar", Bad(None), "targets", "", {})
     assert scalar.expression().meta.is_literal()
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"fast": "1", "slow": "2"},
+        {"fast": "1", "slow": "2", "short": "true"},
+        {"fast": "1", "slow": "2", "weight": "0.1"},
+        {"fast": "1", "slow": "3", "weight": "0.3", "short": "true"},
+    ],
+)
+def test_sma_cross_matches_the_two_branch_form(params: dict[str, str]) -> None:
+    # The built-in evaluates one per-symbol window; its targets must equal, bit for bit, the
+    # plain when(fast > slow) / when(fast <= slow) form, ties, NaN, nulls and infinities too.
+    import numpy as np
+    import polars as pl
+
+    loaded = load_strategy("sma_cross", params)
+    p = loaded.instance.params
+    size = float(p.qty) if p.weight is None else p.weight
+    close = pl.col("close")
+    fast = close.rolling_mean(p.fast).over("symbol")
+    slow = close.rolling_mean(p.slow).over("symbol")
+    flat_size = -size if p.short else 0.0
+    reference = pl.when(fast > slow).then(pl.lit(size)).when(fast <= slow).then(pl.lit(flat_size))
+    values = [1.0, 2.0, 2.0, float("nan"), None, float("inf"), -float("inf"), 3.0, 0.5]
+    rng = np.random.default_rng(7)
+    for _ in range(40):
+        picks = rng.integers(0, len(values), 16)
+        frame = pl.DataFrame(
+            {"symbol": ["A"] * 8 + ["B"] * 8, "close": [values[k] for k in picks]},
+            schema={"symbol": pl.String, "close": pl.Float64},
+        )
+        got = frame.select(loaded.expression().cast(pl.Float64)).to_series()
+        want = frame.select(reference.cast(pl.Float64)).to_series()
+        assert got.is_null().to_list() == want.is_null().to_list()
+        assert got.to_numpy().tobytes() == want.to_numpy().tobytes()

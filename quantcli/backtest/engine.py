@@ -204,11 +204,7 @@ def prepare(
             raise DataError(f"duplicate bar ({row['symbol']}, {row['ts']}) in the input")
     # Flagged sorted, polars evaluates the strategies' .over("symbol") windows without hashing.
     frame = frame.with_columns(pl.col("symbol").set_sorted())
-    # From here on arrays are in (symbol, ts) order; ``to_time`` gathers them into replay order
-    # (a stable sort by time keeps the symbols in order within a timestamp).
-    to_time = np.argsort(utc, kind="stable")
     n = frame.height
-    close_s = frame.get_column("close").to_numpy()
     given = np.empty(0)
     if "prev_close" in frame.columns:
         given = frame.get_column("prev_close").cast(pl.Float64).fill_null(np.nan).to_numpy()
@@ -220,6 +216,11 @@ def prepare(
         if strategy.kind != "events":
             targets = pool.submit(evaluate_targets, frame, strategy, code)
         try:
+            # From here on arrays are in (symbol, ts) order; ``to_time`` gathers them into
+            # replay order (a stable sort by time keeps the symbols in order within a
+            # timestamp).
+            to_time = np.argsort(utc, kind="stable")
+            close_s = frame.get_column("close").to_numpy()
             # Two blocks rather than eleven arrays: numpy backs big blocks with huge pages, which
             # makes first touching them several times cheaper.
             ints, floats = np.empty((4, n), dtype=np.int64), np.empty((7, n), dtype=np.float64)

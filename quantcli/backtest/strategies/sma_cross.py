@@ -39,11 +39,15 @@ class SmaCross(SignalStrategy):
 
     def _signal(self, size: float) -> pl.Expr:
         close = pl.col("close")
-        fast = close.rolling_mean(self.params.fast).over("symbol")
-        slow = close.rolling_mean(self.params.slow).over("symbol")
+        # One per-symbol window for both averages, each evaluated once (eager polars does not
+        # share repeated subexpressions). Null until the slow average exists: no opinion, no
+        # trade. Polars orders floats totally (NaN largest), so "not above" is "at or below".
+        above = (close.rolling_mean(self.params.fast) > close.rolling_mean(self.params.slow)).over(
+            "symbol"
+        )
         flat = -size if self.params.short else 0.0
-        # Null until the slow average exists: no opinion, no trade.
-        return pl.when(fast > slow).then(pl.lit(size)).when(fast <= slow).then(pl.lit(flat))
+        # 1 -> (size - flat) + flat and 0 -> flat are exact for flat in {0, -size}.
+        return above.cast(pl.Float64) * (size - flat) + flat
 
     def targets(self) -> pl.Expr:
         """Target shares: ``qty`` when long."""
