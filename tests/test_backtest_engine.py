@@ -17,7 +17,12 @@ from quantcli.backtest.costs import parse_costs
 from quantcli.backtest.engine import simulate
 from quantcli.backtest.events import Bar
 from quantcli.backtest.slippage import parse_slippage
-from quantcli.backtest.strategy import EventStrategy, LoadedStrategy, SignalStrategy
+from quantcli.backtest.strategy import (
+    EventStrategy,
+    LoadedStrategy,
+    SignalStrategy,
+    load_strategy,
+)
 from quantcli.errors import DataError, NotFoundError, QuantcliError, StrategyError, UsageError
 from quantcli.market.calendar import sessions
 from quantcli.market.corporate_actions import CorporateAction
@@ -242,6 +247,24 @@ def test_non_session_bars_are_skipped() -> None:
     result = simulate(pl.concat([bars, holiday]), cfg(strategy="buy_and_hold"))
     assert result.bars == 3
     assert datetime(2024, 1, 26).date() not in result.equity["ts"].dt.date().to_list()
+
+
+def test_sorted_bars_with_an_off_session_bar_drop_it_before_signals() -> None:
+    # Sorted input is evaluated while the sessions are found; an off-session bar in it must
+    # still not reach the strategy (its targets are redone on the session bars).
+    closes = [100.0, 102.0, 99.0, 105.0, 104.0, 101.0, 107.0, 103.0, 108.0, 106.0]
+    bars = make_bars({"AAA": [(c, c + 1, c - 1, c, 1_000_000) for c in closes]})
+    saturday = bars.slice(4, 1).with_columns(
+        ts=pl.lit(datetime(2024, 1, 6)).dt.replace_time_zone("Asia/Kolkata"), close=pl.lit(1e4)
+    )
+    with_saturday = pl.concat([bars.head(5), saturday, bars.tail(5)])
+    strategy = load_strategy("sma_cross", {"fast": "2", "slow": "3", "qty": "10"})
+    expected = simulate(bars, cfg(), strategy=strategy)
+    result = simulate(with_saturday, cfg(), strategy=strategy)
+    assert result.bars == len(closes)
+    assert expected.fills.height > 0
+    assert result.fills.equals(expected.fills)
+    assert result.orders.equals(expected.orders)
 
 
 # --------------------------------------------------------------------------- execution rules
