@@ -60,6 +60,15 @@ def shared_data() -> Path:
     return path
 
 
+def load_sample(symbol: str) -> Any:
+    """One bundled sample file parsed by the product's nifty50 source, in the bar schema
+    (repeated bars kept, as in the file)."""
+    from quantcli.store.sources import BOOKKEEPING, parse_source
+
+    parsed = parse_source("nifty50", [SAMPLE_DIR / f"{symbol}.csv"], {})
+    return parsed.frame.drop(BOOKKEEPING)
+
+
 @pytest.fixture
 def sample_dir() -> Path:
     """The bundled real NSE daily sample shipped in the repository."""

@@ -18,6 +18,7 @@ import pytest
 from quantcli.backtest.config import BacktestConfig
 from quantcli.backtest.engine import simulate
 from quantcli.market.calendar import session_mask
+from tests.conftest import load_sample
 
 bt = pytest.importorskip("backtrader")
 
@@ -27,21 +28,9 @@ SYMBOLS = ("MARUTI", "BAJAJ-AUTO")
 
 def sample_bars(sample_dir: Path, symbol: str) -> pl.DataFrame:
     """The bundled CSV as store-schema bars on NSE sessions (duplicate rows dropped)."""
-    raw = pl.read_csv(sample_dir / f"{symbol}.csv")
     frame = (
-        raw.select(
-            pl.lit(symbol).alias("symbol"),
-            pl.col("Date")
-            .str.strptime(pl.Date, "%d-%m-%Y")
-            .cast(pl.Datetime("us"))
-            .dt.replace_time_zone("Asia/Kolkata")
-            .alias("ts"),
-            pl.col("Open").cast(pl.Float64).alias("open"),
-            pl.col("High").cast(pl.Float64).alias("high"),
-            pl.col("Low").cast(pl.Float64).alias("low"),
-            pl.col("Close").cast(pl.Float64).alias("close"),
-            pl.col("Volume").cast(pl.Int64).alias("volume"),
-        )
+        load_sample(symbol)
+        .select("symbol", "ts", "open", "high", "low", "close", "volume")
         .unique(subset=["ts"], keep="first", maintain_order=True)
         .sort("ts")
     )

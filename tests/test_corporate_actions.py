@@ -23,6 +23,7 @@ from quantcli.market.corporate_actions import (
     user_table,
 )
 from quantcli.store.schema import TS_DTYPE
+from tests.conftest import load_sample
 
 HEADER = (
     '"SYMBOL","COMPANY NAME","SERIES","PURPOSE","FACE VALUE","EX-DATE","RECORD DATE",'
@@ -226,22 +227,7 @@ def test_import_refuses_while_locked(store: Path) -> None:
 
 def sample_bars(sample_dir: Path, symbol: str) -> pl.DataFrame:
     """The bundled NSE daily sample in the canonical bar schema."""
-    raw = pl.read_csv(sample_dir / f"{symbol}.csv")
-    return raw.select(
-        pl.lit(symbol).alias("symbol"),
-        pl.col("Date")
-        .str.strptime(pl.Date, "%d-%m-%Y")
-        .cast(pl.Datetime("us"))
-        .dt.replace_time_zone("Asia/Kolkata")
-        .alias("ts"),
-        pl.col("Open").cast(pl.Float64).alias("open"),
-        pl.col("High").cast(pl.Float64).alias("high"),
-        pl.col("Low").cast(pl.Float64).alias("low"),
-        pl.col("Close").cast(pl.Float64).alias("close"),
-        pl.col("Volume").cast(pl.Int64).alias("volume"),
-        pl.col("VWAP").cast(pl.Float64).alias("vwap"),
-        pl.col("Deliverable Volume").cast(pl.Int64).alias("deliverable_volume"),
-    )
+    return load_sample(symbol)
 
 
 def on(frame: pl.DataFrame, day: date) -> dict[str, object]:
