@@ -225,43 +225,10 @@ def vectorbt_peer(frame: pl.DataFrame) -> dict[str, Any]:
 
 def backtrader_run(frame: pl.DataFrame) -> tuple[float, list[tuple[date, str, int, float]]]:
     """Seconds and fills of backtrader's SMA crossover (target-size semantics) on one symbol."""
-    import backtrader as bt
+    from backtrader_peer import run_backtrader
 
-    class SmaTarget(bt.Strategy):  # type: ignore[misc]
-        params = (("fast", FAST), ("slow", SLOW), ("qty", QTY))
-
-        def __init__(self) -> None:
-            self.fast = bt.ind.SMA(self.data.close, period=self.p.fast)
-            self.slow = bt.ind.SMA(self.data.close, period=self.p.slow)
-            self.fills: list[tuple[date, str, int, float]] = []
-
-        def next(self) -> None:
-            target = self.p.qty if self.fast[0] > self.slow[0] else 0
-            if self.position.size != target:
-                self.order_target_size(target=target)
-
-        def notify_order(self, order: Any) -> None:
-            if order.status == order.Completed:
-                side = "buy" if order.isbuy() else "sell"
-                day = bt.num2date(order.executed.dt).date()
-                self.fills.append((day, side, abs(int(order.executed.size)), order.executed.price))
-
-    pdf = frame.select(
-        pl.col("ts").dt.replace_time_zone(None).alias("datetime"),
-        "open",
-        "high",
-        "low",
-        "close",
-        "volume",
-    ).to_pandas()
-    start = time.perf_counter()
-    cerebro = bt.Cerebro(stdstats=False)
-    cerebro.adddata(bt.feeds.PandasData(dataname=pdf.set_index("datetime")))
-    cerebro.addstrategy(SmaTarget)
-    cerebro.broker.setcash(CASH)
-    cerebro.broker.setcommission(commission=COMMISSION)
-    strat = cerebro.run()[0]
-    return time.perf_counter() - start, strat.fills
+    peer = run_backtrader(frame, fast=FAST, slow=SLOW, qty=QTY, cash=CASH, commission=COMMISSION)
+    return peer.seconds, peer.fills
 
 
 def fills_of(result: Any) -> list[tuple[date, str, int, float]]:

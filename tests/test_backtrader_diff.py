@@ -20,7 +20,7 @@ from quantcli.backtest.engine import simulate
 from quantcli.market.calendar import session_mask
 from tests.conftest import load_sample
 
-bt = pytest.importorskip("backtrader")
+backtrader_peer = pytest.importorskip("benchmarks.backtrader_peer")
 
 FAST, SLOW, QTY, CASH, COMMISSION = 10, 30, 5, 100_000.0, 0.0005
 SYMBOLS = ("MARUTI", "BAJAJ-AUTO")
@@ -37,42 +37,11 @@ def sample_bars(sample_dir: Path, symbol: str) -> pl.DataFrame:
     return frame.filter(session_mask(frame["ts"].dt.date()))
 
 
-class SmaTarget(bt.Strategy):  # type: ignore[misc]
-    params = (("fast", FAST), ("slow", SLOW), ("qty", QTY))
-
-    def __init__(self) -> None:
-        self.fast = bt.ind.SMA(self.data.close, period=self.p.fast)
-        self.slow = bt.ind.SMA(self.data.close, period=self.p.slow)
-        self.fills: list[tuple[date, str, int, float]] = []
-
-    def next(self) -> None:
-        target = self.p.qty if self.fast[0] > self.slow[0] else 0
-        if self.position.size != target:
-            self.order_target_size(target=target)
-
-    def notify_order(self, order: bt.Order) -> None:
-        if order.status == order.Completed:
-            side = "buy" if order.isbuy() else "sell"
-            day = bt.num2date(order.executed.dt).date()
-            self.fills.append((day, side, abs(int(order.executed.size)), order.executed.price))
-
-
 def run_backtrader(bars: pl.DataFrame) -> tuple[list[tuple[date, str, int, float]], float]:
-    frame = bars.select(
-        pl.col("ts").dt.replace_time_zone(None).alias("datetime"),
-        "open",
-        "high",
-        "low",
-        "close",
-        "volume",
-    ).to_pandas()
-    cerebro = bt.Cerebro(stdstats=False)
-    cerebro.adddata(bt.feeds.PandasData(dataname=frame.set_index("datetime")))
-    cerebro.addstrategy(SmaTarget)
-    cerebro.broker.setcash(CASH)
-    cerebro.broker.setcommission(commission=COMMISSION)
-    strat = cerebro.run()[0]
-    return strat.fills, cerebro.broker.getvalue()
+    peer = backtrader_peer.run_backtrader(
+        bars, fast=FAST, slow=SLOW, qty=QTY, cash=CASH, commission=COMMISSION
+    )
+    return peer.fills, peer.final_value
 
 
 def config(**overrides: object) -> BacktestConfig:
