@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import statistics
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
+from timing import median_time
+
 QUANTCLI = Path(sys.executable).with_name("quantcli")
 ROWS = 10_000_000
-
-
-def median_time(fn: Callable[[], object], repeat: int = 5) -> float:
-    """Median wall time of ``fn()``."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def five_minute_bars(rows: int) -> object:

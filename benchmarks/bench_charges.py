@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import statistics
 import time
 from datetime import date
 
 import numpy as np
 import polars as pl
+from timing import median_time
 
 from quantcli.market.charges import charges_frame, fill_charges
 
@@ -29,16 +29,6 @@ def fills(n: int = FILLS, seed: int = 0) -> pl.DataFrame:
             "date": pl.Series(days, dtype=pl.Int32).cast(pl.Date),
         }
     )
-
-
-def median_time(fn: object, repeat: int) -> float:
-    """Median wall time of ``repeat`` calls."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()  # type: ignore[operator]
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def run() -> list[dict[str, object]]:

@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from timing import median_time
 
 QUANTCLI = Path(sys.executable).with_name("quantcli")
 
 
 def wall(args: list[str], repeat: int = 7) -> float:
     """Median wall time of running the console script with ``args``."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        subprocess.run([str(QUANTCLI), *args], capture_output=True, check=True)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return median_time(
+        lambda: subprocess.run([str(QUANTCLI), *args], capture_output=True, check=True), repeat
+    )
 
 
 def run() -> list[dict[str, object]]:

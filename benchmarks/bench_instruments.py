@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import statistics
-import time
-from collections.abc import Callable
 from datetime import date, timedelta
+
+from timing import median_time
 
 TICK_ROWS = 10_000_000
 BAR_ROWS = 5_000_000
 SYMBOLS = 100
-
-
-def median_time(fn: Callable[[], object], repeat: int = 5) -> float:
-    """Median wall time of ``fn()``."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def synthetic_bars(rows: int, symbols: int) -> object:
