@@ -3,7 +3,7 @@
 ``run_backtest`` reads the dataset and corporate actions and calls :func:`simulate`, which works
 on an in-memory bar frame. :func:`prepare` validates the bars, keeps NSE sessions and builds the
 replay's arrays (quantcli.backtest.kernel.Prepared) in one deterministic order, (ts, symbol);
-signal strategies' targets come from :func:`evaluate_targets`. Signal strategies then run
+signal strategies' targets are checked by :func:`check_lookahead`. Signal strategies then run
 through the compiled kernel (quantcli.backtest.kernel), event strategies through the Python
 loop of quantcli.backtest.events, which shares the kernel's fill rules and book. The result
 frames are assembled last.
@@ -16,7 +16,7 @@ import functools
 import itertools
 import math
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -119,12 +119,21 @@ def _replay(
     dataset_hash: str,
     progress: Callable[[float], None] | None,
 ) -> BacktestResult:
-    prep = prepare(bars, config, strat, actions)
-    if strat.kind == "events":
-        run = EventRun(prep, config, strat)
-        out = run.replay(progress)
-    else:
-        out = _run_signals(prep, config, strat, progress)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        prep, check = _prepare(bars, config, strat, actions, pool)
+        # The look-ahead check runs beside the replay (the kernel releases the GIL); its
+        # verdict is awaited before anything is returned, and it outranks the replay's errors.
+        try:
+            if strat.kind == "events":
+                out = EventRun(prep, config, strat).replay(progress)
+            else:
+                out = _run_signals(prep, config, strat, progress)
+        except Exception:
+            if check is not None:
+                check.result()
+            raise
+        if check is not None:
+            check.result()
     if progress is not None:
         progress(1.0)
     return BacktestResult(
@@ -169,10 +178,26 @@ def prepare(
     """Validate and session-filter ``bars`` and build every array the replay reads.
 
     Bars are replayed in (ts, symbol) order; signals are evaluated in (symbol, ts) order, the
-    store's order (any other input is sorted once). The replay arrays are gathered from the
-    (symbol, ts) columns in one compiled pass, and the arrays that are constant for a run are
-    zero-stride views, to keep 10M-bar runs small and fast.
+    store's order (any other input is sorted once), and checked for look-ahead. The replay
+    arrays are gathered from the (symbol, ts) columns in one compiled pass, and the arrays that
+    are constant for a run are zero-stride views, to keep 10M-bar runs small and fast.
     """
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        prep, check = _prepare(bars, config, strategy, actions, pool)
+        if check is not None:
+            check.result()
+    return prep
+
+
+def _prepare(
+    bars: pl.DataFrame,
+    config: BacktestConfig,
+    strategy: LoadedStrategy,
+    actions: Sequence[CorporateAction],
+    pool: ThreadPoolExecutor,
+) -> tuple[Prepared, Future[None] | None]:
+    """:func:`prepare` with the look-ahead check left running on ``pool``: (the arrays, the
+    check's future, None for event strategies)."""
     missing = [c for c in REQUIRED if c not in bars.columns]
     if missing:
         raise DataError(f"bars lack required columns: {', '.join(missing)}")
@@ -209,45 +234,47 @@ def prepare(
     if "prev_close" in frame.columns:
         given = frame.get_column("prev_close").cast(pl.Float64).fill_null(np.nan).to_numpy()
     square_off = SQUARE_OFF_US if config.segment == "intraday" else -1
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        # Polars evaluates a signal strategy without the GIL (on one core for per-symbol
-        # windows) while this thread gathers the replay arrays: the two overlap.
-        targets = None
-        if strategy.kind != "events":
-            targets = pool.submit(evaluate_targets, frame, strategy, code)
-        try:
-            # From here on arrays are in (symbol, ts) order; ``to_time`` gathers them into
-            # replay order (a stable sort by time keeps the symbols in order within a
-            # timestamp).
-            to_time = np.argsort(utc, kind="stable")
-            close_s = frame.get_column("close").to_numpy()
-            # Two blocks rather than eleven arrays: numpy backs big blocks with huge pages, which
-            # makes first touching them several times cheaper.
-            ints, floats = np.empty((4, n), dtype=np.int64), np.empty((7, n), dtype=np.float64)
-            _in_time_order(
-                to_time, utc, code, day_of, frame.get_column("open").to_numpy(),
-                frame.get_column("high").to_numpy(), frame.get_column("low").to_numpy(), close_s,
-                frame.get_column("volume").to_numpy(), given, square_off, ints, floats,
-            )  # fmt: skip
-            ts, sym, day_index, flags = ints
-            open_, high, low, close, volume, prev_close, target = floats
-            tick = _ticks(open_, day_index, days, config.segment, symbols, sym)
-            lot = _lots(symbols, sym, day_index, days, config.segment)
-            rates = rate_table(parse_costs(config.costs), config.segment, config.broker, days)
-            act = _action_arrays(actions, symbols, day_index, days, sym)
-        except Exception:
-            if targets is not None:
-                targets.result()  # the strategy's own error comes first, as when sequential
-            raise
-        if targets is None:
-            target.fill(np.nan)
-        else:
-            np.take(targets.result(), to_time, out=target)
+    # Polars evaluates a signal strategy without the GIL (on one core for per-symbol windows)
+    # while this thread gathers the replay arrays: the two overlap.
+    targets = None
+    if strategy.kind != "events":
+        targets = pool.submit(_all_targets, frame, strategy)
+    try:
+        # From here on arrays are in (symbol, ts) order; ``to_time`` gathers them into
+        # replay order (a stable sort by time keeps the symbols in order within a
+        # timestamp).
+        to_time = np.argsort(utc, kind="stable")
+        close_s = frame.get_column("close").to_numpy()
+        # Two blocks rather than eleven arrays: numpy backs big blocks with huge pages, which
+        # makes first touching them several times cheaper.
+        ints, floats = np.empty((4, n), dtype=np.int64), np.empty((7, n), dtype=np.float64)
+        _in_time_order(
+            to_time, utc, code, day_of, frame.get_column("open").to_numpy(),
+            frame.get_column("high").to_numpy(), frame.get_column("low").to_numpy(), close_s,
+            frame.get_column("volume").to_numpy(), given, square_off, ints, floats,
+        )  # fmt: skip
+        ts, sym, day_index, flags = ints
+        open_, high, low, close, volume, prev_close, target = floats
+        tick = _ticks(open_, day_index, days, config.segment, symbols, sym)
+        lot = _lots(symbols, sym, day_index, days, config.segment)
+        rates = rate_table(parse_costs(config.costs), config.segment, config.broker, days)
+        act = _action_arrays(actions, symbols, day_index, days, sym)
+    except Exception:
+        if targets is not None:
+            targets.result()  # the strategy's own error comes first, as when sequential
+        raise
+    check = None
+    if targets is None:
+        target.fill(np.nan)
+    else:
+        full = targets.result()
+        np.take(full, to_time, out=target)
+        check = pool.submit(check_lookahead, frame, strategy, full, code)
     if parse_slippage(config.slippage).kind == SQRT:
         sigma = _sigma(close_s, np.r_[True, code[1:] != code[:-1]])[to_time]
     else:
         sigma = np.broadcast_to(0.0, n)
-    return Prepared(
+    prep = Prepared(
         symbols=symbols,
         days=days,
         n=n,
@@ -272,6 +299,7 @@ def prepare(
         act_amount=act[3],
         n_ts=int(np.count_nonzero(flags & kernel.LAST_OF_TS)),
     )
+    return prep, check
 
 
 @numba.njit(cache=True, nogil=True)
@@ -509,27 +537,30 @@ def _action_arrays(
 # --------------------------------------------------------------------------- signal targets
 
 
-def evaluate_targets(
-    frame: pl.DataFrame, strategy: LoadedStrategy, code: np.ndarray | None = None
-) -> np.ndarray:
-    """The strategy's target per bar (NaN = no opinion) over ``frame`` sorted by (symbol, ts)
-    (``code``: each row's symbol number, when the caller has it).
+def _all_targets(frame: pl.DataFrame, strategy: LoadedStrategy) -> np.ndarray:
+    # The strategy's target per bar (NaN = no opinion) over ``frame``.
+    return _targets_of(frame, strategy.features(), strategy.expression(), strategy)
 
-    To enforce "no look-ahead" the expression runs three more times on a small slice of the
-    bars (up to 8 symbols with targets, their bars up to a horizon): as is, and with the prices
-    from a cut-off timestamp on distorted (doubled, then halved); a target before the cut-off
-    that changes depends on later bars. The cut-off lies 10% of the timestamps (at most 500)
-    after the first target, so warm-up periods do not make the check vacuous and long
-    histories or many symbols do not make it expensive.
+
+def check_lookahead(
+    frame: pl.DataFrame, strategy: LoadedStrategy, full: np.ndarray, code: np.ndarray | None = None
+) -> None:
+    """Raise StrategyError when ``full``, the strategy's targets over ``frame`` sorted by
+    (symbol, ts), depend on later bars (``code``: each row's symbol number, if known).
+
+    The expression runs up to three more times on a small slice of the bars (up to 8 symbols
+    with targets, their bars up to a horizon): as is, and with the prices from a cut-off
+    timestamp on distorted (doubled, then halved); a target before the cut-off that changes
+    depends on later bars. The cut-off lies 10% of the timestamps (at most 500) after the first
+    target, so warm-up periods do not make the check vacuous and long histories or many
+    symbols do not make it expensive.
     """
-    expr = strategy.expression()
-    features = strategy.features()
-    full = _targets_of(frame, features, expr, strategy)
     valid = ~np.isnan(full)
     if not valid.any():
-        return full
+        return
     if code is None:
         code = frame.get_column("symbol").rle_id().to_numpy()
+    expr, features = strategy.expression(), strategy.features()
     head, later, rows = _check_slice(frame, valid, code)
     before = ~later
     # With every symbol in the slice, the full run's targets are the undistorted ones.
@@ -549,7 +580,6 @@ def evaluate_targets(
                 f"strategy {strategy.name} looks ahead: its {strategy.kind} at "
                 f"{row['symbol']} {row['ts']} depend on later bars"
             )
-    return full
 
 
 _PRICE_COLUMNS = ("open", "high", "low", "close", "vwap", "prev_close")
@@ -560,7 +590,7 @@ _CHECK_SYMBOLS = 8
 def _check_slice(
     frame: pl.DataFrame, valid: np.ndarray, run: np.ndarray
 ) -> tuple[pl.DataFrame, np.ndarray, np.ndarray | None]:
-    """The look-ahead check's bars (see evaluate_targets), which of them are after the cut, and
+    """The look-ahead check's bars (see check_lookahead), which of them are after the cut, and
     their rows in ``frame`` when they are every symbol's first bars, else None (``run``: each
     row's symbol number, rows grouped by symbol)."""
     live = np.flatnonzero(np.bincount(run[valid]))

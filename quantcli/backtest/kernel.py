@@ -146,7 +146,7 @@ def close_order(order_ints: np.ndarray, row: int, status: int, reason: int) -> N
     order_ints[row, O_REASON] = reason
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def replay(
     i0: int,
     sym: np.ndarray,
