@@ -418,8 +418,72 @@ def test_overlapping_identical_appends_are_unchanged(
             low=pl.lit(10.0),
             close=pl.lit(11.0),
             volume=pl.lit(2, dtype=pl.Int64),
+            prev_close=pl.lit(10.0),  # the append derives it from the first bar
         )
     )
     _publish_during_append(monkeypatch, store, same)
     report = ingest(store, "d", "csv", [more], options={}, append=True)
     assert (report.version, report.created, report.rows) == (2, False, 2)
+
+
+# --------------------------------------------------------------------------- prev_close
+
+
+def test_daily_ingest_derives_prev_close_from_the_previous_bar(tmp_path: Path, store: Path) -> None:
+    rows = [("A", "2024-01-01", 10, 1), ("A", "2024-01-02", 11, 2), ("B", "2024-01-02", 50, 3)]
+    ingest(store, "d", "csv", [write_csv(tmp_path / "a.csv", rows)], options={})
+    version = open_dataset("d", store)
+    frame = version.lazy().collect()
+    # The first bar of each symbol has no previous close; B's is not A's last.
+    assert frame["prev_close"].to_list() == [None, 10.0, None]
+    assert version.manifest.notes == {"prev_close_derived": 1}
+
+
+def test_derived_prev_close_is_the_adjusted_base_price_on_a_split(
+    tmp_path: Path, store: Path
+) -> None:
+    # JSWSTEEL's split Rs 10 -> Re 1 (ex 2017-01-04) is in the bundled corporate actions.
+    rows = [("JSWSTEEL", "2017-01-03", 1900, 1), ("JSWSTEEL", "2017-01-04", 190, 10)]
+    ingest(store, "j", "csv", [write_csv(tmp_path / "j.csv", rows)], options={})
+    frame = open_dataset("j", store).lazy().collect()
+    assert frame["prev_close"].to_list() == [None, 190.0]
+
+
+def test_given_prev_close_is_kept_and_only_gaps_are_filled(tmp_path: Path, store: Path) -> None:
+    path = tmp_path / "p.csv"
+    path.write_text(
+        "symbol,ts,open,high,low,close,volume,prev_close\n"
+        "A,2024-01-01,10,11,9,10,1,9.5\n"
+        "A,2024-01-02,11,12,10,11,2,\n"
+        "A,2024-01-03,12,13,11,12,3,10.9\n"
+    )
+    ingest(store, "p", "csv", [path], options={})
+    version = open_dataset("p", store)
+    assert version.lazy().collect()["prev_close"].to_list() == [9.5, 10.0, 10.9]
+    assert version.manifest.notes == {"prev_close_derived": 1}
+
+
+def test_append_derives_prev_close_from_the_parent_version(tmp_path: Path, store: Path) -> None:
+    ingest(
+        store,
+        "d",
+        "csv",
+        [write_csv(tmp_path / "v1.csv", [("A", "2024-01-01", 10, 1)])],
+        options={},
+    )
+    more = write_csv(tmp_path / "v2.csv", [("A", "2024-01-02", 12, 1)])
+    ingest(store, "d", "csv", [more], options={}, append=True)
+    assert open_dataset("d", store).lazy().collect()["prev_close"].to_list() == [None, 10.0]
+
+
+def test_intraday_bars_get_no_derived_prev_close(tmp_path: Path, store: Path) -> None:
+    path = tmp_path / "i.csv"
+    path.write_text(
+        "symbol,ts,open,high,low,close,volume\n"
+        "A,2024-01-01 09:15,10,11,9,10,1\n"
+        "A,2024-01-01 09:20,10,11,9,10.5,1\n"
+    )
+    ingest(store, "i", "csv", [path], options={})
+    version = open_dataset("i", store)
+    assert version.manifest.interval == "5m"
+    assert "prev_close" not in version.lazy().collect().columns

@@ -118,3 +118,23 @@ def test_encode_and_write(root: Path, tmp_path: Path) -> None:
     assert pq.read_table(out).to_pylist() == table.to_pylist()
     with pytest.raises(UsageError, match="unknown format"):
         encode(table, "xml")
+
+
+def test_mean_daily_return_by_prev_close_equals_the_window_query(store: Path) -> None:
+    from quantcli.store.ingest import ingest
+
+    ingest(store, "s", "synthetic", [], options={"symbols": "4", "days": "60", "seed": "7"})
+    windowed = run_query(
+        store,
+        "SELECT symbol, avg(r) AS r FROM (SELECT symbol, "
+        "close / lag(close) OVER (PARTITION BY symbol ORDER BY ts) - 1 AS r FROM bars) "
+        "GROUP BY symbol ORDER BY symbol",
+        ["s"],
+    )
+    grouped = run_query(
+        store,
+        "SELECT symbol, avg(close / prev_close - 1) AS r FROM bars GROUP BY symbol ORDER BY symbol",
+        ["s"],
+    )
+    assert windowed.column("symbol").to_pylist() == grouped.column("symbol").to_pylist()
+    assert windowed.column("r").to_pylist() == pytest.approx(grouped.column("r").to_pylist())

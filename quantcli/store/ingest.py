@@ -123,6 +123,47 @@ def drop_exact_duplicates(frame: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, 
     return kept, dict(zip(dropped["symbol"].to_list(), dropped["len"].to_list(), strict=True))
 
 
+def fill_prev_close(bars: pl.DataFrame, root: Path | None) -> tuple[pl.DataFrame, int]:
+    """Daily ``bars`` (sorted by (symbol, ts)) with ``prev_close`` wherever the source gave
+    none: the symbol's previous bar's close, divided on a split or bonus ex-date by its ratio,
+    as the exchange's base price is (corporate actions from the bundled table and ``root``'s).
+    Returns the frame and how many values were filled.
+
+    With it, a daily return is ``close / prev_close - 1`` in every daily dataset: a per-symbol
+    aggregate instead of a window over the symbol's history, and right across splits.
+    """
+    from quantcli.market.corporate_actions import actions_for
+
+    if "prev_close" not in bars.columns:
+        bars = bars.with_columns(pl.lit(None, dtype=pl.Float64).alias("prev_close"))
+    before = bars.get_column("prev_close").null_count()
+    if before == 0:
+        return bars, 0
+    symbols = bars.get_column("symbol").unique().sort().to_list()
+    splits = [a for a in actions_for(symbols, root) if a.ratio != 1.0]
+    previous = pl.col("close").shift(1).over("symbol")
+    if splits:
+        ratios = (
+            pl.DataFrame(
+                {
+                    "symbol": [a.symbol for a in splits],
+                    "__day": [a.ex_date for a in splits],
+                    "__ratio": [a.ratio for a in splits],
+                },
+                schema={"symbol": pl.String, "__day": pl.Date, "__ratio": pl.Float64},
+            )
+            .group_by("symbol", "__day")
+            .agg(pl.col("__ratio").product())
+        )
+        bars = bars.with_columns(ist_day(pl.col("ts")).alias("__day")).join(
+            ratios, on=["symbol", "__day"], how="left", maintain_order="left"
+        )
+        previous = previous / pl.col("__ratio").fill_null(1.0)
+    filled = bars.with_columns(pl.coalesce("prev_close", previous).alias("prev_close"))
+    filled = filled.drop("__day", "__ratio", strict=False)
+    return filled, before - filled.get_column("prev_close").null_count()
+
+
 def _aligned(frame: pl.DataFrame, columns: Sequence[str]) -> pl.DataFrame:
     return frame.select(
         [
@@ -240,6 +281,10 @@ def ingest(
         parent = latest.version
         if replaced:
             notes["conflicts_replaced"] = replaced
+    if interval == "1d":
+        bars, derived = fill_prev_close(bars, root)
+        if derived:
+            notes["prev_close_derived"] = derived
     source = SourceInfo(kind=kind, files=_input_files(parsed.inputs), options=dict(options))
     # A fresh ingest replaces the content and reads nothing first, so it needs no guard: under
     # the lock publish compares it with whatever is latest (a re-run stays "unchanged"). An
