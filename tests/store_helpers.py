@@ -7,8 +7,7 @@ from datetime import date, datetime, timedelta
 
 import polars as pl
 
-from quantcli.store.manifest import SourceInfo
-from quantcli.store.schema import TIMEZONE
+from quantcli.store.manifest import TIMEZONE, SourceInfo
 
 SOURCE = SourceInfo(kind="test")
 

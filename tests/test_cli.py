@@ -70,3 +70,26 @@ def test_bad_config_is_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     (tmp_path / "quantcli.toml").write_text("[store]\nroot = 3\n")
     with pytest.raises(UsageError, match="must be a string"):
         resolve_root(None, cwd=tmp_path)
+
+
+def test_reading_commands_import_no_frame_library(store: Path) -> None:
+    # `data list` and a table-format `data query` read manifests and run DuckDB: polars (the
+    # slowest import, ~0.2 s) is only for writing data and for csv/json/parquet output.
+    from store_helpers import SOURCE, make_bars
+
+    from quantcli.store.publish import publish
+
+    publish(store, "d", make_bars(), interval="1d", source=SOURCE)
+    code = (
+        "import sys\n"
+        "from quantcli.cli import app\n"
+        "for args in (['data', 'list'], ['data', 'query', 'SELECT count(*) AS n FROM bars', "
+        "'-d', 'd']):\n"
+        "    try:\n"
+        f"        app(['--root', {str(store)!r}, *args])\n"
+        "    except SystemExit as exc:\n"
+        "        assert exc.code == 0, exc.code\n"
+        "print('LOADED=' + ','.join(m for m in ('polars', 'numba') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "LOADED="

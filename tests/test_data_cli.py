@@ -9,7 +9,8 @@ import polars as pl
 import pytest
 from store_helpers import SOURCE, make_bars
 
-from quantcli.store.publish import make_temp_dir, publish
+from quantcli.store.files import make_temp_dir
+from quantcli.store.publish import publish
 
 
 @pytest.fixture

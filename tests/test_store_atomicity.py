@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from quantcli.store.catalog import gc
+from quantcli.store.files import TMP_DIR
 from quantcli.store.manifest import MANIFEST, VERSION_DIR_RE, version_numbers
-from quantcli.store.publish import TMP_DIR
 from quantcli.store.reader import open_dataset
 from quantcli.store.verify import check, verify
 

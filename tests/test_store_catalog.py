@@ -10,9 +10,10 @@ from store_helpers import SOURCE, make_bars
 
 from quantcli.errors import ConflictError, LockHeldError, NotFoundError, UsageError
 from quantcli.store import catalog
+from quantcli.store.files import make_temp_dir
 from quantcli.store.lock import dataset_lock
 from quantcli.store.manifest import MANIFEST, next_version, version_dir, version_numbers
-from quantcli.store.publish import make_temp_dir, publish
+from quantcli.store.publish import publish
 
 
 @pytest.fixture

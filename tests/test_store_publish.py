@@ -17,7 +17,9 @@ from store_helpers import SOURCE, make_bars
 
 from quantcli import __version__
 from quantcli.errors import ConflictError, DataError, NotFoundError, UsageError
+from quantcli.store import files as files_mod
 from quantcli.store import publish as publish_mod
+from quantcli.store.files import atomic_write_bytes
 from quantcli.store.manifest import (
     InputFile,
     Manifest,
@@ -26,7 +28,7 @@ from quantcli.store.manifest import (
     version_dir,
     version_numbers,
 )
-from quantcli.store.publish import atomic_write_bytes, conform, data_path, publish
+from quantcli.store.publish import conform, data_path, publish
 from quantcli.store.reader import open_dataset
 from quantcli.store.schema import TS_DTYPE
 
@@ -276,7 +278,7 @@ def test_atomic_write_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     def fail(src: object, dst: object) -> None:
         raise OSError("nope")
 
-    monkeypatch.setattr(publish_mod.os, "replace", fail)
+    monkeypatch.setattr(files_mod.os, "replace", fail)
     with pytest.raises(OSError):
         atomic_write_bytes(target, b"three")
     assert target.read_bytes() == b"two"

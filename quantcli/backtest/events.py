@@ -65,7 +65,7 @@ from quantcli.backtest.orders import (
 from quantcli.backtest.strategy import LoadedStrategy
 from quantcli.errors import QuantcliError, StrategyError
 from quantcli.market.instruments import ROUND_DOWN, ROUND_UP, round_to_tick_kernel
-from quantcli.store.schema import TIMEZONE
+from quantcli.store.manifest import TIMEZONE
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _IST = ZoneInfo(TIMEZONE)

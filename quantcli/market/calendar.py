@@ -447,7 +447,7 @@ def bars_outside_sessions(ts: pl.Series, interval: str) -> pl.Series:
     """
     import polars as pl
 
-    from quantcli.store.schema import INTERVALS
+    from quantcli.store.manifest import INTERVALS
 
     if interval not in INTERVALS:
         raise UsageError(f"unknown interval {interval!r} (one of {', '.join(INTERVALS)})")

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from quantcli.errors import ConflictError, LockHeldError, NotFoundError, UsageError
+from quantcli.store.files import TMP_DIR, atomic_write_bytes, fsync_dir, make_temp_dir
 from quantcli.store.lock import dataset_lock
 from quantcli.store.manifest import (
     NAME_RE,
@@ -26,7 +27,6 @@ from quantcli.store.manifest import (
     version_dir,
     version_numbers,
 )
-from quantcli.store.publish import TMP_DIR, atomic_write_bytes, fsync_dir, make_temp_dir
 
 TAGS_FILE = "tags.json"
 LATEST = "latest"

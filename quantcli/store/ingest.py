@@ -15,8 +15,8 @@ from typing import Final
 import polars as pl
 
 from quantcli.errors import ConflictError, NotFoundError, UsageError
-from quantcli.store.manifest import InputFile, SourceInfo, check_name
-from quantcli.store.schema import ALL_COLUMNS, INTERVALS, column_order
+from quantcli.store.manifest import INTERVALS, InputFile, SourceInfo, check_name
+from quantcli.store.schema import ALL_COLUMNS, column_order
 from quantcli.store.sources import BOOKKEEPING, parse_source
 from quantcli.store.validate import (
     ValidationReport,

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from quantcli.errors import IntegrityError, UsageError
 
@@ -23,6 +23,9 @@ MANIFEST = "manifest.json"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 VERSION_DIR_RE = re.compile(r"^v([1-9][0-9]*)$")
 REMOVED_SUFFIX = ".removed"
+# Every version stores exchange time, at one of these bar intervals (recorded in its manifest).
+TIMEZONE: Final = "Asia/Kolkata"
+INTERVALS: Final[tuple[str, ...]] = ("1m", "5m", "15m", "1h", "1d")
 
 
 def check_name(name: str) -> str:

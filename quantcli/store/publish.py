@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import secrets
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,9 +23,12 @@ from typing import TYPE_CHECKING
 
 from quantcli import __version__
 from quantcli.errors import ConflictError, DataError, NotFoundError, UsageError
+from quantcli.store.files import fsync_dir, make_temp_dir, write_new
 from quantcli.store.lock import dataset_lock
 from quantcli.store.manifest import (
+    INTERVALS,
     MANIFEST,
+    TIMEZONE,
     Manifest,
     Partition,
     SourceInfo,
@@ -37,13 +39,12 @@ from quantcli.store.manifest import (
     version_dir,
     version_numbers,
 )
-from quantcli.store.schema import ALL_COLUMNS, INTERVALS, REQUIRED, TIMEZONE, TS_DTYPE, column_order
+from quantcli.store.schema import ALL_COLUMNS, REQUIRED, TS_DTYPE, column_order
 
 if TYPE_CHECKING:
     import polars as pl
     import pyarrow as pa
 
-TMP_DIR = ".tmp"
 DATA_DIR = "data"
 # Fixed writer settings: part of the on-disk format, so equal bars give equal bytes.
 COMPRESSION = "zstd"
@@ -64,54 +65,6 @@ class PublishResult:
 
     manifest: Manifest
     created: bool
-
-
-# ---------------------------------------------------------------------------------------------
-# Durable file-system primitives (also used by catalog and query).
-
-
-def fsync_dir(path: Path) -> None:
-    """Make the entries of directory ``path`` (creations, renames) durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_new(path: Path, data: bytes, mode: int = 0o644) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` so readers see the old or the new file, never a mix."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        _write_new(tmp, data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-
-
-def make_temp_dir(root: Path, name: str, purpose: str) -> Path:
-    """A fresh ``<root>/.tmp/<name>+<purpose>-<random>`` directory on the store's file system.
-
-    ``gc`` reads the dataset name before the ``+`` to know which lock guards the directory.
-    """
-    tmp_root = root / TMP_DIR
-    tmp_root.mkdir(parents=True, exist_ok=True)
-    path = tmp_root / f"{name}+{purpose}-{secrets.token_hex(6)}"
-    path.mkdir()
-    return path
 
 
 # ---------------------------------------------------------------------------------------------
@@ -305,7 +258,7 @@ def _write_chunk(
         except OSError:
             linked = False  # another file system or link limit: write a copy below
     if not linked:
-        _write_new(target, data, 0o444)
+        write_new(target, data, 0o444)
     ts = bars["ts"]
     partitions = [
         Partition(
@@ -417,7 +370,7 @@ def publish(
                 notes=dict(notes or {}),
             )
             # The manifest goes last: a directory holding it is complete.
-            _write_new(tmp / MANIFEST, manifest.to_json().encode("utf-8"), 0o444)
+            write_new(tmp / MANIFEST, manifest.to_json().encode("utf-8"), 0o444)
             fsync_dir(tmp)
             os.rename(tmp, version_dir(root, name, manifest.version))
         except BaseException:

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from quantcli.errors import QuantcliError, UsageError
-from quantcli.store.publish import atomic_write_bytes
+from quantcli.store.files import atomic_write_bytes
+from quantcli.store.manifest import TIMEZONE
 from quantcli.store.reader import DatasetVersion, open_dataset, sql_ident, sql_string
-from quantcli.store.schema import TIMEZONE
 
 if TYPE_CHECKING:
     import duckdb

@@ -16,8 +16,7 @@ from zoneinfo import ZoneInfo
 
 from quantcli.errors import NotFoundError, UsageError
 from quantcli.store.catalog import resolve_version
-from quantcli.store.manifest import Manifest, read_manifest, version_dir
-from quantcli.store.schema import ALL_COLUMNS, TIMEZONE
+from quantcli.store.manifest import TIMEZONE, Manifest, read_manifest, version_dir
 
 if TYPE_CHECKING:
     import duckdb
@@ -141,6 +140,8 @@ class DatasetVersion:
         split/bonus/dividend back-adjustment from the corporate-actions table.
         """
         import polars as pl
+
+        from quantcli.store.schema import ALL_COLUMNS
 
         selected = self._columns(columns)
         files = self.files(symbols)

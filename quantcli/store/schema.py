@@ -10,7 +10,8 @@ from typing import Final
 
 import polars as pl
 
-TIMEZONE: Final = "Asia/Kolkata"
+from quantcli.store.manifest import TIMEZONE
+
 TS_DTYPE: Final = pl.Datetime("us", TIMEZONE)
 
 REQUIRED: Final[dict[str, pl.DataType]] = {
@@ -34,8 +35,6 @@ OPTIONAL: Final[dict[str, pl.DataType]] = {
 }
 
 ALL_COLUMNS: Final[dict[str, pl.DataType]] = {**REQUIRED, **OPTIONAL}
-
-INTERVALS: Final[tuple[str, ...]] = ("1m", "5m", "15m", "1h", "1d")
 
 
 def column_order(columns: list[str]) -> list[str]:

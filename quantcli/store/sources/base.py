@@ -17,7 +17,8 @@ from typing import Final
 import polars as pl
 
 from quantcli.errors import DataError, UsageError
-from quantcli.store.schema import ALL_COLUMNS, REQUIRED, TIMEZONE, TS_DTYPE
+from quantcli.store.manifest import TIMEZONE
+from quantcli.store.schema import ALL_COLUMNS, REQUIRED, TS_DTYPE
 
 FILE_COL: Final = "__file"
 ROW_COL: Final = "__row"
