@@ -66,7 +66,8 @@ def main(argv: list[str]) -> None:
             table.add_row(
                 area, str(row["benchmark"]), shown, str(row["unit"]), str(row.get("goal", ""))
             )
-    Console().print(table)
+    # Piped into a file (as for RESULTS.md), the table keeps its rows on one line each.
+    Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
 if __name__ == "__main__":
