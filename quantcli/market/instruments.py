@@ -51,7 +51,12 @@ DERIVATIVES: Final = "derivatives"
 # The row that opens the stock section of fo_mktlots.csv.
 STOCK_SECTION: Final = "derivatives on individual securities"
 
-INDEX_UNDERLYINGS: Final = frozenset({"NIFTY", "BANKNIFTY", "FINNIFTY", "MIDCPNIFTY", "NIFTYNXT50"})
+# NSE's index derivatives (their expiries are NSE's); INDEX_UNDERLYINGS adds BSE's SENSEX, for
+# rules that hold for any index underlying (the index futures tick schedule).
+NSE_INDEX_UNDERLYINGS: Final = frozenset(
+    {"NIFTY", "BANKNIFTY", "FINNIFTY", "MIDCPNIFTY", "NIFTYNXT50"}
+)
+INDEX_UNDERLYINGS: Final = NSE_INDEX_UNDERLYINGS | {"SENSEX"}
 
 THURSDAY: Final = 3
 TUESDAY: Final = 1
@@ -407,7 +412,7 @@ def expiries(underlying: str, start: date, end: date, *, weekly: bool = False) -
     # look a week ahead, but never past what the calendar knows.
     horizon = min(end + timedelta(days=7), max(end, calendar.coverage()[1]))
     nominal = set(_monthly_nominal(start, horizon))
-    if weekly and sym in INDEX_UNDERLYINGS and sym != "NIFTY" and start < OTHER_WEEKLIES_END:
+    if weekly and sym in NSE_INDEX_UNDERLYINGS and sym != "NIFTY" and start < OTHER_WEEKLIES_END:
         raise CoverageError(
             f"weekly expiries of {sym} before {OTHER_WEEKLIES_END.isoformat()} are not modelled "
             "(their own weekdays); ask for monthly expiries or a later start"
