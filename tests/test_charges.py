@@ -10,7 +10,7 @@ sell. Zerodha's tariff: delivery brokerage 0; intraday/futures min(0.03%, Rs 20)
 from __future__ import annotations
 
 import math
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -513,3 +513,20 @@ def test_python_kernels_agree_with_compiled() -> None:
     ch.charges_kernel.py_func(rates[0], False, 3.0, 99.95, single)
     assert single.tolist() == out[0].tolist()
     assert ch._round_half_up.py_func(4.455, 100.0) == 4.46
+
+
+def test_charges_frame_charges_dp_once_per_scrip_and_day() -> None:
+    frame = pl.DataFrame(
+        {
+            "segment": ["delivery"] * 4,
+            "side": ["sell", "sell", "sell", "sell"],
+            "quantity": [10, 5, 7, 3],
+            "price": [100.0] * 4,
+            "date": [POST, POST, POST, POST + timedelta(days=1)],
+            "symbol": ["INFY", "INFY", "TCS", "INFY"],
+        }
+    )
+    dp = charges_frame(frame)["charge_dp"].to_list()
+    assert dp[0] > 0 and dp[1] == 0.0 and dp[2] == dp[0] and dp[3] == dp[0]
+    # Without a symbol column every row is its own scrip.
+    assert charges_frame(frame.drop("symbol"))["charge_dp"].to_list() == [dp[0]] * 4

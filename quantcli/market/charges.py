@@ -580,9 +580,11 @@ def _first_bad_row(mask: np.ndarray) -> int:
 def charges_frame(fills: pl.DataFrame, profile: BrokerProfile | None = None) -> pl.DataFrame:
     """Add ``charge_<component>`` and ``charge_total`` columns to a frame of fills.
 
-    Input columns: segment (str), side ("buy"/"sell"), quantity, price (numbers), date (Date).
-    One jitted pass over the rows; raises DataError naming the first bad row and CoverageError
-    for a date before the rate table.
+    Input columns: segment (str), side ("buy"/"sell"), quantity, price (numbers), date (Date),
+    and optionally symbol: the DP charge is per scrip and day, so with a symbol column only the
+    first delivery sell of a symbol on a date pays it (as in the backtester); without one, each
+    row is its own scrip. One jitted pass over the rows; raises DataError naming the first bad
+    row and CoverageError for a date before the rate table.
     """
     import polars as pl
 
@@ -637,6 +639,12 @@ def charges_frame(fills: pl.DataFrame, profile: BrokerProfile | None = None) -> 
         rates[i, : counts[i]] = seg_rates
     out = np.empty((len(fills), len(CHARGE_COMPONENTS)))
     _frame_kernel(seg_codes, is_buy, quantity, price, days_np, starts, counts, rates, out)
+    if "symbol" in fills.columns:
+        dp = CHARGE_COMPONENTS.index("dp")
+        paying = np.flatnonzero(out[:, dp] > 0)  # delivery sells
+        scrip_day = pl.struct(pl.col("symbol").cast(pl.String), pl.col("date").cast(pl.Date))
+        first_sell = fills[paying].select(scrip_day.is_first_distinct()).to_series().to_numpy()
+        out[paying[~first_sell], dp] = 0.0
     columns = {f"charge_{n}": out[:, i] for i, n in enumerate(CHARGE_COMPONENTS)}
     total = np.round(out.sum(axis=1), 2)
     return fills.with_columns(
