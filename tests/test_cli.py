@@ -73,8 +73,8 @@ def test_bad_config_is_usage_error(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 
 def test_reading_commands_import_no_frame_library(store: Path) -> None:
-    # `data list` and a table-format `data query` read manifests and run DuckDB: polars (the
-    # slowest import, ~0.2 s) is only for writing data and for csv/json/parquet output.
+    # `data list` and a table-format `data query` read manifests and run DuckDB: polars and
+    # pyarrow (~0.2 and ~0.1 s to import) are only for writing data and csv/json/parquet output.
     from store_helpers import SOURCE, make_bars
 
     from quantcli.store.publish import publish
@@ -89,7 +89,8 @@ def test_reading_commands_import_no_frame_library(store: Path) -> None:
         f"        app(['--root', {str(store)!r}, *args])\n"
         "    except SystemExit as exc:\n"
         "        assert exc.code == 0, exc.code\n"
-        "print('LOADED=' + ','.join(m for m in ('polars', 'numba') if m in sys.modules))\n"
+        "heavy = ('polars', 'pyarrow', 'numba')\n"
+        "print('LOADED=' + ','.join(m for m in heavy if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "LOADED="

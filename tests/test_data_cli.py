@@ -180,7 +180,7 @@ def test_query_table_and_json(cli, root: Path) -> None:
     assert res.exit_code == 0 and "AAA" in res.stdout and "30" in res.stdout
     doc = cli("--json", "data", "query", sql, "-d", "d@v1").json()
     assert doc["columns"] == ["symbol", "n"] and doc["rows"][0] == {"symbol": "AAA", "n": 30}
-    assert doc["types"] == ["string", "int64"]
+    assert doc["types"] == ["VARCHAR", "BIGINT"]  # DuckDB's SQL types
     many = cli("data", "query", "SELECT * FROM bars", "-d", "d", "--limit", "5")
     assert "showing 5 of 93 rows" in many.stderr
 

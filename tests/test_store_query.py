@@ -138,3 +138,23 @@ def test_mean_daily_return_by_prev_close_equals_the_window_query(store: Path) ->
     )
     assert windowed.column("symbol").to_pylist() == grouped.column("symbol").to_pylist()
     assert windowed.column("r").to_pylist() == pytest.approx(grouped.column("r").to_pylist())
+
+
+def test_query_rows_are_python_values_with_sql_types(root: Path) -> None:
+    from datetime import datetime, timedelta
+
+    from quantcli.store.query import query_rows
+
+    found = query_rows(
+        root,
+        "SELECT symbol, min(ts) AS first, INTERVAL 1 DAY AS step FROM bars "
+        "GROUP BY symbol ORDER BY symbol",
+        ["d@v1"],
+    )
+    assert found.columns == ("symbol", "first", "step")
+    assert found.types == ("VARCHAR", "TIMESTAMP WITH TIME ZONE", "INTERVAL")
+    symbol, first, step = found.rows[0]
+    assert symbol == "AAA" and isinstance(first, datetime) and step == timedelta(days=1)
+    assert str(first.tzinfo) == "Asia/Kolkata"
+    with pytest.raises(QuantcliError, match="SQL error"):
+        query_rows(root, "SELECT nope FROM bars", ["d@v1"])

@@ -312,28 +312,33 @@ def query_cmd(
     """Run SQL over pinned dataset versions in a sandboxed DuckDB (read-only, no other files)."""
     settings = settings_of(ctx)
     fmt = _query_format(fmt, output)
-    from quantcli.store.query import encode, run_query, write_result
+    if output is not None or (fmt != "table" and not settings.json):
+        # Files and csv/json/parquet text go through Arrow (any type, any size); printed
+        # results (a table, or --json) are Python rows, without loading Arrow or polars.
+        from quantcli.store.query import encode, run_query, write_result
 
-    result = run_query(settings.root, sql, dataset or [])
-    if output is not None:
-        write_result(result, fmt, output)
-        info(settings, f"wrote {result.num_rows} rows to {output}")
+        result = run_query(settings.root, sql, dataset or [])
+        if output is not None:
+            write_result(result, fmt, output)
+            info(settings, f"wrote {result.num_rows} rows to {output}")
+        else:
+            typer.echo(encode(result, fmt).decode("utf-8"), nl=False)
         return
+    from quantcli.store.query import query_rows
+
+    found = query_rows(settings.root, sql, dataset or [])
     if settings.json:
         payload = {
-            "columns": result.column_names,
-            "types": [str(t) for t in result.schema.types],
-            "rows": result.to_pylist(),
+            "columns": list(found.columns),
+            "types": list(found.types),
+            "rows": [dict(zip(found.columns, row, strict=True)) for row in found.rows],
         }
         emit(settings, payload, lambda c: None)
-    elif fmt == "table":
-        shown = result.slice(0, limit).to_pylist()
-        rows = [list(r.values()) for r in shown]
-        stdout().print(table(None, result.column_names, rows))
-        if result.num_rows > len(shown):
-            info(settings, f"showing {len(shown)} of {result.num_rows} rows (use --limit or -o)")
-    else:
-        typer.echo(encode(result, fmt).decode("utf-8"), nl=False)
+        return
+    shown = found.rows[:limit]
+    stdout().print(table(None, list(found.columns), [list(r) for r in shown]))
+    if len(found.rows) > len(shown):
+        info(settings, f"showing {len(shown)} of {len(found.rows)} rows (use --limit or -o)")
 
 
 def _query_format(fmt: str | None, output: Path | None) -> str:

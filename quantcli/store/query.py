@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from quantcli.errors import QuantcliError, UsageError
 from quantcli.store.files import atomic_write_bytes
@@ -23,6 +24,8 @@ from quantcli.store.reader import DatasetVersion, open_dataset, sql_ident, sql_s
 if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
+
+T = TypeVar("T")
 
 DEFAULT_VIEW = "bars"
 ALIAS_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -75,8 +78,11 @@ def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-def execute(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
-    """Run read-only ``sql`` on a sandboxed connection; the last statement's result as Arrow."""
+def execute(
+    con: duckdb.DuckDBPyConnection, sql: str, consume: Callable[[duckdb.DuckDBPyRelation], T]
+) -> T:
+    """Run read-only ``sql`` on a sandboxed connection; ``consume`` the last statement's result
+    (DuckDB errors while it runs become QuantcliError)."""
     import duckdb
 
     if not sql.strip():
@@ -95,7 +101,7 @@ def execute(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
             result = con.sql(statement.query)
         if result is None:
             raise UsageError("the SQL query has no statement")
-        return result.to_arrow_table()
+        return consume(result)
     except duckdb.PermissionException as exc:
         raise QuantcliError(
             f"query refused: {_first_line(exc)} (queries read only the --dataset views)"
@@ -104,16 +110,42 @@ def execute(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
         raise QuantcliError(f"SQL error: {_first_line(exc)}") from exc
 
 
-def run_query(root: Path, sql: str, datasets: Sequence[str]) -> pa.Table:
-    """Run ``sql`` over the ``--dataset`` references (``REF`` or ``ALIAS=REF``) under ``root``."""
+@dataclass(frozen=True)
+class QueryRows:
+    """A query result as Python values: column names, DuckDB's SQL type of each, the rows."""
+
+    columns: tuple[str, ...]
+    types: tuple[str, ...]
+    rows: list[tuple[Any, ...]]
+
+
+def _rows(relation: duckdb.DuckDBPyRelation) -> QueryRows:
+    return QueryRows(
+        tuple(relation.columns), tuple(str(t) for t in relation.types), relation.fetchall()
+    )
+
+
+def _query(root: Path, sql: str, datasets: Sequence[str], consume: Callable[[Any], T]) -> T:
     views = {
         alias: open_dataset(ref, root) for alias, ref in parse_dataset_options(datasets).items()
     }
     con = sandbox(views)
     try:
-        return execute(con, sql)
+        return execute(con, sql, consume)
     finally:
         con.close()
+
+
+def run_query(root: Path, sql: str, datasets: Sequence[str]) -> pa.Table:
+    """Run ``sql`` over the ``--dataset`` references (``REF`` or ``ALIAS=REF``) under ``root``;
+    the result as an Arrow table (any DuckDB type, any size: for files and for Python)."""
+    return _query(root, sql, datasets, lambda relation: relation.to_arrow_table())
+
+
+def query_rows(root: Path, sql: str, datasets: Sequence[str]) -> QueryRows:
+    """:func:`run_query`'s result as Python rows, for printing: no Arrow or polars import, which
+    saves a reading command ~0.1-0.3 s of start-up."""
+    return _query(root, sql, datasets, _rows)
 
 
 def encode(table: pa.Table, fmt: str) -> bytes:
