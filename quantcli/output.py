@@ -14,7 +14,6 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from quantcli.settings import Settings
@@ -88,6 +87,16 @@ def progress(
     settings: Settings, description: str, total: float | None
 ) -> Iterator[Callable[[float], None]]:
     """A progress bar on stderr; yields ``advance(n)``. Hidden when quiet, JSON or not a TTY."""
+    # Imported here: rich.progress is the costliest part of rich to import, and most
+    # invocations (--help included) never draw a bar.
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
     enabled = not (settings.quiet or settings.json) and sys.stderr.isatty()
     bar = Progress(
         TextColumn("{task.description}"),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +46,8 @@ def resolve_root(option: str | None, *, cwd: Path | None = None) -> Path:
     here = cwd or Path.cwd()
     config = find_config(here)
     if config is not None:
+        import tomllib  # only when a quantcli.toml exists
+
         try:
             data = tomllib.loads(config.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
