@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
+
+from startup import modules_loaded
 
 HEADER = (
     '"SYMBOL","COMPANY NAME","SERIES","PURPOSE","FACE VALUE","EX-DATE","RECORD DATE",'
@@ -80,15 +80,5 @@ def test_import_errors(cli, tmp_path: Path) -> None:
 
 
 def test_actions_help_imports_no_heavy_library() -> None:
-    code = (
-        "import sys\n"
-        "from quantcli.cli import app\n"
-        "try:\n"
-        "    app(['actions', '--help'])\n"
-        "except SystemExit:\n"
-        "    pass\n"
-        "heavy = ('polars', 'numpy', 'duckdb', 'numba', 'pandas', 'exchange_calendars')\n"
-        "print('HEAVY=' + ','.join(m for m in heavy if m in sys.modules))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip().splitlines()[-1] == "HEAVY="
+    heavy = ("polars", "numpy", "duckdb", "numba", "pandas", "exchange_calendars")
+    assert modules_loaded([["actions", "--help"]], heavy) == []

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from startup import modules_loaded
 
 from quantcli import __version__
 from quantcli.errors import DataError, LockHeldError, QuantcliError, UsageError
 from quantcli.settings import resolve_root
 
 HEAVY = ("tensorflow", "sklearn", "duckdb", "numba", "pandas", "exchange_calendars")
+FRAME_LIBRARIES = ("polars", "pyarrow", "numba")
 
 
 def test_version(cli) -> None:
@@ -29,17 +29,7 @@ def test_unknown_option_is_usage_error(cli) -> None:
     "args", [["--help"], ["data", "--help"], ["calendar", "--help"], ["backtest", "--help"]]
 )
 def test_help_imports_no_heavy_library(args: list[str]) -> None:
-    code = (
-        "import sys\n"
-        "from quantcli.cli import app\n"
-        "try:\n"
-        f"    app({args!r})\n"
-        "except SystemExit:\n"
-        "    pass\n"
-        f"print('HEAVY=' + ','.join(m for m in {HEAVY!r} if m in sys.modules))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip().splitlines()[-1] == "HEAVY="
+    assert modules_loaded([args], HEAVY) == []
 
 
 def test_error_hierarchy_exit_codes() -> None:
@@ -80,17 +70,6 @@ def test_reading_commands_import_no_frame_library(store: Path) -> None:
     from quantcli.store.publish import publish
 
     publish(store, "d", make_bars(), interval="1d", source=SOURCE)
-    code = (
-        "import sys\n"
-        "from quantcli.cli import app\n"
-        "for args in (['data', 'list'], ['data', 'query', 'SELECT count(*) AS n FROM bars', "
-        "'-d', 'd']):\n"
-        "    try:\n"
-        f"        app(['--root', {str(store)!r}, *args])\n"
-        "    except SystemExit as exc:\n"
-        "        assert exc.code == 0, exc.code\n"
-        "heavy = ('polars', 'pyarrow', 'numba')\n"
-        "print('LOADED=' + ','.join(m for m in heavy if m in sys.modules))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip().splitlines()[-1] == "LOADED="
+    root = ["--root", str(store)]
+    query = ["data", "query", "SELECT count(*) AS n FROM bars", "-d", "d"]
+    assert modules_loaded([[*root, "data", "list"], [*root, *query]], FRAME_LIBRARIES) == []
