@@ -10,13 +10,16 @@ import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from quantcli.settings import Settings
+
+if TYPE_CHECKING:
+    # rich is imported where it draws: `--help` and JSON output never load it.
+    from rich.console import Console
+    from rich.table import Table
 
 PIPE_WIDTH = 200
 
@@ -27,12 +30,16 @@ def stdout() -> Console:
     When stdout is a pipe or file, tables get a wide fixed width instead of rich's default
     80 columns, so redirected listings are not truncated.
     """
+    from rich.console import Console
+
     width = None if sys.stdout.isatty() else PIPE_WIDTH
     return Console(file=sys.stdout, soft_wrap=True, width=width)
 
 
 def stderr() -> Console:
     """A console on stderr for narration, warnings and errors."""
+    from rich.console import Console
+
     return Console(file=sys.stderr, soft_wrap=True)
 
 
@@ -71,6 +78,8 @@ def warn(settings: Settings, message: str) -> None:
 
 def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
     """A rich table with right-aligned numbers."""
+    from rich.table import Table
+
     tbl = Table(title=title, show_lines=False, header_style="bold")
     numeric = [
         all(isinstance(r[i], int | float) for r in rows) and rows for i in range(len(columns))

@@ -9,7 +9,11 @@ import typer
 
 from quantcli.output import emit, info, settings_of, table, warn
 
-app = typer.Typer(help="Corporate actions (splits, bonuses, dividends).", no_args_is_help=True)
+app = typer.Typer(
+    help="Corporate actions (splits, bonuses, dividends).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
 
 
 @app.command("import")

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 app = typer.Typer(
     help="Run a backtest (options below), or reproduce, list and show saved runs.",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 
 DEFAULT_RUNS_DIR = "runs"

@@ -20,7 +20,11 @@ if TYPE_CHECKING:
 
     from quantcli.market.calendar import Session
 
-app = typer.Typer(help="NSE trading calendar: holidays, sessions, hours.", no_args_is_help=True)
+app = typer.Typer(
+    help="NSE trading calendar: holidays, sessions, hours.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
 
 _ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 

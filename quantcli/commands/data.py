@@ -11,16 +11,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 
 from quantcli.errors import UsageError
 from quantcli.output import emit, info, settings_of, stdout, table
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from quantcli.store.manifest import Manifest
 
 app = typer.Typer(
-    help="Versioned datasets: list, inspect, query, tag and clean up.", no_args_is_help=True
+    help="Versioned datasets: list, inspect, query, tag and clean up.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
 )
 
 QUERY_FORMATS = ("table", "csv", "json", "parquet")

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
 from quantcli.errors import DataError, UsageError
 from quantcli.output import emit, info, progress, settings_of, table, warn
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def _options(**given: str | int | None) -> dict[str, str]:
