@@ -316,14 +316,14 @@ def query_cmd(
     settings = settings_of(ctx)
     fmt = _query_format(fmt, output)
     if output is not None or (fmt != "table" and not settings.json):
-        # Files and csv/json/parquet text go through Arrow (any type, any size); printed
+        # Files and csv/json/parquet text go through polars (any type, any size); printed
         # results (a table, or --json) are Python rows, without loading Arrow or polars.
-        from quantcli.store.query import encode, run_query, write_result
+        from quantcli.store.query import encode, query_frame, write_result
 
-        result = run_query(settings.root, sql, dataset or [])
+        result = query_frame(settings.root, sql, dataset or [])
         if output is not None:
             write_result(result, fmt, output)
-            info(settings, f"wrote {result.num_rows} rows to {output}")
+            info(settings, f"wrote {result.height} rows to {output}")
         else:
             typer.echo(encode(result, fmt).decode("utf-8"), nl=False)
         return

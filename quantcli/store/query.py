@@ -23,6 +23,7 @@ from quantcli.store.reader import DatasetVersion, open_dataset, sql_ident, sql_s
 
 if TYPE_CHECKING:
     import duckdb
+    import polars as pl
     import pyarrow as pa
 
 T = TypeVar("T")
@@ -142,24 +143,74 @@ def run_query(root: Path, sql: str, datasets: Sequence[str]) -> pa.Table:
     return _query(root, sql, datasets, lambda relation: relation.to_arrow_table())
 
 
+def query_frame(root: Path, sql: str, datasets: Sequence[str]) -> pl.DataFrame:
+    """:func:`run_query`'s result as a polars frame, for files and csv/json/parquet text."""
+    return _query(root, sql, datasets, _frame)
+
+
+def _frame(relation: duckdb.DuckDBPyRelation) -> pl.DataFrame:
+    import polars as pl
+
+    # DuckDB hands its result to polars directly (Arrow's C stream: no pyarrow import). A
+    # column of a type polars cannot read that way (INTERVAL, UNION, TIMETZ, ..., or a list or
+    # struct holding one) is written as DuckDB prints it.
+    readable = [_polars_reads(t) for t in relation.types]
+    if not all(readable):
+        columns = [
+            sql_ident(name) if ok else f"{sql_ident(name)}::VARCHAR AS {sql_ident(name)}"
+            for name, ok in zip(relation.columns, readable, strict=True)
+        ]
+        relation = relation.project(", ".join(columns))
+    return pl.DataFrame(relation)
+
+
+def _polars_reads(kind: Any) -> bool:
+    """Whether polars reads DuckDB type ``kind`` (a DuckDBPyType) from DuckDB's stream."""
+    if kind.id in _NESTED_TYPES:
+        return all(_polars_reads(child) for _, child in kind.children if hasattr(child, "id"))
+    return kind.id in _DIRECT_TYPES
+
+
+_NESTED_TYPES = frozenset({"list", "struct", "map", "array"})
+# DuckDB type ids (DuckDBPyType.id) polars imports from DuckDB's Arrow stream as they are.
+_DIRECT_TYPES = frozenset(
+    {
+        "boolean",
+        "tinyint",
+        "smallint",
+        "integer",
+        "bigint",
+        "utinyint",
+        "usmallint",
+        "uinteger",
+        "ubigint",
+        "float",
+        "double",
+        "decimal",
+        "varchar",
+        "date",
+        "time",
+        "timestamp",
+        "timestamp with time zone",
+        "timestamp_ms",
+        "timestamp_ns",
+        "timestamp_s",
+    }
+)
+
+
 def query_rows(root: Path, sql: str, datasets: Sequence[str]) -> QueryRows:
     """:func:`run_query`'s result as Python rows, for printing: no Arrow or polars import, which
     saves a reading command ~0.1-0.3 s of start-up."""
     return _query(root, sql, datasets, _rows)
 
 
-def encode(table: pa.Table, fmt: str) -> bytes:
+def encode(frame: pl.DataFrame, fmt: str) -> bytes:
     """A query result as CSV, JSON (an array of records) or Parquet bytes."""
-    import polars as pl
-
     if fmt == "parquet":
-        import pyarrow.parquet as pq  # only here: it also loads pyarrow.fs and ssl
-
         sink = io.BytesIO()
-        pq.write_table(table, sink, compression="zstd")
+        frame.write_parquet(sink, compression="zstd")
         return sink.getvalue()
-    frame = pl.from_arrow(table)
-    assert isinstance(frame, pl.DataFrame)  # a Table always converts to a DataFrame
     if fmt == "csv":
         return frame.write_csv().encode("utf-8")
     if fmt == "json":
@@ -167,6 +218,6 @@ def encode(table: pa.Table, fmt: str) -> bytes:
     raise UsageError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
 
 
-def write_result(table: pa.Table, fmt: str, path: Path) -> None:
+def write_result(frame: pl.DataFrame, fmt: str, path: Path) -> None:
     """Write a query result to ``path`` atomically (readers never see a partial file)."""
-    atomic_write_bytes(path, encode(table, fmt))
+    atomic_write_bytes(path, encode(frame, fmt))
