@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +14,10 @@ import pytest
 from typer.testing import CliRunner
 
 from quantcli.cli import app
+
+# Rebuildable caches (the calendar's XBOM sessions) go to a fresh directory per test session,
+# inherited by the subprocesses tests start, never to the user's ~/.cache.
+os.environ["QUANTCLI_CACHE_DIR"] = tempfile.mkdtemp(prefix="quantcli-test-cache-")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from datetime import date, datetime, time, timedelta
@@ -525,3 +526,45 @@ def test_assemble_adds_holidays_and_special_sessions() -> None:
     assert saturday not in built.settlement_days and monday in built.settlement_days
     assert wednesday in built.settlement_days and wednesday not in built.holidays
     assert list(built.sessions) == sorted(built.session_set)
+
+
+# --------------------------------------------------------------------------- XBOM session cache
+
+
+def test_xbom_sessions_are_cached_and_rebuilt_when_damaged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("QUANTCLI_CACHE_DIR", str(tmp_path / "cache"))
+    built = cal.xbom_sessions()  # builds with exchange-calendars and writes the cache
+    (path,) = (tmp_path / "cache").iterdir()
+    assert path.name.startswith("xbom-") and path.read_text().endswith("end\n")
+    assert cal.xbom_sessions() == built  # read back
+    path.write_text(path.read_text()[:100])  # truncated: no end mark
+    assert cal.xbom_sessions() == built and path.read_text().endswith("end\n")
+    path.write_text("2024-01-02\n2024-01-01\nend\n")  # not sorted: rebuilt
+    assert cal.xbom_sessions() == built
+
+
+def test_xbom_sessions_without_a_writable_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("QUANTCLI_CACHE_DIR", str(blocker / "cache"))  # cannot be created
+    assert cal.xbom_sessions()[:2] == [date(1997, 1, 1), date(1997, 1, 2)]
+
+
+def test_warm_cache_spares_exchange_calendars(tmp_path: Path) -> None:
+    env = {**os.environ, "QUANTCLI_CACHE_DIR": str(tmp_path)}
+    code = (
+        "import sys\n"
+        "from quantcli.market import calendar as c\n"
+        "c.calendar()\n"
+        "print('LOADED=' + ','.join(m for m in ('exchange_calendars', 'pandas') "
+        "if m in sys.modules))\n"
+    )
+    argv = [sys.executable, "-c", code]
+    runs = [
+        subprocess.run(argv, env=env, capture_output=True, text=True, check=True) for _ in range(2)
+    ]
+    assert [r.stdout.strip() for r in runs] == ["LOADED=exchange_calendars,pandas", "LOADED="]

@@ -21,8 +21,10 @@ nor pandas nor polars, so the CLI starts fast.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import csv
 import functools
+import os
 import re
 import warnings
 from collections.abc import Iterable, Mapping
@@ -218,6 +220,23 @@ def assemble(base_sessions: Iterable[date], overrides: Iterable[Override]) -> Ca
 @functools.cache
 def calendar() -> Calendar:
     """The NSE calendar, built once from XBOM and the override table."""
+    return assemble(xbom_sessions(), read_overrides())
+
+
+def xbom_sessions() -> list[date]:
+    """XBOM's sessions from FIRST_DAY to LAST_DAY.
+
+    exchange-calendars needs pandas and takes ~0.5-1 s to build them, so they are kept in a
+    per-user cache file named by the package version and the span (a cron job's
+    ``quantcli calendar is-session`` then starts in a fraction of that). The cache is only a
+    copy of the package's answer: unreadable, corrupt or unwritable, it is simply rebuilt.
+    """
+    from importlib.metadata import version
+
+    path = cache_dir() / f"xbom-{version('exchange-calendars')}-{FIRST_DAY}-{LAST_DAY}.txt"
+    cached = _read_sessions(path)
+    if cached is not None:
+        return cached
     with warnings.catch_warnings():
         # exchange-calendars 4.13.2 uses a pandas API that pandas 3.1 deprecates: not ours.
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -225,7 +244,44 @@ def calendar() -> Calendar:
 
         xbom = xcals.get_calendar("XBOM", start=FIRST_DAY.isoformat(), end=LAST_DAY.isoformat())
         base = [ts.date() for ts in xbom.sessions]
-    return assemble(base, read_overrides())
+    _write_sessions(path, base)
+    return base
+
+
+def cache_dir() -> Path:
+    """Where quantcli keeps rebuildable caches: $QUANTCLI_CACHE_DIR, else the XDG cache."""
+    given = os.environ.get("QUANTCLI_CACHE_DIR")
+    if given:
+        return Path(given)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "quantcli"
+
+
+_END_MARK = "end"
+
+
+def _read_sessions(path: Path) -> list[date] | None:
+    # One ISO date a line, then the end mark (a truncated file lacks it).
+    try:
+        lines = path.read_text(encoding="ascii").splitlines()
+        if not lines or lines[-1] != _END_MARK:
+            return None
+        days = [date.fromisoformat(line) for line in lines[:-1]]
+    except (OSError, ValueError):
+        return None
+    return days if days == sorted(set(days)) else None
+
+
+def _write_sessions(path: Path, days: list[date]) -> None:
+    text = "".join(f"{d.isoformat()}\n" for d in days) + _END_MARK + "\n"
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(text, encoding="ascii")
+        os.replace(tmp, path)  # readers see the old file or the whole new one
+    except OSError:  # a read-only or odd cache location: no cache, same answers
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 # --- coverage -----------------------------------------------------------------------------------
