@@ -2,7 +2,8 @@
 
 - quantcli signal strategy (SMA 10/30 cross, 100 shares, next-open fills, flat 0.05 %
   commission) on 50 symbols x 5,000 daily bars: bar-events/s of the whole ``simulate`` call
-  (preparation, look-ahead check, replay, result frames) and the numba compile time, measured
+  (preparation, look-ahead check, replay; like vectorbt's records, the result frames are built
+  when first read, timed in a row of their own) and the numba compile time, measured
   separately in a fresh process with an empty numba cache;
 - vectorbt ``Portfolio.from_signals`` on the same bars and signals (next-open: the signal
   shifted one bar, priced at the open), run in its own venv ``benchmarks/_work/peers-venv``
@@ -171,6 +172,11 @@ def prepare_sma(frame: pl.DataFrame) -> Any:
     return prepare(frame, config, load_strategy(config.strategy, config.params))
 
 
+def with_frames(result: Any) -> Any:
+    """``result`` after building its orders, fills, equity and trades frames."""
+    return result.orders, result.fills, result.equity, result.trades
+
+
 def replay_sma(prepared: Any) -> Any:
     """Only the compiled replay of the benchmark configuration, on prepared arrays."""
     from quantcli.backtest.engine import _run_signals
@@ -273,6 +279,8 @@ def run() -> list[dict[str, object]]:
     add("quantcli numba compile (empty cache, one-off)", compile_s, "s")
     add(f"quantcli SMA cross {SYMBOLS}x{DAYS} bars, simulate", qc_s, "s")
     add("quantcli signal strategy", qc_rate, "bar-events/s")
+    framed_s, _ = median_time(lambda: with_frames(simulate_sma(frame)), 5)
+    add("  simulate + reading its four result frames (built on first read)", framed_s, "s")
     prep_s, prepared = median_time(lambda: prepare_sma(frame), 5)
     add("  prepare alone (sessions, targets, look-ahead check, arrays)", prep_s, "s")
     replay_s, _ = median_time(lambda: replay_sma(prepared), 5)

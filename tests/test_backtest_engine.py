@@ -160,6 +160,9 @@ def test_sma_cross_fills_at_next_open_with_statutory_charges() -> None:
     check_identity(result)
     assert result.bars == 15
     assert result.equity.schema["ts"] == TS_DTYPE
+    # Frames are built once, on first read, and the repr stays short (no buffers).
+    assert result.fills is fills and result.orders is orders
+    assert "output" not in repr(result) and len(repr(result)) < 2000
 
 
 def test_fill_close_trades_on_the_signal_bar() -> None:

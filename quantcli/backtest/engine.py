@@ -17,7 +17,7 @@ import itertools
 import math
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -58,18 +58,43 @@ EQUITY_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class BacktestResult:
-    """Everything a run produced; frames have fixed column order and dtypes."""
+    """Everything a run produced. The frames (fixed column order and dtypes) are built from
+    the run's buffers when first read, so a parameter sweep that reads only the equity curve
+    does not pay for the order, fill and trade frames."""
 
     config: BacktestConfig
     dataset_hash: str
     strategy_hash: str
     bars: int
-    orders: pl.DataFrame
-    fills: pl.DataFrame
-    equity: pl.DataFrame
-    trades: pl.DataFrame
+    output: Output = field(repr=False)
+    ts: np.ndarray = field(repr=False)  # epoch-µs of every replayed bar
+    symbols: list[str] = field(repr=False)
+
+    @functools.cached_property
+    def orders(self) -> pl.DataFrame:
+        """Every order, in the order it was placed."""
+        out = self.output
+        return orders_frame(out.order_ints, out.order_floats, self.ts, self.symbols)
+
+    @functools.cached_property
+    def fills(self) -> pl.DataFrame:
+        """Every fill with its charge breakdown, in execution order."""
+        return fills_frame(self.output.fill_ints, self.output.fill_floats, self.ts, self.symbols)
+
+    @functools.cached_property
+    def equity(self) -> pl.DataFrame:
+        """Cash, holdings, equity and exposure after each timestamp."""
+        return _equity_frame(self.output.equity, self.output.equity_bar, self.ts)
+
+    @functools.cached_property
+    def trades(self) -> pl.DataFrame:
+        """Round trips (entry to exit per symbol), from the fills and corporate actions."""
+        out = self.output
+        return round_trips(
+            out.fill_ints, out.fill_floats, out.event_ints, out.event_floats, self.ts, self.symbols
+        )
 
 
 # --------------------------------------------------------------------------- entry points
@@ -141,12 +166,9 @@ def _replay(
         dataset_hash=dataset_hash,
         strategy_hash=strat.source_hash,
         bars=prep.n,
-        orders=orders_frame(out.order_ints, out.order_floats, prep.ts, prep.symbols),
-        fills=fills_frame(out.fill_ints, out.fill_floats, prep.ts, prep.symbols),
-        equity=_equity_frame(out.equity, out.equity_bar, prep.ts),
-        trades=round_trips(
-            out.fill_ints, out.fill_floats, out.event_ints, out.event_floats, prep.ts, prep.symbols
-        ),
+        output=out,
+        ts=prep.ts,
+        symbols=prep.symbols,
     )
 
 
