@@ -125,6 +125,8 @@ def test_encode_and_write(root: Path, tmp_path: Path) -> None:
     assert pq.read_table(out).to_pylist() == table.to_dicts()
     with pytest.raises(UsageError, match="unknown format"):
         encode(table, "xml")
+    with pytest.raises(QuantcliError, match=r"cannot write .*No such file or directory"):
+        write_result(table, "csv", tmp_path / "missing" / "r.csv")
 
 
 def test_query_frame_converts_every_duckdb_type(root: Path) -> None:
@@ -148,3 +150,5 @@ def test_query_frame_converts_every_duckdb_type(root: Path) -> None:
     assert encode(frame, "json")  # every column is writable
     with pytest.raises(QuantcliError, match="SQL error"):
         query_frame(root, "SELECT CAST(symbol AS INTEGER) AS n FROM bars", ["d"])
+    with pytest.raises(QuantcliError, match="more than one column named 'a'"):
+        query_frame(root, "SELECT 1 AS a, 2 AS a", ["d"])

@@ -154,6 +154,13 @@ def _frame(relation: duckdb.DuckDBPyRelation) -> pl.DataFrame:
     # DuckDB hands its result to polars directly (Arrow's C stream: no pyarrow import). A
     # column of a type polars cannot read that way (INTERVAL, UNION, TIMETZ, ..., or a list or
     # struct holding one) is written as DuckDB prints it.
+    names = relation.columns
+    twice = next((name for name in names if names.count(name) > 1), None)
+    if twice is not None:
+        raise QuantcliError(
+            f"the result has more than one column named {twice!r}; give each column its own "
+            "name (AS ...) for csv, json or parquet output"
+        )
     readable = [_polars_reads(t) for t in relation.types]
     if not all(readable):
         columns = [
@@ -220,4 +227,8 @@ def encode(frame: pl.DataFrame, fmt: str) -> bytes:
 
 def write_result(frame: pl.DataFrame, fmt: str, path: Path) -> None:
     """Write a query result to ``path`` atomically (readers never see a partial file)."""
-    atomic_write_bytes(path, encode(frame, fmt))
+    data = encode(frame, fmt)
+    try:
+        atomic_write_bytes(path, data)
+    except OSError as exc:
+        raise QuantcliError(f"cannot write {path}: {exc.strerror or exc}") from exc
