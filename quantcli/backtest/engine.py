@@ -6,7 +6,7 @@ replay's arrays (quantcli.backtest.kernel.Prepared) in one deterministic order, 
 signal strategies' targets are checked by :func:`check_lookahead`. Signal strategies then run
 through the compiled kernel (quantcli.backtest.kernel), event strategies through the Python
 loop of quantcli.backtest.events, which shares the kernel's fill rules and book. The result
-frames are assembled last.
+keeps the run's buffers; its frames are built from them when first read.
 """
 
 from __future__ import annotations
