@@ -487,3 +487,43 @@ def test_intraday_bars_get_no_derived_prev_close(tmp_path: Path, store: Path) ->
     version = open_dataset("i", store)
     assert version.manifest.interval == "5m"
     assert "prev_close" not in version.lazy().collect().columns
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["A", "B", "C"]),
+            st.floats(min_value=1.0, max_value=1e5, allow_nan=False),
+            st.one_of(st.none(), st.floats(min_value=1.0, max_value=1e5, allow_nan=False)),
+        ),
+        max_size=30,
+    )
+)
+def test_fill_prev_close_keeps_given_values_and_fills_the_rest_from_the_previous_bar(
+    rows: list[tuple[str, float, float | None]],
+) -> None:
+    from quantcli.store.ingest import fill_prev_close
+
+    rows = sorted(rows, key=lambda r: r[0])  # (symbol, ts) order: ts follow the list order
+    start = datetime(2024, 1, 1, tzinfo=IST)
+    frame = pl.DataFrame(
+        {
+            "symbol": [r[0] for r in rows],
+            "ts": [start + timedelta(days=i) for i in range(len(rows))],
+            "close": [r[1] for r in rows],
+            "prev_close": [r[2] for r in rows],
+        },
+        schema={"symbol": pl.String, "ts": TS_DTYPE, "close": pl.Float64, "prev_close": pl.Float64},
+    )
+    # No split or bonus is recorded for these symbols, so the derived value is the raw close.
+    filled, count = fill_prev_close(frame, None)
+    got = filled["prev_close"].to_list()
+    for i, (symbol, _, given_value) in enumerate(rows):
+        previous = rows[i - 1][1] if i > 0 and rows[i - 1][0] == symbol else None
+        assert got[i] == (given_value if given_value is not None else previous)
+    assert (
+        count
+        == sum(g is None for g in frame["prev_close"].to_list()) - filled["prev_close"].null_count()
+    )
+    assert filled.drop("prev_close").equals(frame.drop("prev_close"))
