@@ -341,6 +341,17 @@ def back_adjust(bars: pl.LazyFrame, actions: Sequence[CorporateAction]) -> pl.La
     )
 
 
+def split_ratios(actions: Iterable[CorporateAction]) -> dict[str, dict[date, float]]:
+    """Shares after per share before, by symbol and ex-date, of the splits and bonuses among
+    ``actions`` (a split and a bonus on one day compound; dividends are not counted)."""
+    ratios: dict[str, dict[date, float]] = {}
+    for a in actions:
+        if a.kind in ("split", "bonus"):
+            per_day = ratios.setdefault(a.symbol, {})
+            per_day[a.ex_date] = per_day.get(a.ex_date, 1.0) * a.ratio
+    return ratios
+
+
 def _factor_steps(events: Sequence[CorporateAction]) -> tuple[pl.DataFrame, int]:
     """One row per symbol: its ex-dates ascending (``__ex0``, ``__ex1``, ... as 00:00 IST) and
     for each the factor a bar before it is divided by (that ratio times every later one). A
@@ -349,10 +360,7 @@ def _factor_steps(events: Sequence[CorporateAction]) -> tuple[pl.DataFrame, int]
 
     from quantcli.store.schema import TS_DTYPE
 
-    ratios: dict[str, dict[date, float]] = {}
-    for a in events:  # a split and a bonus on one day compound
-        per_day = ratios.setdefault(a.symbol, {})
-        per_day[a.ex_date] = per_day.get(a.ex_date, 1.0) * a.ratio
+    ratios = split_ratios(events)
     width = max(len(days) for days in ratios.values())
     data: dict[str, list[object]] = {"symbol": list(ratios)}
     for i in range(width):

@@ -132,7 +132,7 @@ def fill_prev_close(bars: pl.DataFrame, root: Path | None) -> tuple[pl.DataFrame
     With it, a daily return is ``close / prev_close - 1`` in every daily dataset: a per-symbol
     aggregate instead of a window over the symbol's history, and right across splits.
     """
-    from quantcli.market.corporate_actions import actions_for
+    from quantcli.market.corporate_actions import actions_for, split_ratios
 
     if "prev_close" not in bars.columns:
         bars = bars.with_columns(pl.lit(None, dtype=pl.Float64).alias("prev_close"))
@@ -140,20 +140,17 @@ def fill_prev_close(bars: pl.DataFrame, root: Path | None) -> tuple[pl.DataFrame
     if before == 0:
         return bars, 0
     symbols = bars.get_column("symbol").unique().sort().to_list()
-    splits = [a for a in actions_for(symbols, root) if a.ratio != 1.0]
+    splits = [
+        (symbol, day, ratio)
+        for symbol, days in split_ratios(actions_for(symbols, root)).items()
+        for day, ratio in days.items()
+    ]
     previous = pl.col("close").shift(1).over("symbol")
     if splits:
-        ratios = (
-            pl.DataFrame(
-                {
-                    "symbol": [a.symbol for a in splits],
-                    "__day": [a.ex_date for a in splits],
-                    "__ratio": [a.ratio for a in splits],
-                },
-                schema={"symbol": pl.String, "__day": pl.Date, "__ratio": pl.Float64},
-            )
-            .group_by("symbol", "__day")
-            .agg(pl.col("__ratio").product())
+        ratios = pl.DataFrame(
+            splits,
+            schema={"symbol": pl.String, "__day": pl.Date, "__ratio": pl.Float64},
+            orient="row",
         )
         bars = bars.with_columns(ist_day(pl.col("ts")).alias("__day")).join(
             ratios, on=["symbol", "__day"], how="left", maintain_order="left"
