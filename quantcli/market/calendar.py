@@ -273,15 +273,13 @@ def _read_sessions(path: Path) -> list[date] | None:
 
 
 def _write_sessions(path: Path, days: list[date]) -> None:
+    from quantcli.store.files import atomic_write_bytes
+
     text = "".join(f"{d.isoformat()}\n" for d in days) + _END_MARK + "\n"
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    # A read-only or odd cache location means no cache, with the same answers.
+    with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(text, encoding="ascii")
-        os.replace(tmp, path)  # readers see the old file or the whole new one
-    except OSError:  # a read-only or odd cache location: no cache, same answers
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
+        atomic_write_bytes(path, text.encode("ascii"))
 
 
 # --- coverage -----------------------------------------------------------------------------------
