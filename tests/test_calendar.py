@@ -568,3 +568,14 @@ def test_warm_cache_spares_exchange_calendars(tmp_path: Path) -> None:
         subprocess.run(argv, env=env, capture_output=True, text=True, check=True) for _ in range(2)
     ]
     assert [r.stdout.strip() for r in runs] == ["LOADED=exchange_calendars,pandas", "LOADED="]
+
+
+def test_fingerprint_changes_with_the_override_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = cal.fingerprint()
+    assert first == cal.fingerprint() and len(first) == 64
+    edited = tmp_path / "overrides.csv"
+    edited.write_bytes(cal.OVERRIDES_CSV.read_bytes() + b"\n")
+    monkeypatch.setattr(cal, "OVERRIDES_CSV", edited)
+    assert cal.fingerprint() != first

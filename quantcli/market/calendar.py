@@ -285,6 +285,19 @@ def _write_sessions(path: Path, days: list[date]) -> None:
 # --- coverage -----------------------------------------------------------------------------------
 
 
+def fingerprint() -> str:
+    """sha256 of every input that decides the calendar's answers: the exchange-calendars
+    release (XBOM's sessions), the coverage span and the override table. A run manifest records
+    it, so a changed calendar changes the run's identity."""
+    import hashlib
+    from importlib.metadata import version
+
+    digest = hashlib.sha256()
+    digest.update(f"xbom {version('exchange-calendars')} {FIRST_DAY} {LAST_DAY}\n".encode())
+    digest.update(OVERRIDES_CSV.read_bytes())
+    return digest.hexdigest()
+
+
 def coverage() -> tuple[date, date]:
     """The first and last date the calendar knows."""
     return FIRST_DAY, LAST_DAY
