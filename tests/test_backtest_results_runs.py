@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -180,8 +181,17 @@ def test_a_manifest_differing_only_in_created_at_is_the_same_run(tmp_path: Path)
     assert runs.save_run(fake_result(), tmp_path, root=tmp_path).unchanged
     manifest["summary"]["trades"] = 99
     (first.path / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(ConflictError, match="different manifest.json"):
+    with pytest.raises(ConflictError, match=r"different manifest\.json"):
         runs.save_run(fake_result(), tmp_path, root=tmp_path)
+
+
+def test_a_strategy_file_edited_during_the_run_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "mine.py").write_text("# not the source the run imported\n")
+    result = fake_result()
+    config = dataclasses.replace(result.config, strategy=f"{tmp_path / 'mine.py'}:Mine")
+    with pytest.raises(ConflictError, match=r"mine\.py changed while the backtest ran"):
+        runs.save_run(dataclasses.replace(result, config=config), tmp_path / "runs", root=tmp_path)
+    assert not (tmp_path / "runs").exists()
 
 
 def test_failed_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -210,7 +220,7 @@ def test_list_and_find_runs(tmp_path: Path) -> None:
     assert runs.find_run(tmp_path, "sma_cross-bb").run_id == b.run_id
     with pytest.raises(UsageError, match="ambiguous"):
         runs.find_run(tmp_path, "sma_cross")
-    with pytest.raises(NotFoundError, match="not found .*use --runs-dir, or --root"):
+    with pytest.raises(NotFoundError, match=r"not found .*use --runs-dir, or --root"):
         runs.find_run(tmp_path, "nope")
 
 

@@ -345,3 +345,33 @@ def test_quantcli_toml_runs_dir_is_used_by_every_command(
     assert reproduce(cli, store, run_id).exit_code == 0
     flag = backtest(cli, store, "--runs-dir", str(tmp_path / "flag"))
     assert run_of(flag)[1] == tmp_path / "flag" / run_id
+
+
+def test_show_lists_each_input(cli, store: Path, tmp_path: Path) -> None:
+    import_split(cli, store, tmp_path)
+    run_id, run_dir = run_of(backtest(cli, store))
+    inputs = manifest_of(run_dir)["inputs"]
+    res = cli("backtest", "show", run_id, root=store)
+    assert res.exit_code == 0, res.stderr
+    flat = " ".join(res.stdout.split())
+    assert (
+        f"input: corporate_actions │ {inputs['corporate_actions']['sha256'][:12]} (count 1)" in flat
+    )
+    assert f"input: calendar │ {inputs['calendar']['sha256'][:12]} │" in flat
+
+
+def test_reproduce_reads_a_format_1_manifest(cli, store: Path) -> None:
+    """Runs saved before manifests had ``inputs`` still reproduce; their strategy source and
+    dataset hashes are the inputs they pinned."""
+    run_id, run_dir = run_of(backtest(cli, store))
+    manifest = manifest_of(run_dir)
+    del manifest["inputs"]
+    manifest["format"] = 1
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    res = reproduce(cli, store, run_id)
+    assert res.exit_code == 0 and res.stdout.splitlines() == [
+        f"reproduced: {len(runs.OUTPUTS)} files identical"
+    ]
+    manifest["strategy"]["source_hash"] = "0" * 64
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    assert "input changed: strategy source" in reproduce(cli, store, run_id).stdout

@@ -340,7 +340,18 @@ def show(
         rows += [
             ("versions", ", ".join(f"{k} {v}" for k, v in manifest.get("versions", {}).items()))
         ]
+        rows += [
+            (f"input: {name}", _describe_input(entry))
+            for name, entry in manifest.get("inputs", {}).items()
+        ]
         console.print(table(run.run_id, ["field", "value"], rows))
         _render_metrics(console, "metrics", metrics)
 
     emit(settings, payload, render)
+
+
+def _describe_input(entry: dict[str, Any]) -> str:
+    """``sha256 prefix (what it was)`` of one manifest input."""
+    details = ", ".join(f"{k} {v}" for k, v in sorted(entry.items()) if k != "sha256")
+    digest = str(entry.get("sha256"))[:12]
+    return f"{digest} ({details})" if details else digest
