@@ -20,13 +20,16 @@ install: $(VENV)/.installed
 ## demo: install, ingest the bundled NSE sample, backtest an SMA crossover on it, reproduce the run
 # The sample is real NSE data with real flaws: three days repeated in each file (dropped and
 # recorded) and gaps the validator warns about. Charge rates start in 2010, hence --from.
+# The run is saved beside the store ($(DEMO_ROOT)/runs); running it again to learn its id finds
+# it unchanged (same inputs, same id, same bytes), and reproduce re-checks it from the manifest.
+DEMO_RUN := --dataset nse-sample --strategy sma_cross -p fast=10 -p slow=30 -p qty=50 \
+	--from 2010-01-01
 demo: install
 	$(BIN)/quantcli --root $(DEMO_ROOT) data ingest nse-sample --source nifty50 \
 	  --drop-duplicates --allow-warnings datasets/_raw/nse-daily-sample/*.csv
-	$(BIN)/quantcli --root $(DEMO_ROOT) backtest --dataset nse-sample --strategy sma_cross \
-	  -p fast=10 -p slow=30 -p qty=50 --from 2010-01-01 --runs-dir runs
-	$(BIN)/quantcli --root $(DEMO_ROOT) backtest reproduce --runs-dir runs \
-	  "$$($(BIN)/quantcli --root $(DEMO_ROOT) --json backtest list --runs-dir runs | $(BIN)/python -c 'import json,sys; print(json.load(sys.stdin)[-1]["run_id"])')"
+	$(BIN)/quantcli --root $(DEMO_ROOT) backtest $(DEMO_RUN)
+	$(BIN)/quantcli --root $(DEMO_ROOT) backtest reproduce \
+	  "$$($(BIN)/quantcli --root $(DEMO_ROOT) --json backtest $(DEMO_RUN) | $(BIN)/python -c 'import json,sys; print(json.load(sys.stdin)["run_id"])')"
 
 ## test: install dev tools, then ruff, mypy --strict and pytest with coverage
 test: install lint typecheck unit

@@ -118,6 +118,7 @@ def test_reproduce_without_the_dataset_version(cli, sample_store: Path, tmp_path
     res = cli("backtest", "reproduce", out["run_dir"], root=empty)
     assert res.exit_code == 1
     assert "dataset version sample@" in res.stderr and "not in the store" in res.stderr
+    assert "use --root" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
 
 

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import polars as pl
 import pytest
 
 from quantcli.backtest import runs
 from quantcli.backtest.config import BacktestConfig
-from quantcli.errors import NotFoundError, QuantcliError, UsageError
+from quantcli.errors import ConflictError, NotFoundError, QuantcliError, UsageError
 from quantcli.market.charges import CHARGE_COMPONENTS
 
 IST = ZoneInfo("Asia/Kolkata")
@@ -32,6 +34,8 @@ class FakeResult:
     fills: pl.DataFrame
     equity: pl.DataFrame
     trades: pl.DataFrame
+    ts: np.ndarray
+    symbols: list[str]
 
 
 def fake_result(cash: float = 1000.0, final: float = 1100.0, dataset: str = "px") -> FakeResult:
@@ -82,7 +86,10 @@ def fake_result(cash: float = 1000.0, final: float = 1100.0, dataset: str = "px"
         cash=cash,
         start=date(2024, 1, 1),
     )
-    return FakeResult(config, "c0ffee" * 10, "beef" * 16, 3, orders, fills, equity, trades)
+    micros = ts.dt.epoch("us").to_numpy()
+    return FakeResult(
+        config, "c0ffee" * 10, "beef" * 16, 3, orders, fills, equity, trades, micros, ["A"]
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -103,7 +110,7 @@ def no_store(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_save_run_writes_every_output(tmp_path: Path) -> None:
     run = runs.save_run(fake_result(), tmp_path / "runs", root=tmp_path)
     assert run.path == tmp_path / "runs" / run.run_id
-    assert run.run_id.startswith("sma_cross-px-") and len(run.run_id.split("-")[-1]) == 8
+    assert run.run_id.startswith("sma_cross-px-") and len(run.run_id.split("-")[-1]) == 12
     names = sorted(p.name for p in run.path.iterdir())
     assert names == sorted([*runs.OUTPUTS, "manifest.json"])
     manifest = json.loads((run.path / "manifest.json").read_text())
@@ -112,7 +119,13 @@ def test_save_run_writes_every_output(tmp_path: Path) -> None:
     assert manifest["config"]["params"] == {"fast": "2"}
     assert manifest["strategy"]["source_hash"] == "beef" * 16
     assert manifest["dataset"]["content_hash"] == "c0ffee" * 10
-    assert set(manifest["versions"]) == {"quantcli", *runs.DEPENDENCIES}
+    assert set(manifest["versions"]) == {"quantcli", "python", *runs.DEPENDENCIES}
+    assert set(manifest["inputs"]) == set(runs.INPUTS)
+    assert manifest["inputs"]["strategy"]["sha256"] == "beef" * 16
+    assert manifest["inputs"]["dataset"]["sha256"] == "c0ffee" * 10
+    assert manifest["inputs"]["charge_rates"]["periods"] == 1  # 2024's rates only
+    assert manifest["inputs"]["broker"]["name"] == "zerodha"
+    assert manifest["inputs"]["corporate_actions"]["count"] == 0
     assert manifest["summary"]["final_equity"] == 1100.0
     assert run.metrics()["trades"] == 1
     assert [p.name for p in (tmp_path / "runs").iterdir()] == [run.run_id]  # no temp left
@@ -131,13 +144,54 @@ def test_same_inputs_give_the_same_id_and_identical_bytes(tmp_path: Path) -> Non
     assert other.run_id != a.run_id
 
 
-def test_saving_again_replaces_the_run(tmp_path: Path) -> None:
+def test_saving_again_keeps_an_identical_run(tmp_path: Path) -> None:
     first = runs.save_run(fake_result(), tmp_path, root=tmp_path)
-    (first.path / "stale").write_text("x")
+    assert not first.unchanged
+    before = {p.name: p.read_bytes() for p in first.path.iterdir()}
     second = runs.save_run(fake_result(), tmp_path, root=tmp_path)
-    assert second.path == first.path
-    assert not (second.path / "stale").exists()
+    assert second.unchanged and second.path == first.path
+    assert {p.name: p.read_bytes() for p in first.path.iterdir()} == before
+    assert [p.name for p in tmp_path.iterdir()] == [first.run_id]  # no temp left
+
+
+@pytest.mark.parametrize(
+    ("damage", "named"),
+    [
+        (lambda run: (run / "metrics.json").write_text("{}"), "metrics.json"),
+        (lambda run: (run / "stale").write_text("x"), "stale"),
+        (lambda run: (run / "report.html").unlink(), "report.html"),
+        (lambda run: (run / "manifest.json").write_text("{not json"), "manifest.json"),
+    ],
+)
+def test_saving_over_a_different_run_is_refused(tmp_path: Path, damage, named: str) -> None:
+    first = runs.save_run(fake_result(), tmp_path, root=tmp_path)
+    damage(first.path)
+    before = {p.name: p.read_bytes() for p in first.path.iterdir()}
+    with pytest.raises(ConflictError, match=f"already exists .* different {named}: not overw"):
+        runs.save_run(fake_result(), tmp_path, root=tmp_path)
+    assert {p.name: p.read_bytes() for p in first.path.iterdir()} == before
     assert [p.name for p in tmp_path.iterdir()] == [first.run_id]
+
+
+def test_a_manifest_differing_only_in_created_at_is_the_same_run(tmp_path: Path) -> None:
+    first = runs.save_run(fake_result(), tmp_path, root=tmp_path)
+    manifest = json.loads((first.path / "manifest.json").read_text())
+    manifest["created_at"] = "2001-01-01T00:00:00+00:00"
+    (first.path / "manifest.json").write_text(json.dumps(manifest))
+    assert runs.save_run(fake_result(), tmp_path, root=tmp_path).unchanged
+    manifest["summary"]["trades"] = 99
+    (first.path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ConflictError, match=r"different manifest\.json"):
+        runs.save_run(fake_result(), tmp_path, root=tmp_path)
+
+
+def test_a_strategy_file_edited_during_the_run_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "mine.py").write_text("# not the source the run imported\n")
+    result = fake_result()
+    config = dataclasses.replace(result.config, strategy=f"{tmp_path / 'mine.py'}:Mine")
+    with pytest.raises(ConflictError, match=r"mine\.py changed while the backtest ran"):
+        runs.save_run(dataclasses.replace(result, config=config), tmp_path / "runs", root=tmp_path)
+    assert not (tmp_path / "runs").exists()
 
 
 def test_failed_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -158,13 +212,15 @@ def test_list_and_find_runs(tmp_path: Path) -> None:
     (tmp_path / "no-manifest").mkdir()
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "manifest.json").write_text("{not json")
+    (tmp_path / "v1").mkdir()  # a dataset version, if a dataset is named like the runs dir
+    (tmp_path / "v1" / "manifest.json").write_text('{"name": "runs", "version": 1}')
     assert sorted(r.run_id for r in runs.list_runs(tmp_path)) == sorted([a.run_id, b.run_id])
     assert runs.find_run(tmp_path, a.run_id).path == a.path
     assert runs.find_run(tmp_path, str(b.path)).run_id == b.run_id
     assert runs.find_run(tmp_path, "sma_cross-bb").run_id == b.run_id
     with pytest.raises(UsageError, match="ambiguous"):
         runs.find_run(tmp_path, "sma_cross")
-    with pytest.raises(NotFoundError, match="not found"):
+    with pytest.raises(NotFoundError, match=r"not found .*use --runs-dir, or --root"):
         runs.find_run(tmp_path, "nope")
 
 
@@ -178,8 +234,9 @@ def test_read_json_errors(tmp_path: Path) -> None:
 
 def test_run_id_names() -> None:
     config = {"dataset": "nifty 50@v3", "strategy": "strats/my.py:Mean Rev"}
-    run_id = runs.run_id_for(config, "h", "s")
+    run_id = runs.run_id_for(config, {"dataset": {"sha256": "h"}})
     assert run_id.startswith("Mean_Rev-nifty_50-")
+    assert run_id != runs.run_id_for(config, {"dataset": {"sha256": "g"}})
     assert runs.strategy_name("strats/my.py") == "my"
     assert runs._slug("@@") == "run"
 
@@ -189,7 +246,7 @@ def test_pinned_config() -> None:
         "config": fake_result().config.to_dict(),
         "dataset": {"name": "px", "content_hash": "abc"},
     }
-    assert runs.pinned_config(manifest).dataset == "px@abc"
+    assert runs.pinned_config(manifest, Path("run")).dataset == "px@abc"
 
 
 # --- the CLI over saved runs ---------------------------------------------------------------

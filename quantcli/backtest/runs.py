@@ -1,13 +1,16 @@
 """Run directories: every backtest is saved as ``<runs>/<run-id>/`` and can be reproduced.
 
-A run directory holds ``manifest.json`` (inputs pinned by content hash, every option, library
-versions and the sha256 of each output), the result frames as Parquet, ``metrics.json`` and
-``report.html``. It is built in ``<runs>/.tmp-<run-id>-<pid>`` and renamed into place, so a
-reader never sees half a run and a failed run leaves nothing behind.
+A run directory holds ``manifest.json`` (every input that decides the numbers, each by its
+sha256 under ``inputs``; every option; library versions; the sha256 of each output), the result
+frames as Parquet, ``metrics.json``, ``report.html`` and copies of the user files the run read
+(``strategy.py``, ``broker.toml``), so a reproduction needs neither their original paths nor the
+directory the run was started from. It is built in ``<runs>/.tmp-<run-id>-<pid>`` and renamed
+into place, so a reader never sees half a run and a failed run leaves nothing behind.
 
-The run id is ``<strategy>-<dataset>-<hash8>`` where the hash covers the inputs only (config,
-dataset content hash, strategy source hash, quantcli version) - never the clock - so the same
-inputs give the same id, and re-running them replaces the run with identical outputs.
+The run id is ``<strategy>-<dataset>-<hash12>`` where the hash covers the inputs only - never
+the clock - so the same inputs give the same id. A run directory is never overwritten: saving
+a run whose directory exists keeps it when the new bytes are identical and is refused
+otherwise.
 
 Computing libraries (metrics, report, engine, store reader) are imported where they are used:
 listing runs reads JSON only and starts fast.
@@ -20,19 +23,21 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import platform
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from quantcli import __version__
-from quantcli.errors import NotFoundError, QuantcliError, UsageError
+from quantcli.errors import ConflictError, IntegrityError, NotFoundError, QuantcliError, UsageError
 
 if TYPE_CHECKING:
+    import numpy as np
     import polars as pl
 
     from quantcli.backtest.config import BacktestConfig
@@ -40,11 +45,27 @@ if TYPE_CHECKING:
     from quantcli.backtest.metrics import Metric
 
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 FRAMES = ("orders", "fills", "equity", "trades")
 OUTPUTS = (*(f"{name}.parquet" for name in FRAMES), "metrics.json", "report.html")
 SUMMARY_KEYS = ("start", "end", "final_equity", "total_return", "trades")
-DEPENDENCIES = ("polars", "numpy", "numba", "pyarrow", "duckdb")
+DEPENDENCIES = ("polars", "numpy", "numba", "pyarrow", "duckdb", "exchange-calendars")
+# Where a run keeps its copy of a user strategy file and a user broker profile.
+STRATEGY_COPY = "strategy.py"
+BROKER_COPY = "broker.toml"
+# The inputs a run's identity covers (manifest ``inputs``), as ``reproduce`` names a changed
+# one, in the order it reports them.
+INPUTS = {
+    "strategy": "strategy source",
+    "params": "parameters",
+    "options": "options",
+    "dataset": "dataset",
+    "corporate_actions": "corporate actions",
+    "calendar": "calendar",
+    "charge_rates": "charge rates",
+    "broker": "broker profile",
+    "versions": "library versions",
+}
 # Fixed writer settings: with the same pyarrow, the same frame always gives the same bytes.
 PARQUET_OPTIONS: dict[str, Any] = {
     "compression": "zstd",
@@ -62,6 +83,7 @@ class Run:
     run_id: str
     path: Path
     manifest: dict[str, Any]
+    unchanged: bool = False  # saving found this run already there, byte-identical
 
     def metrics(self) -> dict[str, Any]:
         """The run's ``metrics.json``."""
@@ -77,6 +99,7 @@ class Reproduction:
     different: tuple[str, ...]
     metric_keys: tuple[str, ...]  # keys of metrics.json whose values differ
     versions_changed: tuple[str, ...] = ()  # "numpy 2.4.6 -> 2.5.0": likely causes of a diff
+    inputs_changed: tuple[str, ...] = ()  # INPUTS labels whose sha256 no longer matches
 
     @property
     def ok(self) -> bool:
@@ -100,6 +123,10 @@ def _canonical(payload: object) -> bytes:
     return json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str).encode()
 
 
+def _digest(payload: object) -> str:
+    return hashlib.sha256(_canonical(payload)).hexdigest()
+
+
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file's bytes."""
     digest = hashlib.sha256()
@@ -118,31 +145,115 @@ def strategy_name(spec: str) -> str:
     return spec.rsplit(":", 1)[-1] if ":" in spec else Path(spec).stem
 
 
-def run_id_for(config: Mapping[str, object], dataset_hash: str, strategy_hash: str) -> str:
-    """``<strategy>-<dataset>-<hash8>``, the hash over the inputs only (no clock)."""
-    digest = hashlib.sha256(
-        _canonical(
-            {
-                "config": config,
-                "dataset_hash": dataset_hash,
-                "strategy_hash": strategy_hash,
-                "quantcli": __version__,
-            }
-        )
-    ).hexdigest()
+def run_id_for(config: Mapping[str, object], inputs: Mapping[str, Mapping[str, object]]) -> str:
+    """``<strategy>-<dataset>-<hash12>``, the hash over every input's sha256 (no clock)."""
+    digest = _digest({name: entry["sha256"] for name, entry in inputs.items()})
     dataset = str(config["dataset"]).split("@", 1)[0]
-    return f"{_slug(strategy_name(str(config['strategy'])))}-{_slug(dataset)}-{digest[:8]}"
+    return f"{_slug(strategy_name(str(config['strategy'])))}-{_slug(dataset)}-{digest[:12]}"
 
 
 def versions() -> dict[str, str]:
-    """Versions of quantcli and the libraries that decide a run's numbers."""
-    out = {"quantcli": __version__}
+    """Versions of quantcli, python and the libraries that decide a run's numbers."""
+    out = {"quantcli": __version__, "python": platform.python_version()}
     for name in DEPENDENCIES:
         try:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:  # pragma: no cover - all are deps
             out[name] = "missing"
     return out
+
+
+def run_inputs(
+    result: BacktestResult, *, config: Mapping[str, object], root: Path
+) -> dict[str, dict[str, object]]:
+    """Every input that decides ``result``'s numbers, each as ``{"sha256": ..., what it was}``.
+
+    ``config`` is the configuration the user ran (a reproduction runs a pinned copy of it); the
+    files actually read (strategy, broker profile) are those of ``result.config``.
+    """
+    from quantcli.market.calendar import fingerprint
+
+    days = _run_days(result.ts)
+    return {
+        "strategy": {"sha256": result.strategy_hash, "spec": config["strategy"]},
+        "params": {"sha256": _digest(config["params"])},
+        "options": {"sha256": _digest({k: v for k, v in config.items() if k != "params"})},
+        "dataset": {"sha256": result.dataset_hash},
+        "corporate_actions": _actions_input(result.symbols, days, root),
+        "calendar": {"sha256": fingerprint()},
+        **_charges_inputs(result.config, days),
+        "versions": {"sha256": _digest(versions())},
+    }
+
+
+def _run_days(ts: np.ndarray) -> tuple[date, date] | None:
+    """The first and last session date (IST) of the replayed bars."""
+    from zoneinfo import ZoneInfo
+
+    from quantcli.store.manifest import TIMEZONE
+
+    if len(ts) == 0:
+        return None
+    epoch, zone = datetime(1970, 1, 1, tzinfo=UTC), ZoneInfo(TIMEZONE)
+    first, last = (
+        (epoch + timedelta(microseconds=int(us))).astimezone(zone).date()
+        for us in (ts.min(), ts.max())
+    )
+    return first, last
+
+
+def _actions_input(
+    symbols: Iterable[str], days: tuple[date, date] | None, root: Path
+) -> dict[str, object]:
+    # Every action on record for the run's symbols up to its last day: one dated before the
+    # first bar is still counted, as adjusted prices may scale by it.
+    from quantcli.market.corporate_actions import actions_for
+
+    last = days[1] if days is not None else date.min
+    actions = [a.to_dict() for a in actions_for(list(symbols), root) if a.ex_date <= last]
+    return {"sha256": _digest(actions), "count": len(actions)}
+
+
+def _charges_inputs(config: BacktestConfig, days: tuple[date, date] | None) -> dict[str, Any]:
+    from quantcli.backtest.costs import STATUTORY, parse_costs
+    from quantcli.market.charges import load_profile, profile_source, rates_in_effect
+
+    if parse_costs(config.costs).kind != STATUTORY or days is None:
+        unused = {"sha256": _digest(None), "used": False}
+        return {"charge_rates": unused, "broker": dict(unused)}
+    profile = load_profile(config.broker)
+    periods = rates_in_effect(config.segment, *days, profile)
+    return {
+        "charge_rates": {
+            "sha256": _digest([(start.isoformat(), list(rates)) for start, rates in periods]),
+            "periods": len(periods),
+        },
+        "broker": {
+            "sha256": hashlib.sha256(profile_source(config.broker)).hexdigest(),
+            "name": profile.name,
+        },
+    }
+
+
+def _user_files(config: BacktestConfig, strategy_hash: str) -> dict[str, bytes]:
+    """The user files ``config`` read, by their name in the run directory."""
+    from quantcli.backtest.costs import STATUTORY, parse_costs
+    from quantcli.backtest.strategy import BUILTINS
+    from quantcli.market.charges import bundled_profiles, profile_source
+
+    files: dict[str, bytes] = {}
+    if config.strategy not in BUILTINS:
+        path = Path(config.strategy.rpartition(":")[0])
+        try:
+            source = path.read_bytes()
+        except OSError as exc:
+            raise NotFoundError(f"strategy file {path}: {exc.strerror}") from None
+        if hashlib.sha256(source).hexdigest() != strategy_hash:
+            raise ConflictError(f"strategy file {path} changed while the backtest ran: run again")
+        files[STRATEGY_COPY] = source
+    if parse_costs(config.costs).kind == STATUTORY and config.broker not in bundled_profiles():
+        files[BROKER_COPY] = profile_source(config.broker)
+    return files
 
 
 def write_parquet(frame: pl.DataFrame, path: Path) -> None:
@@ -198,6 +309,7 @@ def build_manifest(
     root: Path,
     outputs: Mapping[str, str],
     metrics: Mapping[str, Metric],
+    inputs: Mapping[str, Mapping[str, object]],
 ) -> dict[str, object]:
     """The manifest of a run (``created_at`` is informational; reproduce ignores it)."""
     from quantcli.backtest.metrics import fixed_float
@@ -220,13 +332,24 @@ def build_manifest(
         "versions": versions(),
         "outputs": dict(sorted(outputs.items())),
         "summary": {k: fixed_float(metrics.get(k)) for k in SUMMARY_KEYS},
+        "inputs": {name: dict(entry) for name, entry in inputs.items()},
     }
 
 
 def save_run(result: BacktestResult, runs_dir: Path, *, root: Path) -> Run:
-    """Write ``result`` to ``<runs_dir>/<run-id>/`` atomically and return the saved run."""
+    """Write ``result`` to ``<runs_dir>/<run-id>/`` atomically and return the saved run.
+
+    When that directory exists already it is left as it is: the returned run is marked
+    ``unchanged`` if its bytes equal the new ones, and ConflictError names the differing files
+    otherwise (an existing run is never replaced).
+    """
     config = result.config.to_dict()
-    run_id = run_id_for(config, result.dataset_hash, result.strategy_hash)
+    files = _user_files(result.config, result.strategy_hash)
+    inputs = run_inputs(result, config=config, root=root)
+    for name, key in ((STRATEGY_COPY, "strategy"), (BROKER_COPY, "broker")):
+        if name in files:
+            inputs[key]["file"] = name
+    run_id = run_id_for(config, inputs)
     runs_dir.mkdir(parents=True, exist_ok=True)
     tmp = runs_dir / f".tmp-{run_id}-{os.getpid()}"
     final = runs_dir / run_id
@@ -234,15 +357,24 @@ def save_run(result: BacktestResult, runs_dir: Path, *, root: Path) -> Run:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         outputs, metrics = write_outputs(tmp, result, run_id=run_id, config=config)
+        for name, data in files.items():
+            (tmp / name).write_bytes(data)
         manifest = build_manifest(
-            result, run_id=run_id, root=root, outputs=outputs, metrics=metrics
+            result, run_id=run_id, root=root, outputs=outputs, metrics=metrics, inputs=inputs
         )
         _write_json_synced(tmp / MANIFEST, manifest)
-        _replace_dir(tmp, final)
-    except BaseException:
+        if _place(tmp, final):
+            return Run(run_id, final, manifest)
+        different = _differing_files(tmp, final)
+        if different:
+            raise ConflictError(
+                f"run {run_id} already exists in {final} with different "
+                f"{', '.join(different)}: not overwriting it (move it away, or use another "
+                "--runs-dir)"
+            )
+        return dataclasses.replace(_load(final), unchanged=True)
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return Run(run_id, final, manifest)
 
 
 def _write_json_synced(path: Path, payload: object) -> None:
@@ -252,15 +384,46 @@ def _write_json_synced(path: Path, payload: object) -> None:
         os.fsync(fh.fileno())
 
 
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Rename ``src`` to ``dst``, replacing an earlier run of the same id."""
-    if not dst.exists():
+def _place(src: Path, dst: Path) -> bool:
+    """Rename ``src`` to ``dst`` unless ``dst`` exists; False when it does (renaming onto a
+    non-empty directory fails, so a run saved concurrently is never replaced either)."""
+    if dst.exists():
+        return False
+    try:
         src.rename(dst)
-        return
-    old = dst.with_name(f".old-{dst.name}-{os.getpid()}")
-    dst.rename(old)
-    src.rename(dst)
-    shutil.rmtree(old, ignore_errors=True)
+    except OSError:
+        if dst.exists():
+            return False
+        raise
+    return True
+
+
+def _differing_files(new: Path, old: Path) -> list[str]:
+    """Names of the files whose bytes differ between two run directories (a manifest compared
+    without its informational ``created_at``)."""
+    names = {p.name for p in new.iterdir()}
+    if old.is_dir():
+        names |= {p.name for p in old.iterdir()}
+    different = []
+    for name in sorted(names):
+        a, b = new / name, old / name
+        if name == MANIFEST:
+            theirs = _comparable_manifest(b)
+            same = theirs is not None and theirs == _comparable_manifest(a)
+        else:
+            same = a.is_file() and b.is_file() and sha256_file(a) == sha256_file(b)
+        if not same:
+            different.append(name)
+    return different
+
+
+def _comparable_manifest(path: Path) -> dict[str, Any] | None:
+    try:
+        manifest = _read_json(path)
+    except (QuantcliError, OSError):
+        return None
+    manifest.pop("created_at", None)
+    return manifest
 
 
 def execute(
@@ -289,7 +452,10 @@ def find_run(runs_dir: Path, ref: str) -> Run:
         return matches[0]
     if len(matches) > 1:
         raise UsageError(f"run {ref!r} is ambiguous: {', '.join(r.run_id for r in matches)}")
-    raise NotFoundError(f"run {ref!r} not found (looked for {candidate} and in {runs_dir})")
+    raise NotFoundError(
+        f"run {ref!r} not found (looked for {candidate} and in {runs_dir}; "
+        "use --runs-dir, or --root for another store)"
+    )
 
 
 def _load(path: Path) -> Run:
@@ -306,19 +472,44 @@ def list_runs(runs_dir: Path) -> list[Run]:
         if path.name.startswith(".") or not (path / MANIFEST).is_file():
             continue
         try:
-            runs.append(_load(path))
+            run = _load(path)
         except QuantcliError:
             continue
+        if "run_id" in run.manifest:  # not e.g. a dataset version of a dataset named "runs"
+            runs.append(run)
     return sorted(runs, key=lambda r: (str(r.manifest.get("created_at", "")), r.run_id))
 
 
-def pinned_config(manifest: Mapping[str, Any]) -> BacktestConfig:
-    """The run's config with the dataset pinned to the exact version (``NAME@<hash>``)."""
+def pinned_config(manifest: Mapping[str, Any], run_dir: Path) -> BacktestConfig:
+    """The run's config with the dataset pinned to the exact version (``NAME@<hash>``) and the
+    user files it read replaced by the run directory's copies of them."""
     from quantcli.backtest.config import BacktestConfig
 
     config = BacktestConfig.from_dict(manifest["config"])
     dataset = manifest["dataset"]
-    return dataclasses.replace(config, dataset=f"{dataset['name']}@{dataset['content_hash']}")
+    inputs = manifest.get("inputs", {})
+    changes: dict[str, Any] = {"dataset": f"{dataset['name']}@{dataset['content_hash']}"}
+    strategy_copy = inputs.get("strategy", {}).get("file")
+    if strategy_copy is not None:
+        changes["strategy"] = f"{run_dir / strategy_copy}:{config.strategy.rpartition(':')[2]}"
+    broker_copy = inputs.get("broker", {}).get("file")
+    if broker_copy is not None:
+        changes["broker"] = str(run_dir / broker_copy)
+    for name in (strategy_copy, broker_copy):
+        if name is not None and not (run_dir / name).is_file():
+            raise IntegrityError(f"{run_dir / name}: missing (the run's copy of a file it read)")
+    return dataclasses.replace(config, **changes)
+
+
+def _recorded_inputs(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    inputs: dict[str, Any] = manifest.get("inputs", {})
+    if inputs:
+        return inputs
+    # A format-1 manifest pins only the dataset and the strategy source.
+    return {
+        "strategy": {"sha256": manifest["strategy"]["source_hash"]},
+        "dataset": {"sha256": manifest["dataset"]["content_hash"]},
+    }
 
 
 def reproduce(
@@ -330,14 +521,22 @@ def reproduce(
 
     run = _load(run_dir)
     manifest = run.manifest
-    config = pinned_config(manifest)
+    config = pinned_config(manifest, run.path)
     try:
         open_dataset(config.dataset, root)
     except NotFoundError:
         raise NotFoundError(
-            f"run {run.run_id}: dataset version {config.dataset} is not in the store {root}"
+            f"run {run.run_id}: dataset version {config.dataset} is not in the store {root} "
+            "(use --root for the store the run was made from)"
         ) from None
     result = run_backtest(config, root=root, progress=progress)
+    pinned = _recorded_inputs(manifest)
+    inputs = run_inputs(result, config=manifest["config"], root=root)
+    inputs_changed = tuple(
+        label
+        for name, label in INPUTS.items()
+        if name in pinned and pinned[name].get("sha256") != inputs[name]["sha256"]
+    )
     expected: dict[str, str] = manifest["outputs"]
     with tempfile.TemporaryDirectory(prefix="quantcli-reproduce-") as tmp:
         actual, _ = write_outputs(Path(tmp), result, run_id=run.run_id, config=manifest["config"])
@@ -353,7 +552,7 @@ def reproduce(
         for name in sorted(now)
         if recorded.get(name) != now[name]
     )
-    return Reproduction(run.run_id, identical, different, keys, changed)
+    return Reproduction(run.run_id, identical, different, keys, changed, inputs_changed)
 
 
 def _differing_keys(a: Mapping[str, object], b: Mapping[str, object]) -> tuple[str, ...]:

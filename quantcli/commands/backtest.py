@@ -15,7 +15,7 @@ import typer
 
 from quantcli.errors import UsageError
 from quantcli.output import emit, info, progress, settings_of, table
-from quantcli.settings import Settings
+from quantcli.settings import Settings, resolve_runs_dir
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -28,10 +28,13 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-DEFAULT_RUNS_DIR = "runs"
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 RunsDirOption = Annotated[
-    str | None, typer.Option("--runs-dir", help="Directory of saved runs (default ./runs).")
+    str | None,
+    typer.Option(
+        "--runs-dir",
+        help="Directory of saved runs (default: quantcli.toml's [runs] dir, else <root>/runs).",
+    ),
 ]
 
 
@@ -85,11 +88,10 @@ def _settings(ctx: typer.Context, json_output: bool) -> Settings:
 
 
 def _runs_dir(ctx: typer.Context, option: str | None) -> Path:
-    """A sub-command's ``--runs-dir``, else the one given to ``backtest``, else ./runs."""
-    if option is not None:
-        return Path(option)
+    """A sub-command's ``--runs-dir``, else the one given to ``backtest``, else the default
+    beside the store (quantcli.settings.resolve_runs_dir)."""
     parent = ctx.parent.params.get("runs_dir") if ctx.parent is not None else None
-    return Path(str(parent or DEFAULT_RUNS_DIR))
+    return resolve_runs_dir(option or parent, settings_of(ctx).root)
 
 
 @app.callback(invoke_without_command=True)
@@ -179,9 +181,17 @@ def backtest(
             runs_dir=_runs_dir(ctx, runs_dir),
             progress=_fractions(advance),
         )
-    info(settings, f"saved {run.path}")
+    if run.unchanged:
+        info(settings, f"unchanged: {run.path} already holds this run, byte-identical")
+    else:
+        info(settings, f"saved {run.path}")
     metrics = run.metrics()
-    payload = {**metrics, "run_id": run.run_id, "run_dir": str(run.path)}
+    payload = {
+        **metrics,
+        "run_id": run.run_id,
+        "run_dir": str(run.path),
+        "unchanged": run.unchanged,
+    }
     emit(settings, payload, lambda console: _render_metrics(console, run.run_id, metrics))
 
 
@@ -219,18 +229,22 @@ def reproduce(
         "different": list(outcome.different),
         "metric_keys": list(outcome.metric_keys),
         "versions_changed": list(outcome.versions_changed),
+        "inputs_changed": list(outcome.inputs_changed),
     }
 
     def render(console: Console) -> None:
         if outcome.ok:
             console.print(f"reproduced: {len(outcome.identical)} files identical")
-            return
-        console.print(f"NOT reproduced: {len(outcome.different)} files differ")
+        else:
+            console.print(f"NOT reproduced: {len(outcome.different)} files differ")
+        # The causes first: which inputs differ from the ones the run recorded.
+        for label in outcome.inputs_changed:
+            console.print(f"  input changed: {label}", highlight=False)
+        for change in outcome.versions_changed:
+            console.print(f"  version changed: {change}", highlight=False, markup=False)
         for name in outcome.different:
             keys = f" (keys: {', '.join(outcome.metric_keys)})" if name == "metrics.json" else ""
-            console.print(f"  differs: {name}{keys}", highlight=False)
-        for change in outcome.versions_changed:
-            console.print(f"  version changed: {change}", highlight=False)
+            console.print(f"  differs: {name}{keys}", highlight=False, markup=False)
 
     emit(settings, payload, render)
     if not outcome.ok:
@@ -326,7 +340,18 @@ def show(
         rows += [
             ("versions", ", ".join(f"{k} {v}" for k, v in manifest.get("versions", {}).items()))
         ]
+        rows += [
+            (f"input: {name}", _describe_input(entry))
+            for name, entry in manifest.get("inputs", {}).items()
+        ]
         console.print(table(run.run_id, ["field", "value"], rows))
         _render_metrics(console, "metrics", metrics)
 
     emit(settings, payload, render)
+
+
+def _describe_input(entry: dict[str, Any]) -> str:
+    """``sha256 prefix (what it was)`` of one manifest input."""
+    details = ", ".join(f"{k} {v}" for k, v in sorted(entry.items()) if k != "sha256")
+    digest = str(entry.get("sha256"))[:12]
+    return f"{digest} ({details})" if details else digest

@@ -49,8 +49,10 @@ __all__ = [
     "fill_charges",
     "load_profile",
     "load_rate_table",
+    "profile_source",
     "rate_coverage",
     "rate_schedule",
+    "rates_in_effect",
     "round_trip",
 ]
 
@@ -406,6 +408,18 @@ def load_profile(name_or_path: str = _DEFAULT_PROFILE) -> BrokerProfile:
     )
 
 
+def profile_source(name_or_path: str = _DEFAULT_PROFILE) -> bytes:
+    """The TOML bytes behind ``load_profile(name_or_path)``: a run manifest hashes a profile's
+    content, so an edited user file changes the run's identity although its name does not."""
+    if name_or_path in bundled_profiles():
+        return (_DATA / "brokers" / f"{name_or_path}.toml").read_bytes()
+    load_profile(name_or_path)  # a missing or malformed file fails as it does for a run
+    try:
+        return Path(name_or_path).read_bytes()
+    except OSError as exc:
+        raise NotFoundError(f"cannot read broker profile {name_or_path}: {exc.strerror}") from None
+
+
 # --------------------------------------------------------------------------- rate vectors
 
 
@@ -438,6 +452,17 @@ def rate_schedule(segment: Segment, profile: BrokerProfile) -> tuple[np.ndarray,
     rates = np.array(rows, dtype=np.float64)
     rates.flags.writeable = False
     return np.array(starts, dtype="datetime64[D]"), rates
+
+
+def rates_in_effect(
+    segment: Segment | str, first: date, last: date, profile: BrokerProfile | None = None
+) -> list[tuple[date, tuple[float, ...]]]:
+    """The rate periods (start, ``RATE_FIELDS`` vector) in force on some day of ``first`` ..
+    ``last``: exactly the rates a trade in that span can pay, for a run manifest to hash."""
+    starts, rates = rate_schedule(_segment(segment), _profile(profile))
+    lo = max(int(np.searchsorted(starts, np.datetime64(first, "D"), side="right")) - 1, 0)
+    hi = int(np.searchsorted(starts, np.datetime64(last, "D"), side="right"))
+    return [(starts[i].astype(date), tuple(float(x) for x in rates[i])) for i in range(lo, hi)]
 
 
 def _profile(profile: BrokerProfile | None) -> BrokerProfile:
