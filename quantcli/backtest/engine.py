@@ -31,12 +31,12 @@ from quantcli.backtest.accounting import round_trips
 from quantcli.backtest.config import BacktestConfig
 from quantcli.backtest.costs import eras, parse_costs, rate_table
 from quantcli.backtest.events import EventRun, ist
-from quantcli.backtest.fills import tick_kind
 from quantcli.backtest.kernel import CHUNK, Book, Output, Prepared
 from quantcli.backtest.orders import REASONS, fills_frame, orders_frame, timestamps
 from quantcli.backtest.slippage import SQRT, parse_slippage
 from quantcli.backtest.strategy import LoadedStrategy, load_strategy
-from quantcli.errors import DataError, NotFoundError, QuantcliError, StrategyError
+from quantcli.errors import DataError, NotFoundError, QuantcliError, StrategyError, UsageError
+from quantcli.market.corporate_actions import PRICE_COLUMNS, VOLUME_COLUMNS, split_ratios
 from quantcli.store.schema import REQUIRED, TS_DTYPE
 
 if TYPE_CHECKING:
@@ -252,6 +252,8 @@ def _prepare(
     # Flagged sorted, polars evaluates the strategies' .over("symbol") windows without hashing.
     frame = frame.with_columns(pl.col("symbol").set_sorted())
     n = frame.height
+    adjust = _split_factors(actions, symbols, code, day_of, days)
+    view = strategy_view(frame, adjust)
     given = np.empty(0)
     if "prev_close" in frame.columns:
         given = frame.get_column("prev_close").cast(pl.Float64).fill_null(np.nan).to_numpy()
@@ -260,7 +262,7 @@ def _prepare(
     # while this thread gathers the replay arrays: the two overlap.
     targets = None
     if strategy.kind != "events":
-        targets = pool.submit(_all_targets, frame, strategy)
+        targets = pool.submit(_all_targets, view, strategy)
     try:
         # From here on arrays are in (symbol, ts) order; ``to_time`` gathers them into
         # replay order (a stable sort by time keeps the symbols in order within a
@@ -291,7 +293,12 @@ def _prepare(
     else:
         full = targets.result()
         np.take(full, to_time, out=target)
-        check = pool.submit(check_lookahead, frame, strategy, full, code)
+        check = pool.submit(check_lookahead, view, strategy, full, code)
+        try:
+            _check_lots(target, lot, symbols, sym, ts, config, strategy)
+        except UsageError:
+            check.result()  # a look-ahead outranks it, as it outranks the replay's errors
+            raise
     if parse_slippage(config.slippage).kind == SQRT:
         sigma = _sigma(close_s, np.r_[True, code[1:] != code[:-1]])[to_time]
     else:
@@ -319,6 +326,7 @@ def _prepare(
         act_sym=act[1],
         act_ratio=act[2],
         act_amount=act[3],
+        adjust=np.broadcast_to(1.0, n) if adjust is None else adjust[to_time],
         n_ts=int(np.count_nonzero(flags & kernel.LAST_OF_TS)),
     )
     return prep, check
@@ -456,7 +464,7 @@ def _ticks(
 ) -> np.ndarray:
     """Tick size per bar, by the bar's open price and session date (bars in time order, so a
     run of sessions is a slice); a zero-stride view when one tick holds for every bar."""
-    from quantcli.market.instruments import tick_sizes
+    from quantcli.market.instruments import tick_kind, tick_sizes
 
     kinds = [tick_kind(segment, s) for s in symbols]
     mixed = len(set(kinds)) > 1
@@ -556,6 +564,81 @@ def _action_arrays(
     )
 
 
+def _split_factors(
+    actions: Sequence[CorporateAction],
+    symbols: list[str],
+    code: np.ndarray,
+    day_of: np.ndarray,
+    days: list[date],
+) -> np.ndarray | None:
+    """Each bar's forward-adjustment factor, in (symbol, ts) order: the product of the split
+    and bonus ratios of its symbol's actions with an ex-date after the symbol's first bar and on
+    or before the bar's date (None when no bar has one). Only past actions count, so a bar's
+    adjusted values never depend on later bars, and the bars before the run's first action of a
+    symbol keep their traded values."""
+    ratios = split_ratios(actions)
+    factor: np.ndarray | None = None
+    for k, name in enumerate(symbols):
+        steps = ratios.get(name)
+        if not steps:
+            continue
+        a, b = (int(x) for x in np.searchsorted(code, [k, k + 1]))
+        mine = day_of[a:b]
+        for ex_date, ratio in steps.items():
+            ex = bisect.bisect_left(days, ex_date)
+            after = mine >= ex
+            if after[0] or not after[-1]:
+                continue  # already in the first bar's prices, or after the last bar
+            if factor is None:
+                factor = np.ones(code.shape[0], dtype=np.float64)
+            factor[a:b][after] *= ratio
+    return factor
+
+
+def strategy_view(frame: pl.DataFrame, factor: np.ndarray | None) -> pl.DataFrame:
+    """The bars a strategy sees: prices (open, high, low, close, vwap, prev_close, those
+    present) multiplied by ``factor`` (from :func:`_split_factors`; None: all 1) and share
+    counts (volume, deliverable_volume, oi) divided by it, as Float64, with the traded values
+    beside them as ``raw_<column>``. Scale-invariant signals on these are the same as on the
+    hand back-adjusted history, and a bar's values depend on no later bar."""
+    prices = [c for c in PRICE_COLUMNS if c in frame.columns]
+    counts = [c for c in VOLUME_COLUMNS if c in frame.columns]
+    raw = [pl.col(c).alias(f"raw_{c}") for c in (*prices, *counts)]
+    if factor is None:
+        adjusted = [pl.col(c).cast(pl.Float64) for c in (*prices, *counts)]
+    else:
+        f = pl.lit(pl.Series("factor", factor, dtype=pl.Float64))
+        adjusted = [(pl.col(c).cast(pl.Float64) * f).alias(c) for c in prices]
+        adjusted += [(pl.col(c).cast(pl.Float64) / f).alias(c) for c in counts]
+    return frame.with_columns(*raw, *adjusted)
+
+
+def _check_lots(
+    target: np.ndarray,
+    lot: np.ndarray,
+    symbols: list[str],
+    sym: np.ndarray,
+    ts: np.ndarray,
+    config: BacktestConfig,
+    strategy: LoadedStrategy,
+) -> None:
+    """UsageError when a share target (in time order) is below its contract's lot: it could
+    never trade, and the run would silently place no order for it."""
+    if strategy.kind != "targets" or config.segment not in ("futures", "options"):
+        return
+    small = np.flatnonzero((np.abs(target) < lot) & (target != 0))  # NaN compares False
+    if small.size == 0:
+        return
+    k = int(small[0])
+    size = int(lot[k])
+    hint = f"-p qty={size}" if "qty" in strategy.params else f"a multiple of {size}"
+    raise UsageError(
+        f"strategy {strategy.name} targets {target[k]:g} {symbols[int(sym[k])]} on "
+        f"{ist(ts[k]).date().isoformat()}, below the {config.segment} lot size of {size}: "
+        f"it can never trade; target whole lots (e.g. {hint})"
+    )
+
+
 # --------------------------------------------------------------------------- signal targets
 
 
@@ -604,7 +687,8 @@ def check_lookahead(
             )
 
 
-_PRICE_COLUMNS = ("open", "high", "low", "close", "vwap", "prev_close")
+# What the look-ahead check distorts: every price a strategy sees, adjusted and traded.
+_PRICE_COLUMNS = (*PRICE_COLUMNS, *(f"raw_{c}" for c in PRICE_COLUMNS))
 _CHECK_BARS = 500
 _CHECK_SYMBOLS = 8
 
