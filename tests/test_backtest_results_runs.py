@@ -32,6 +32,7 @@ class FakeResult:
     fills: pl.DataFrame
     equity: pl.DataFrame
     trades: pl.DataFrame
+    warnings: tuple[str, ...] = ()
 
 
 def fake_result(cash: float = 1000.0, final: float = 1100.0, dataset: str = "px") -> FakeResult:

@@ -71,6 +71,8 @@ class BacktestResult:
     output: Output = field(repr=False)
     ts: np.ndarray = field(repr=False)  # epoch-µs of every replayed bar
     symbols: list[str] = field(repr=False)
+    # One line per problem the run's numbers may carry (a suspected unadjusted split).
+    warnings: tuple[str, ...] = ()
 
     @functools.cached_property
     def orders(self) -> pl.DataFrame:
@@ -145,7 +147,7 @@ def _replay(
     progress: Callable[[float], None] | None,
 ) -> BacktestResult:
     with ThreadPoolExecutor(max_workers=1) as pool:
-        prep, check = _prepare(bars, config, strat, actions, pool)
+        prep, check, warnings = _prepare(bars, config, strat, actions, pool)
         # The look-ahead check runs beside the replay (the kernel releases the GIL); its
         # verdict is awaited before anything is returned, and it outranks the replay's errors.
         try:
@@ -169,6 +171,7 @@ def _replay(
         output=out,
         ts=prep.ts,
         symbols=prep.symbols,
+        warnings=warnings,
     )
 
 
@@ -205,7 +208,7 @@ def prepare(
     are constant for a run are zero-stride views, to keep 10M-bar runs small and fast.
     """
     with ThreadPoolExecutor(max_workers=1) as pool:
-        prep, check = _prepare(bars, config, strategy, actions, pool)
+        prep, check, _ = _prepare(bars, config, strategy, actions, pool)
         if check is not None:
             check.result()
     return prep
@@ -217,9 +220,9 @@ def _prepare(
     strategy: LoadedStrategy,
     actions: Sequence[CorporateAction],
     pool: ThreadPoolExecutor,
-) -> tuple[Prepared, Future[None] | None]:
+) -> tuple[Prepared, Future[None] | None, tuple[str, ...]]:
     """:func:`prepare` with the look-ahead check left running on ``pool``: (the arrays, the
-    check's future, None for event strategies)."""
+    check's future or None for event strategies, the run's warnings)."""
     missing = [c for c in REQUIRED if c not in bars.columns]
     if missing:
         raise DataError(f"bars lack required columns: {', '.join(missing)}")
@@ -254,6 +257,7 @@ def _prepare(
     n = frame.height
     adjust = _split_factors(actions, symbols, code, day_of, days)
     view = strategy_view(frame, adjust)
+    warnings = _split_warnings(frame, actions) if config.segment in _ACTION_SEGMENTS else ()
     given = np.empty(0)
     if "prev_close" in frame.columns:
         given = frame.get_column("prev_close").cast(pl.Float64).fill_null(np.nan).to_numpy()
@@ -329,7 +333,7 @@ def _prepare(
         adjust=np.broadcast_to(1.0, n) if adjust is None else adjust[to_time],
         n_ts=int(np.count_nonzero(flags & kernel.LAST_OF_TS)),
     )
-    return prep, check
+    return prep, check, warnings
 
 
 @numba.njit(cache=True, nogil=True)
@@ -593,6 +597,25 @@ def _split_factors(
                 factor = np.ones(code.shape[0], dtype=np.float64)
             factor[a:b][after] *= ratio
     return factor
+
+
+# The segments whose runs apply corporate actions (run_backtest reads them for these only).
+_ACTION_SEGMENTS = ("delivery", "intraday")
+
+
+def _split_warnings(frame: pl.DataFrame, actions: Sequence[CorporateAction]) -> tuple[str, ...]:
+    """The ``data validate`` suspected-split findings on the run's bars (sorted by symbol and
+    ts), with the run's actions as the ones on record: one line each (the first few)."""
+    from quantcli.store.validate import suspected_splits
+
+    found, count = suspected_splits(frame, actions)
+    fix = " If so, record it with quantcli actions import FILE."
+    lines = [f"suspected_split: {f.message}{fix}" for f in found]
+    if count > len(found):
+        lines.append(
+            f"suspected_split: {count - len(found):,} more (quantcli data validate lists them)"
+        )
+    return tuple(lines)
 
 
 def strategy_view(frame: pl.DataFrame, factor: np.ndarray | None) -> pl.DataFrame:

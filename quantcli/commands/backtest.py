@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from quantcli.errors import UsageError
-from quantcli.output import emit, info, progress, settings_of, table
+from quantcli.output import emit, info, progress, settings_of, table, warn
 from quantcli.settings import Settings
 
 if TYPE_CHECKING:
@@ -180,8 +180,11 @@ def backtest(
             progress=_fractions(advance),
         )
     info(settings, f"saved {run.path}")
+    warnings = run.manifest["warnings"]
+    for line in warnings:
+        warn(settings, line)
     metrics = run.metrics()
-    payload = {**metrics, "run_id": run.run_id, "run_dir": str(run.path)}
+    payload = {**metrics, "run_id": run.run_id, "run_dir": str(run.path), "warnings": warnings}
     emit(settings, payload, lambda console: _render_metrics(console, run.run_id, metrics))
 
 
