@@ -15,11 +15,12 @@ import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_backtest_engine import Script, loaded
+from test_backtest_engine import Script, loaded, make_bars
 
 from quantcli.backtest.config import BacktestConfig
 from quantcli.backtest.engine import prepare, simulate
-from quantcli.backtest.strategy import LoadedStrategy, SignalStrategy
+from quantcli.backtest.strategy import LoadedStrategy, SignalStrategy, load_strategy
+from quantcli.errors import UsageError
 from quantcli.market.calendar import sessions
 from quantcli.market.corporate_actions import CorporateAction, actions_for
 
@@ -253,3 +254,70 @@ def test_adjusted_values_do_not_depend_on_later_bars(
         full = seen(bars, column, actions)
         part = seen(truncated, column, actions)
         assert full[: len(part)] == part
+
+
+def test_working_orders_are_converted_on_the_ex_date() -> None:
+    # Flat at 100 until a 1:5 split (traded 20 after it), then a dip to 19 (adjusted 95).
+    rows = [(100.0, 101.0, 99.0, 100.0, 10**6)] * 3 + [(20.0, 20.2, 19.8, 20.0, 5 * 10**6)] * 2
+    rows += [(20.0, 20.0, 19.0, 19.5, 5 * 10**6)]
+    bars = make_bars({"AAA": rows}, start=date(2023, 1, 2))
+    split = [CorporateAction("AAA", bars["ts"][3].date(), "split", 5.0, 0.0)]
+    script = Script({1: lambda c, b: c.buy("AAA", 10, limit=95.0, tif="GTC")})
+    result = simulate(bars, cfg("x"), strategy=loaded(script, "events"), actions=split)
+    order = result.orders.row(0, named=True)
+    assert (order["quantity"], order["limit_price"], order["status"]) == (50, 19.0, "filled")
+    assert result.fills["price"].to_list() == [19.0]
+    assert result.fills["ts"][0] == bars["ts"][5]
+    # The same order on the hand-adjusted history fills on the same bar.
+    hand = simulate(
+        by_hand(bars, bars["ts"][3].date(), 5.0),
+        cfg("x"),
+        strategy=loaded(
+            Script({1: lambda c, b: c.buy("AAA", 10, limit=95.0 / 5, tif="GTC")}), "events"
+        ),
+    )
+    assert hand.fills["ts"].to_list() == result.fills["ts"].to_list()
+
+
+def test_backtest_warns_about_suspected_unadjusted_splits() -> None:
+    raw = wave_bars("AAA", 200, split_at=150, ratio=5.0)
+    ex = raw["ts"][150].date()
+    warned = simulate(raw, cfg("sma_cross"))
+    assert len(warned.warnings) == 1
+    assert warned.warnings[0].startswith(f"suspected_split: (AAA, {ex.isoformat()}) opens -")
+    split = [CorporateAction("AAA", ex, "split", 5.0, 0.0)]
+    assert simulate(raw, cfg("sma_cross"), actions=split).warnings == ()
+    # Any action on record that day explains the gap to data validate; the backtest reuses
+    # its rule.
+    dividend = [CorporateAction("AAA", ex, "dividend", 1.0, 2.0)]
+    assert simulate(raw, cfg("sma_cross"), actions=dividend).warnings == ()
+    # Futures runs apply no corporate actions, so there is no "on record" to compare with.
+    nifty = raw.with_columns(symbol=pl.lit("NIFTY"))
+    futures = BacktestConfig(dataset="t", strategy="buy_and_hold", segment="futures")
+    assert simulate(nifty, futures).warnings == ()
+
+
+def test_many_suspected_splits_end_with_a_count() -> None:
+    bars = pl.concat([wave_bars(f"S{k:02d}", 60, split_at=30, ratio=2.0) for k in range(25)])
+    warnings = simulate(bars, cfg("buy_and_hold")).warnings
+    assert len(warnings) == 21
+    assert warnings[-1] == "suspected_split: 5 more (quantcli data validate lists them)"
+
+
+def test_qty_with_weight_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="-p qty and -p weight are alternatives"):
+        load_strategy("sma_cross", {"qty": "5", "weight": "0.5"})
+    assert load_strategy("sma_cross", {"weight": "0.5"}).kind == "weights"
+
+
+def test_share_targets_below_a_lot_are_refused_but_whole_lots_trade() -> None:
+    bars = wave_bars("NIFTY", 80, split_at=None, ratio=1.0)
+    futures = BacktestConfig(
+        dataset="t", strategy="sma_cross", params={"qty": "49"}, segment="futures"
+    )
+    with pytest.raises(UsageError, match=r"targets 49 NIFTY on 2023-\S+, below the futures lot"):
+        simulate(bars, futures)
+    whole = BacktestConfig(
+        dataset="t", strategy="sma_cross", params={"qty": "75"}, segment="futures"
+    )
+    assert set(simulate(bars, whole).fills["quantity"].to_list()) == {50}
