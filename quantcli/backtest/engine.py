@@ -147,9 +147,10 @@ def _replay(
     progress: Callable[[float], None] | None,
 ) -> BacktestResult:
     with ThreadPoolExecutor(max_workers=1) as pool:
-        prep, check, warnings = _prepare(bars, config, strat, actions, pool)
-        # The look-ahead check runs beside the replay (the kernel releases the GIL); its
-        # verdict is awaited before anything is returned, and it outranks the replay's errors.
+        prep, check, warned = _prepare(bars, config, strat, actions, pool, warn=True)
+        # The look-ahead check (and then the split warnings) run beside the replay (the
+        # kernel releases the GIL); the check's verdict is awaited before anything is
+        # returned, and it outranks the replay's errors.
         try:
             if strat.kind == "events":
                 out = EventRun(prep, config, strat).replay(progress)
@@ -161,6 +162,7 @@ def _replay(
             raise
         if check is not None:
             check.result()
+        warnings = () if warned is None else warned.result()
     if progress is not None:
         progress(1.0)
     return BacktestResult(
@@ -220,9 +222,12 @@ def _prepare(
     strategy: LoadedStrategy,
     actions: Sequence[CorporateAction],
     pool: ThreadPoolExecutor,
-) -> tuple[Prepared, Future[None] | None, tuple[str, ...]]:
+    *,
+    warn: bool = False,
+) -> tuple[Prepared, Future[None] | None, Future[tuple[str, ...]] | None]:
     """:func:`prepare` with the look-ahead check left running on ``pool``: (the arrays, the
-    check's future or None for event strategies, the run's warnings)."""
+    check's future or None for event strategies, the future of the run's warnings when
+    ``warn``, else None)."""
     missing = [c for c in REQUIRED if c not in bars.columns]
     if missing:
         raise DataError(f"bars lack required columns: {', '.join(missing)}")
@@ -257,7 +262,6 @@ def _prepare(
     n = frame.height
     adjust = _split_factors(actions, symbols, code, day_of, days)
     view = strategy_view(frame, adjust)
-    warnings = _split_warnings(frame, actions) if config.segment in _ACTION_SEGMENTS else ()
     given = np.empty(0)
     if "prev_close" in frame.columns:
         given = frame.get_column("prev_close").cast(pl.Float64).fill_null(np.nan).to_numpy()
@@ -333,7 +337,10 @@ def _prepare(
         adjust=np.broadcast_to(1.0, n) if adjust is None else adjust[to_time],
         n_ts=int(np.count_nonzero(flags & kernel.LAST_OF_TS)),
     )
-    return prep, check, warnings
+    warned = None
+    if warn and config.segment in _ACTION_SEGMENTS:
+        warned = pool.submit(_split_warnings, frame, actions)
+    return prep, check, warned
 
 
 @numba.njit(cache=True, nogil=True)
