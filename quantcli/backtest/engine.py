@@ -3,10 +3,12 @@
 ``run_backtest`` reads the dataset and corporate actions and calls :func:`simulate`, which works
 on an in-memory bar frame. :func:`prepare` validates the bars, keeps NSE sessions and builds the
 replay's arrays (quantcli.backtest.kernel.Prepared) in one deterministic order, (ts, symbol);
-signal strategies' targets are checked by :func:`check_lookahead`. Signal strategies then run
-through the compiled kernel (quantcli.backtest.kernel), event strategies through the Python
-loop of quantcli.backtest.events, which shares the kernel's fill rules and book. The result
-keeps the run's buffers; its frames are built from them when first read.
+strategies see the bars split/bonus-adjusted with the traded values beside them
+(:func:`strategy_view`), and signal strategies' targets are checked by :func:`check_lookahead`.
+Signal strategies then run through the compiled kernel (quantcli.backtest.kernel), event
+strategies through the Python loop of quantcli.backtest.events, which shares the kernel's fill
+rules and book. The result keeps the run's buffers; its frames are built from them when first
+read.
 """
 
 from __future__ import annotations
@@ -48,6 +50,9 @@ _DAY_US = 86_400 * 1_000_000
 _IST_OFFSET_US = 19_800 * 1_000_000  # IST is UTC+05:30 all year (no daylight saving)
 _EPOCH_DAY = date(1970, 1, 1)
 _SIGMA_WINDOW = 20  # bars of returns behind the square-root impact model's volatility
+# The segments whose runs apply corporate actions (cash equity: derivatives are adjusted by
+# the exchange), and so can tell an unexplained gap from a recorded split.
+_ACTION_SEGMENTS = ("delivery", "intraday")
 
 EQUITY_SCHEMA: dict[str, pl.DataType] = {
     "ts": TS_DTYPE,
@@ -116,7 +121,7 @@ def run_backtest(
     version = open_dataset(config.dataset, root)
     bars = version.lazy(symbols=config.symbols, start=config.start, end=config.end).collect()
     actions: Sequence[CorporateAction] = ()
-    if config.segment in ("delivery", "intraday"):
+    if config.segment in _ACTION_SEGMENTS:
         symbols = bars.get_column("symbol").unique().sort().to_list()
         actions = actions_for(symbols, root)
     # The store has already selected the symbols and dates.
@@ -606,10 +611,6 @@ def _split_factors(
     return factor
 
 
-# The segments whose runs apply corporate actions (run_backtest reads them for these only).
-_ACTION_SEGMENTS = ("delivery", "intraday")
-
-
 def _split_warnings(frame: pl.DataFrame, actions: Sequence[CorporateAction]) -> tuple[str, ...]:
     """The ``data validate`` suspected-split findings on the run's bars (sorted by symbol and
     ts), with the run's actions as the ones on record: one line each (the first few)."""
@@ -837,4 +838,5 @@ __all__ = [
     "prepare",
     "run_backtest",
     "simulate",
+    "strategy_view",
 ]
