@@ -3,7 +3,8 @@
 Buys ``qty`` shares with a stop order one tick above the highest high of the last ``lookback``
 bars; once long, keeps a GTC stop below the lowest low of the last ``exit_lookback`` bars and
 moves it up as the channel rises. Path-dependent (the stop only ratchets up), which is what the
-event style is for.
+event style is for. Channel levels come from the bars' split/bonus-adjusted prices, the units
+order prices are given in, so a split inside the history moves no level.
 
     quantcli backtest --dataset nse --strategy examples/breakout.py:Breakout -p lookback=20
 """

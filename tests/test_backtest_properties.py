@@ -47,11 +47,11 @@ def scenarios(draw: Any) -> tuple[pl.DataFrame, BacktestConfig, str]:
     frames = []
     for sym in symbols:
         rows = draw(bar_rows(n))
-        targets = draw(
-            st.lists(
-                st.one_of(st.none(), st.integers(-300, 300).map(float)), min_size=n, max_size=n
-            )
-        )
+        # A derivative target below one lot is refused (it could never trade): draw whole
+        # lots' worth or nothing (NIFTY's lot is 50, BANKNIFTY's 15 in these days).
+        smallest = 50 if derivative else 1
+        shares = st.integers(-300, 300).map(lambda t, m=smallest: float(t) if abs(t) >= m else 0.0)
+        targets = draw(st.lists(st.one_of(st.none(), shares), min_size=n, max_size=n))
         frames.append(
             pl.DataFrame(
                 {

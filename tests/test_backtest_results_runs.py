@@ -36,6 +36,7 @@ class FakeResult:
     trades: pl.DataFrame
     ts: np.ndarray
     symbols: list[str]
+    warnings: tuple[str, ...] = ()
 
 
 def fake_result(cash: float = 1000.0, final: float = 1100.0, dataset: str = "px") -> FakeResult:

@@ -3,10 +3,12 @@
 ``run_backtest`` reads the dataset and corporate actions and calls :func:`simulate`, which works
 on an in-memory bar frame. :func:`prepare` validates the bars, keeps NSE sessions and builds the
 replay's arrays (quantcli.backtest.kernel.Prepared) in one deterministic order, (ts, symbol);
-signal strategies' targets are checked by :func:`check_lookahead`. Signal strategies then run
-through the compiled kernel (quantcli.backtest.kernel), event strategies through the Python
-loop of quantcli.backtest.events, which shares the kernel's fill rules and book. The result
-keeps the run's buffers; its frames are built from them when first read.
+strategies see the bars split/bonus-adjusted with the traded values beside them
+(:func:`strategy_view`), and signal strategies' targets are checked by :func:`check_lookahead`.
+Signal strategies then run through the compiled kernel (quantcli.backtest.kernel), event
+strategies through the Python loop of quantcli.backtest.events, which shares the kernel's fill
+rules and book. The result keeps the run's buffers; its frames are built from them when first
+read.
 """
 
 from __future__ import annotations
@@ -31,12 +33,12 @@ from quantcli.backtest.accounting import round_trips
 from quantcli.backtest.config import BacktestConfig
 from quantcli.backtest.costs import eras, parse_costs, rate_table
 from quantcli.backtest.events import EventRun, ist
-from quantcli.backtest.fills import tick_kind
 from quantcli.backtest.kernel import CHUNK, Book, Output, Prepared
 from quantcli.backtest.orders import REASONS, fills_frame, orders_frame, timestamps
 from quantcli.backtest.slippage import SQRT, parse_slippage
 from quantcli.backtest.strategy import LoadedStrategy, load_strategy
-from quantcli.errors import DataError, NotFoundError, QuantcliError, StrategyError
+from quantcli.errors import DataError, NotFoundError, QuantcliError, StrategyError, UsageError
+from quantcli.market.corporate_actions import PRICE_COLUMNS, VOLUME_COLUMNS, split_ratios
 from quantcli.store.schema import REQUIRED, TS_DTYPE
 
 if TYPE_CHECKING:
@@ -48,6 +50,9 @@ _DAY_US = 86_400 * 1_000_000
 _IST_OFFSET_US = 19_800 * 1_000_000  # IST is UTC+05:30 all year (no daylight saving)
 _EPOCH_DAY = date(1970, 1, 1)
 _SIGMA_WINDOW = 20  # bars of returns behind the square-root impact model's volatility
+# The segments whose runs apply corporate actions (cash equity: derivatives are adjusted by
+# the exchange), and so can tell an unexplained gap from a recorded split.
+_ACTION_SEGMENTS = ("delivery", "intraday")
 
 EQUITY_SCHEMA: dict[str, pl.DataType] = {
     "ts": TS_DTYPE,
@@ -71,6 +76,8 @@ class BacktestResult:
     output: Output = field(repr=False)
     ts: np.ndarray = field(repr=False)  # epoch-µs of every replayed bar
     symbols: list[str] = field(repr=False)
+    # One line per problem the run's numbers may carry (a suspected unadjusted split).
+    warnings: tuple[str, ...] = ()
 
     @functools.cached_property
     def orders(self) -> pl.DataFrame:
@@ -114,7 +121,7 @@ def run_backtest(
     version = open_dataset(config.dataset, root)
     bars = version.lazy(symbols=config.symbols, start=config.start, end=config.end).collect()
     actions: Sequence[CorporateAction] = ()
-    if config.segment in ("delivery", "intraday"):
+    if config.segment in _ACTION_SEGMENTS:
         symbols = bars.get_column("symbol").unique().sort().to_list()
         actions = actions_for(symbols, root)
     # The store has already selected the symbols and dates.
@@ -145,9 +152,10 @@ def _replay(
     progress: Callable[[float], None] | None,
 ) -> BacktestResult:
     with ThreadPoolExecutor(max_workers=1) as pool:
-        prep, check = _prepare(bars, config, strat, actions, pool)
-        # The look-ahead check runs beside the replay (the kernel releases the GIL); its
-        # verdict is awaited before anything is returned, and it outranks the replay's errors.
+        prep, check, warned = _prepare(bars, config, strat, actions, pool, warn=True)
+        # The look-ahead check (and then the split warnings) run beside the replay (the
+        # kernel releases the GIL); the check's verdict is awaited before anything is
+        # returned, and it outranks the replay's errors.
         try:
             if strat.kind == "events":
                 out = EventRun(prep, config, strat).replay(progress)
@@ -159,6 +167,7 @@ def _replay(
             raise
         if check is not None:
             check.result()
+        warnings = () if warned is None else warned.result()
     if progress is not None:
         progress(1.0)
     return BacktestResult(
@@ -169,6 +178,7 @@ def _replay(
         output=out,
         ts=prep.ts,
         symbols=prep.symbols,
+        warnings=warnings,
     )
 
 
@@ -205,7 +215,7 @@ def prepare(
     are constant for a run are zero-stride views, to keep 10M-bar runs small and fast.
     """
     with ThreadPoolExecutor(max_workers=1) as pool:
-        prep, check = _prepare(bars, config, strategy, actions, pool)
+        prep, check, _ = _prepare(bars, config, strategy, actions, pool)
         if check is not None:
             check.result()
     return prep
@@ -217,9 +227,12 @@ def _prepare(
     strategy: LoadedStrategy,
     actions: Sequence[CorporateAction],
     pool: ThreadPoolExecutor,
-) -> tuple[Prepared, Future[None] | None]:
+    *,
+    warn: bool = False,
+) -> tuple[Prepared, Future[None] | None, Future[tuple[str, ...]] | None]:
     """:func:`prepare` with the look-ahead check left running on ``pool``: (the arrays, the
-    check's future, None for event strategies)."""
+    check's future or None for event strategies, the future of the run's warnings when
+    ``warn``, else None)."""
     missing = [c for c in REQUIRED if c not in bars.columns]
     if missing:
         raise DataError(f"bars lack required columns: {', '.join(missing)}")
@@ -252,6 +265,8 @@ def _prepare(
     # Flagged sorted, polars evaluates the strategies' .over("symbol") windows without hashing.
     frame = frame.with_columns(pl.col("symbol").set_sorted())
     n = frame.height
+    adjust = _split_factors(actions, symbols, code, day_of, days)
+    view = strategy_view(frame, adjust)
     given = np.empty(0)
     if "prev_close" in frame.columns:
         given = frame.get_column("prev_close").cast(pl.Float64).fill_null(np.nan).to_numpy()
@@ -260,7 +275,7 @@ def _prepare(
     # while this thread gathers the replay arrays: the two overlap.
     targets = None
     if strategy.kind != "events":
-        targets = pool.submit(_all_targets, frame, strategy)
+        targets = pool.submit(_all_targets, view, strategy)
     try:
         # From here on arrays are in (symbol, ts) order; ``to_time`` gathers them into
         # replay order (a stable sort by time keeps the symbols in order within a
@@ -291,7 +306,12 @@ def _prepare(
     else:
         full = targets.result()
         np.take(full, to_time, out=target)
-        check = pool.submit(check_lookahead, frame, strategy, full, code)
+        check = pool.submit(check_lookahead, view, strategy, full, code)
+        try:
+            _check_lots(target, lot, symbols, sym, ts, config, strategy)
+        except UsageError:
+            check.result()  # a look-ahead outranks it, as it outranks the replay's errors
+            raise
     if parse_slippage(config.slippage).kind == SQRT:
         sigma = _sigma(close_s, np.r_[True, code[1:] != code[:-1]])[to_time]
     else:
@@ -319,9 +339,13 @@ def _prepare(
         act_sym=act[1],
         act_ratio=act[2],
         act_amount=act[3],
+        adjust=np.broadcast_to(1.0, n) if adjust is None else adjust[to_time],
         n_ts=int(np.count_nonzero(flags & kernel.LAST_OF_TS)),
     )
-    return prep, check
+    warned = None
+    if warn and config.segment in _ACTION_SEGMENTS:
+        warned = pool.submit(_split_warnings, frame, actions)
+    return prep, check, warned
 
 
 @numba.njit(cache=True, nogil=True)
@@ -456,7 +480,7 @@ def _ticks(
 ) -> np.ndarray:
     """Tick size per bar, by the bar's open price and session date (bars in time order, so a
     run of sessions is a slice); a zero-stride view when one tick holds for every bar."""
-    from quantcli.market.instruments import tick_sizes
+    from quantcli.market.instruments import tick_kind, tick_sizes
 
     kinds = [tick_kind(segment, s) for s in symbols]
     mixed = len(set(kinds)) > 1
@@ -556,6 +580,96 @@ def _action_arrays(
     )
 
 
+def _split_factors(
+    actions: Sequence[CorporateAction],
+    symbols: list[str],
+    code: np.ndarray,
+    day_of: np.ndarray,
+    days: list[date],
+) -> np.ndarray | None:
+    """Each bar's forward-adjustment factor, in (symbol, ts) order: the product of the split
+    and bonus ratios of its symbol's actions with an ex-date after the symbol's first bar and on
+    or before the bar's date (None when no bar has one). Only past actions count, so a bar's
+    adjusted values never depend on later bars, and the bars before the run's first action of a
+    symbol keep their traded values."""
+    ratios = split_ratios(actions)
+    factor: np.ndarray | None = None
+    for k, name in enumerate(symbols):
+        steps = ratios.get(name)
+        if not steps:
+            continue
+        a, b = (int(x) for x in np.searchsorted(code, [k, k + 1]))
+        mine = day_of[a:b]
+        for ex_date, ratio in steps.items():
+            ex = bisect.bisect_left(days, ex_date)
+            after = mine >= ex
+            if after[0] or not after[-1]:
+                continue  # already in the first bar's prices, or after the last bar
+            if factor is None:
+                factor = np.ones(code.shape[0], dtype=np.float64)
+            factor[a:b][after] *= ratio
+    return factor
+
+
+def _split_warnings(frame: pl.DataFrame, actions: Sequence[CorporateAction]) -> tuple[str, ...]:
+    """The ``data validate`` suspected-split findings on the run's bars (sorted by symbol and
+    ts), with the run's actions as the ones on record: one line each (the first few)."""
+    from quantcli.store.validate import suspected_splits
+
+    found, count = suspected_splits(frame, actions)
+    fix = " If so, record it with quantcli actions import FILE."
+    lines = [f"suspected_split: {f.message}{fix}" for f in found]
+    if count > len(found):
+        lines.append(
+            f"suspected_split: {count - len(found):,} more (quantcli data validate lists them)"
+        )
+    return tuple(lines)
+
+
+def strategy_view(frame: pl.DataFrame, factor: np.ndarray | None) -> pl.DataFrame:
+    """The bars a strategy sees: prices (open, high, low, close, vwap, prev_close, those
+    present) multiplied by ``factor`` (from :func:`_split_factors`; None: all 1) and share
+    counts (volume, deliverable_volume, oi) divided by it, as Float64, with the traded values
+    beside them as ``raw_<column>``. Scale-invariant signals on these are the same as on the
+    hand back-adjusted history, and a bar's values depend on no later bar."""
+    prices = [c for c in PRICE_COLUMNS if c in frame.columns]
+    counts = [c for c in VOLUME_COLUMNS if c in frame.columns]
+    raw = [pl.col(c).alias(f"raw_{c}") for c in (*prices, *counts)]
+    if factor is None:
+        adjusted = [pl.col(c).cast(pl.Float64) for c in (*prices, *counts)]
+    else:
+        f = pl.lit(pl.Series("factor", factor, dtype=pl.Float64))
+        adjusted = [(pl.col(c).cast(pl.Float64) * f).alias(c) for c in prices]
+        adjusted += [(pl.col(c).cast(pl.Float64) / f).alias(c) for c in counts]
+    return frame.with_columns(*raw, *adjusted)
+
+
+def _check_lots(
+    target: np.ndarray,
+    lot: np.ndarray,
+    symbols: list[str],
+    sym: np.ndarray,
+    ts: np.ndarray,
+    config: BacktestConfig,
+    strategy: LoadedStrategy,
+) -> None:
+    """UsageError when a share target (in time order) is below its contract's lot: it could
+    never trade, and the run would silently place no order for it."""
+    if strategy.kind != "targets" or config.segment not in ("futures", "options"):
+        return
+    small = np.flatnonzero((np.abs(target) < lot) & (target != 0))  # NaN compares False
+    if small.size == 0:
+        return
+    k = int(small[0])
+    size = int(lot[k])
+    hint = f"-p qty={size}" if "qty" in strategy.params else f"a multiple of {size}"
+    raise UsageError(
+        f"strategy {strategy.name} targets {target[k]:g} {symbols[int(sym[k])]} on "
+        f"{ist(ts[k]).date().isoformat()}, below the {config.segment} lot size of {size}: "
+        f"it can never trade; target whole lots (e.g. {hint})"
+    )
+
+
 # --------------------------------------------------------------------------- signal targets
 
 
@@ -604,7 +718,8 @@ def check_lookahead(
             )
 
 
-_PRICE_COLUMNS = ("open", "high", "low", "close", "vwap", "prev_close")
+# What the look-ahead check distorts: every price a strategy sees, adjusted and traded.
+_PRICE_COLUMNS = (*PRICE_COLUMNS, *(f"raw_{c}" for c in PRICE_COLUMNS))
 _CHECK_BARS = 500
 _CHECK_SYMBOLS = 8
 
@@ -723,4 +838,5 @@ __all__ = [
     "prepare",
     "run_backtest",
     "simulate",
+    "strategy_view",
 ]

@@ -34,7 +34,7 @@ from quantcli.backtest.accounting import (
     settle,
 )
 from quantcli.backtest.config import BacktestConfig
-from quantcli.backtest.fills import execute, tick_kind, trigger_price
+from quantcli.backtest.fills import execute, trigger_price
 from quantcli.backtest.kernel import CHUNK, Book, Output, Prepared
 from quantcli.backtest.orders import (
     CANCELLED,
@@ -64,7 +64,7 @@ from quantcli.backtest.orders import (
 )
 from quantcli.backtest.strategy import LoadedStrategy
 from quantcli.errors import QuantcliError, StrategyError
-from quantcli.market.instruments import ROUND_DOWN, ROUND_UP, round_to_tick_kernel
+from quantcli.market.instruments import ROUND_DOWN, ROUND_UP, round_to_tick_kernel, tick_kind
 from quantcli.store.manifest import TIMEZONE
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -77,9 +77,17 @@ def ist(micros: int | np.integer[Any]) -> datetime:
 
 
 class Bar:
-    """The bar an event strategy sees (plain Python values; ``ts`` built on first access)."""
+    """The bar an event strategy sees (plain Python values; ``ts`` built on first access).
 
-    __slots__ = ("close", "high", "index", "low", "open", "symbol", "ts_us", "volume")
+    ``open``, ``high``, ``low``, ``close`` and ``volume`` are split/bonus-adjusted like a signal
+    strategy's columns (quantcli.backtest.engine.strategy_view); ``raw_open`` ... ``raw_volume``
+    are the traded values.
+    """
+
+    __slots__ = (
+        "close", "high", "index", "low", "open", "raw_close", "raw_high", "raw_low", "raw_open",
+        "raw_volume", "symbol", "ts_us", "volume",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -91,15 +99,23 @@ class Bar:
         low: float,
         close: float,
         volume: float,
+        factor: float = 1.0,
     ) -> None:
+        """A bar from its traded values and its adjustment ``factor`` (prices are multiplied
+        by it and the volume divided)."""
         self.index = index
         self.symbol = symbol
         self.ts_us = ts_us
-        self.open = open_
-        self.high = high
-        self.low = low
-        self.close = close
-        self.volume = volume
+        self.raw_open = open_
+        self.raw_high = high
+        self.raw_low = low
+        self.raw_close = close
+        self.raw_volume = volume
+        self.open = open_ * factor
+        self.high = high * factor
+        self.low = low * factor
+        self.close = close * factor
+        self.volume = volume / factor
 
     @property
     def ts(self) -> datetime:
@@ -165,7 +181,13 @@ class Context:
         stop: float | None = None,
         tif: str = "DAY",
     ) -> int:
-        """Place a buy order (market, or limit/stop/stop-limit by the prices given)."""
+        """Place a buy order (market, or limit/stop/stop-limit by the prices given).
+
+        ``quantity`` is in traded shares (like positions); ``limit`` and ``stop`` are in the
+        bars' adjusted units (like ``bar.high``), turned into traded prices here. On a split or
+        bonus ex-date the symbol's working orders are converted like its position (traded
+        prices divided by the ratio, the quantity left multiplied), so they keep their meaning.
+        """
         return self._run.place(symbol, True, quantity, limit, stop, tif)
 
     def sell(
@@ -177,7 +199,7 @@ class Context:
         stop: float | None = None,
         tif: str = "DAY",
     ) -> int:
-        """Place a sell order (market, or limit/stop/stop-limit by the prices given)."""
+        """Place a sell order (see :meth:`buy` for the units)."""
         return self._run.place(symbol, False, quantity, limit, stop, tif)
 
     def order_target(self, symbol: str, target: int, *, tif: str = "DAY") -> int | None:
@@ -209,7 +231,6 @@ class EventRun:
         self.i = 0
         self.scratch = np.zeros(7, dtype=np.float64)
         self.ctx = Context(self)
-        self.kind = "options" if config.segment == "options" else "equity"
 
     def code(self, symbol: str) -> int:
         k = self.codes.get(symbol)
@@ -251,10 +272,12 @@ class EventRun:
         elif stop is not None:
             kind = STOP
         i = self.i
+        at = i if self.prep.sym[i] == s else self._latest_bar(s)
+        factor = float(self.prep.adjust[at])
         # Rounded to the tick against the trader: a buy limit down, a buy stop up.
-        lim = math.nan if limit is None else self._on_tick(symbol, limit, up=not is_buy)
-        stp = math.nan if stop is None else self._on_tick(symbol, stop, up=is_buy)
-        lot = int(self.prep.lot[i]) if self.prep.sym[i] == s else self._lot_of(s)
+        lim = math.nan if limit is None else self._on_tick(symbol, limit, factor, up=not is_buy)
+        stp = math.nan if stop is None else self._on_tick(symbol, stop, factor, up=is_buy)
+        lot = int(self.prep.lot[at])
         qty = int(quantity) // lot * lot
         order = Order(
             order_id=len(self.orders) + 1,
@@ -278,7 +301,8 @@ class EventRun:
             self.working[s].append(order)
         return order.order_id
 
-    def _on_tick(self, symbol: str, price: float, *, up: bool) -> float:
+    def _on_tick(self, symbol: str, price: float, factor: float, *, up: bool) -> float:
+        # The traded price of an order price in adjusted units, on the tick.
         from quantcli.market.instruments import tick_size
 
         if not (isinstance(price, int | float) and math.isfinite(price) and price > 0):
@@ -286,15 +310,16 @@ class EventRun:
                 f"strategy {self.strategy.name}: order price must be a positive number, "
                 f"got {price!r}"
             )
+        traded = float(price) / factor
         day = self.prep.days[int(self.prep.day[self.i])]
-        tick = tick_size(float(price), day, tick_kind(self.config.segment, symbol))
-        return float(round_to_tick_kernel(float(price), tick, ROUND_UP if up else ROUND_DOWN))
+        tick = tick_size(traded, day, tick_kind(self.config.segment, symbol))
+        return float(round_to_tick_kernel(traded, tick, ROUND_UP if up else ROUND_DOWN))
 
-    def _lot_of(self, s: int) -> int:
-        # The symbol's lot on its latest bar so far (its first bar when it has not traded yet).
+    def _latest_bar(self, s: int) -> int:
+        # The symbol's latest bar so far (its first bar when it has not traded yet): its lot
+        # and adjustment factor are the ones in force for an order placed now.
         mine = np.flatnonzero(self.prep.sym[: self.i + 1] == s)
-        at = int(mine[-1]) if mine.size else int(np.flatnonzero(self.prep.sym == s)[0])
-        return int(self.prep.lot[at])
+        return int(mine[-1]) if mine.size else int(np.flatnonzero(self.prep.sym == s)[0])
 
     def cancel(self, order_id: int) -> bool:
         if not 1 <= order_id <= len(self.orders):
@@ -341,6 +366,7 @@ class EventRun:
 
     def _on_fill(self, order: Order, q: float) -> None:
         n = int(self.book.counters[N_FILLS]) - 1
+        traded = float(self.book.fill_floats[n, F_PRICE])
         fill = Fill(
             fill_id=int(self.book.fill_ints[n, F_ID]),
             order_id=order.order_id,
@@ -348,8 +374,9 @@ class EventRun:
             symbol=order.symbol,
             side="buy" if order.is_buy else "sell",
             quantity=int(q),
-            price=float(self.book.fill_floats[n, F_PRICE]),
+            price=traded * float(self.prep.adjust[self.i]),
             charges=float(self.book.fill_floats[n, -1]),
+            raw_price=traded,
         )
         self._call(self.strategy.instance.on_fill, fill)
 
@@ -427,10 +454,10 @@ class EventRun:
                 a[lo:hi].tolist()
                 for a in (
                     prep.sym, prep.ts, prep.open, prep.high, prep.low, prep.close, prep.volume,
-                    prep.flags,
+                    prep.flags, prep.adjust,
                 )
             ]  # fmt: skip
-            for j, (s, t, o, h, lw, c, v, f) in enumerate(zip(*cols, strict=True)):
+            for j, (s, t, o, h, lw, c, v, f, adj) in enumerate(zip(*cols, strict=True)):
                 i = lo + j
                 self.i = i
                 while ap < n_act and act_bar[ap] == i:
@@ -441,7 +468,7 @@ class EventRun:
                 if working[s]:
                     self._match(s, False)
                 state[s, MARK] = c
-                self._call(on_bar, Bar(i, names[s], t, o, h, lw, c, v))
+                self._call(on_bar, Bar(i, names[s], t, o, h, lw, c, v, adj))
                 if fill_close and working[s]:
                     self._match(s, True)
                 if f & kernel.EOD:
@@ -465,14 +492,31 @@ class EventRun:
         )
         if ratio != 1.0:
             for order in list(self.working[s]):
-                self.working[s].remove(order)
-                self._finish(order, CANCELLED, R_ACTION)
+                self._convert(order, ratio)
         book.event_ints[ap, E_BAR] = self.i
         book.event_ints[ap, E_SYM] = s
         book.event_ints[ap, E_SEQ] = book.counters[N_FILLS]
         book.event_floats[ap, E_RATIO] = ratio
         book.event_floats[ap, E_CASH] = cash
         book.counters[N_EVENTS] = ap + 1
+
+    def _convert(self, order: Order, ratio: float) -> None:
+        # A split or bonus: the order's traded prices divided by the ratio (on the tick,
+        # against the trader, as when placed) and the quantity left multiplied (in lots); one
+        # with nothing left (a consolidation of a small order) is cancelled.
+        lot = int(self.prep.lot[self.i])
+        left = int(order.remaining * ratio) // lot * lot
+        if left == 0:
+            self.working[order.sym].remove(order)
+            self._finish(order, CANCELLED, R_ACTION)
+            return
+        order.quantity = order.filled + left
+        if not math.isnan(order.limit_price):
+            order.limit_price = self._on_tick(
+                order.symbol, order.limit_price, ratio, up=not order.is_buy
+            )
+        if not math.isnan(order.stop_price):
+            order.stop_price = self._on_tick(order.symbol, order.stop_price, ratio, up=order.is_buy)
 
     def _output(self) -> Output:
         n = len(self.orders)

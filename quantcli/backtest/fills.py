@@ -53,27 +53,12 @@ from quantcli.backtest.orders import (
     STOP,
 )
 from quantcli.backtest.slippage import slip_fraction
-from quantcli.market.instruments import (
-    INDEX_UNDERLYINGS,
-    ROUND_DOWN,
-    ROUND_UP,
-    round_to_tick_kernel,
-)
+from quantcli.market.instruments import ROUND_DOWN, ROUND_UP, round_to_tick_kernel
 
 _EPS = 1e-9
 
 # How a segment funds a fill (see the module notes).
 FUND_CASH, FUND_MARGIN, FUND_PREMIUM = 0, 1, 2
-
-
-def tick_kind(segment: str, symbol: str) -> str:
-    """The tick schedule (quantcli.market.instruments) of ``symbol``'s contracts in ``segment``:
-    futures on an index tick by the index futures schedule, other futures as their stock."""
-    if segment == "options":
-        return "options"
-    if segment == "futures" and symbol.upper() in INDEX_UNDERLYINGS:
-        return "index_futures"
-    return "equity"
 
 
 @numba.njit(cache=True)

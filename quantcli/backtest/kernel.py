@@ -470,6 +470,7 @@ class Prepared:
     act_sym: np.ndarray
     act_ratio: np.ndarray
     act_amount: np.ndarray
+    adjust: np.ndarray  # each bar's split/bonus factor: what strategies see is traded x adjust
     n_ts: int
 
 

@@ -101,7 +101,9 @@ FILL_SCHEMA: dict[str, pl.DataType] = {
 
 @dataclass(frozen=True, slots=True)
 class Fill:
-    """One execution, as an event strategy's ``on_fill`` sees it (quantity is unsigned)."""
+    """One execution, as an event strategy's ``on_fill`` sees it: ``quantity`` (unsigned)
+    in traded shares, ``price`` in the bars' split/bonus-adjusted units (like ``bar.close``)
+    and ``raw_price`` the traded price (as in the run's fills frame)."""
 
     fill_id: int
     order_id: int
@@ -111,6 +113,7 @@ class Fill:
     quantity: int
     price: float
     charges: float
+    raw_price: float
 
 
 @dataclass(slots=True)

@@ -60,6 +60,7 @@ td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}
 th{background:#f4f4f4}td.l,th.l{text-align:left}
 svg{background:#fff;border:1px solid #eee}
 .grid{display:flex;gap:32px;flex-wrap:wrap;align-items:flex-start}
+.warn{color:#a30;font-size:13px}
 """.strip()
 
 
@@ -189,6 +190,13 @@ def _kv_table(rows: Sequence[tuple[str, str]], head: tuple[str, str]) -> str:
     return f'<table><tr><th class="l">{head[0]}</th><th>{head[1]}</th></tr>{body}</table>'
 
 
+def _warnings(lines: Sequence[str]) -> str:
+    if not lines:
+        return ""
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+    return f'<h2>Warnings</h2><ul class="warn">{items}</ul>'
+
+
 def render_report(
     *,
     title: str,
@@ -196,8 +204,10 @@ def render_report(
     metrics: Mapping[str, Metric],
     equity: pl.DataFrame,
     initial_cash: float,
+    warnings: Sequence[str] = (),
 ) -> str:
-    """The report page: metrics, charges by component, equity, drawdown, monthly returns."""
+    """The report page: the run's warnings first (numbers they may make wrong), then metrics,
+    charges by component, equity, drawdown, monthly returns."""
     daily = daily_equity(equity)
     dates = daily["date"].to_list()
     values = daily["equity"].to_numpy().astype(np.float64)
@@ -213,6 +223,7 @@ def render_report(
         '<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>"
         f"<h1>{html.escape(title)}</h1>"
+        f"{_warnings(warnings)}"
         f"<h2>Equity</h2>{line_chart(dates, values, title='Equity (end of session)', area=False)}"
         f"<h2>Drawdown</h2>{line_chart(dates, under, title='Drawdown from peak', area=True)}"
         f"<h2>Monthly returns</h2>{monthly_table(monthly_returns(equity, initial_cash))}"

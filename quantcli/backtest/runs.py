@@ -284,6 +284,7 @@ def write_outputs(
         metrics=metrics,
         equity=result.equity,
         initial_cash=result.config.cash,
+        warnings=result.warnings,
     )
     (directory / "report.html").write_text(page, encoding="utf-8")
     return {name: sha256_file(directory / name) for name in OUTPUTS}, metrics
@@ -329,6 +330,7 @@ def build_manifest(
         },
         "seed": config.seed,
         "bars": result.bars,
+        "warnings": list(result.warnings),
         "versions": versions(),
         "outputs": dict(sorted(outputs.items())),
         "summary": {k: fixed_float(metrics.get(k)) for k in SUMMARY_KEYS},

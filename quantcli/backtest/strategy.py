@@ -3,8 +3,8 @@ parameters.
 
 Two kinds of strategy:
 
-- signal strategies implement ``targets(self) -> pl.Expr`` (target position in shares) or
-  ``weights(self) -> pl.Expr`` (target fraction of equity) over the bars frame (one row per
+- signal strategies implement ``targets(self) -> pl.Expr`` (target position in traded shares)
+  or ``weights(self) -> pl.Expr`` (target fraction of equity) over the bars frame (one row per
   symbol and bar, sorted by symbol then ts; use ``.over("symbol")`` for per-symbol windows and
   ``.over("ts")`` for cross-sections). A null target means "no opinion". An optional
   ``features(self) -> list[pl.Expr]`` adds named columns first (windows cannot nest). The
@@ -13,6 +13,19 @@ Two kinds of strategy:
   later bars are distorted (look-ahead).
 - event strategies implement ``on_bar(self, ctx, bar)`` and optionally ``on_fill(self, ctx,
   fill)``; ``ctx`` places and cancels orders and reads positions and cash.
+
+What strategies see is split/bonus-adjusted: a bar's prices (open, high, low, close, vwap,
+prev_close) are its traded prices times the product of the ratios of its symbol's splits and
+bonuses with an ex-date after the symbol's first bar in the run and on or before the bar, and
+its share counts (volume, ...) are divided by it (Float64), so an SMA or a channel does not jump
+at an ex-date and no later action is used. The traded values are beside them as ``raw_open``,
+``raw_high``, ``raw_low``, ``raw_close``, ``raw_volume`` (``raw_prev_close`` ... when present).
+Fills, positions, cash and charges stay in traded prices and shares (positions are adjusted on
+the ex-date); limit and stop prices an event strategy gives are in the adjusted units and
+converted, and order quantities and share targets are traded shares.
+
+Parameters that are alternatives (``exclusive_params``, e.g. ``qty`` or ``weight``) may not be
+given together.
 
 Parameters are declared as a frozen dataclass ``Params`` nested in the class, or as annotated
 class attributes with defaults; raw ``-p name=value`` strings are parsed to int, float, bool or
@@ -36,7 +49,7 @@ from typing import Any, ClassVar
 
 import polars as pl
 
-from quantcli.errors import NotFoundError, StrategyError
+from quantcli.errors import NotFoundError, StrategyError, UsageError
 
 BUILTINS: dict[str, tuple[str, str]] = {
     "buy_and_hold": ("quantcli.backtest.strategies.buy_and_hold", "BuyAndHold"),
@@ -237,6 +250,12 @@ def parse_params(cls: type, raw: Mapping[str, str], spec: str) -> Any:
     if unknown:
         known = ", ".join(fields) or "none"
         raise StrategyError(f"strategy {spec}: unknown parameter {unknown[0]} (known: {known})")
+    for group in getattr(cls, "exclusive_params", ()):
+        given = [f"-p {name}" for name in group if name in raw]
+        if len(given) > 1:
+            raise UsageError(
+                f"strategy {spec}: {' and '.join(given)} are alternatives: give one of them"
+            )
     hints = typing.get_type_hints(ptype)
     values: dict[str, object] = {}
     for name, field in fields.items():

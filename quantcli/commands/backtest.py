@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from quantcli.errors import UsageError
-from quantcli.output import emit, info, progress, settings_of, table
+from quantcli.output import emit, info, progress, settings_of, table, warn
 from quantcli.settings import Settings, resolve_runs_dir
 
 if TYPE_CHECKING:
@@ -185,12 +185,16 @@ def backtest(
         info(settings, f"unchanged: {run.path} already holds this run, byte-identical")
     else:
         info(settings, f"saved {run.path}")
+    warnings = run.manifest["warnings"]
+    for line in warnings:
+        warn(settings, line)
     metrics = run.metrics()
     payload = {
         **metrics,
         "run_id": run.run_id,
         "run_dir": str(run.path),
         "unchanged": run.unchanged,
+        "warnings": warnings,
     }
     emit(settings, payload, lambda console: _render_metrics(console, run.run_id, metrics))
 

@@ -280,6 +280,23 @@ def load_lot_file(path: Path) -> list[Instrument]:
 # --------------------------------------------------------------------------- ticks
 
 
+def tick_kind(segment: str, symbol: str) -> str:
+    """The tick schedule (a key of ``TICK_SCHEDULES``) of ``symbol`` traded in ``segment``:
+    cash stocks (``equity``, ``delivery``, ``intraday``) tick as ``equity``; futures on an index
+    as ``index_futures``, other futures as ``stock_futures`` (their own schedule: 0.05 until
+    2024-07-08, a month after cash stocks); ``options`` on the premium. The backtester takes
+    its ticks from here alone."""
+    seg = segment.lower()
+    if seg in EQUITY_SEGMENTS:
+        return "equity"
+    if seg == "futures":
+        return "index_futures" if symbol.upper() in INDEX_UNDERLYINGS else "stock_futures"
+    if seg == "options":
+        return "options"
+    known = ", ".join(sorted(EQUITY_SEGMENTS | {"futures", "options"}))
+    raise UsageError(f"unknown segment {segment!r} for a tick size (expected one of {known})")
+
+
 def tick_size(price: float, day: date, kind: str = "equity") -> float:
     """The tick (minimum price step) for ``price`` on ``day``.
 

@@ -27,13 +27,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import polars as pl
 
 from quantcli.errors import DataError
 from quantcli.store.schema import REQUIRED
 from quantcli.store.sources.base import FILE_COL, ROW_COL
+
+if TYPE_CHECKING:
+    from quantcli.market.corporate_actions import CorporateAction
 
 Severity = Literal["error", "warning"]
 
@@ -446,10 +449,29 @@ def _check_missing(frame: pl.DataFrame, out: _Collector) -> None:
     out.add("missing_session", int(spans["missing"].sum()), examples)
 
 
+def suspected_splits(
+    frame: pl.DataFrame,
+    actions: Sequence[CorporateAction],
+    *,
+    threshold: float = DEFAULT_SPLIT_THRESHOLD,
+    max_examples: int = DEFAULT_MAX_EXAMPLES,
+) -> tuple[tuple[Finding, ...], int]:
+    """The ``suspected_split`` check alone, on bars sorted by (symbol, ts) with ``actions`` as
+    the actions on record (what a backtest applies): (example findings, count)."""
+    out = _Collector((), "1d", max_examples)
+    _check_splits(frame, out, None, threshold, actions)
+    return tuple(out.findings), out.counts.get("suspected_split", 0)
+
+
 def _check_splits(
-    frame: pl.DataFrame, out: _Collector, root: Path | None, threshold: float
+    frame: pl.DataFrame,
+    out: _Collector,
+    root: Path | None,
+    threshold: float,
+    actions: Sequence[CorporateAction] | None = None,
 ) -> None:
-    """Overnight moves beyond ``threshold`` with no corporate action that day."""
+    """Overnight moves beyond ``threshold`` with no corporate action that day (among
+    ``actions``; by default the store's and the bundled ones)."""
     symbol, day = pl.col("symbol"), ist_day(pl.col("ts"))
     move = pl.col("open") / pl.col("close").shift(1) - 1
     positive = (pl.col("open") > 0) & (pl.col("close").shift(1) > 0)  # else not a price move
@@ -464,9 +486,10 @@ def _check_splits(
     ).filter(jump.fill_null(False))
     if flagged.height == 0:
         return
-    from quantcli.market.corporate_actions import actions_for
+    if actions is None:
+        from quantcli.market.corporate_actions import actions_for
 
-    actions = actions_for(sorted(set(flagged["symbol"])), root)
+        actions = actions_for(sorted(set(flagged["symbol"])), root)
     known = pl.DataFrame(
         {"symbol": [a.symbol for a in actions], "__day": [a.ex_date for a in actions]},
         schema={"symbol": pl.String, "__day": pl.Date},

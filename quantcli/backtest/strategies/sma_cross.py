@@ -1,13 +1,15 @@
 """Moving-average crossover: long while the fast simple moving average of the close is above
 the slow one, flat (or short with ``short=true``) otherwise.
 
-Sizing: ``qty`` shares per symbol, or ``weight`` of equity per symbol when ``weight`` is set.
+Sizing: ``qty`` shares per symbol, or ``weight`` of equity per symbol (give one of them).
 Shorts are only filled on a segment that allows them (intraday, futures); delivery rejects them.
+The averages run on split/bonus-adjusted closes, so a split does not cross them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import polars as pl
 
@@ -26,6 +28,7 @@ class SmaCross(SignalStrategy):
         short: bool = False
 
     params: Params
+    exclusive_params: ClassVar[tuple[tuple[str, ...], ...]] = (("qty", "weight"),)
 
     def __init__(self, params: Params) -> None:
         if not 0 < params.fast < params.slow:
