@@ -87,6 +87,7 @@ def root_options(
 ) -> None:
     """Global options, given before the sub-command."""
     ctx.obj = Settings(root=resolve_root(root), json=json_output, quiet=quiet, debug=debug)
+    ctx.with_resource(calendar_cmd.store_calendar(ctx.obj))
 
 
 data_cmd.app.command("ingest")(ingest_cmd.ingest)

@@ -240,10 +240,28 @@ def validate_frame(
     """Run every check on canonical bars.
 
     ``files`` labels the ``__file`` indices when the frame carries ``__file``/``__row``;
-    ``root`` lets the split check see the store's own corporate-actions file.
+    ``root`` lets the checks see the store's own corporate actions and calendar imports.
     """
+    from quantcli.market.calendar import using_store
+
     out = _Collector(files, interval, max_examples)
     symbols = frame["symbol"].n_unique() if "symbol" in frame.columns else 0
+    with using_store(root):
+        frame = _run_checks(frame, out, root, split_threshold)
+    order = list(CHECKS)
+    findings = sorted(
+        out.findings, key=lambda f: (f.severity != "error", order.index(f.check), f.order)
+    )
+    return ValidationReport(
+        rows=frame.height, symbols=symbols, findings=tuple(findings), counts=out.counts
+    )
+
+
+def _run_checks(
+    frame: pl.DataFrame, out: _Collector, root: Path | None, split_threshold: float
+) -> pl.DataFrame:
+    """Every check on ``frame``; returns it sorted when its columns allow."""
+    interval = out.interval
     if _check_columns(frame, out):
         frame = sort_bars(frame)
         _check_rows(frame, out)
@@ -260,13 +278,7 @@ def validate_frame(
             )
         _check_sessions(frame, out)
         _check_splits(frame, out, root, split_threshold)
-    order = list(CHECKS)
-    findings = sorted(
-        out.findings, key=lambda f: (f.severity != "error", order.index(f.check), f.order)
-    )
-    return ValidationReport(
-        rows=frame.height, symbols=symbols, findings=tuple(findings), counts=out.counts
-    )
+    return frame
 
 
 def _check_columns(frame: pl.DataFrame, out: _Collector) -> bool:
