@@ -92,6 +92,7 @@ def root_options(
 
 data_cmd.app.command("ingest")(ingest_cmd.ingest)
 data_cmd.app.command("validate")(ingest_cmd.validate)
+data_cmd.app.command("rederive")(actions_cmd.rederive)
 app.add_typer(data_cmd.app, name="data")
 app.add_typer(actions_cmd.app, name="actions")
 app.add_typer(calendar_cmd.app, name="calendar")

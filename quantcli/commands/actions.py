@@ -81,3 +81,29 @@ def list_actions(
             table("Corporate actions", ["symbol", "ex_date", "kind", "ratio", "amount"], rows)
         ),
     )
+
+
+def rederive(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="Daily dataset, e.g. NAME (its latest version).")],
+) -> None:
+    """Re-derive prev_close values made stale by corporate actions imported after ingest.
+
+    Publishes a new version (parent = the old one, which is unchanged); nothing when no value
+    is stale. `data validate` flags such values as stale_prev_close.
+    """
+    from quantcli.store.validate import rederive_prev_close
+
+    settings = settings_of(ctx)
+    report = rederive_prev_close(settings.root, ref)
+    line = (
+        f"created {report.created}: re-derived {report.rederived:,} prev_close value(s) of "
+        f"{report.ref}"
+        if report.created
+        else f"unchanged: no stale prev_close in {report.ref}"
+    )
+    emit(
+        settings,
+        report.to_dict(),
+        lambda console: console.print(line, highlight=False, markup=False),
+    )
