@@ -153,7 +153,13 @@ def test_next_year_needs_the_year_before(cli, imported: Path, tmp_path: Path) ->
 @pytest.mark.parametrize(
     ("body", "row", "message"),
     [
-        ("date,description\n2026-12-25,Christmas\n", 2, "2026 is in the bundled calendar"),
+        (
+            "date,description\n2026-12-25,Christmas\n",
+            2,
+            "2026 is in the bundled calendar (through 2026-12-31): a holiday list extends it "
+            "from 2027",
+        ),
+        ("date,description\n\n2028-01-26,Republic Day\n", 3, "import 2027 first"),
         ("date,description\n2028-01-26,Republic Day\n", 2, "import 2027 first"),
         ("date,description\n2027-01-26,Republic Day\n2028-01-26,R\n", 3, "covers one year"),
         ("date,description\n2027-1-26,Republic Day\n", 2, "bad date '2027-1-26'"),
@@ -207,6 +213,16 @@ def test_a_directory_or_missing_file(cli, tmp_path: Path) -> None:
     assert res.exit_code == 65 and "is a directory" in res.stderr
     res = cli("calendar", "import", str(tmp_path / "nope.csv"))
     assert res.exit_code == 1 and "no such file" in res.stderr
+
+
+def test_a_root_that_is_a_file_is_one_line(cli, tmp_path: Path) -> None:
+    root = tmp_path / "afile"
+    root.write_text("")
+    res = cli("calendar", "import", str(write(tmp_path, NSE_2027)), root=root)
+    assert res.exit_code == 1
+    assert res.stderr.startswith(f"error: cannot write {root}/_meta/calendar/2027.csv: ")
+    assert "writable store directory" in res.stderr and len(res.stderr.splitlines()) == 1
+    assert cli("calendar", "is-session", "-q", "2026-06-01", root=root).exit_code == 0
 
 
 def test_a_gap_in_the_stored_years_is_one_line(cli, imported: Path) -> None:

@@ -41,7 +41,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from quantcli.errors import ConflictError, CoverageError, DataError, NotFoundError, UsageError
+from quantcli.errors import (
+    ConflictError,
+    CoverageError,
+    DataError,
+    NotFoundError,
+    QuantcliError,
+    UsageError,
+)
 
 if TYPE_CHECKING:
     import polars as pl
@@ -425,6 +432,7 @@ class HolidayList:
     year: int
     rows: tuple[Override, ...]
     notes: tuple[str, ...]  # e.g. a holiday listed on a weekend (the market is shut anyway)
+    first_row: int  # the line of the first date, which set the year
 
     def content(self) -> bytes:
         """The canonical table (the override table's columns, sorted): equal lists, equal
@@ -539,6 +547,7 @@ def parse_holiday_list(path: Path) -> HolidayList:
     notes: list[str] = []
     kinds: dict[date, set[str]] = {}
     year: int | None = None
+    first_row = 0
     for cells in reader:
         row = reader.line_num
         if not any(c.strip() for c in cells):
@@ -550,7 +559,7 @@ def parse_holiday_list(path: Path) -> HolidayList:
         record = {f: c.strip() for f, c in zip(fields, cells, strict=True) if f}
         day = _import_day(record["date"], where, row)
         if year is None:
-            year = day.year
+            year, first_row = day.year, row
         elif day.year != year:
             raise DataError(
                 f"{day} is not in {year}: a holiday list covers one year", path=where, row=row
@@ -584,7 +593,7 @@ def parse_holiday_list(path: Path) -> HolidayList:
         rows.append(override)
     if year is None:
         raise DataError("no holidays listed", path=where)
-    return HolidayList(path, year, tuple(rows), tuple(notes))
+    return HolidayList(path, year, tuple(rows), tuple(notes), first_row)
 
 
 def read_imports(folder: Path) -> tuple[ImportedYear, ...]:
@@ -610,6 +619,38 @@ def read_imports(folder: Path) -> tuple[ImportedYear, ...]:
     return tuple(out)
 
 
+def _import_action(
+    parsed: HolidayList,
+    content: bytes,
+    table: Path,
+    imported: tuple[ImportedYear, ...],
+    replace: bool,
+) -> str:
+    """``unchanged``, ``new`` or ``replace``: what importing ``parsed`` does to the store's
+    ``imported`` years; DataError or ConflictError when it may not."""
+    last_year = imported[-1].year if imported else LAST_DAY.year
+    if table.is_file():
+        if table.read_bytes() == content:
+            return "unchanged"
+        if not replace:
+            raise ConflictError(
+                f"{parsed.path}: {parsed.year} is already imported with a different list "
+                f"({table}); pass --replace to replace it"
+            )
+        return "replace"
+    if parsed.year <= LAST_DAY.year:
+        problem = f"{parsed.year} is in the bundled calendar (through {LAST_DAY})"
+        hint = f"a holiday list extends it from {last_year + 1}"
+    elif parsed.year != last_year + 1:
+        problem = (
+            f"{parsed.year} does not follow the calendar's coverage, which ends {last_year}-12-31"
+        )
+        hint = f"import {last_year + 1} first"
+    else:
+        return "new"
+    raise DataError(f"{problem}: {hint}", path=str(parsed.path), row=parsed.first_row)
+
+
 def import_year(root: Path, path: Path, *, replace: bool = False) -> CalendarImport:
     """Validate NSE's holiday list ``path`` and keep it in store ``root``, extending the
     calendar's coverage through its year.
@@ -625,45 +666,25 @@ def import_year(root: Path, path: Path, *, replace: bool = False) -> CalendarImp
     content = parsed.content()
     folder = imports_dir(root)
     table = folder / f"{parsed.year}.csv"
-    created = replaced = False
-    with dataset_lock(root, _IMPORT_LOCK):
-        imported = read_imports(folder)
-        last_year = imported[-1].year if imported else LAST_DAY.year
-        if table.is_file():
-            if table.read_bytes() != content:
-                if not replace:
-                    raise ConflictError(
-                        f"{path}: {parsed.year} is already imported with a different list "
-                        f"({table}); pass --replace to replace it"
-                    )
-                replaced = created = True
-        elif parsed.year <= LAST_DAY.year:
-            raise DataError(
-                f"{parsed.year} is in the bundled calendar (through {LAST_DAY}); a holiday list "
-                f"extends it from {last_year + 1}",
-                path=str(path),
-                row=2,
-            )
-        elif parsed.year != last_year + 1:
-            raise DataError(
-                f"{parsed.year} does not follow the calendar's coverage, which ends "
-                f"{last_year}-12-31: import {last_year + 1} first",
-                path=str(path),
-                row=2,
-            )
-        else:
-            created = True
-        if created:
-            folder.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(table, content)
+    try:
+        with dataset_lock(root, _IMPORT_LOCK):
+            action = _import_action(parsed, content, table, read_imports(folder), replace)
+            if action != "unchanged":
+                folder.mkdir(parents=True, exist_ok=True)
+                atomic_write_bytes(table, content)
+    except OSError as exc:
+        raise QuantcliError(
+            f"cannot write {table}: {exc.strerror or exc} (is --root {root} a writable store "
+            "directory?)"
+        ) from None
     _built.cache_clear()
     with using_store(root):
         span = coverage()
     return CalendarImport(
         year=parsed.year,
         table=table,
-        created=created,
-        replaced=replaced,
+        created=action != "unchanged",
+        replaced=action == "replace",
         holidays=sum(r.kind == "holiday" for r in parsed.rows),
         special_sessions=sum(r.kind != "holiday" for r in parsed.rows),
         notes=parsed.notes,
