@@ -304,47 +304,44 @@ def bars_csv(tmp_path: Path, days: list[date]) -> Path:
     return path
 
 
+def backtest_2027(cli, tmp_path: Path):
+    return cli(
+        "--json", "backtest", "--dataset", "syn", "--strategy", "sma_cross",
+        "-p", "fast=3", "-p", "slow=8", "-p", "qty=1",
+        "--runs-dir", str(tmp_path / "runs"), "--from", "2027-01-01",
+    )  # fmt: skip
+
+
 def test_2027_bars_are_refused_before_the_import_and_taken_after(
     cli, store: Path, tmp_path: Path
 ) -> None:
-    days = [
-        date(2026, 10, 1) + timedelta(days=n)
-        for n in range(200)
-        if (date(2026, 10, 1) + timedelta(days=n)).weekday() < 5
-    ]
-    path = bars_csv(tmp_path, days)
+    days = [date(2027, 1, 1) + timedelta(days=n) for n in range(90)]
+    with cal.using_store(store):
+        assert cal.coverage()[1] == date(2026, 12, 31)
+    weekdays = [d for d in days if d.weekday() < 5]
+    path = bars_csv(tmp_path, weekdays)
     before = cli("data", "ingest", "syn", str(path))
     assert before.exit_code == 65 and "calendar_coverage" in before.stderr
     assert not (store / "syn").exists()
+    # accepted as a warning, the backtest still refuses the days the calendar does not know
+    assert cli("data", "ingest", "syn", str(path), "--allow-warnings").exit_code == 0
+    refused = backtest_2027(cli, tmp_path)
+    assert refused.exit_code == 1 and "beyond the NSE calendar's coverage" in refused.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
     assert cli("calendar", "import", str(write(tmp_path, NSE_2027))).exit_code == 0
-    # Republic Day and Holi 2027 (and the bundled 2026 holidays) have bars: off-session days
+    # Republic Day and Holi 2027 have bars: bars on days with no session
     res = cli("data", "ingest", "syn", str(path))
-    assert res.exit_code == 65 and "non_session_day" in res.stderr
-    assert "2027-01-26" in res.stderr or "2026-" in res.stderr
+    assert res.exit_code == 65 and "non_session_day" in res.stderr and "2027-01-26" in res.stderr
     with cal.using_store(store):
         sessions = [d for d in days if cal.is_session(d)]
-    path = bars_csv(tmp_path, sessions)
-    res = cli("--json", "data", "ingest", "syn", str(path))
+    assert len(sessions) == len(weekdays) - 2
+    res = cli("--json", "data", "ingest", "syn", str(bars_csv(tmp_path, sessions)))
     assert res.exit_code == 0, res.stderr
-    run = cli(
-        "--json",
-        "backtest",
-        "--dataset",
-        "syn",
-        "--strategy",
-        "sma_cross",
-        "-p",
-        "fast=3",
-        "-p",
-        "slow=8",
-        "-p",
-        "qty=1",
-        "--runs-dir",
-        str(tmp_path / "runs"),
-        "--from",
-        "2027-01-01",
-    )
+    assert res.json()["validation"]["counts"] == {}
+    run = backtest_2027(cli, tmp_path)
     assert run.exit_code == 0, run.stderr
+    assert run.json()["bars"] == len(sessions)
 
 
 def test_synthetic_2027_bars_after_the_import(cli, imported: Path) -> None:
