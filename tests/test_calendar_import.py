@@ -378,3 +378,18 @@ def test_import_conflict_error_is_a_conflict(store: Path, tmp_path: Path) -> Non
     cal.import_year(store, write(tmp_path, NSE_2027))
     with pytest.raises(ConflictError):
         cal.import_year(store, write(tmp_path, WITH_SESSIONS, "b.csv"))
+
+
+def test_import_waits_for_no_one_while_the_store_metadata_is_locked(
+    cli, store: Path, tmp_path: Path
+) -> None:
+    import fcntl
+
+    lock = store / "_meta" / ".lock"
+    lock.parent.mkdir(parents=True)
+    with lock.open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        res = cli("calendar", "import", str(write(tmp_path, NSE_2027)))
+        assert res.exit_code == 75 and "try again later" in res.stderr
+    assert not (store / "_meta" / "calendar").exists()
+    assert cli("calendar", "import", str(write(tmp_path, NSE_2027))).exit_code == 0

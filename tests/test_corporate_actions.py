@@ -306,10 +306,7 @@ def test_import_is_idempotent_and_atomic(store: Path) -> None:
     # the stored table is in NSE's format, sorted, with no temp file left behind
     assert content.splitlines()[0] == HEADER.strip()
     assert [a.symbol for a in load_actions_csv(table)] == ["INFY", "TCS"]
-    assert sorted(p.name for p in table.parent.iterdir()) == [
-        "corporate_actions.csv",
-        "corporate_actions.lock",
-    ]
+    assert sorted(p.name for p in table.parent.iterdir()) == [".lock", "corporate_actions.csv"]
     assert first.to_dict()["skipped"] == [
         {"row": 3, "symbol": "INFY", "purpose": "Annual General Meeting", "reason": "agm"}
     ]
@@ -326,11 +323,11 @@ def test_import_conflict_is_refused(store: Path) -> None:
 
 def test_import_refuses_while_locked(store: Path) -> None:
     src = write(store.parent / "a.csv", nse_row("TCS", "Bonus 1:1", "31-May-2018"))
-    lock = user_table(store).with_suffix(".lock")
+    lock = store / "_meta" / ".lock"
     lock.parent.mkdir(parents=True)
     with lock.open("a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
-        with pytest.raises(LockHeldError, match="another import is running"):
+        with pytest.raises(LockHeldError, match="locked by another process"):
             import_actions(store, src)
     assert import_actions(store, src).added == 1
 

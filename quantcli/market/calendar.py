@@ -411,7 +411,7 @@ _IMPORT_COLUMNS = {
 }
 _SERIAL_COLUMN = re.compile(r"^(?:sr|s)\.?\s*no\.?$")
 _YEAR_FILE = re.compile(r"^(\d{4})\.csv$")
-_IMPORT_LOCK = "_meta"  # store.lock's lock of the store's metadata directory
+_IMPORT_LOCK = "_meta"  # the store's metadata lock, which corporate-action imports take too
 
 
 @dataclass(frozen=True)

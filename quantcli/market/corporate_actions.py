@@ -22,17 +22,15 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import fcntl
 import io
-import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from quantcli.errors import ConflictError, DataError, LockHeldError, NotFoundError
+from quantcli.errors import ConflictError, DataError, NotFoundError
 
 if TYPE_CHECKING:
     import polars as pl
@@ -363,15 +361,17 @@ def import_actions(root: Path, path: Path, *, skip_rights: bool = False) -> Impo
     """Validate ``path`` and merge its price-adjusting rows into the store's user table.
 
     Every PURPOSE must be read: one the grammar cannot read, or a rights issue unless
-    ``skip_rights``, is a DataError and nothing of the file is imported. Atomic (temp file +
-    ``os.replace``) under an exclusive lock; re-importing the same rows adds nothing.
+    ``skip_rights``, is a DataError and nothing of the file is imported. Written atomically
+    under the store's metadata lock (``dataset_lock(root, "_meta")``, as calendar imports are);
+    re-importing the same rows adds nothing.
     ``ConflictError`` when a row contradicts an action already in the table (same symbol,
     ex-date and kind, different terms): fix the file rather than silently overwrite.
     """
+    from quantcli.store.lock import dataset_lock
+
     incoming = parse_actions_csv(path, skip_rights=skip_rights)
     table = user_table(root)
-    table.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(table.with_suffix(".lock")):
+    with dataset_lock(root, META_DIR):
         existing = parse_actions_csv(table, skip_rights=True) if table.is_file() else None
         rows = [rec for _, rec in existing.rows] if existing else []
         known = {_key(a): a for a in (existing.actions if existing else ())}
@@ -508,29 +508,12 @@ def _row_key(rec: dict[str, str]) -> tuple[str, date, str]:
 
 
 def _write_table(table: Path, rows: Sequence[dict[str, str]]) -> None:
+    from quantcli.store.files import atomic_write_bytes
+
     ordered = sorted(rows, key=lambda r: (r["SYMBOL"].upper(), parse_ex_date(r["EX-DATE"])))
-    tmp = table.with_name(f".{table.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("w", encoding="utf-8", newline="") as fh:
-            writer = csv.writer(fh, quoting=csv.QUOTE_ALL, lineterminator="\n")
-            writer.writerow(COLUMNS)
-            for rec in ordered:
-                writer.writerow([rec.get(c) or "-" for c in COLUMNS])
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, table)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-@contextlib.contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
-    with lock_path.open("a") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise LockHeldError(f"{lock_path}: another import is running; try again") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    out = io.StringIO()
+    writer = csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for rec in ordered:
+        writer.writerow([rec.get(c) or "-" for c in COLUMNS])
+    atomic_write_bytes(table, out.getvalue().encode("utf-8"))
