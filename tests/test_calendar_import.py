@@ -380,7 +380,7 @@ def test_import_conflict_error_is_a_conflict(store: Path, tmp_path: Path) -> Non
         cal.import_year(store, write(tmp_path, WITH_SESSIONS, "b.csv"))
 
 
-def test_import_waits_for_no_one_while_the_store_metadata_is_locked(
+def test_import_while_the_store_metadata_is_locked_exits_75(
     cli, store: Path, tmp_path: Path
 ) -> None:
     import fcntl

@@ -339,7 +339,7 @@ def test_prev_close_derived_before_an_action_is_flagged_and_rederived(
     (finding,) = report["findings"]
     assert finding["message"] == (
         f"(ABC, {ex}) prev_close 504.0 is the previous close unadjusted for the split/bonus "
-        "(ratio 5) on record, expected 100.8: derived before the action was imported; "
+        "(ratio 5) on record, expected 100.8 (derived before the action was imported?); "
         "re-derive them as a new version with `quantcli data rederive NAME`"
     )
 

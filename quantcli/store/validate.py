@@ -547,8 +547,8 @@ def _check_prev_close(frame: pl.DataFrame, out: _Collector, root: Path | None) -
         lambda r: (
             f"({r['symbol']}, {out.show_ts(r['ts'])}) prev_close {r['prev_close']} is the "
             f"previous close unadjusted for the split/bonus (ratio {r['__ratio']:g}) on record, "
-            f"expected {r['__previous'] / r['__ratio']:g}: derived before the action was "
-            f"imported; {REDERIVE_HINT}"
+            f"expected {r['__previous'] / r['__ratio']:g} (derived before the action was "
+            f"imported?); {REDERIVE_HINT}"
         ),
     )
 
