@@ -5,11 +5,15 @@ given that root; `is-session` exit 3 outside coverage and the coverage-end warni
 from __future__ import annotations
 
 import math
+import random
+import tempfile
 import warnings
 from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from quantcli.errors import ConflictError, CoverageError, DataError
 from quantcli.market import calendar as cal
@@ -231,6 +235,36 @@ def test_a_gap_in_the_stored_years_is_one_line(cli, imported: Path) -> None:
     res = cli("calendar", "is-session", "2026-06-01")
     assert res.exit_code == 65
     assert "2027 is missing" in res.stderr
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    listed=st.sets(st.dates(min_value=date(2027, 1, 1), max_value=date(2027, 12, 31)), min_size=1),
+    seed=st.integers(min_value=0, max_value=2**32),
+)
+def test_an_imported_year_answers_as_listed(listed: set[date], seed: int) -> None:
+    """Past XBOM's end a day is a session exactly when it is a weekday not listed, whatever the
+    rows' order; the stored table depends only on the list."""
+    rows = sorted(listed)
+    random.Random(seed).shuffle(rows)
+    with tempfile.TemporaryDirectory() as folder:
+        root, path = Path(folder) / "store", Path(folder) / "list.csv"
+        path.write_text(
+            "date,description\n" + "".join(f"{d},Holiday {d}\n" for d in rows), encoding="utf-8"
+        )
+        result = cal.import_year(root, path)
+        path.write_text(
+            "date,description\n" + "".join(f"{d},Holiday {d}\n" for d in sorted(listed)),
+            encoding="utf-8",
+        )
+        assert not cal.import_year(root, path).created  # same list, other order
+        weekdays = sorted(d for d in listed if d.weekday() < 5)
+        assert result.holidays == len(weekdays)
+        with cal.using_store(root), warnings.catch_warnings():
+            warnings.simplefilter("ignore", cal.CoverageWarning)
+            for day in (date(2027, 1, 1) + timedelta(days=n) for n in range(365)):
+                assert cal.is_session(day) == (day.weekday() < 5 and day not in listed)
+            assert [h.day for h in cal.holidays(2027)] == weekdays
 
 
 # --- is-session outside coverage, and the coverage-end warning ---------------------------------
