@@ -28,6 +28,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import csv
+import dataclasses
 import functools
 import io
 import os
@@ -321,15 +322,7 @@ def _built(key: tuple[Path, int, int] | None) -> Calendar:
     ]
     rows = [row for year in imports for row in year.rows]
     built = assemble([*base, *weekdays], [*overrides, *rows], last)
-    return Calendar(
-        sessions=built.sessions,
-        session_set=built.session_set,
-        settlement_days=built.settlement_days,
-        holidays=built.holidays,
-        specials=built.specials,
-        last=last,
-        imports=tuple((year.year, year.content) for year in imports),
-    )
+    return dataclasses.replace(built, imports=tuple((y.year, y.content) for y in imports))
 
 
 def xbom_sessions() -> list[date]:
@@ -484,7 +477,7 @@ def imports_dir(root: Path) -> Path:
 
 
 def _import_header(names: list[str], where: str) -> list[str | None]:
-    fields: list[str | None] = []
+    fields: list[str | None] = []  # None: a serial-number column, ignored
     for raw in names:
         name = raw.strip().lower()
         if _SERIAL_COLUMN.match(name):
@@ -502,7 +495,8 @@ def _import_header(names: list[str], where: str) -> list[str | None]:
         if needed not in fields:
             column = "description" if needed == "name" else needed
             raise DataError(f"missing column {column!r}", path=where, row=1)
-    if len(set(f for f in fields if f)) != len([f for f in fields if f]):
+    named = [f for f in fields if f]
+    if len(set(named)) != len(named):
         raise DataError("a column is given twice", path=where, row=1)
     return fields
 
@@ -600,7 +594,7 @@ def read_imports(folder: Path) -> tuple[ImportedYear, ...]:
     """The years imported into a store's calendar folder, in order; DataError for a damaged
     table or a gap (each year must follow the one before, from the bundled end)."""
     try:
-        names = sorted(p.name for p in folder.iterdir())
+        names = [p.name for p in folder.iterdir()]
     except OSError:
         return ()
     found = sorted(
@@ -728,8 +722,7 @@ def _not_yet(year: int) -> str:
     )
 
 
-def coverage_warning(last: date) -> str:
-    """The warning for a date within ``WARN_DAYS`` of coverage end ``last``."""
+def _coverage_warning(last: date) -> str:
     return (
         f"NSE calendar coverage ends {last}; import next year's holidays with "
         "`quantcli calendar import FILE`"
@@ -744,7 +737,7 @@ def _require(day: date) -> None:
         raise CoverageError(f"{day} is beyond {_span()}; {_not_yet(day.year)}")
     if day >= last - timedelta(days=WARN_DAYS):
         # One fixed call site: Python's default filter then shows it once per process.
-        warnings.warn(coverage_warning(last), CoverageWarning, stacklevel=1)
+        warnings.warn(_coverage_warning(last), CoverageWarning, stacklevel=1)
 
 
 # --- day-level queries --------------------------------------------------------------------------
