@@ -87,10 +87,12 @@ def root_options(
 ) -> None:
     """Global options, given before the sub-command."""
     ctx.obj = Settings(root=resolve_root(root), json=json_output, quiet=quiet, debug=debug)
+    ctx.with_resource(calendar_cmd.store_calendar(ctx.obj))
 
 
 data_cmd.app.command("ingest")(ingest_cmd.ingest)
 data_cmd.app.command("validate")(ingest_cmd.validate)
+data_cmd.app.command("rederive")(actions_cmd.rederive)
 app.add_typer(data_cmd.app, name="data")
 app.add_typer(actions_cmd.app, name="actions")
 app.add_typer(calendar_cmd.app, name="calendar")

@@ -113,7 +113,7 @@ def test_is_session_json(cli) -> None:
         ("tomorrow", 2, "bad DATE 'tomorrow'"),
         (
             "2027-01-04",
-            1,
+            3,
             "2027-01-04 is beyond the NSE calendar's coverage (1997-01-01..2026-12-31)",
         ),
     ],
@@ -155,7 +155,9 @@ def test_next_at_end_of_coverage(cli) -> None:
     assert "no session after 2026-12-31" in res.stderr
 
 
-@pytest.mark.parametrize("sub", ["holidays", "sessions", "is-session", "next"])
+@pytest.mark.parametrize(
+    "sub", ["holidays", "sessions", "is-session", "next", "coverage", "import"]
+)
 def test_subcommand_help_imports_no_heavy_library(sub: str) -> None:
     code = (
         "import sys\nfrom quantcli.cli import app\n"

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from quantcli.errors import ConflictError, DataError, LockHeldError, NotFoundError
 from quantcli.market import corporate_actions as ca
@@ -64,15 +66,126 @@ SPLIT = "Face Value Split (Sub-Division) - From Rs 10/- Per Share To Re 1/- Per 
             "Annual General Meeting/Dividend - Rs 4.75 Per Share/Special Dividend - Rs 3 Per Share",
             [("dividend", 1.0, 7.75)],
         ),
+        ("Stock Split From Rs.10/- to Rs.1/-", [("split", 10.0, 0.0)]),
+        ("Stock Split From Rs 2/- Per Share To Re 1/- Per Share", [("split", 2.0, 0.0)]),
+        ("Sub-Division From Rs 10 To Rs 5", [("split", 2.0, 0.0)]),
+        ("Split 1:5", [("split", 5.0, 0.0)]),
+        ("Stock split 1:5", [("split", 5.0, 0.0)]),
+        ("STOCK SPLIT 1 : 2", [("split", 2.0, 0.0)]),
+        ("Split 5:1", [("split", 5.0, 0.0)]),
+        ("Bonus Issue 1:2", [("bonus", 1.5, 0.0)]),
+        ("Dividend - Rs 8 Per Share", [("dividend", 1.0, 8.0)]),
+        ("Final Dividend Rs.3/- Per Share", [("dividend", 1.0, 3.0)]),
+        ("Final Dividend - Rs. 8.50 Per Share", [("dividend", 1.0, 8.5)]),
+        ("Special Dividend - Rs 20 Per Share", [("dividend", 1.0, 20.0)]),
+        ("Interim Dividend - Re 0.50 Per Sh", [("dividend", 1.0, 0.5)]),
+        ("2nd Interim Dividend - Rs 3 Per Share", [("dividend", 1.0, 3.0)]),
+        ("AGM/Dividend - Rs 5 Per Share", [("dividend", 1.0, 5.0)]),
+        (
+            "Bonus 1:1 And Dividend - Rs 2 Per Share",
+            [("bonus", 2.0, 0.0), ("dividend", 1.0, 2.0)],
+        ),
+        (
+            "Face Value Split (Sub-Division) - From Rs 10/- Per Share To Rs 5/- Per Share / "
+            "Bonus 1:1",
+            [("split", 2.0, 0.0), ("bonus", 2.0, 0.0)],
+        ),
+        ("Dividend - 50%", [("dividend", 1.0, 5.0)]),  # of the face value, Rs 10 here
         ("Annual General Meeting", []),
-        ("Rights 1:5 @ Premium Rs 100/-", []),
+        ("AGM", []),
+        ("EGM", []),
         ("Buyback", []),
+        ("Buy Back of Shares", []),
+        ("Special Dividend", []),
+        ("Interest Payment", []),
+        ("Annual General Meeting/Special Dividend", []),
     ],
 )
 def test_parse_purpose(purpose: str, expected: list[tuple[str, float, float]]) -> None:
-    got = parse_purpose("X", date(2020, 1, 2), purpose)
+    got = parse_purpose("X", date(2020, 1, 2), purpose, face_value=10.0)
     assert [(a.kind, a.ratio, a.amount) for a in got] == expected
     assert all(a.symbol == "X" and a.ex_date == date(2020, 1, 2) for a in got)
+
+
+@pytest.mark.parametrize(
+    ("purpose", "ignored"),
+    [
+        ("AGM", ["agm"]),
+        ("Annual General Meeting/Special Dividend", ["agm", "dividend without an amount"]),
+        ("Buyback", ["buyback"]),
+    ],
+)
+def test_non_adjusting_parts_are_named(purpose: str, ignored: list[str]) -> None:
+    assert ca.read_purpose(purpose) == ([], ignored)
+
+
+@pytest.mark.parametrize(
+    "purpose",
+    [
+        "Stock split",
+        "Consolidation of shares 10:1",
+        "Demerger",
+        "Bonus 1-1",
+        "Split 2:2",
+        "Dividend - 50%",  # no face value to take the percentage of
+        "Dividend - Rs Eight Per Share",
+        "Amalgamation/Dividend - Rs 2 Per Share",
+        "",
+    ],
+)
+def test_unreadable_purposes_are_refused(purpose: str) -> None:
+    with pytest.raises(ValueError, match=r"PURPOSE|changes nothing"):
+        parse_purpose("X", date(2020, 1, 2), purpose)
+
+
+def test_rights_are_refused_unless_skipped() -> None:
+    rights = "Rights 1:5 @ premium Rs 100"
+    with pytest.raises(ca.RightsIssueError, match="--skip-rights"):
+        parse_purpose("X", date(2020, 1, 2), rights)
+    assert ca.read_purpose(rights, skip_rights=True) == ([], ["rights"])
+    assert ca.read_purpose(f"Bonus 1:1/{rights}", skip_rights=True) == (
+        [("bonus", 2.0, 0.0)],
+        ["rights"],
+    )
+
+
+_spaces = st.sampled_from(["", " ", "  "])
+
+
+@given(
+    word=st.sampled_from(["Split", "split", "Stock Split", "STOCK SPLIT", "Bonus", "bonus"]),
+    a=st.integers(min_value=1, max_value=1000),
+    b=st.integers(min_value=1, max_value=1000),
+    s1=_spaces,
+    s2=_spaces,
+    s3=_spaces,
+)
+def test_ratio_grammar(word: str, a: int, b: int, s1: str, s2: str, s3: str) -> None:
+    purpose = f"{word}{s1 or ' '}{a}{s2}:{s3}{b}"
+    if "split" in word.lower():
+        if a == b:
+            with pytest.raises(ValueError, match="changes nothing"):
+                parse_purpose("X", date(2020, 1, 2), purpose)
+            return
+        expected = [("split", max(a, b) / min(a, b), 0.0)]
+    else:
+        expected = [("bonus", (a + b) / b, 0.0)]
+    got = parse_purpose("X", date(2020, 1, 2), purpose)
+    assert [(x.kind, x.ratio, x.amount) for x in got] == expected
+
+
+@given(
+    before=st.sampled_from([10, 5, 2, 1]),
+    after=st.sampled_from([5, 2, 1, 0.5, 0.1]),
+    rupee=st.sampled_from(["Rs", "Rs.", "Re", "Re.", "INR", "rs"]),
+    tail=st.sampled_from(["", "/-", "/- Per Share", " Per Share", "/- Per Equity Share"]),
+)
+def test_face_value_split_grammar(before: int, after: float, rupee: str, tail: str) -> None:
+    purpose = (
+        f"Face Value Split (Sub-Division) - From {rupee} {before}{tail} To {rupee} {after}{tail}"
+    )
+    (got,) = parse_purpose("X", date(2020, 1, 2), purpose)
+    assert got.kind == "split" and got.ratio == before / after
 
 
 @pytest.mark.parametrize(
@@ -99,7 +212,7 @@ def test_load_actions_csv_recognises_and_skips(tmp_path: Path) -> None:
         ("BAJAJ-AUTO", date(2010, 9, 8), "bonus"),
         ("INFY", date(2019, 10, 23), "dividend"),
     ]
-    assert parsed.skipped == (ca.SkippedRow(5, "INFY", "Annual General Meeting"),)
+    assert parsed.skipped == (ca.SkippedRow(5, "INFY", "Annual General Meeting", "agm"),)
     assert [n for n, _ in parsed.rows] == [2, 4, 6]
     assert load_actions_csv(path) == list(parsed.actions)
 
@@ -193,12 +306,9 @@ def test_import_is_idempotent_and_atomic(store: Path) -> None:
     # the stored table is in NSE's format, sorted, with no temp file left behind
     assert content.splitlines()[0] == HEADER.strip()
     assert [a.symbol for a in load_actions_csv(table)] == ["INFY", "TCS"]
-    assert sorted(p.name for p in table.parent.iterdir()) == [
-        "corporate_actions.csv",
-        "corporate_actions.lock",
-    ]
+    assert sorted(p.name for p in table.parent.iterdir()) == [".lock", "corporate_actions.csv"]
     assert first.to_dict()["skipped"] == [
-        {"row": 3, "symbol": "INFY", "purpose": "Annual General Meeting"}
+        {"row": 3, "symbol": "INFY", "purpose": "Annual General Meeting", "reason": "agm"}
     ]
 
 
@@ -213,11 +323,11 @@ def test_import_conflict_is_refused(store: Path) -> None:
 
 def test_import_refuses_while_locked(store: Path) -> None:
     src = write(store.parent / "a.csv", nse_row("TCS", "Bonus 1:1", "31-May-2018"))
-    lock = user_table(store).with_suffix(".lock")
+    lock = store / "_meta" / ".lock"
     lock.parent.mkdir(parents=True)
     with lock.open("a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
-        with pytest.raises(LockHeldError, match="another import is running"):
+        with pytest.raises(LockHeldError, match="locked by another process"):
             import_actions(store, src)
     assert import_actions(store, src).added == 1
 

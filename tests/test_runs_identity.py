@@ -127,6 +127,21 @@ def test_an_imported_split_gives_a_new_run_and_keeps_the_old_one(
     assert sorted(p.name for p in (store / "runs").iterdir()) == sorted([before_id, after_id])
 
 
+NSE_2027 = "Sr. No,Date,Day,Description\n1,26-Jan-2027,Tuesday,Republic Day\n"
+
+
+def test_an_imported_calendar_year_changes_the_id(cli, store: Path, tmp_path: Path) -> None:
+    before_id, before_dir = run_of(backtest(cli, store))
+    (tmp_path / "nse-2027.csv").write_text(NSE_2027)
+    assert cli("calendar", "import", str(tmp_path / "nse-2027.csv"), root=store).exit_code == 0
+    after_id, after_dir = run_of(backtest(cli, store))
+    assert after_id != before_id
+    calendar_of = [manifest_of(d)["inputs"]["calendar"]["sha256"] for d in (before_dir, after_dir)]
+    assert calendar_of[0] != calendar_of[1]
+    # From Python, outside the CLI's store context, the store's calendar is still the one hashed.
+    assert runs._calendar_fingerprint(store) == calendar_of[1]
+
+
 def test_manifest_inputs_name_and_hash_each_input(cli, store: Path, files: Path) -> None:
     from quantcli.market.calendar import fingerprint
 

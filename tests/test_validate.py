@@ -289,3 +289,127 @@ def test_real_daily_sample_findings(sample_dir: Path) -> None:
     assert report.counts["duplicate"] == 9  # 3 days repeated in each file
     assert report.counts["missing_session"] >= 1
     assert "suspected_split" not in report.counts  # JSWSTEEL split, BAJAJ-AUTO bonus on record
+
+
+# --------------------------------------------------------------------------- stale prev_close
+
+
+def split_history(tmp_path: Path) -> tuple[Path, list[date]]:
+    """ABC's daily bars around a 1:5 split on its 6th session, raw prices, no prev_close."""
+    days = calendar.sessions(date(2019, 3, 1), date(2019, 3, 31))[:10]
+    lines = ["date,open,high,low,close,volume"]
+    for i, day in enumerate(days):
+        price = 500.0 + i if i < 5 else 100.0 + i / 5
+        lines.append(f"{day},{price},{price + 1},{price - 1},{price},1000")
+    path = tmp_path / "ABC.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path, days
+
+
+def split_actions(tmp_path: Path, day: date) -> Path:
+    path = tmp_path / "ca.csv"
+    path.write_text(f"SYMBOL,PURPOSE,EX-DATE\nABC,Split 1:5,{day:%d-%b-%Y}\n", encoding="utf-8")
+    return path
+
+
+def prev_close_on(root: Path, ref: str, day: date) -> float:
+    from quantcli.store.reader import open_dataset
+
+    frame = open_dataset(ref, root).lazy().collect()
+    row = frame.filter(pl.col("ts").dt.date() == day).row(0, named=True)
+    return float(row["prev_close"])
+
+
+def test_prev_close_derived_before_an_action_is_flagged_and_rederived(
+    cli, store: Path, tmp_path: Path
+) -> None:
+    path, days = split_history(tmp_path)
+    ex = days[5]
+    res = cli("data", "ingest", "abc", str(path), "--allow-warnings")
+    assert res.exit_code == 0 and "suspected_split" in res.stderr
+    assert prev_close_on(store, "abc", ex) == 504.0  # derived: no split on record yet
+    clean = cli("--json", "data", "validate", "abc").json()
+    assert "stale_prev_close" not in clean["counts"]
+
+    assert cli("actions", "import", str(split_actions(tmp_path, ex))).exit_code == 0
+    res = cli("--json", "data", "validate", "abc")
+    assert res.exit_code == 0  # a warning
+    report = res.json()
+    assert report["counts"] == {"stale_prev_close": 1}
+    (finding,) = report["findings"]
+    assert finding["message"] == (
+        f"(ABC, {ex}) prev_close 504.0 is the previous close unadjusted for the split/bonus "
+        "(ratio 5) on record, expected 100.8 (derived before the action was imported?); "
+        "re-derive them as a new version with `quantcli data rederive NAME`"
+    )
+
+    from quantcli.store.reader import open_dataset
+
+    old = open_dataset("abc@v1", store)
+    old_hash, old_files = old.manifest.content_hash, sorted(old.path.rglob("*"))
+    old_bytes = [p.read_bytes() for p in old_files if p.is_file()]
+    res = cli("--json", "data", "rederive", "abc")
+    assert res.exit_code == 0, res.stderr
+    assert res.json() == {"ref": "abc@v1", "rederived": 1, "created": "abc@v2"}
+    new = open_dataset("abc", store)
+    assert (new.version, new.manifest.parent) == (2, 1)
+    assert new.manifest.notes["prev_close_rederived"] == 1
+    assert prev_close_on(store, "abc@v2", ex) == pytest.approx(504.0 / 5)
+    assert prev_close_on(store, "abc@v2", days[6]) == prev_close_on(store, "abc@v1", days[6])
+    # the old version is untouched, byte for byte
+    again = open_dataset("abc@v1", store)
+    assert again.manifest.content_hash == old_hash and prev_close_on(store, "abc@v1", ex) == 504
+    assert [p.read_bytes() for p in sorted(again.path.rglob("*")) if p.is_file()] == old_bytes
+    assert cli("--json", "data", "validate", "abc").json()["counts"] == {}
+    res = cli("data", "rederive", "abc")
+    assert res.exit_code == 0 and res.stdout.strip() == "unchanged: no stale prev_close in abc@v2"
+    res = cli("data", "rederive", "abc@v1")
+    assert res.exit_code == 1
+    assert "abc@v1 is not the latest version of abc (abc@v2)" in res.stderr
+
+
+def test_a_prev_close_the_source_adjusted_is_not_stale(tmp_path: Path) -> None:
+    from quantcli.market.corporate_actions import import_actions
+
+    days = calendar.sessions(date(2019, 3, 1), date(2019, 3, 31))[:3]
+    root = tmp_path / "store"
+    import_actions(root, split_actions(tmp_path, days[1]))
+    given = bars(
+        days,
+        symbol="ABC",
+        open=[500.0, 100.0, 100.0],
+        high=[501.0, 101.0, 101.0],
+        low=[499.0, 99.0, 99.0],
+        close=[500.0, 100.0, 100.0],
+        prev_close=[None, 100.0, 100.0],
+    )
+    assert "stale_prev_close" not in check(given, root=root).counts
+    raw = given.with_columns(pl.Series("prev_close", [None, 500.0, 100.0]))
+    report = check(raw, root=root)
+    assert report.counts == {"stale_prev_close": 1}
+    assert report.findings[0].row == 2 and report.findings[0].file == "in.csv"
+    assert check(raw).counts == {"suspected_split": 1}  # without the store, no action on record
+
+
+def test_rederive_with_nothing_stale_or_intraday_bars(cli, store: Path, tmp_path: Path) -> None:
+    res = cli(
+        "data", "ingest", "syn", "--source", "synthetic", "--symbols", "1", "--days", "5",
+        "--end", "2019-03-29",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.stderr
+    assert cli("--json", "data", "rederive", "syn").json() == {
+        "ref": "syn@v1",
+        "rederived": 0,
+        "created": None,
+    }
+    assert not (store / "syn" / "v2").exists()
+    assert cli("data", "rederive", "nope").exit_code == 1
+    path = tmp_path / "INTRA.csv"
+    path.write_text(
+        "ts,open,high,low,close,volume\n"
+        "2019-03-29 09:15:00,10,11,9,10,5\n2019-03-29 09:20:00,10,11,9,10,5\n",
+        encoding="utf-8",
+    )
+    assert cli("data", "ingest", "intra", str(path)).exit_code == 0
+    res = cli("data", "rederive", "intra")
+    assert res.exit_code == 2 and "intra@v1 holds 5m bars; prev_close is daily" in res.stderr

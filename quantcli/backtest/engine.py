@@ -114,6 +114,7 @@ def run_backtest(
     progress: Callable[[float], None] | None = None,
 ) -> BacktestResult:
     """Backtest ``config`` on its dataset under store ``root`` (reads only, writes nothing)."""
+    from quantcli.market.calendar import using_store
     from quantcli.market.corporate_actions import actions_for
     from quantcli.store.reader import open_dataset
 
@@ -124,8 +125,9 @@ def run_backtest(
     if config.segment in _ACTION_SEGMENTS:
         symbols = bars.get_column("symbol").unique().sort().to_list()
         actions = actions_for(symbols, root)
-    # The store has already selected the symbols and dates.
-    return _replay(bars, config, strategy, actions, version.manifest.content_hash, progress)
+    # The store has already selected the symbols and dates; its calendar imports decide them.
+    with using_store(root):
+        return _replay(bars, config, strategy, actions, version.manifest.content_hash, progress)
 
 
 def simulate(

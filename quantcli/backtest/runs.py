@@ -171,8 +171,6 @@ def run_inputs(
     ``config`` is the configuration the user ran (a reproduction runs a pinned copy of it); the
     files actually read (strategy, broker profile) are those of ``result.config``.
     """
-    from quantcli.market.calendar import fingerprint
-
     days = _run_days(result.ts)
     return {
         "strategy": {"sha256": result.strategy_hash, "spec": config["strategy"]},
@@ -180,10 +178,19 @@ def run_inputs(
         "options": {"sha256": _digest({k: v for k, v in config.items() if k != "params"})},
         "dataset": {"sha256": result.dataset_hash},
         "corporate_actions": _actions_input(result.symbols, days, root),
-        "calendar": {"sha256": fingerprint()},
+        "calendar": {"sha256": _calendar_fingerprint(root)},
         **_charges_inputs(result.config, days),
         "versions": {"sha256": _digest(versions())},
     }
+
+
+def _calendar_fingerprint(root: Path) -> str:
+    # The calendar the run used: the bundled one plus store ``root``'s imported years, also
+    # when called from Python outside the CLI's store context.
+    from quantcli.market.calendar import fingerprint, using_store
+
+    with using_store(root):
+        return fingerprint()
 
 
 def _run_days(ts: np.ndarray) -> tuple[date, date] | None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from quantcli.output import emit, info, settings_of, table, warn
+from quantcli.output import emit, info, settings_of, table
 
 app = typer.Typer(
     help="Corporate actions (splits, bonuses, dividends).",
@@ -20,14 +21,29 @@ app = typer.Typer(
 def import_file(
     ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="NSE corporate-actions CSV export.")],
+    skip_rights: Annotated[
+        bool,
+        typer.Option(
+            "--skip-rights",
+            help="Skip rights issues (not modelled; prices keep their ex-rights gap) instead of "
+            "refusing the file.",
+        ),
+    ] = False,
 ) -> None:
-    """Validate FILE and merge it into the store's table (<root>/_meta/corporate_actions.csv)."""
+    """Validate FILE and merge it into the store's table (<root>/_meta/corporate_actions.csv).
+
+    Splits, bonuses and dividends are imported; purposes that adjust no price (AGM, EGM,
+    buyback, ...) are skipped and counted; a PURPOSE that cannot be read, or a rights issue
+    without --skip-rights, refuses the whole file (exit 65, its line named).
+    """
     from quantcli.market.corporate_actions import import_actions
 
     settings = settings_of(ctx)
-    result = import_actions(settings.root, file)
-    for row in result.skipped:
-        warn(settings, f"{file}:{row.row}: {row.symbol}: skipped unknown purpose {row.purpose!r}")
+    result = import_actions(settings.root, file, skip_rights=skip_rights)
+    reasons = Counter(reason for row in result.skipped for reason in row.reason.split(", "))
+    if reasons:
+        listed = ", ".join(f"{reason} {n}" for reason, n in sorted(reasons.items()))
+        info(settings, f"skipped {len(result.skipped)} row(s) that adjust no price ({listed})")
     info(
         settings,
         f"imported {result.added} row(s), {result.duplicates} already present; "
@@ -40,6 +56,7 @@ def import_file(
             f"{result.added} added, {result.duplicates} duplicate(s), "
             f"{len(result.skipped)} skipped, {result.total} total",
             highlight=False,
+            markup=False,
         ),
     )
 
@@ -63,4 +80,30 @@ def list_actions(
         lambda console: console.print(
             table("Corporate actions", ["symbol", "ex_date", "kind", "ratio", "amount"], rows)
         ),
+    )
+
+
+def rederive(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="Daily dataset, e.g. NAME (its latest version).")],
+) -> None:
+    """Re-derive prev_close values made stale by corporate actions imported after ingest.
+
+    Publishes a new version (parent = the old one, which is unchanged); nothing when no value
+    is stale. `data validate` flags such values as stale_prev_close.
+    """
+    from quantcli.store.validate import rederive_prev_close
+
+    settings = settings_of(ctx)
+    report = rederive_prev_close(settings.root, ref)
+    line = (
+        f"created {report.created}: re-derived {report.rederived:,} prev_close value(s) of "
+        f"{report.ref}"
+        if report.created
+        else f"unchanged: no stale prev_close in {report.ref}"
+    )
+    emit(
+        settings,
+        report.to_dict(),
+        lambda console: console.print(line, highlight=False, markup=False),
     )

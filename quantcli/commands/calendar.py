@@ -1,4 +1,5 @@
-"""`quantcli calendar` commands: NSE holidays, sessions and session checks for cron scripts.
+"""`quantcli calendar` commands: NSE holidays, sessions and session checks for cron scripts,
+the coverage, and importing next year's holiday list into the store.
 
 Thin: each command parses its arguments, calls ``quantcli.market.calendar`` and prints. The
 library is imported inside the commands so ``quantcli --help`` does not load exchange_calendars.
@@ -7,21 +8,66 @@ library is imported inside the commands so ``quantcli --help`` does not load exc
 from __future__ import annotations
 
 import re
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
 
-from quantcli.errors import UsageError
-from quantcli.output import emit, settings_of, table
+from quantcli.errors import CoverageError, UsageError
+from quantcli.output import emit, info, settings_of, table, warn
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from quantcli.market.calendar import Session
+    from quantcli.settings import Settings
+
+# `is-session`: 0 a session, 1 not a session, 3 outside the calendar's coverage (so a cron
+# script never takes "the calendar does not know" for "closed today").
+OUTSIDE_COVERAGE_EXIT = 3
+
+
+class OutsideCoverageError(CoverageError):
+    """``is-session`` was asked about a date the calendar does not cover (exit 3)."""
+
+    exit_code = OUTSIDE_COVERAGE_EXIT
+
+
+@contextmanager
+def store_calendar(settings: Settings) -> Iterator[None]:
+    """For one CLI invocation: the calendar includes the imports of ``--root``'s store, and
+    each calendar coverage warning is printed once on stderr."""
+    from quantcli.market import calendar
+
+    shown: set[str] = set()
+    with warnings.catch_warnings(), calendar.using_store(settings.root):
+        others = warnings.showwarning
+
+        def show(
+            message: Warning | str,
+            category: type[Warning],
+            filename: str,
+            lineno: int,
+            file: TextIO | None = None,
+            line: str | None = None,
+        ) -> None:
+            if not issubclass(category, calendar.CoverageWarning):
+                others(message, category, filename, lineno, file, line)
+            elif str(message) not in shown:
+                shown.add(str(message))
+                warn(settings, str(message))
+
+        warnings.simplefilter("always", calendar.CoverageWarning)
+        warnings.showwarning = show
+        yield
+
 
 app = typer.Typer(
-    help="NSE trading calendar: holidays, sessions, hours.",
+    help="NSE trading calendar: holidays, sessions, hours, coverage and holiday-list imports.",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
@@ -107,11 +153,15 @@ def is_session_cmd(
         bool, typer.Option("--quiet", "-q", help="Print nothing; only the exit status.")
     ] = False,
 ) -> None:
-    """Exit 0 if DAY is an NSE session, 1 if not (for cron: `... is-session $(date +%F) && run`)."""
+    """Exit 0 if DAY is an NSE session, 1 if not, 3 if DAY is outside the calendar's coverage
+    (for cron: `... is-session $(date +%F) && run`)."""
     from quantcli.market import calendar
 
     when = parse_day(day, "DATE")
-    reason = calendar.closure_reason(when)
+    try:
+        reason = calendar.closure_reason(when)
+    except CoverageError as exc:
+        raise OutsideCoverageError(exc.message) from None
     settings = settings_of(ctx)
     if not (quiet or settings.quiet):
         payload: dict[str, Any] = {"date": when.isoformat(), "session": reason is None}
@@ -149,5 +199,69 @@ def next_cmd(
     emit(
         settings_of(ctx),
         payload,
+        lambda console: console.print(line, highlight=False, markup=False),
+    )
+
+
+@app.command("coverage")
+def coverage_cmd(ctx: typer.Context) -> None:
+    """The dates the calendar covers: bundled through 2026-12-31, plus the store's imports."""
+    from quantcli.market import calendar
+
+    first, last = calendar.coverage()
+    imported = calendar.calendar().imports
+    folder = calendar.imports_dir(settings_of(ctx).root)
+    payload = {
+        "first": first.isoformat(),
+        "last": last.isoformat(),
+        "bundled_last": calendar.LAST_DAY.isoformat(),
+        "imported_years": [year for year, _ in imported],
+        "imports": str(folder),
+    }
+    years = ", ".join(str(year) for year, _ in imported)
+    line = f"NSE calendar coverage: {first}..{last} (bundled through {calendar.LAST_DAY}" + (
+        f"; imported {years} from {folder})" if imported else "; no imported years)"
+    )
+    emit(
+        settings_of(ctx),
+        payload,
+        lambda console: console.print(line, highlight=False, markup=False),
+    )
+
+
+@app.command("import")
+def import_cmd(
+    ctx: typer.Context,
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="NSE's holiday list for one year: CSV with date and description columns "
+            "(optionally day, kind, windows, pre_open for special sessions)."
+        ),
+    ],
+    replace: Annotated[
+        bool,
+        typer.Option("--replace", help="Replace a different list already imported for the year."),
+    ] = False,
+) -> None:
+    """Extend the calendar's coverage through FILE's year (kept in <root>/_meta/calendar/).
+
+    Past 2026 a weekday is a session unless listed as a holiday; a weekend day is not unless
+    listed as a special session (kind special, muhurat, dr_drill or budget, with windows).
+    """
+    from quantcli.market import calendar
+
+    settings = settings_of(ctx)
+    result = calendar.import_year(settings.root, file, replace=replace)
+    for note in result.notes:
+        info(settings, f"note: {note}")
+    verb = "replaced" if result.replaced else "imported" if result.created else "unchanged,"
+    line = (
+        f"{verb} {result.year}: {result.holidays} holiday(s), {result.special_sessions} "
+        f"special session(s); coverage {result.coverage[0]}..{result.coverage[1]}"
+    )
+    emit(
+        settings,
+        result.to_dict(),
         lambda console: console.print(line, highlight=False, markup=False),
     )

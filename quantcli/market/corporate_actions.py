@@ -22,17 +22,15 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import fcntl
 import io
-import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
-from quantcli.errors import ConflictError, DataError, LockHeldError, NotFoundError
+from quantcli.errors import ConflictError, DataError, NotFoundError
 
 if TYPE_CHECKING:
     import polars as pl
@@ -60,13 +58,48 @@ PRICE_COLUMNS: Final = ("open", "high", "low", "close", "vwap", "prev_close")
 # Share counts scale with the ratio; trades (a count of executions) and turnover (rupees) do not.
 VOLUME_COLUMNS: Final = ("volume", "deliverable_volume", "oi")
 
-_RUPEES = r"(?:rs\.?|re\.?|inr)\s*"
-_SPLIT = re.compile(
-    rf"(?:split|sub-?division).*?from\s+{_RUPEES}([\d.]+).*?to\s+{_RUPEES}([\d.]+)",
+# PURPOSE grammar. NSE joins several announcements with "/" or "And" ("AGM/Dividend - Rs 5 Per
+# Share", "Bonus 1:1 And Dividend - Rs 2 Per Share"); every part must be read, or the row is
+# refused. A "/" directly before "-" belongs to an amount ("Rs 10/-").
+_PARTS = re.compile(r"\s*(?:/(?!-)|\band\b|&|;)\s*", re.IGNORECASE)
+_RS = r"(?:rs|re|inr)\.?\s*"
+_NUM = r"(\d+(?:\.\d+)?)"
+_AMOUNT = rf"{_RS}{_NUM}\s*(?:/-)?"
+_PER_SHARE = r"(?:\s*per\s*(?:equity\s*)?(?:share|sh\.?))?"
+_FACE_SPLIT = re.compile(
+    rf"(?:face\s*value\s*)?(?:stock\s*)?(?:split|sub-?division)\s*(?:\(\s*sub-?division\s*\))?"
+    rf"\s*(?:of\s*(?:equity\s*)?shares\s*)?-?\s*from\s*{_AMOUNT}{_PER_SHARE}\s*to\s*{_AMOUNT}"
+    rf"{_PER_SHARE}",
     re.IGNORECASE,
 )
-_BONUS = re.compile(r"bonus\s*(\d+)\s*:\s*(\d+)", re.IGNORECASE)
-_DIVIDEND = re.compile(rf"dividend\s*-?\s*{_RUPEES}([\d.]+)", re.IGNORECASE)
+_RATIO_SPLIT = re.compile(r"(?:stock\s*)?split\s*-?\s*(\d+)\s*:\s*(\d+)", re.IGNORECASE)
+_BONUS = re.compile(r"bonus\s*(?:issue\s*)?-?\s*(\d+)\s*:\s*(\d+)", re.IGNORECASE)
+_DIVIDEND_WORDS = r"(?:(?:interim|final|special|annual|\d+(?:st|nd|rd|th))\s*)*(?:dividend|div\.?)"
+_DIVIDEND = re.compile(rf"{_DIVIDEND_WORDS}\s*-?\s*{_AMOUNT}{_PER_SHARE}", re.IGNORECASE)
+_DIVIDEND_PCT = re.compile(rf"{_DIVIDEND_WORDS}\s*-?\s*{_NUM}\s*%", re.IGNORECASE)
+_RIGHTS = re.compile(r"rights?\b.*", re.IGNORECASE)
+# Purposes that move no price NSE adjusts for; a dividend announced without its amount cannot
+# be recorded either (dividends never adjust prices here).
+_NON_ADJUSTING: Final = {
+    "agm": re.compile(r"agm|annual\s*general\s*meeting", re.IGNORECASE),
+    "egm": re.compile(r"egm|extra-?\s*ordinary\s*general\s*meeting", re.IGNORECASE),
+    "buyback": re.compile(r"buy\s*-?\s*back(?:\s*of\s*(?:equity\s*)?shares)?", re.IGNORECASE),
+    "dividend without an amount": re.compile(_DIVIDEND_WORDS, re.IGNORECASE),
+    "interest payment": re.compile(r"interest\s*payment", re.IGNORECASE),
+    "redemption": re.compile(r"(?:final\s*)?redemption(?:\s*of\s*\w+)*", re.IGNORECASE),
+    "income distribution": re.compile(
+        r"(?:income\s*)?distribution(?:\s*\(?(?:invit|reit)\)?)?", re.IGNORECASE
+    ),
+}
+
+
+class UnreadablePurposeError(ValueError):
+    """A PURPOSE text (or a part of it) that the grammar cannot read."""
+
+
+class RightsIssueError(ValueError):
+    """A rights issue: NSE adjusts prices for it by the theoretical ex-rights price, which
+    depends on the market price and is not modelled here."""
 
 
 @dataclass(frozen=True)
@@ -96,11 +129,12 @@ class CorporateAction:
 
 @dataclass(frozen=True)
 class SkippedRow:
-    """A row whose PURPOSE carries no split, bonus or dividend (AGM, rights, buyback, ...)."""
+    """A row whose PURPOSE adjusts no price (AGM, buyback, ...): ``reason`` names what it is."""
 
     row: int
     symbol: str
     purpose: str
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -130,7 +164,8 @@ class ImportResult:
             "added": self.added,
             "duplicates": self.duplicates,
             "skipped": [
-                {"row": s.row, "symbol": s.symbol, "purpose": s.purpose} for s in self.skipped
+                {"row": s.row, "symbol": s.symbol, "purpose": s.purpose, "reason": s.reason}
+                for s in self.skipped
             ],
             "total": self.total,
         }
@@ -139,35 +174,92 @@ class ImportResult:
 # --------------------------------------------------------------------------- parsing
 
 
-def parse_purpose(symbol: str, ex_date: date, purpose: str) -> list[CorporateAction]:
-    """The split, bonus and dividend actions a PURPOSE text announces (empty when none).
+def read_purpose(
+    purpose: str, *, face_value: float | None = None, skip_rights: bool = False
+) -> tuple[list[tuple[str, float, float]], list[str]]:
+    """The (kind, ratio, amount) terms a PURPOSE announces and the names of its parts that
+    adjust no price.
 
-    Several dividends in one text (e.g. final plus special) add up to one dividend action.
+    ``UnreadablePurposeError`` for a part the grammar cannot read, ``RightsIssueError`` for a rights
+    issue unless ``skip_rights`` (then it is listed as ignored), ``ValueError`` for zero terms.
+    A split written as a ratio ("Split 1:5") multiplies the shares by the larger term over the
+    smaller (a consolidation is never called a split). A dividend in percent needs the face
+    value. Several dividends add up to one.
     """
-    out: list[CorporateAction] = []
-    split = _SPLIT.search(purpose)
-    if split is not None:
-        before, after = float(split.group(1)), float(split.group(2))
-        if before <= 0 or after <= 0:
-            raise ValueError(f"split face values must be positive in {purpose!r}")
-        out.append(CorporateAction(symbol, ex_date, "split", before / after, 0.0))
-    bonus = _BONUS.search(purpose)
-    if bonus is not None:
-        new, held = int(bonus.group(1)), int(bonus.group(2))
-        if new <= 0 or held <= 0:
-            raise ValueError(f"bonus terms must be positive in {purpose!r}")
-        out.append(CorporateAction(symbol, ex_date, "bonus", (new + held) / held, 0.0))
-    amounts = [float(m.group(1)) for m in _DIVIDEND.finditer(purpose)]
-    if amounts:
-        out.append(CorporateAction(symbol, ex_date, "dividend", 1.0, round(sum(amounts), 6)))
-    return out
+    terms: list[tuple[str, float, float]] = []
+    ignored: list[str] = []
+    dividends: list[float] = []
+    text = " ".join(purpose.split())
+    parts = [part for part in _PARTS.split(text) if part]
+    if not parts:
+        raise UnreadablePurposeError(f"cannot read PURPOSE {purpose!r}")
+    for part in parts:
+        if match := _FACE_SPLIT.fullmatch(part):
+            before, after = float(match.group(1)), float(match.group(2))
+            if before <= 0 or after <= 0:
+                raise ValueError(f"split face values must be positive in {purpose!r}")
+            terms.append(("split", before / after, 0.0))
+        elif match := _RATIO_SPLIT.fullmatch(part):
+            low, high = sorted((int(match.group(1)), int(match.group(2))))
+            if low <= 0:
+                raise ValueError(f"split terms must be positive in {purpose!r}")
+            if low == high:
+                raise ValueError(f"split {low}:{high} changes nothing in {purpose!r}")
+            terms.append(("split", high / low, 0.0))
+        elif match := _BONUS.fullmatch(part):
+            new, held = int(match.group(1)), int(match.group(2))
+            if new <= 0 or held <= 0:
+                raise ValueError(f"bonus terms must be positive in {purpose!r}")
+            terms.append(("bonus", (new + held) / held, 0.0))
+        elif match := _DIVIDEND.fullmatch(part):
+            dividends.append(float(match.group(1)))
+        elif (match := _DIVIDEND_PCT.fullmatch(part)) and face_value is not None:
+            dividends.append(float(match.group(1)) / 100 * face_value)
+        elif _RIGHTS.fullmatch(part):
+            if not skip_rights:
+                raise RightsIssueError(
+                    f"rights issue in PURPOSE {purpose!r}: NSE adjusts prices for rights, which "
+                    "quantcli does not model; pass --skip-rights to import the other rows"
+                )
+            ignored.append("rights")
+        else:
+            kind = next((k for k, rx in _NON_ADJUSTING.items() if rx.fullmatch(part)), None)
+            if kind is None:
+                raise UnreadablePurposeError(f"cannot read PURPOSE {purpose!r}")
+            ignored.append(kind)
+    if dividends:
+        terms.append(("dividend", 1.0, round(sum(dividends), 6)))
+    return terms, ignored
 
 
-def parse_actions_csv(path: Path) -> ActionsFile:
+def parse_purpose(
+    symbol: str,
+    ex_date: date,
+    purpose: str,
+    *,
+    face_value: float | None = None,
+    skip_rights: bool = False,
+) -> list[CorporateAction]:
+    """The split, bonus and dividend actions a PURPOSE text announces (empty when it announces
+    only purposes that adjust no price); see ``read_purpose`` for what is refused."""
+    terms, _ = read_purpose(purpose, face_value=face_value, skip_rights=skip_rights)
+    return [CorporateAction(symbol, ex_date, kind, ratio, amount) for kind, ratio, amount in terms]
+
+
+def _face_value(text: str | None) -> float | None:
+    try:
+        value = float(text or "")
+    except ValueError:
+        return None
+    return value if value > 0 else None
+
+
+def parse_actions_csv(path: Path, *, skip_rights: bool = False) -> ActionsFile:
     """Read a file in NSE's corporate-actions export format.
 
-    Rows whose PURPOSE names no split, bonus or dividend are skipped and listed in ``skipped``.
-    ``DataError`` (file and row) for a missing column, an empty symbol or a bad EX-DATE.
+    Rows whose PURPOSE adjusts no price (AGM, buyback, rights with ``skip_rights``) are skipped
+    and listed in ``skipped``. ``DataError`` (file and row) for a missing column, an empty
+    symbol, a bad EX-DATE or a PURPOSE it cannot read.
     """
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -200,21 +292,29 @@ def parse_actions_csv(path: Path) -> ActionsFile:
             raise DataError("empty SYMBOL", path=str(path), row=row_no)
         try:
             ex_date = parse_ex_date(rec["EX-DATE"])
-            found = parse_purpose(symbol, ex_date, rec["PURPOSE"])
+            terms, ignored = read_purpose(
+                rec["PURPOSE"],
+                face_value=_face_value(rec.get("FACE VALUE")),
+                skip_rights=skip_rights,
+            )
+        except UnreadablePurposeError as exc:
+            raise DataError(
+                f"{exc} for {symbol} (fix or remove the row)", path=str(path), row=row_no
+            ) from None
         except ValueError as exc:
             raise DataError(f"{symbol}: {exc}", path=str(path), row=row_no) from None
-        if not found:
-            skipped.append(SkippedRow(row_no, symbol, rec["PURPOSE"]))
+        if not terms:
+            skipped.append(SkippedRow(row_no, symbol, rec["PURPOSE"], ", ".join(ignored)))
             continue
-        actions.extend(found)
+        actions.extend(CorporateAction(symbol, ex_date, k, r, a) for k, r, a in terms)
         rows.append((row_no, rec))
     return ActionsFile(path, tuple(actions), tuple(rows), tuple(skipped))
 
 
 def load_actions_csv(path: Path) -> list[CorporateAction]:
-    """The actions in an NSE corporate-actions file (unknown purposes skipped; see
-    ``parse_actions_csv`` for the list of skipped rows)."""
-    return list(parse_actions_csv(path).actions)
+    """The actions in a stored NSE corporate-actions table (a rights part of a row imported
+    with ``--skip-rights`` stays skipped; see ``parse_actions_csv``)."""
+    return list(parse_actions_csv(path, skip_rights=True).actions)
 
 
 def parse_ex_date(text: str) -> date:
@@ -257,18 +357,22 @@ def actions_for(symbols: Iterable[str] | None, root: Path | None = None) -> list
     return sorted(chosen, key=_key)
 
 
-def import_actions(root: Path, path: Path) -> ImportResult:
-    """Validate ``path`` and merge its recognised rows into the store's user table.
+def import_actions(root: Path, path: Path, *, skip_rights: bool = False) -> ImportResult:
+    """Validate ``path`` and merge its price-adjusting rows into the store's user table.
 
-    Atomic (temp file + ``os.replace``) under an exclusive lock; re-importing the same rows adds
-    nothing. ``ConflictError`` when a row contradicts an action already in the table (same
-    symbol, ex-date and kind, different terms): fix the file rather than silently overwrite.
+    Every PURPOSE must be read: one the grammar cannot read, or a rights issue unless
+    ``skip_rights``, is a DataError and nothing of the file is imported. Written atomically
+    under the store's metadata lock (``dataset_lock(root, "_meta")``, as calendar imports are);
+    re-importing the same rows adds nothing.
+    ``ConflictError`` when a row contradicts an action already in the table (same symbol,
+    ex-date and kind, different terms): fix the file rather than silently overwrite.
     """
-    incoming = parse_actions_csv(path)
+    from quantcli.store.lock import dataset_lock
+
+    incoming = parse_actions_csv(path, skip_rights=skip_rights)
     table = user_table(root)
-    table.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(table.with_suffix(".lock")):
-        existing = parse_actions_csv(table) if table.is_file() else None
+    with dataset_lock(root, META_DIR):
+        existing = parse_actions_csv(table, skip_rights=True) if table.is_file() else None
         rows = [rec for _, rec in existing.rows] if existing else []
         known = {_key(a): a for a in (existing.actions if existing else ())}
         seen_rows = {_row_key(r) for r in rows}
@@ -278,7 +382,11 @@ def import_actions(root: Path, path: Path) -> ImportResult:
                 duplicates += 1
                 continue
             found = parse_purpose(
-                rec["SYMBOL"].upper(), parse_ex_date(rec["EX-DATE"]), rec["PURPOSE"]
+                rec["SYMBOL"].upper(),
+                parse_ex_date(rec["EX-DATE"]),
+                rec["PURPOSE"],
+                face_value=_face_value(rec.get("FACE VALUE")),
+                skip_rights=True,  # the file was read with skip_rights above
             )
             for action in found:
                 old = known.get(_key(action))
@@ -400,29 +508,12 @@ def _row_key(rec: dict[str, str]) -> tuple[str, date, str]:
 
 
 def _write_table(table: Path, rows: Sequence[dict[str, str]]) -> None:
+    from quantcli.store.files import atomic_write_bytes
+
     ordered = sorted(rows, key=lambda r: (r["SYMBOL"].upper(), parse_ex_date(r["EX-DATE"])))
-    tmp = table.with_name(f".{table.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("w", encoding="utf-8", newline="") as fh:
-            writer = csv.writer(fh, quoting=csv.QUOTE_ALL, lineterminator="\n")
-            writer.writerow(COLUMNS)
-            for rec in ordered:
-                writer.writerow([rec.get(c) or "-" for c in COLUMNS])
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, table)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-@contextlib.contextmanager
-def _locked(lock_path: Path) -> Iterator[None]:
-    with lock_path.open("a") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise LockHeldError(f"{lock_path}: another import is running; try again") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    out = io.StringIO()
+    writer = csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for rec in ordered:
+        writer.writerow([rec.get(c) or "-" for c in COLUMNS])
+    atomic_write_bytes(table, out.getvalue().encode("utf-8"))

@@ -15,6 +15,7 @@ from typing import Final
 import polars as pl
 
 from quantcli.errors import ConflictError, NotFoundError, UsageError
+from quantcli.market.calendar import using_store
 from quantcli.store.manifest import INTERVALS, InputFile, SourceInfo, check_name
 from quantcli.store.schema import ALL_COLUMNS, column_order
 from quantcli.store.sources import BOOKKEEPING, parse_source
@@ -240,7 +241,8 @@ def ingest(
         raise UsageError(f"--on-conflict must be one of {', '.join(ON_CONFLICT)}")
     if interval is not None and interval not in INTERVALS:
         raise UsageError(f"--interval must be one of {', '.join(INTERVALS)}, not {interval!r}")
-    parsed = parse_source(kind, files, options)
+    with using_store(root):  # a synthetic source's sessions come from the store's calendar
+        parsed = parse_source(kind, files, options)
     frame = sort_bars(parsed.frame)
     phase("parsed")
     interval = interval or infer_interval(frame)

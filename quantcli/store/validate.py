@@ -14,7 +14,9 @@ Each finding has a severity. Errors always stop an ingest; warnings stop it unle
   real NSE sample has), ``missing_session`` (sessions between a symbol's first and last bar with
   no bar: suspensions and vendor gaps are real), ``calendar_coverage`` (bars outside the
   calendar's years, not session-checked), ``suspected_split`` (an overnight move beyond the
-  threshold with no corporate action on record: likely unadjusted).
+  threshold with no corporate action on record: likely unadjusted), ``stale_prev_close`` (on a
+  split or bonus ex-date on record, a daily ``prev_close`` equal to the previous bar's raw close:
+  derived before the action was imported; ``rederive_prev_close`` publishes a corrected version).
 
 Checks are vectorised polars over the whole frame; only the first ``max_examples`` findings of
 each check are kept as examples, while ``counts`` holds every occurrence.
@@ -53,6 +55,7 @@ CHECKS: Final[dict[str, Severity]] = {
     "missing_session": "warning",
     "calendar_coverage": "warning",
     "suspected_split": "warning",
+    "stale_prev_close": "warning",
 }
 
 DEFAULT_SPLIT_THRESHOLD: Final = 0.35
@@ -243,10 +246,28 @@ def validate_frame(
     """Run every check on canonical bars.
 
     ``files`` labels the ``__file`` indices when the frame carries ``__file``/``__row``;
-    ``root`` lets the split check see the store's own corporate-actions file.
+    ``root`` lets the checks see the store's own corporate actions and calendar imports.
     """
+    from quantcli.market.calendar import using_store
+
     out = _Collector(files, interval, max_examples)
     symbols = frame["symbol"].n_unique() if "symbol" in frame.columns else 0
+    with using_store(root):
+        frame = _run_checks(frame, out, root, split_threshold)
+    order = list(CHECKS)
+    findings = sorted(
+        out.findings, key=lambda f: (f.severity != "error", order.index(f.check), f.order)
+    )
+    return ValidationReport(
+        rows=frame.height, symbols=symbols, findings=tuple(findings), counts=out.counts
+    )
+
+
+def _run_checks(
+    frame: pl.DataFrame, out: _Collector, root: Path | None, split_threshold: float
+) -> pl.DataFrame:
+    """Every check on ``frame``; returns it sorted when its columns allow."""
+    interval = out.interval
     if _check_columns(frame, out):
         frame = sort_bars(frame)
         _check_rows(frame, out)
@@ -263,13 +284,9 @@ def validate_frame(
             )
         _check_sessions(frame, out)
         _check_splits(frame, out, root, split_threshold)
-    order = list(CHECKS)
-    findings = sorted(
-        out.findings, key=lambda f: (f.severity != "error", order.index(f.check), f.order)
-    )
-    return ValidationReport(
-        rows=frame.height, symbols=symbols, findings=tuple(findings), counts=out.counts
-    )
+        if interval == "1d" and "prev_close" in frame.columns:
+            _check_prev_close(frame, out, root)
+    return frame
 
 
 def _check_columns(frame: pl.DataFrame, out: _Collector) -> bool:
@@ -507,3 +524,113 @@ def _check_splits(
             "unadjusted split or bonus?"
         ),
     )
+
+
+# --------------------------------------------------------------------------- stale prev_close
+
+REDERIVE_HINT: Final = "re-derive them as a new version with `quantcli data rederive NAME`"
+
+
+def _stale_prev_close(frame: pl.DataFrame, root: Path | None) -> pl.DataFrame:
+    """``frame`` (sorted by (symbol, ts)) with ``__stale`` (bool), ``__previous`` (the previous
+    bar's close) and ``__ratio``: stale where a bar on a split/bonus ex-date on record has as
+    ``prev_close`` the previous close unadjusted, which is what ingest derives (close of the
+    previous bar divided by the day's ratio) while the action was not yet on record. A value
+    the source gave adjusted is left alone."""
+    from quantcli.market.corporate_actions import actions_for, split_ratios
+
+    symbols = frame.get_column("symbol").unique().sort().to_list()
+    splits = [
+        (symbol, day, ratio)
+        for symbol, days in split_ratios(actions_for(symbols, root)).items()
+        for day, ratio in days.items()
+        if ratio != 1.0
+    ]
+    ratios = pl.DataFrame(
+        splits, schema={"symbol": pl.String, "__day": pl.Date, "__ratio": pl.Float64}, orient="row"
+    )
+    symbol = pl.col("symbol")
+    previous = pl.when(symbol == symbol.shift(1)).then(pl.col("close").shift(1))
+    marked = (
+        frame.with_columns(previous.alias("__previous"), ist_day(pl.col("ts")).alias("__day"))
+        .join(ratios, on=["symbol", "__day"], how="left", maintain_order="left")
+        .drop("__day")
+    )
+    given, prev = pl.col("prev_close"), pl.col("__previous")
+    stale = pl.col("__ratio").is_not_null() & ((given - prev).abs() <= 1e-9 * prev.abs())
+    return marked.with_columns(stale.fill_null(False).alias("__stale"))
+
+
+def _check_prev_close(frame: pl.DataFrame, out: _Collector, root: Path | None) -> None:
+    marked = _stale_prev_close(frame, root)
+    out.rows(
+        marked,
+        pl.col("__stale"),
+        "stale_prev_close",
+        lambda r: (
+            f"({r['symbol']}, {out.show_ts(r['ts'])}) prev_close {r['prev_close']} is the "
+            f"previous close unadjusted for the split/bonus (ratio {r['__ratio']:g}) on record, "
+            f"expected {r['__previous'] / r['__ratio']:g} (derived before the action was "
+            f"imported?); {REDERIVE_HINT}"
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class RederiveReport:
+    """What ``rederive_prev_close`` did: the version it read, how many values it re-derived
+    and the version it published (None when nothing was stale)."""
+
+    ref: str
+    rederived: int
+    created: str | None
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready fields."""
+        return {"ref": self.ref, "rederived": self.rederived, "created": self.created}
+
+
+def rederive_prev_close(root: Path, ref: str) -> RederiveReport:
+    """Re-derive the stale ``prev_close`` values of daily dataset ``ref`` (its latest version)
+    from the corporate actions now on record, and publish the result as a new version whose
+    parent is ``ref``'s; the old version is never changed. Nothing is published when no value
+    is stale. ConflictError when ``ref`` is not the latest version (or another writer
+    publishes meanwhile).
+    """
+    from quantcli.errors import ConflictError, UsageError
+    from quantcli.store.ingest import fill_prev_close
+    from quantcli.store.publish import publish
+    from quantcli.store.reader import open_dataset
+
+    version = open_dataset(ref, root)
+    manifest = version.manifest
+    if manifest.interval != "1d":
+        raise UsageError(f"{manifest.ref} holds {manifest.interval} bars; prev_close is daily")
+    bars = version.lazy().collect()
+    if "prev_close" not in bars.columns:
+        return RederiveReport(manifest.ref, 0, None)
+    marked = _stale_prev_close(sort_bars(bars), root)
+    stale = int(marked.get_column("__stale").sum())
+    if not stale:
+        return RederiveReport(manifest.ref, 0, None)
+    cleared = marked.with_columns(
+        pl.when(pl.col("__stale")).then(None).otherwise(pl.col("prev_close")).alias("prev_close")
+    ).select(bars.columns)
+    fixed, filled = fill_prev_close(cleared, root)
+    latest = open_dataset(manifest.name, root).manifest
+    if latest.version != manifest.version:
+        raise ConflictError(
+            f"{manifest.ref} is not the latest version of {manifest.name} ({latest.ref}); "
+            f"re-derive the latest: `quantcli data rederive {manifest.name}`"
+        )
+    result = publish(
+        root,
+        manifest.name,
+        fixed,
+        interval=manifest.interval,
+        source=manifest.source,
+        parent=manifest.version,
+        notes={**manifest.notes, "prev_close_rederived": filled},
+        expect_latest=manifest.version,
+    )
+    return RederiveReport(manifest.ref, filled, result.manifest.ref)
