@@ -274,7 +274,7 @@ def verify_cmd(
     """Recompute every hash; exit 1 naming missing, extra or changed files."""
     from dataclasses import asdict
 
-    from quantcli.store.verify import check, verify
+    from quantcli.store.verify import failure, verify
 
     settings = settings_of(ctx)
     reports = verify(settings.root, ref)
@@ -285,12 +285,11 @@ def verify_cmd(
 
     def render(console: Console) -> None:
         for r in reports:
-            console.print(r.summary(), highlight=False)
+            console.print(r.summary())
         if not reports:
             console.print("no versions to verify")
 
-    emit(settings, payload, render)
-    check(reports)
+    emit(settings, payload, render, error=failure(reports))
 
 
 @app.command("query")
