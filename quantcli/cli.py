@@ -162,7 +162,11 @@ def root_options(
     ] = False,
 ) -> None:
     """Global options, given before the sub-command."""
-    ctx.obj = Settings(root=resolve_root(root), json=json_output, quiet=quiet, debug=debug)
+    from quantcli.store.catalog import check_root
+
+    ctx.obj = Settings(
+        root=check_root(resolve_root(root)), json=json_output, quiet=quiet, debug=debug
+    )
 
 
 data_cmd.app.command("ingest")(ingest_cmd.ingest)
