@@ -167,7 +167,7 @@ def validate(
     settings = settings_of(ctx)
     dataset = open_dataset(ref, settings.root)
     report = checks.validate_frame(
-        dataset.lazy().collect(),
+        dataset.frame(),
         interval=dataset.manifest.interval,
         root=settings.root,
         split_threshold=split_threshold or checks.DEFAULT_SPLIT_THRESHOLD,
