@@ -52,6 +52,11 @@ def test_not_found_is_a_json_error(cli, root: Path) -> None:
     assert "dataset 'nope' not found" in error["message"]
 
 
+def test_a_sub_commands_own_json_flag_gives_json_errors(cli, root: Path) -> None:
+    error = _error(cli("backtest", "--dataset", "nope", "--strategy", "buy_and_hold", "--json"))
+    assert error["type"] == "NotFoundError" and "dataset 'nope' not found" in error["message"]
+
+
 def test_data_error_names_file_and_row(cli, root: Path) -> None:
     bad = CORPUS / "bad_date.csv"
     res = cli("--json", "data", "ingest", "x", str(bad))

@@ -185,3 +185,17 @@ def test_publish_does_not_link_a_damaged_base_file(store: Path) -> None:
     fresh = version_dir(store, "d", 3) / victim.relative_to(version_dir(store, "d", 1))
     assert fresh.stat().st_ino != victim.stat().st_ino
     assert [r.ok for r in verify(store, "d@v3")] == [True]
+
+
+def test_reproduce_on_a_damaged_store_names_the_file(cli, store: Path, tmp_path: Path) -> None:
+    publish(store, "d", BARS, interval="1d", source=SOURCE)
+    runs = tmp_path / "runs"
+    args = ["--json", "backtest", "--dataset", "d", "--strategy", "buy_and_hold"]
+    saved = cli(*args, "--runs-dir", str(runs))
+    assert saved.exit_code == 0, saved.stderr
+    victim = open_dataset("d", store).files()[0]
+    _footer_flipped(victim)
+    res = cli("backtest", "reproduce", saved.json()["run_dir"])
+    assert res.exit_code == 1 and res.stderr.count("\n") == 1
+    assert res.stderr.startswith(f"error: {victim}: data file of d@v1 has changed")
+    assert sorted(p.name for p in runs.iterdir()) == [saved.json()["run_id"]]
