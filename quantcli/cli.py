@@ -113,7 +113,7 @@ def _os_error(exc: OSError, ctx: ClickContext) -> QuantcliError:
         and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
         and Path(where).is_relative_to(settings.root)
     ):
-        hint = f" (the store {settings.root} is not writable; give --root a writable directory)"
+        hint = f" (check the permissions of the store {settings.root} or give --root another)"
     return QuantcliError(f"{reason}{hint}", path=where)
 
 

@@ -117,7 +117,8 @@ def test_a_read_only_root_reads_but_refuses_writes_in_one_line(
         for args in writes:
             res = cli(*args)
             assert res.exit_code == 1, (args, res.stderr)
-            assert res.stderr.count("\n") == 1 and "not writable" in res.stderr, args
+            assert res.stderr.count("\n") == 1 and "Permission denied" in res.stderr, args
+            assert f"check the permissions of the store {store}" in res.stderr, args
     finally:
         for path in [store, *store.rglob("*")]:
             if path.is_dir():
