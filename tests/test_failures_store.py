@@ -199,3 +199,12 @@ def test_reproduce_on_a_damaged_store_names_the_file(cli, store: Path, tmp_path:
     assert res.exit_code == 1 and res.stderr.count("\n") == 1
     assert res.stderr.startswith(f"error: {victim}: data file of d@v1 has changed")
     assert sorted(p.name for p in runs.iterdir()) == [saved.json()["run_id"]]
+
+
+def test_sql_mistakes_are_not_blamed_on_the_files(cli, store: Path) -> None:
+    """A typo is an SQL error even over a damaged version: language errors are not traced to
+    the files (which would re-hash them all on every typo)."""
+    publish(store, "d", BARS, interval="1d", source=SOURCE)
+    _page_flipped(open_dataset("d", store).files()[0])
+    res = cli("data", "query", "SELECT nope FROM bars", "-d", "d")
+    assert res.exit_code == 1 and res.stderr.startswith("error: SQL error: Binder Error")

@@ -92,12 +92,13 @@ def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-def _language_errors() -> tuple[type[Exception], ...]:
-    """DuckDB's errors in the SQL itself (typos, unknown names, bad casts), which a damaged
-    data file does not cause: no reason to re-hash the files behind them."""
+def _not_the_files() -> tuple[type[Exception], ...]:
+    """DuckDB's errors in the SQL itself (typos, unknown names, bad casts) and an interrupt,
+    which a damaged data file does not cause: no reason to re-hash the files behind them."""
     import duckdb
 
     return (
+        duckdb.InterruptException,
         duckdb.ParserException,
         duckdb.BinderException,
         duckdb.CatalogException,
@@ -140,7 +141,7 @@ def execute(
             f"query refused: {_first_line(exc)} (queries read only the --dataset views)"
         ) from exc
     except duckdb.Error as exc:
-        damage = read_failure(versions, exc, rehash=not isinstance(exc, _language_errors()))
+        damage = read_failure(versions, exc, rehash=not isinstance(exc, _not_the_files()))
         if damage is not None:
             raise damage from exc
         raise QuantcliError(f"SQL error: {_first_line(exc)}") from exc
