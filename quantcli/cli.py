@@ -7,10 +7,13 @@ libraries (duckdb, numba, sklearn, ...) inside the function that needs them, so
 
 from __future__ import annotations
 
+import errno
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from typer._click.core import Context as ClickContext  # typer vendors click
+from typer._click.exceptions import ClickException, NoArgsIsHelpError
 from typer.core import TyperGroup
 
 from quantcli import __version__
@@ -20,25 +23,98 @@ from quantcli.commands import calendar as calendar_cmd
 from quantcli.commands import charges as charges_cmd
 from quantcli.commands import data as data_cmd
 from quantcli.commands import ingest as ingest_cmd
-from quantcli.errors import QuantcliError
-from quantcli.output import stderr
+from quantcli.errors import QuantcliError, UsageError
+from quantcli.output import print_error
 from quantcli.settings import Settings, resolve_root
+
+ARGV = "quantcli.argv"
 
 
 class QuantcliGroup(TyperGroup):
-    """Catches every ``QuantcliError`` once and turns it into one line and an exit code."""
+    """The error edge: every failure becomes one report and an exit code, never a traceback
+    (unless ``--debug``).
+
+    A ``QuantcliError`` is reported as it is; an ``OSError`` the library let through (a
+    read-only or otherwise unwritable store, a full disk) becomes one line naming the file.
+    With ``--json`` the report is a JSON document on stdout, click's usage errors included.
+    """
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: ClickContext | None = None,
+        **extra: Any,
+    ) -> ClickContext:
+        argv = list(args)
+        try:
+            ctx = super().make_context(info_name, args, parent=parent, **extra)
+        except ClickException as exc:
+            # The global options themselves did not parse, so only the raw words tell --json.
+            if isinstance(exc, NoArgsIsHelpError) or not _json_in(argv):
+                raise
+            print_error(True, UsageError(exc.format_message()))
+            raise typer.Exit(exc.exit_code) from None
+        ctx.meta[ARGV] = argv
+        return ctx
 
     def invoke(self, ctx: ClickContext) -> Any:
         try:
             return super().invoke(ctx)
         except QuantcliError as exc:
-            settings = ctx.obj if isinstance(ctx.obj, Settings) else None
-            if settings is not None and settings.debug:
+            if _debug(ctx):
                 raise
-            from rich.markup import escape
+            error = exc
+        except ClickException as exc:
+            # Without --json click prints its usage text itself; a help screen stays one.
+            if isinstance(exc, NoArgsIsHelpError) or not _wants_json(ctx):
+                raise
+            error = UsageError(exc.format_message())
+        except OSError as exc:
+            if exc.errno == errno.EPIPE or _debug(ctx):
+                raise
+            error = _os_error(exc, ctx)
+        print_error(_wants_json(ctx), error)
+        raise typer.Exit(error.exit_code) from None
 
-            stderr().print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False)
-            raise typer.Exit(exc.exit_code) from None
+
+def _settings(ctx: ClickContext) -> Settings | None:
+    return ctx.obj if isinstance(ctx.obj, Settings) else None
+
+
+def _debug(ctx: ClickContext) -> bool:
+    settings = _settings(ctx)
+    return settings.debug if settings is not None else bool(ctx.params.get("debug"))
+
+
+def _json_in(argv: list[str]) -> bool:
+    """Whether ``--json`` is among the options (the global one or a sub-command's)."""
+    words = argv[: argv.index("--")] if "--" in argv else argv
+    return "--json" in words
+
+
+def _wants_json(ctx: ClickContext) -> bool:
+    settings = _settings(ctx)
+    if settings is not None and settings.json:
+        return True
+    return bool(ctx.params.get("json_output")) or _json_in(ctx.meta.get(ARGV, []))
+
+
+def _os_error(exc: OSError, ctx: ClickContext) -> QuantcliError:
+    """One line for a file-system error: the file, the reason, and --root when it is the
+    store that cannot be written."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    where = None if exc.filename is None else str(exc.filename)
+    settings = _settings(ctx)
+    hint = ""
+    if (
+        settings is not None
+        and where is not None
+        and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS)
+        and Path(where).is_relative_to(settings.root)
+    ):
+        hint = f" (check the permissions of the store {settings.root} or give --root another)"
+    return QuantcliError(f"{reason}{hint}", path=where)
 
 
 app = typer.Typer(
@@ -86,7 +162,11 @@ def root_options(
     ] = False,
 ) -> None:
     """Global options, given before the sub-command."""
-    ctx.obj = Settings(root=resolve_root(root), json=json_output, quiet=quiet, debug=debug)
+    from quantcli.store.catalog import check_root
+
+    ctx.obj = Settings(
+        root=check_root(resolve_root(root)), json=json_output, quiet=quiet, debug=debug
+    )
     ctx.with_resource(calendar_cmd.store_calendar(ctx.obj))
 
 

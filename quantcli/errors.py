@@ -9,16 +9,37 @@ from __future__ import annotations
 
 
 class QuantcliError(Exception):
-    """Base class of every error quantcli reports to a user."""
+    """Base class of every error quantcli reports to a user.
+
+    ``path`` and ``row`` name the file and line at fault, when there is one, and prefix the
+    one-line message. ``result`` is the command's own report (a validation or verification that
+    found problems), which ``--json`` prints in the same document as the error.
+    """
 
     exit_code: int = 1
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+    def __init__(self, message: str, *, path: str | None = None, row: int | None = None) -> None:
+        where = ""
+        if path is not None:
+            where = f"{path}: " if row is None else f"{path}:{row}: "
+        super().__init__(f"{where}{message}")
+        self.message = f"{where}{message}"
+        self.path = path
+        self.row = row
+        self.result: object | None = None
 
     def __str__(self) -> str:
         return self.message
+
+    def to_dict(self) -> dict[str, object]:
+        """The error as ``--json`` prints it: type, one-line message, exit code, file and row."""
+        return {
+            "type": type(self).__name__,
+            "message": self.message,
+            "exit_code": self.exit_code,
+            "file": self.path,
+            "row": self.row,
+        }
 
 
 class UsageError(QuantcliError):
@@ -32,20 +53,9 @@ class NotFoundError(QuantcliError):
 
 
 class DataError(QuantcliError):
-    """Input data is invalid: malformed file, wrong columns, NaNs, duplicates, bad dates.
-
-    ``location`` names the file and row so the one-line message can point at the problem.
-    """
+    """Input data is invalid: malformed file, wrong columns, NaNs, duplicates, bad dates."""
 
     exit_code = 65
-
-    def __init__(self, message: str, *, path: str | None = None, row: int | None = None) -> None:
-        where = ""
-        if path is not None:
-            where = f"{path}: " if row is None else f"{path}:{row}: "
-        super().__init__(f"{where}{message}")
-        self.path = path
-        self.row = row
 
 
 class ConflictError(QuantcliError):
@@ -53,7 +63,7 @@ class ConflictError(QuantcliError):
 
 
 class IntegrityError(QuantcliError):
-    """Stored data does not match its manifest (missing, extra or changed files)."""
+    """Stored data does not match its manifest (missing, extra, truncated or changed files)."""
 
 
 class LockHeldError(QuantcliError):

@@ -2,11 +2,17 @@
 
 ``--json`` prints one JSON document on stdout (a stable schema per command); ``--quiet``
 silences narration and progress bars, which cron jobs want.
+
+Every console is made here, with rich's markup, emoji codes and highlighting off: symbols,
+query cells, tags, paths and messages come from data and users, and ``[/x]`` or ``:fire:`` in
+them must print as typed (markup would crash on the first and turn the second into an emoji).
+Styling is applied with explicit ``Text`` styles instead.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -14,12 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from quantcli.errors import QuantcliError
 from quantcli.settings import Settings
 
 if TYPE_CHECKING:
     # rich is imported where it draws: `--help` and JSON output never load it.
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
 PIPE_WIDTH = 200
 
@@ -33,14 +41,23 @@ def stdout() -> Console:
     from rich.console import Console
 
     width = None if sys.stdout.isatty() else PIPE_WIDTH
-    return Console(file=sys.stdout, soft_wrap=True, width=width)
+    return Console(
+        file=sys.stdout, soft_wrap=True, width=width, markup=False, emoji=False, highlight=False
+    )
 
 
 def stderr() -> Console:
     """A console on stderr for narration, warnings and errors."""
     from rich.console import Console
 
-    return Console(file=sys.stderr, soft_wrap=True)
+    return Console(file=sys.stderr, soft_wrap=True, markup=False, emoji=False, highlight=False)
+
+
+def literal(text: str, style: str = "") -> Text:
+    """``text`` as a rich Text printed exactly as given (optionally in one ``style``)."""
+    from rich.text import Text
+
+    return Text(text, style=style)
 
 
 def settings_of(ctx: typer.Context) -> Settings:
@@ -51,17 +68,66 @@ def settings_of(ctx: typer.Context) -> Settings:
     return obj
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN and infinity (at any depth) replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
 def to_json(payload: Any) -> str:
-    """Deterministic JSON text: sorted keys, dates and paths as strings."""
-    return json.dumps(payload, indent=2, sort_keys=True, default=str, ensure_ascii=False)
+    """Deterministic, strict JSON text: sorted keys, dates and paths as strings, and null for
+    NaN and infinities (which JSON has no spelling for; most parsers reject ``NaN``)."""
+    return json.dumps(
+        _finite(payload),
+        indent=2,
+        sort_keys=True,
+        default=str,
+        ensure_ascii=False,
+        allow_nan=False,
+    )
 
 
-def emit(settings: Settings, payload: Any, render: Callable[[Console], None]) -> None:
-    """Print a command's result: ``payload`` as JSON with ``--json``, else ``render`` it."""
+def emit(
+    settings: Settings,
+    payload: Any,
+    render: Callable[[Console], None],
+    *,
+    error: QuantcliError | None = None,
+) -> None:
+    """Print a command's result: ``payload`` as JSON with ``--json``, else ``render`` it.
+
+    A command whose result is a failure (a validation with errors, a verification that found
+    damage) passes the ``error`` to raise after it: with ``--json`` the payload then travels
+    with the error, so stdout holds one document with both, never two.
+    """
+    if error is not None and settings.json:
+        error.result = payload
+        raise error
     if settings.json:
         sys.stdout.write(to_json(payload) + "\n")
     else:
         render(stdout())
+    if error is not None:
+        raise error
+
+
+def print_error(as_json: bool, error: QuantcliError) -> None:
+    """The report of a failed command: one line on stderr and, with ``--json``, a JSON document
+    on stdout (``{"error": {...}}``, next to the command's own result when it has one), so a
+    script parses stdout while its log still gets the line, as with warnings."""
+    if as_json:
+        result = error.result
+        document = dict(result) if isinstance(result, dict) else {}
+        if result is not None and not isinstance(result, dict):
+            document["result"] = result
+        document["error"] = error.to_dict()
+        sys.stdout.write(to_json(document) + "\n")
+    stderr().print(literal("error: ", "bold red") + literal(error.message))
 
 
 def info(settings: Settings, message: str) -> None:
@@ -73,21 +139,23 @@ def info(settings: Settings, message: str) -> None:
 def warn(settings: Settings, message: str) -> None:
     """A warning on stderr; silent only with ``--quiet``."""
     if not settings.quiet:
-        stderr().print(f"[yellow]warning:[/] {message}", highlight=False)
+        stderr().print(literal("warning: ", "yellow") + literal(message))
 
 
 def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
-    """A rich table with right-aligned numbers."""
+    """A rich table with right-aligned numbers; title, headers and cells print literally."""
     from rich.table import Table
 
-    tbl = Table(title=title, show_lines=False, header_style="bold")
+    tbl = Table(
+        title=None if title is None else literal(title), show_lines=False, header_style="bold"
+    )
     numeric = [
         all(isinstance(r[i], int | float) for r in rows) and rows for i in range(len(columns))
     ]
     for i, name in enumerate(columns):
-        tbl.add_column(name, justify="right" if numeric[i] else "left")
+        tbl.add_column(literal(name), justify="right" if numeric[i] else "left")
     for row in rows:
-        tbl.add_row(*("" if v is None else str(v) for v in row))
+        tbl.add_row(*(literal("" if v is None else str(v)) for v in row))
     return tbl
 
 
@@ -108,7 +176,7 @@ def progress(
 
     enabled = not (settings.quiet or settings.json) and sys.stderr.isatty()
     bar = Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         TaskProgressColumn(),
         TimeRemainingColumn(),

@@ -205,8 +205,8 @@ def test_run_directory_is_removed_when_saving_fails(
         raise OSError("disk full")
 
     monkeypatch.setattr(runs, "write_parquet", boom)
-    with pytest.raises(OSError, match="disk full"):
-        backtest(cli, sample_store, tmp_path / "runs")
+    res = backtest(cli, sample_store, tmp_path / "runs")
+    assert res.exit_code == 1 and res.stderr == "error: disk full\n"  # one line, no traceback
     assert list((tmp_path / "runs").iterdir()) == []
 
 

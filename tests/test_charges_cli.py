@@ -150,3 +150,33 @@ def test_charges_help_imports_no_heavy_library() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "HEAVY="
+
+
+@pytest.mark.parametrize("start", [[], ["--from", "2009-12-01"]])
+def test_backtest_before_the_rate_table_names_the_from_flag(
+    cli, store: Path, tmp_path: Path, start: list[str]
+) -> None:
+    from datetime import date
+
+    from store_helpers import SOURCE, make_bars
+
+    from quantcli.market.charges import rate_coverage
+    from quantcli.store.publish import publish
+
+    first = rate_coverage()
+    publish(
+        store,
+        "early",
+        make_bars(["AAA"], start=date(2009, 11, 2), days=90),
+        interval="1d",
+        source=SOURCE,
+    )
+    runs = tmp_path / "runs"
+    args = ["backtest", "--dataset", "early", "--strategy", "buy_and_hold", "--runs-dir", str(runs)]
+    res = cli(*args, *start)
+    assert res.exit_code == 1 and res.stderr.count("\n") == 1
+    assert res.stderr.startswith("error: no charge rates for 2009-")
+    assert res.stderr.rstrip().endswith(f"start the backtest there with --from {first}")
+    assert not runs.exists() or not any(runs.iterdir())
+    # The hint works: from the first covered date the same run succeeds.
+    assert cli(*args, "--from", first.isoformat()).exit_code == 0

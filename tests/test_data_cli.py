@@ -182,7 +182,14 @@ def test_query_table_and_json(cli, root: Path) -> None:
     assert doc["columns"] == ["symbol", "n"] and doc["rows"][0] == {"symbol": "AAA", "n": 30}
     assert doc["types"] == ["VARCHAR", "BIGINT"]  # DuckDB's SQL types
     many = cli("data", "query", "SELECT * FROM bars", "-d", "d", "--limit", "5")
-    assert "showing 5 of 93 rows" in many.stderr
+    assert "showing the first 5 rows; more exist" in many.stderr
+    assert many.stdout.count("AAA") == 5
+    # Exactly as many rows as the limit: nothing more to announce.
+    assert cli("data", "query", "SELECT * FROM bars", "-d", "d", "--limit", "93").stderr == ""
+    assert (
+        "more exist"
+        in cli("data", "query", "SELECT * FROM bars", "-d", "d", "--limit", "92").stderr
+    )
 
 
 def test_query_aliases(cli, root: Path) -> None:

@@ -18,13 +18,14 @@ from datetime import date
 import numba
 import numpy as np
 
-from quantcli.errors import UsageError
+from quantcli.errors import CoverageError, UsageError
 from quantcli.market.charges import (
     CHARGE_COMPONENTS,
     Segment,
     charge_rates,
     charges_kernel,
     load_profile,
+    rate_schedule,
 )
 
 STATUTORY, FLAT = 0, 1
@@ -62,8 +63,16 @@ def rate_table(model: CostModel, segment: str, broker: str, days: list[date]) ->
         return np.zeros((max(len(days), 1), 1), dtype=np.float64)
     profile = load_profile(broker)
     seg = Segment(segment)
+    try:
+        first = charge_rates(seg, days[0], profile)
+    except CoverageError as exc:
+        # The sessions are the run's, so the flag that fixes it is the run's start.
+        start = rate_schedule(seg, profile)[0][0]
+        raise CoverageError(
+            f"{exc.message}; start the backtest there with --from {start}"
+        ) from None
     # Rates change on a handful of dates: one lookup per era, not per session.
-    table = np.empty((len(days), charge_rates(seg, days[0], profile).shape[0]), dtype=np.float64)
+    table = np.empty((len(days), first.shape[0]), dtype=np.float64)
     for lo, hi in eras(days, lambda day: charge_rates(seg, day, profile).tobytes()):
         table[lo:hi] = charge_rates(seg, days[lo], profile)
     return table

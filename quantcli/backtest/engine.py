@@ -120,7 +120,7 @@ def run_backtest(
 
     strategy = load_strategy(config.strategy, config.params)
     version = open_dataset(config.dataset, root)
-    bars = version.lazy(symbols=config.symbols, start=config.start, end=config.end).collect()
+    bars = version.frame(symbols=config.symbols, start=config.start, end=config.end)
     actions: Sequence[CorporateAction] = ()
     if config.segment in _ACTION_SEGMENTS:
         symbols = bars.get_column("symbol").unique().sort().to_list()

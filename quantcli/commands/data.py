@@ -274,7 +274,7 @@ def verify_cmd(
     """Recompute every hash; exit 1 naming missing, extra or changed files."""
     from dataclasses import asdict
 
-    from quantcli.store.verify import check, verify
+    from quantcli.store.verify import failure, verify
 
     settings = settings_of(ctx)
     reports = verify(settings.root, ref)
@@ -285,12 +285,11 @@ def verify_cmd(
 
     def render(console: Console) -> None:
         for r in reports:
-            console.print(r.summary(), highlight=False)
+            console.print(r.summary())
         if not reports:
             console.print("no versions to verify")
 
-    emit(settings, payload, render)
-    check(reports)
+    emit(settings, payload, render, error=failure(reports))
 
 
 @app.command("query")
@@ -310,7 +309,9 @@ def query_cmd(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write the result to this file.")
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", help="Rows shown in a table.")] = 100,
+    limit: Annotated[
+        int, typer.Option("--limit", help="Rows shown in a table (only those are fetched).")
+    ] = 100,
 ) -> None:
     """Run SQL over pinned dataset versions in a sandboxed DuckDB (read-only, no other files)."""
     settings = settings_of(ctx)
@@ -329,7 +330,7 @@ def query_cmd(
         return
     from quantcli.store.query import query_rows
 
-    found = query_rows(settings.root, sql, dataset or [])
+    found = query_rows(settings.root, sql, dataset or [], limit=None if settings.json else limit)
     if settings.json:
         payload = {
             "columns": list(found.columns),
@@ -338,10 +339,9 @@ def query_cmd(
         }
         emit(settings, payload, lambda c: None)
         return
-    shown = found.rows[:limit]
-    stdout().print(table(None, list(found.columns), [list(r) for r in shown]))
-    if len(found.rows) > len(shown):
-        info(settings, f"showing {len(shown)} of {len(found.rows)} rows (use --limit or -o)")
+    stdout().print(table(None, list(found.columns), [list(r) for r in found.rows]))
+    if found.more:
+        info(settings, f"showing the first {len(found.rows)} rows; more exist (use --limit or -o)")
 
 
 def _query_format(fmt: str | None, output: Path | None) -> str:

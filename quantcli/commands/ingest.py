@@ -167,7 +167,7 @@ def validate(
     settings = settings_of(ctx)
     dataset = open_dataset(ref, settings.root)
     report = checks.validate_frame(
-        dataset.lazy().collect(),
+        dataset.frame(),
         interval=dataset.manifest.interval,
         root=settings.root,
         split_threshold=split_threshold or checks.DEFAULT_SPLIT_THRESHOLD,
@@ -191,6 +191,5 @@ def validate(
         summary = report.summary() or "no findings"
         console.print(f"{pinned}: {report.rows:,} rows, {report.symbols:,} symbols: {summary}")
 
-    emit(settings, {"ref": pinned, **report.to_dict()}, render)
-    if not report.ok:
-        raise DataError(f"{pinned}: {report.errors:,} error-level finding(s): {report.summary()}")
+    failed = DataError(f"{pinned}: {report.errors:,} error-level finding(s): {report.summary()}")
+    emit(settings, {"ref": pinned, **report.to_dict()}, render, error=None if report.ok else failed)

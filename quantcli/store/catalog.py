@@ -44,6 +44,24 @@ def parse_ref(ref: str) -> tuple[str, str]:
     return check_name(name), selector or LATEST
 
 
+def check_root(root: Path) -> Path:
+    """``root`` if it can be a store root: a directory, or a path to create under one.
+
+    Checked once, where the root is chosen, so that no command treats a file as an empty store
+    or fails half-way with a traceback: a root that is a file (or a broken link), or lies under
+    one, is a UsageError naming it.
+    """
+    for folder in (root, *root.parents):
+        if folder.is_dir():
+            return root
+        if folder.exists() or folder.is_symlink():
+            where = "" if folder == root else f" ({folder} is not a directory)"
+            raise UsageError(
+                f"the store root {root} is not a directory{where}; give --root a directory"
+            )
+    return root
+
+
 def datasets(root: Path) -> list[str]:
     """Names of the datasets under ``root`` that have at least one version, sorted.
 

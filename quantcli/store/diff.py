@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from quantcli.store.reader import DatasetVersion
+from quantcli.store.reader import DatasetVersion, reading
 from quantcli.store.schema import ALL_COLUMNS
 
 if TYPE_CHECKING:
@@ -84,16 +84,17 @@ def diff(a: DatasetVersion, b: DatasetVersion) -> DiffResult:
             [pl.col(c).ne_missing(pl.col(f"{c}_b")) for c in values] or [pl.lit(False)]
         )
         both = pl.col("_a").is_not_null() & pl.col("_b").is_not_null()
-        counts = (
-            joined.group_by("symbol")
-            .agg(
-                pl.col("_a").is_null().sum().alias("added"),
-                pl.col("_b").is_null().sum().alias("removed"),
-                (both & differs).sum().alias("changed"),
-                (both & ~differs).sum().alias("unchanged"),
+        with reading(a, b):
+            counts = (
+                joined.group_by("symbol")
+                .agg(
+                    pl.col("_a").is_null().sum().alias("added"),
+                    pl.col("_b").is_null().sum().alias("removed"),
+                    (both & differs).sum().alias("changed"),
+                    (both & ~differs).sum().alias("unchanged"),
+                )
+                .collect()
             )
-            .collect()
-        )
         for row in counts.iter_rows(named=True):
             results[row["symbol"]] = SymbolDiff(
                 row["symbol"], row["added"], row["removed"], row["changed"], row["unchanged"]

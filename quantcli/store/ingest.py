@@ -275,7 +275,7 @@ def ingest(
                 f"{latest.manifest.interval} bars"
             )
         bars, replaced = merge_append(
-            latest.lazy().collect(), bars, on_conflict=on_conflict, ref=latest.manifest.ref
+            latest.frame(), bars, on_conflict=on_conflict, ref=latest.manifest.ref
         )
         parent = latest.version
         if replaced:

@@ -253,8 +253,11 @@ def _write_chunk(
     linked = False
     if source is not None:
         try:
-            os.link(source, target)
-            linked = True
+            # A base file truncated or rewritten since its version was made is not linked into
+            # this one under the sha256 of what it should hold: a fresh copy is written.
+            if source.stat().st_size == len(data):
+                os.link(source, target)
+                linked = True
         except OSError:
             linked = False  # another file system or link limit: write a copy below
     if not linked:

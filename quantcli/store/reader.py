@@ -3,18 +3,24 @@
 Files are taken from the manifest, never found by globbing. A file holds a run of whole
 symbols in (symbol, ts) order, so the files of a selection read in manifest order are sorted, and
 row-group statistics on symbol and ts let polars and DuckDB skip the other symbols and years.
+
+A damaged store is an IntegrityError naming the file and pointing to ``data verify``, never a
+reader's traceback: opening a version checks that each data file exists with the size its
+manifest records (a stat per file, not a re-hash), and an error of polars, pyarrow or DuckDB
+while reading the files is traced to the file that is damaged (see :func:`reading`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from quantcli.errors import NotFoundError, UsageError
+from quantcli.errors import IntegrityError, NotFoundError, QuantcliError, UsageError
 from quantcli.store.catalog import resolve_version
 from quantcli.store.manifest import TIMEZONE, Manifest, read_manifest, version_dir
 
@@ -108,6 +114,32 @@ class DatasetVersion:
             )
         return wanted
 
+    def damaged(self, rel: str, problem: str) -> IntegrityError:
+        """The error for data file ``rel`` of this version, which ``problem`` describes."""
+        return IntegrityError(
+            f"data file of {self.ref} {problem}; run `quantcli data verify {self.ref}`",
+            path=str(self.path / rel),
+        )
+
+    def check_files(self) -> None:
+        """IntegrityError unless every data file of the manifest exists with its recorded size.
+
+        A stat per file: it catches missing, truncated and rewritten files when a version is
+        opened; a change that keeps the size is found by :func:`reading` or ``data verify``.
+        """
+        sizes = {p.path: p.bytes for p in self.manifest.partitions}
+        for rel in self.manifest.files:
+            try:
+                size = (self.path / rel).stat().st_size
+            except FileNotFoundError:
+                raise self.damaged(rel, "is missing") from None
+            except OSError as exc:
+                raise self.damaged(rel, f"cannot be read ({exc.strerror})") from None
+            expected = sizes.get(rel)
+            if expected is not None and size != expected:
+                problem = f"is {size:,} bytes, not the {expected:,} its manifest records"
+                raise self.damaged(rel, f"{problem} (truncated or changed)")
+
     def files(self, symbols: Sequence[str] | str | None = None) -> list[Path]:
         """The data files holding ``symbols`` (all when None), in manifest (symbol) order."""
         chosen = None if symbols is None else self.select_symbols(symbols)
@@ -166,6 +198,22 @@ class DatasetVersion:
             lf = lf.filter(upper)
         return lf.select(selected)
 
+    def frame(
+        self,
+        symbols: Sequence[str] | str | None = None,
+        start: date | datetime | None = None,
+        end: date | datetime | None = None,
+        *,
+        adjusted: bool = False,
+        columns: Sequence[str] | None = None,
+    ) -> pl.DataFrame:
+        """:meth:`lazy`, collected: the bars as a polars DataFrame sorted by (symbol, ts).
+
+        A data file that cannot be read is an IntegrityError naming it (see :func:`reading`).
+        """
+        with reading(self):
+            return self.lazy(symbols, start, end, adjusted=adjusted, columns=columns).collect()
+
     def arrow(
         self,
         symbols: Sequence[str] | str | None = None,
@@ -178,7 +226,7 @@ class DatasetVersion:
         """The bars as an Arrow table in the on-disk types, sorted by (symbol, ts)."""
         from quantcli.store.publish import arrow_schema
 
-        frame = self.lazy(symbols, start, end, adjusted=adjusted, columns=columns).collect()
+        frame = self.frame(symbols, start, end, adjusted=adjusted, columns=columns)
         return frame.to_arrow().cast(arrow_schema(frame.columns))
 
     def parquet_sql(self, symbols: Sequence[str] | str | None = None) -> str:
@@ -223,23 +271,73 @@ class DatasetVersion:
         """Per symbol: rows, first/last ts, min/max close and mean volume."""
         import polars as pl
 
-        return (
-            self.lazy(columns=["symbol", "ts", "close", "volume"])
-            .group_by("symbol", maintain_order=True)
-            .agg(
-                pl.len().alias("rows"),
-                pl.col("ts").first().alias("first_ts"),
-                pl.col("ts").last().alias("last_ts"),
-                pl.col("close").min().alias("min_close"),
-                pl.col("close").max().alias("max_close"),
-                pl.col("volume").mean().alias("mean_volume"),
+        with reading(self):
+            return (
+                self.lazy(columns=["symbol", "ts", "close", "volume"])
+                .group_by("symbol", maintain_order=True)
+                .agg(
+                    pl.len().alias("rows"),
+                    pl.col("ts").first().alias("first_ts"),
+                    pl.col("ts").last().alias("last_ts"),
+                    pl.col("close").min().alias("min_close"),
+                    pl.col("close").max().alias("max_close"),
+                    pl.col("volume").mean().alias("mean_volume"),
+                )
+                .collect()
             )
-            .collect()
-        )
 
 
 def open_dataset(ref: str, root: Path) -> DatasetVersion:
     """The version ``ref`` (NAME, NAME@latest, NAME@v3, NAME@<hash prefix>, NAME@<tag>) names."""
     name, version = resolve_version(root, ref)
     path = version_dir(root, name, version)
-    return DatasetVersion(name, version, path, read_manifest(path))
+    dataset = DatasetVersion(name, version, path, read_manifest(path))
+    dataset.check_files()
+    return dataset
+
+
+def read_failure(
+    versions: Sequence[DatasetVersion], exc: BaseException, *, rehash: bool = True
+) -> IntegrityError | None:
+    """The IntegrityError naming the damaged data file behind a reader's error ``exc``, or None
+    when the files of ``versions`` are intact (the error is not the store's).
+
+    Readers name the file in most errors; otherwise, with ``rehash``, the files are hashed
+    against their manifests, which costs a full read but only once something has failed.
+    """
+    from quantcli.store.verify import sha256_file
+
+    # Only the first line: DuckDB goes on to quote the statement, which lists every file.
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    for version in versions:
+        for rel in version.manifest.files:
+            if str(version.path / rel) in first:
+                return version.damaged(rel, f"cannot be read ({first})")
+    if rehash:
+        for version in versions:
+            for rel, digest in version.manifest.files.items():
+                try:
+                    changed = sha256_file(version.path / rel) != digest
+                except OSError as err:
+                    return version.damaged(rel, f"cannot be read ({err.strerror})")
+                if changed:
+                    return version.damaged(
+                        rel, "has changed (its sha256 differs from the manifest's)"
+                    )
+    return None
+
+
+@contextmanager
+def reading(*versions: DatasetVersion) -> Iterator[None]:
+    """Run a read of ``versions``' data files, turning the reader's error (polars, pyarrow) on
+    a damaged file into the IntegrityError naming it; any other error passes unchanged."""
+    try:
+        yield
+    except QuantcliError:
+        raise
+    except Exception as exc:
+        damage = read_failure(versions, exc)
+        if damage is None:
+            raise
+        raise damage from exc

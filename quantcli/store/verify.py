@@ -102,9 +102,17 @@ def verify(root: Path, ref: str | None = None) -> list[VerifyReport]:
     ]
 
 
-def check(reports: list[VerifyReport]) -> None:
-    """IntegrityError (one line) when any report is not ok."""
+def failure(reports: list[VerifyReport]) -> IntegrityError | None:
+    """The IntegrityError (one line) when any report is not ok, else None."""
     bad = [r for r in reports if not r.ok]
-    if bad:
-        more = f" (and {len(bad) - 1} more bad versions)" if len(bad) > 1 else ""
-        raise IntegrityError(bad[0].summary() + more)
+    if not bad:
+        return None
+    more = f" (and {len(bad) - 1} more bad versions)" if len(bad) > 1 else ""
+    return IntegrityError(bad[0].summary() + more)
+
+
+def check(reports: list[VerifyReport]) -> None:
+    """Raise :func:`failure`'s IntegrityError when any report is not ok."""
+    error = failure(reports)
+    if error is not None:
+        raise error
