@@ -14,7 +14,7 @@ from typing import Final
 
 import polars as pl
 
-from quantcli.errors import ConflictError, NotFoundError, UsageError
+from quantcli.errors import ConflictError, DataError, NotFoundError, UsageError
 from quantcli.store.manifest import INTERVALS, InputFile, SourceInfo, check_name
 from quantcli.store.schema import ALL_COLUMNS, column_order
 from quantcli.store.sources import BOOKKEEPING, parse_source
@@ -108,6 +108,33 @@ def infer_interval(frame: pl.DataFrame) -> str:
             f"cannot infer the bar interval ({seen}); pass --interval ({', '.join(INTERVALS)})"
         )
     return _MINUTES_TO_INTERVAL[minutes]
+
+
+def refuse_findings(
+    report: ValidationReport, frame: pl.DataFrame, *, allow_warnings: bool, dropped: bool
+) -> None:
+    """``validate.refuse``, with the flag that fixes a duplicate: ``--drop-duplicates`` when
+    the repeats are exact (``dropped``: it was given already)."""
+    try:
+        refuse(report, allow_warnings=allow_warnings)
+    except DataError as exc:
+        first = report.first()
+        if first is None or first.check != "duplicate":
+            raise
+        exact = {} if dropped else drop_exact_duplicates(frame)[1]
+        if exact:
+            hint = (
+                f"; pass --drop-duplicates to drop the {sum(exact.values()):,} exactly "
+                "repeated bar(s)"
+            )
+        else:
+            hint = (
+                "; the repeated bars differ, which --drop-duplicates does not resolve: "
+                "keep one of each in the input"
+            )
+        located = DataError(exc.message + hint)
+        located.path, located.row = exc.path, exc.row
+        raise located from None
 
 
 def drop_exact_duplicates(frame: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, int]]:
@@ -249,9 +276,9 @@ def ingest(
         frame, dropped = drop_exact_duplicates(frame)
     report = validate_frame(frame, interval=interval, files=parsed.files, root=root)
     phase("validated")
-    refuse(report, allow_warnings=allow_warnings)
+    refuse_findings(report, frame, allow_warnings=allow_warnings, dropped=drop_duplicates)
     bars = frame.drop(BOOKKEEPING, strict=False)
-    notes: dict[str, object] = {}
+    notes: dict[str, object] = dict(parsed.notes)
     if report.counts:
         notes["warnings_accepted"] = dict(report.counts)
     if dropped:
