@@ -40,6 +40,7 @@ MALFORMED = [
     "inf_price.csv",
     "overflow_volume.csv",
     "two_digit_year.csv",
+    "off_grid.csv",
 ]
 
 
