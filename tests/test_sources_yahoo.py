@@ -140,3 +140,30 @@ def test_a_file_of_only_null_rows(tmp_path: Path) -> None:
     )
     with pytest.raises(DataError, match=r"X.NS.csv: X.NS: no rows with data"):
         parse_source("yahoo", [path], {})
+
+
+def test_yfinance_ticker_first_header_and_a_wide_file(tmp_path: Path) -> None:
+    # group_by="ticker" puts the Ticker line first; 300 tickers make the header ~30 KB.
+    tickers = [f"S{i:03d}.NS" for i in range(300)]
+    fields = ["Open", "High", "Low", "Close", "Volume"]
+    lines = [
+        ",".join(["Ticker", *(t for t in tickers for _ in fields)]),
+        ",".join(["Price", *(f for _ in tickers for f in fields)]),
+        "Date" + "," * (len(tickers) * len(fields)),
+        ",".join(["2024-07-01", *("10,12,9,11,500" for _ in tickers)]),
+    ]
+    path = tmp_path / "wide.csv"
+    path.write_text("\n".join(lines) + "\n")
+    assert len(lines[0]) > 8192
+    parsed = parse_source("yahoo", [path], {})
+    frame = parsed.frame
+    assert frame.height == 300 and frame["symbol"][0] == "S000" and frame["close"][0] == 11.0
+    assert frame["__row"].unique().to_list() == [4]
+    assert len(parsed.notes["yahoo_symbols"]) == 300  # type: ignore[arg-type]
+
+
+def test_yfinance_header_lines_must_agree(tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text("Price,Close,High\nTicker,A.NS\nDate,,\n2024-07-01,1,2\n")
+    with pytest.raises(DataError, match="the Ticker line has 2 fields but the Price line 3"):
+        parse_source("yahoo", [path], {})

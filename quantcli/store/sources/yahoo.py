@@ -17,7 +17,6 @@ Yahoo's Close, never Adj Close (which also folds in dividends).
 from __future__ import annotations
 
 import csv as _csv
-import io
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -73,28 +72,39 @@ def symbol_of(ticker: str) -> str:
 
 
 def _header_lines(content: bytes) -> list[list[str]]:
-    text = content[:8192].decode("utf-8", errors="replace").lstrip("\ufeff")
-    return list(_csv.reader(io.StringIO(text).readlines()[:3]))
+    """The first three lines as fields (a wide multi-ticker header can run to many KB)."""
+    end = -1
+    for _ in range(3):
+        end = content.find(b"\n", end + 1)
+        if end < 0:
+            break
+    head = content if end < 0 else content[:end]
+    text = head.decode("utf-8", errors="replace").lstrip("\ufeff")
+    return list(_csv.reader(text.splitlines()))
 
 
 def _columns(content: bytes, label: str, opts: TableOptions) -> tuple[int, list[tuple[str, str]]]:
-    """(header rows to skip, each column's (field, ticker)); no columns for a classic file."""
+    """(header rows to skip, each column's (field, ticker)); no columns for a classic file.
+
+    yfinance writes the Price line first (``group_by="column"``, the default) or the Ticker
+    line first (``group_by="ticker"``).
+    """
     lines = _header_lines(content)
-    if len(lines) == 3 and [r[:1] for r in lines[:2]] == [["Price"], ["Ticker"]]:
-        fields, tickers = lines[0], lines[1]
-        if len(tickers) != len(fields):
-            raise DataError(
-                f"the Ticker line has {len(tickers)} fields but the Price line {len(fields)}",
-                path=label,
-                row=2,
-            )
-        if opts.symbol is not None and len(set(tickers[1:])) > 1:
-            raise UsageError(
-                f"{label}: --symbol names one symbol, but the file holds tickers "
-                f"{', '.join(dict.fromkeys(tickers[1:]))}"
-            )
-        return 2, list(zip(["Date", *fields[1:]], tickers, strict=True))
-    return 0, []
+    heads = [r[:1] for r in lines[:2]]
+    if len(lines) < 3 or heads not in ([["Price"], ["Ticker"]], [["Ticker"], ["Price"]]):
+        return 0, []
+    fields, tickers = (lines[0], lines[1]) if heads[0] == ["Price"] else (lines[1], lines[0])
+    if len(tickers) != len(fields):
+        raise DataError(
+            f"the Ticker line has {len(tickers)} fields but the Price line {len(fields)}",
+            path=label,
+        )
+    if opts.symbol is not None and len(set(tickers[1:])) > 1:
+        raise UsageError(
+            f"{label}: --symbol names one symbol, but the file holds tickers "
+            f"{', '.join(dict.fromkeys(tickers[1:]))}"
+        )
+    return 2, list(zip(["Date", *fields[1:]], tickers, strict=True))
 
 
 def _split(
