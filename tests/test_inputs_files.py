@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import zipfile
 from datetime import date, timedelta
 from pathlib import Path
@@ -223,3 +224,9 @@ def test_cr_only_corpus_file_reads_like_the_good_one() -> None:
     mac = parse_source("csv", [corpus / "cr_only.csv"], {}).frame
     good = parse_source("csv", [corpus / "good.csv"], {}).frame
     assert mac.drop("symbol").equals(good.drop("symbol"))
+
+
+def test_a_fifo_given_as_a_file_is_refused(cli, tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.csv"
+    os.mkfifo(fifo)
+    assert_refused(cli("data", "ingest", "p", str(fifo)), 2, f"{fifo}: not a regular file")

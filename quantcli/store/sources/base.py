@@ -56,7 +56,6 @@ TS_ALIASES: Final = ("date", "datetime", "timestamp", "time")
 TABLE_OPTIONS: Final = ("date_format", "timezone", "symbol", "symbol_column", "volume_optional")
 _SAMPLE: Final = 1000
 _FLOAT_COLUMNS: Final = tuple(c for c, t in ALL_COLUMNS.items() if t == pl.Float64())
-_INT_COLUMNS: Final = tuple(c for c, t in ALL_COLUMNS.items() if t == pl.Int64())
 _GZIP_MAGIC: Final = b"\x1f\x8b"
 _ZIP_MAGIC: Final = (b"PK\x03\x04", b"PK\x05\x06")
 _TABLE_SUFFIXES: Final = (".csv", ".tsv")  # a zip's members read as tables (not its readme)
