@@ -230,3 +230,22 @@ def test_a_fifo_given_as_a_file_is_refused(cli, tmp_path: Path) -> None:
     fifo = tmp_path / "pipe.csv"
     os.mkfifo(fifo)
     assert_refused(cli("data", "ingest", "p", str(fifo)), 2, f"{fifo}: not a regular file")
+
+
+@pytest.mark.parametrize("kind", ["gz", "zip"])
+def test_a_large_bhavcopy_archive_reads(tmp_path: Path, kind: str) -> None:
+    header = "SYMBOL,SERIES,OPEN,HIGH,LOW,CLOSE,LAST,PREVCLOSE,TOTTRDQTY,TOTTRDVAL,TIMESTAMP,"
+    header += "TOTALTRADES,ISIN,\n"
+    rows = "".join(
+        f"S{i:06d},EQ,100.5,101.25,99.5,100.75,100.7,100.1,{1000 + i},100750.0,03-JUL-2024,"
+        f"{10 + i % 50},INE{i:09d},\n"
+        for i in range(80_000)
+    )
+    text = header + rows
+    assert len(text) > 6_000_000
+    name = "cm03JUL2024bhav.csv"
+    path = tmp_path / f"{name}.{kind}"
+    path.write_bytes(gz(text) if kind == "gz" else zipped({name: text}))
+    frame = parse_source("bhavcopy", [path], {}).frame
+    assert frame.height == 80_000 and frame["__row"][-1] == 80_001
+    assert frame["volume"].sum() == sum(1000 + i for i in range(80_000))
