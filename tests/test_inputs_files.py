@@ -249,3 +249,14 @@ def test_a_large_bhavcopy_archive_reads(tmp_path: Path, kind: str) -> None:
     frame = parse_source("bhavcopy", [path], {}).frame
     assert frame.height == 80_000 and frame["__row"][-1] == 80_001
     assert frame["volume"].sum() == sum(1000 + i for i in range(80_000))
+
+
+def test_the_default_symbol_is_the_file_name_taken_literally(tmp_path: Path) -> None:
+    folder = tmp_path / "a!b"
+    folder.mkdir()
+    plain = folder / "M!M.csv"
+    plain.write_text(HEADER + "2024-01-02,1,2,1,2,5\n")
+    packed = tmp_path / "x.zip"
+    packed.write_bytes(zipped({"nested/TCS.csv": HEADER + "2024-01-02,1,2,1,2,5\n"}))
+    frame = parse_source("csv", [plain, packed], {}).frame
+    assert frame["symbol"].to_list() == ["M!M", "TCS"]

@@ -19,7 +19,7 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Final, NamedTuple
 
 import polars as pl
 
@@ -160,10 +160,10 @@ def skip_rows(options: Mapping[str, str]) -> int:
     return value
 
 
-def table_stem(label: str) -> str:
-    """The default symbol of a table: its file name without ``.gz`` and the extension
-    (``TCS.csv.gz`` -> ``TCS``; a zip member ``a.zip!TCS.csv`` -> ``TCS``)."""
-    name = Path(label.rsplit("!", 1)[-1]).name
+def table_stem(name: str) -> str:
+    """The default symbol of a table: its file or zip member name without folders, ``.gz``
+    and the extension (``TCS.csv.gz`` -> ``TCS``; a member ``data/TCS.csv`` -> ``TCS``)."""
+    name = Path(name).name
     if name.lower().endswith(".gz"):
         name = name[:-3]
     return Path(name).stem
@@ -181,9 +181,18 @@ def read_bytes(path: Path) -> bytes:
         raise QuantcliError(f"{path}: cannot read: {exc.strerror or exc}") from None
 
 
-def input_tables(path: Path) -> list[tuple[str, bytes]]:
-    """(label, bytes) of each table in ``path``: a plain file as it is, a gzip file
-    decompressed, or each ``.csv``/``.tsv`` in a zip archive (labelled ``archive.zip!member``).
+class InputTable(NamedTuple):
+    """One table read from an input file: ``label`` for messages (``archive.zip!member`` for
+    a zip member), ``name`` the file or member name, ``content`` its (decompressed) bytes."""
+
+    label: str
+    name: str
+    content: bytes
+
+
+def input_tables(path: Path) -> list[InputTable]:
+    """Each table in ``path``: a plain file as it is, a gzip file decompressed, or each
+    ``.csv``/``.tsv`` in a zip archive.
 
     The kind is told by the first bytes, and by a ``.gz``/``.zip`` name (so a damaged archive
     is called one). Raises DataError naming the file for a truncated or corrupt archive.
@@ -191,10 +200,10 @@ def input_tables(path: Path) -> list[tuple[str, bytes]]:
     raw = read_bytes(path)
     label, name = str(path), path.name.lower()
     if raw.startswith(_GZIP_MAGIC) or name.endswith(".gz"):
-        return [(label, _gunzip(raw, label))]
+        return [InputTable(label, path.name, _gunzip(raw, label))]
     if raw.startswith(_ZIP_MAGIC) or name.endswith(".zip"):
         return _unzip(raw, label)
-    return [(label, raw)]
+    return [InputTable(label, path.name, raw)]
 
 
 def _gunzip(raw: bytes, label: str) -> bytes:
@@ -208,7 +217,7 @@ def _gunzip(raw: bytes, label: str) -> bytes:
         raise DataError(f"corrupt gzip data ({exc})", path=label) from None
 
 
-def _unzip(raw: bytes, label: str) -> list[tuple[str, bytes]]:
+def _unzip(raw: bytes, label: str) -> list[InputTable]:
     try:
         with zipfile.ZipFile(io.BytesIO(raw)) as archive:
             members = [
@@ -219,7 +228,9 @@ def _unzip(raw: bytes, label: str) -> list[tuple[str, bytes]]:
             ]
             if not members:
                 raise DataError("zip archive holds no .csv file", path=label)
-            return [(f"{label}!{m.filename}", archive.read(m)) for m in members]
+            return [
+                InputTable(f"{label}!{m.filename}", m.filename, archive.read(m)) for m in members
+            ]
     except zipfile.BadZipFile as exc:
         raise DataError(f"not a readable zip archive ({exc}; truncated?)", path=label) from None
     except (zlib.error, EOFError) as exc:
@@ -554,9 +565,9 @@ def parse_tables(
     labels: list[str] = []
     ignored: list[str] = []
     for path in files:
-        for label, content in input_tables(path):
+        for label, name, content in input_tables(path):
             raw = read_text_table(content, label, delimiter=delimiter, skip=skip)
-            frame, skipped = canonical_frame(raw, label, table_stem(label), opts)
+            frame, skipped = canonical_frame(raw, label, table_stem(name), opts)
             frames.append(frame)
             labels.append(label)
             ignored.extend(skipped)

@@ -83,13 +83,13 @@ def parse(files: Sequence[Path], options: Mapping[str, str]) -> ParsedSource:
     base = table_options({}, mapping={})
     frames, labels = [], []
     for path in files:
-        for label, content in input_tables(path):
+        for label, name, content in input_tables(path):
             raw = read_text_table(content, label)
-            name, mapping = _layout([c for c in raw.columns if c != ROW_COL], label)
-            opts: TableOptions = replace(base, mapping=mapping, layout=name)
+            layout, mapping = _layout([c for c in raw.columns if c != ROW_COL], label)
+            opts: TableOptions = replace(base, mapping=mapping, layout=layout)
             # The legacy TIMESTAMP is DD-MON-YYYY (01-JAN-2024), UDiFF's TradDt ISO.
             opts = replace(opts, date_format="%d-%b-%Y" if mapping is LEGACY else "%Y-%m-%d")
-            frame, _ = canonical_frame(raw, label, table_stem(label), opts)
+            frame, _ = canonical_frame(raw, label, table_stem(name), opts)
             if series is not None:
                 frame = frame.filter(pl.col("series").is_in(series))
             frames.append(frame)

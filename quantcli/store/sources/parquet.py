@@ -40,7 +40,7 @@ def parse(files: Sequence[Path], options: Mapping[str, str]) -> ParsedSource:
         if raw.height == 0:
             raise DataError("no data rows", path=str(path))
         raw = raw.with_row_index(ROW_COL, offset=1).with_columns(pl.col(ROW_COL).cast(pl.Int64))
-        frame, skipped = canonical_frame(raw, str(path), table_stem(str(path)), opts)
+        frame, skipped = canonical_frame(raw, str(path), table_stem(path.name), opts)
         frames.append(frame)
         ignored.extend(skipped)
     return finish(

@@ -108,11 +108,11 @@ def _columns(content: bytes, label: str, opts: TableOptions) -> tuple[int, list[
 
 
 def _split(
-    raw: pl.DataFrame, columns: list[tuple[str, str]], label: str
+    raw: pl.DataFrame, columns: list[tuple[str, str]], name: str
 ) -> list[tuple[str, pl.DataFrame]]:
     """(ticker, one-ticker table) pairs; a classic file's ticker is its file name."""
     if not columns:
-        return [(table_stem(label), raw)]
+        return [(table_stem(name), raw)]
     names = [c for c in raw.columns if c != ROW_COL]  # polars renames repeated fields
     date = pl.col(names[0]).alias("Date")  # yfinance's date column is headed "Price"
     out = []
@@ -154,10 +154,10 @@ def parse(files: Sequence[Path], options: Mapping[str, str]) -> ParsedSource:
     owner: dict[str, str] = {}  # symbol -> the ticker it came from
     dropped: dict[str, int] = {}
     for path in files:
-        for label, content in input_tables(path):
+        for label, name, content in input_tables(path):
             skip, columns = _columns(content, label, base)
             raw = read_text_table(content, label, skip=skip)
-            for ticker, table in _split(raw, columns, label):
+            for ticker, table in _split(raw, columns, name):
                 symbol = base.symbol or symbol_of(ticker)
                 if base.symbol is None and owner.setdefault(symbol, ticker) != ticker:
                     raise DataError(
