@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Final
 
@@ -17,7 +16,7 @@ import polars as pl
 
 from quantcli.errors import ConflictError, DataError, NotFoundError, UsageError
 from quantcli.store.manifest import INTERVALS, InputFile, SourceInfo, check_name
-from quantcli.store.schema import ALL_COLUMNS, column_order
+from quantcli.store.schema import ALL_COLUMNS, TS_DTYPE, column_order
 from quantcli.store.sources import BOOKKEEPING, FILE_COL, ROW_COL, parse_source
 from quantcli.store.validate import (
     ValidationReport,
@@ -147,7 +146,7 @@ def check_grid(frame: pl.DataFrame, interval: str, labels: Sequence[str] = ()) -
     first, last = calendar.coverage()
     days = frame.select(ist_day(pl.col("ts")).unique().sort()).to_series()
     windows = [
-        (day, _micros_of_day(start), _micros_of_day(end))
+        (day, start, end)
         for day in days.filter(days.is_between(first, last)).to_list()
         if calendar.is_session(day)
         for start, end in calendar.session(day).windows
@@ -155,8 +154,8 @@ def check_grid(frame: pl.DataFrame, interval: str, labels: Sequence[str] = ()) -
     if not windows:
         return
     table = pl.DataFrame(
-        windows, schema={"__day": pl.Date, "__open": pl.Int64, "__close": pl.Int64}, orient="row"
-    )
+        windows, schema={"__day": pl.Date, "__open": TS_DTYPE, "__close": TS_DTYPE}, orient="row"
+    ).with_columns(ist_time_us(pl.col("__open")), ist_time_us(pl.col("__close")))
     tod, opens = pl.col("__tod"), pl.col("__open")
     step = _INTERVAL_MINUTES[interval] * _US_PER_MINUTE
     located = [c for c in BOOKKEEPING if c in frame.columns]
@@ -181,10 +180,6 @@ def check_grid(frame: pl.DataFrame, interval: str, labels: Sequence[str] = ()) -
         path=labels[bar[FILE_COL]] if FILE_COL in bar else None,
         row=bar.get(ROW_COL),
     )
-
-
-def _micros_of_day(moment: datetime) -> int:
-    return ((moment.hour * 60 + moment.minute) * 60 + moment.second) * 1_000_000
 
 
 def refuse_findings(
