@@ -518,7 +518,8 @@ def parse_ts(values: pl.Series, label: str, rows: pl.Series, opts: TableOptions)
     if opts.date_format is not None:
         fmt = opts.date_format
     else:
-        text = text.str.replace(r"(\d)[Zz]$", "${1}+00:00")  # ISO 8601's Z is UTC
+        if (text.str.ends_with("Z") | text.str.ends_with("z")).any():  # ISO 8601's Z is UTC
+            text = text.str.replace(r"(\d)[Zz]$", "${1}+00:00")
         # The format that parses most of a sample; a bad value then fails on its own row.
         sample = text.drop_nulls().head(_SAMPLE)
         fmt = max(DEFAULT_DATE_FORMATS, key=lambda f: _parse_with(sample, f).count())
