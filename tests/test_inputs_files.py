@@ -260,3 +260,10 @@ def test_the_default_symbol_is_the_file_name_taken_literally(tmp_path: Path) -> 
     packed.write_bytes(zipped({"nested/TCS.csv": HEADER + "2024-01-02,1,2,1,2,5\n"}))
     frame = parse_source("csv", [plain, packed], {}).frame
     assert frame["symbol"].to_list() == ["M!M", "TCS"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/mem").is_file(), reason="needs Linux /proc")
+def test_an_unreadable_file_is_one_line_naming_it(cli) -> None:
+    # /proc/self/mem is a regular file whose read fails (EIO): any OSError on reading.
+    res = cli("data", "ingest", "u", "/proc/self/mem")
+    assert_refused(res, 1, "/proc/self/mem: cannot read: Input/output error")
