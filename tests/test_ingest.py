@@ -37,6 +37,10 @@ MALFORMED = [
     "not_a_number.csv",
     "extra_fields.csv",
     "missing_volume.csv",
+    "inf_price.csv",
+    "overflow_volume.csv",
+    "two_digit_year.csv",
+    "off_grid.csv",
 ]
 
 
@@ -73,7 +77,10 @@ def test_sample_needs_dedupe_and_warnings_then_is_idempotent(
     base = ["data", "ingest", "nse", "--source", "nifty50", *files]
     refused = cli(*base)
     assert refused.exit_code == 65
-    assert "BAJAJ-AUTO.csv:730: duplicate: duplicate bar (BAJAJ-AUTO, 2011-05-06)" in refused.stderr
+    assert "BAJAJ-AUTO.csv:731: duplicate: duplicate bar (BAJAJ-AUTO, 2011-05-06)" in refused.stderr
+    assert refused.stderr.rstrip().endswith(
+        "pass --drop-duplicates to drop the 9 exactly repeated bar(s)"
+    )
     assert_nothing_written(store)
     warned = cli(*base, "--drop-duplicates")
     assert warned.exit_code == 65 and "pass --allow-warnings" in warned.stderr
@@ -108,8 +115,9 @@ def test_intraday_duplicates_refused_with_file_row_and_count(
     assert res.exit_code == 65
     line = res.stderr.strip()
     assert line == (
-        f"error: {files[0]}:5101: duplicate: duplicate bar (INFY, 2023-10-09 09:15+05:30), "
-        "first at row 5026 (and 449 more: 450 duplicate)"
+        f"error: {files[0]}:5102: duplicate: duplicate bar (INFY, 2023-10-09 09:15+05:30), "
+        "first at row 5027 (and 449 more: 450 duplicate); "
+        "pass --drop-duplicates to drop the 450 exactly repeated bar(s)"
     )
     assert_nothing_written(store)
     ok = cli("--json", "data", "ingest", "intra", "--source", "csv", *files, "--drop-duplicates")
@@ -317,7 +325,7 @@ def test_validate_command(cli, store: Path, tmp_path: Path) -> None:
 
 
 def test_ingest_library_refuses_with_data_error(tmp_path: Path, store: Path) -> None:
-    with pytest.raises(DataError, match=r"ohlc.csv:2: ohlc:"):
+    with pytest.raises(DataError, match=r"ohlc.csv:3: ohlc:"):
         ingest(store, "x", "csv", [CORPUS / "ohlc.csv"], options={})
 
 
@@ -527,3 +535,27 @@ def test_fill_prev_close_keeps_given_values_and_fills_the_rest_from_the_previous
         == sum(g is None for g in frame["prev_close"].to_list()) - filled["prev_close"].null_count()
     )
     assert filled.drop("prev_close").equals(frame.drop("prev_close"))
+
+
+def test_duplicate_errors_name_the_flag_that_fixes_them(cli, store: Path, tmp_path: Path) -> None:
+    rows = [("A", "2024-01-01", 10, 1), ("A", "2024-01-01", 10, 1)]
+    rows += [("A", "2024-01-02", 11, 1), ("A", "2024-01-02", 12, 1)]
+    exact_and_differing = write_csv(tmp_path / "d.csv", rows)
+    refused = cli("data", "ingest", "d", str(exact_and_differing))
+    assert refused.exit_code == 65
+    assert refused.stderr.strip().endswith(
+        "; pass --drop-duplicates to drop the 1 exactly repeated bar(s)"
+    )
+    still = cli("data", "ingest", "d", str(exact_and_differing), "--drop-duplicates")
+    assert still.exit_code == 65 and len(still.stderr.strip().splitlines()) == 1
+    assert f"{exact_and_differing}:5: duplicate: duplicate bar (A, 2024-01-02)" in still.stderr
+    assert "the repeated bars differ, which --drop-duplicates does not resolve" in still.stderr
+    differing = cli("data", "ingest", "d", str(CORPUS / "duplicates.csv"))
+    assert "--drop-duplicates does not resolve" in differing.stderr
+    assert_nothing_written(store)
+    # An append's overlap with the stored bars is a conflict, fixed by --on-conflict.
+    base = write_csv(tmp_path / "b.csv", [("A", "2024-01-01", 10, 1)])
+    assert cli("data", "ingest", "d", str(base)).exit_code == 0
+    other = write_csv(tmp_path / "o.csv", [("A", "2024-01-01", 10.5, 1)])
+    clash = cli("data", "ingest", "d", str(other), "--append")
+    assert clash.exit_code == 1 and "pass --on-conflict replace" in clash.stderr

@@ -40,7 +40,7 @@ def test_legacy_plain_and_zipped() -> None:
     infy = frame.filter(pl.col("symbol") == "INFY").row(0, named=True)
     assert infy["prev_close"] == 1645.1 and infy["close"] == 1660.5
     assert infy["volume"] == 1551644 and infy["trades"] == 41936
-    assert infy[ROW_COL] == 1 and infy[FILE_COL] == 0
+    assert infy[ROW_COL] == 2 and infy[FILE_COL] == 0
 
 
 def test_udiff_plain_and_zipped() -> None:
@@ -58,7 +58,7 @@ def test_series_filter() -> None:
     assert set(two["series"]) == {"EQ", "BE"}
     # Rows keep their file row numbers after filtering.
     be = two.filter(pl.col("series") == "BE")
-    assert be[ROW_COL].unique().to_list() == [4]
+    assert be[ROW_COL].unique().to_list() == [5]
 
 
 def test_not_a_bhavcopy_and_empty_zip(tmp_path: Path) -> None:
@@ -78,5 +78,5 @@ def test_bad_value_in_zip_member_names_member(tmp_path: Path) -> None:
     archive = tmp_path / "cm03JUL2024bhav.csv.zip"
     with zipfile.ZipFile(archive, "w") as z:
         z.writestr("cm03JUL2024bhav.csv", text)
-    with pytest.raises(DataError, match=r"zip!cm03JUL2024bhav.csv:1: open: not a number"):
+    with pytest.raises(DataError, match=r"zip!cm03JUL2024bhav.csv:2: open: not a number"):
         parse_source("bhavcopy", [archive], {})

@@ -25,7 +25,7 @@ def write(path: Path, text: str) -> Path:
 
 
 def test_kinds_registered() -> None:
-    assert KINDS == ("csv", "parquet", "nifty50", "bhavcopy", "synthetic")
+    assert KINDS == ("csv", "parquet", "nifty50", "bhavcopy", "yahoo", "synthetic")
 
 
 def test_unknown_kind_and_missing_files(tmp_path: Path) -> None:
@@ -54,7 +54,7 @@ def test_canonical_names_and_symbol_from_stem() -> None:
     assert frame["symbol"].to_list() == ["good", "good"]
     assert frame.schema["ts"] == TS_DTYPE
     assert frame["ts"][0] == datetime(2024, 1, 1, tzinfo=IST)
-    assert frame[ROW_COL].to_list() == [1, 2]
+    assert frame[ROW_COL].to_list() == [2, 3]  # editor lines: the header is line 1
     assert parsed.files == (str(CORPUS / "good.csv"),)
     assert parsed.inputs == (CORPUS / "good.csv",)
 
@@ -116,7 +116,7 @@ def test_explicit_date_format(tmp_path: Path) -> None:
     frame = parse_source("csv", [path], {"date_format": "%m/%d/%Y"}).frame
     assert frame["ts"][0] == datetime(2024, 1, 2, tzinfo=IST)
     with pytest.raises(
-        DataError, match=r"us.csv:1: ts: cannot parse '01/02/2024' with --date-format"
+        DataError, match=r"us.csv:2: ts: cannot parse '01/02/2024' with --date-format"
     ):
         parse_source("csv", [path], {"date_format": "%d.%m.%Y"})
 
@@ -144,12 +144,14 @@ def test_bad_options(tmp_path: Path) -> None:
         tmp_path / "two.csv", "ts,close,Close,open,high,low,volume\n2024-01-02,1,1,1,1,1,1\n"
     )
     with pytest.raises(DataError, match="two columns map to 'close'"):
-        parse_source("csv", [path], {"map.Close": "close"})
+        parse_source("csv", [path], {})  # close and Close match case-insensitively
+    with pytest.raises(DataError, match="two columns map to 'close'"):
+        parse_source("csv", [path], {"map.Close": "close", "map.close": "close"})
 
 
 def test_integer_columns_refuse_fractions(tmp_path: Path) -> None:
     path = write(tmp_path / "f.csv", "ts,open,high,low,close,volume\n2024-01-02,1,2,1,2,5.5\n")
-    with pytest.raises(DataError, match=r"f.csv:1: volume: not an integer: '5.5'"):
+    with pytest.raises(DataError, match=r"f.csv:2: volume: not an integer: '5.5'"):
         parse_source("csv", [path], {})
 
 
@@ -157,14 +159,14 @@ def test_integer_columns_refuse_fractions(tmp_path: Path) -> None:
     ("name", "message"),
     [
         ("wrong_columns.csv", r"wrong_columns.csv: missing column\(s\) ts, open"),
-        ("bad_date.csv", r"bad_date.csv:3: ts: cannot parse '2024-13-45'"),
+        ("bad_date.csv", r"bad_date.csv:4: ts: cannot parse '2024-13-45'"),
         ("empty.csv", r"empty.csv: empty file"),
         ("header_only.csv", r"header_only.csv: no data rows"),
         ("semicolon.csv", r"semicolon.csv: the header is separated by ';'"),
-        ("truncated.csv", r"truncated.csv:3: last row has 3 of 6 fields"),
-        ("non_utf8.csv", r"non_utf8.csv:2: not UTF-8 text: byte 0xc9"),
-        ("not_a_number.csv", r"not_a_number.csv:2: volume: not a number: '1.2k'"),
-        ("extra_fields.csv", r"extra_fields.csv:2: 7 fields but the header has 6"),
+        ("truncated.csv", r"truncated.csv:4: last row has 3 of 6 fields"),
+        ("non_utf8.csv", r"non_utf8.csv:3: not UTF-8 text: byte 0xc9"),
+        ("not_a_number.csv", r"not_a_number.csv:3: volume: not a number: '1.2k'"),
+        ("extra_fields.csv", r"extra_fields.csv:3: 7 fields but the header has 6"),
     ],
 )
 def test_parse_errors_name_file_and_row(name: str, message: str) -> None:
@@ -271,7 +273,7 @@ def test_csv_round_trip(tmp_path_factory: pytest.TempPathFactory, rows: list) ->
     assert frame["ts"].dt.date().to_list() == [r[1] for r in rows]
     assert frame["close"].to_list() == [float(r[2]) for r in rows]
     assert frame["volume"].to_list() == [r[3] for r in rows]
-    assert frame[ROW_COL].to_list() == list(range(1, len(rows) + 1))
+    assert frame[ROW_COL].to_list() == list(range(2, len(rows) + 2))
 
 
 def test_crlf_and_byte_order_mark(tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -81,3 +81,27 @@ def test_takes_no_files(tmp_path: Path) -> None:
     path.write_text("x")
     with pytest.raises(UsageError, match="takes no files"):
         parse_source("synthetic", [path], {})
+
+
+@pytest.mark.parametrize(("days", "word"), [(61, "beyond"), (-1, "before")])
+def test_end_outside_the_calendar_is_a_coverage_error(
+    cli, store: Path, days: int, word: str
+) -> None:
+
+    first, last = calendar.coverage()
+    end = (last + timedelta(days=days) if days > 0 else first + timedelta(days=days)).isoformat()
+    res = cli("data", "ingest", "syn", "--source", "synthetic", "--days", "5", "--end", end)
+    assert res.exit_code == 1, res.stderr
+    [line] = res.stderr.strip().splitlines()
+    assert line.startswith(f"error: --end {end} is {word} the NSE calendar's coverage")
+    assert not (store / "syn").exists()
+
+
+def test_end_on_the_last_covered_day_and_the_default_agree(cli) -> None:
+
+    last = calendar.coverage()[1]
+    base = ["--json", "data", "ingest"]
+    options = ["--source", "synthetic", "--symbols", "2", "--days", "5"]
+    default = cli(*base, "a", *options).json()
+    explicit = cli(*base, "b", *options, "--end", last.isoformat()).json()
+    assert default["content_hash"] == explicit["content_hash"]

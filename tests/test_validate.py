@@ -279,7 +279,7 @@ def test_real_intraday_duplicates_are_found(shared_data: Path) -> None:
     first = report.first()
     assert first is not None and first.file is not None and first.file.endswith("INFY.csv")
     assert (
-        first.row == 5101 and "(INFY, 2023-10-09 09:15+05:30), first at row 5026" in first.message
+        first.row == 5102 and "(INFY, 2023-10-09 09:15+05:30), first at row 5027" in first.message
     )
 
 

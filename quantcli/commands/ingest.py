@@ -37,7 +37,9 @@ def ingest(
     source: Annotated[
         str,
         typer.Option(
-            "--source", "-s", help="Input kind: csv, parquet, nifty50, bhavcopy or synthetic."
+            "--source",
+            "-s",
+            help="Input kind: csv, parquet, nifty50, bhavcopy, yahoo or synthetic.",
         ),
     ] = "csv",
     interval: Annotated[
@@ -60,6 +62,20 @@ def ingest(
     symbol: Annotated[
         str | None, typer.Option(help="Symbol of single-symbol files (default: file name).")
     ] = None,
+    symbol_column: Annotated[
+        str | None, typer.Option(help="csv/parquet: the column holding each row's symbol.")
+    ] = None,
+    skip_rows: Annotated[
+        int | None,
+        typer.Option(help="csv: extra header rows under the column names to skip (default 0)."),
+    ] = None,
+    volume_optional: Annotated[
+        bool,
+        typer.Option(
+            "--volume-optional",
+            help="Store empty or absent volume as 0 (index files); counted in the manifest.",
+        ),
+    ] = False,
     delimiter: Annotated[
         str | None, typer.Option(help="CSV field delimiter (default ',').")
     ] = None,
@@ -101,6 +117,9 @@ def ingest(
             date_format=date_format,
             timezone=timezone,
             symbol=symbol,
+            symbol_column=symbol_column,
+            skip_rows=skip_rows,
+            volume_optional="true" if volume_optional else None,
             delimiter=delimiter,
             series=series,
             symbols=symbols,

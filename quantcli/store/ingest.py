@@ -14,11 +14,11 @@ from typing import Final
 
 import polars as pl
 
-from quantcli.errors import ConflictError, NotFoundError, UsageError
+from quantcli.errors import ConflictError, DataError, NotFoundError, UsageError
 from quantcli.market.calendar import using_store
 from quantcli.store.manifest import INTERVALS, InputFile, SourceInfo, check_name
-from quantcli.store.schema import ALL_COLUMNS, column_order
-from quantcli.store.sources import BOOKKEEPING, parse_source
+from quantcli.store.schema import ALL_COLUMNS, TS_DTYPE, column_order
+from quantcli.store.sources import BOOKKEEPING, FILE_COL, ROW_COL, parse_source
 from quantcli.store.validate import (
     ValidationReport,
     ist_day,
@@ -31,6 +31,8 @@ from quantcli.store.validate import (
 ON_CONFLICT: Final = ("fail", "replace")
 PHASES: Final = ("parsed", "validated", "published")
 _MINUTES_TO_INTERVAL: Final = {1: "1m", 5: "5m", 15: "15m", 60: "1h"}
+_INTERVAL_MINUTES: Final = {v: k for k, v in _MINUTES_TO_INTERVAL.items()}
+_US_PER_MINUTE: Final = 60_000_000
 _KEY: Final = ["symbol", "ts"]
 
 
@@ -109,6 +111,103 @@ def infer_interval(frame: pl.DataFrame) -> str:
             f"cannot infer the bar interval ({seen}); pass --interval ({', '.join(INTERVALS)})"
         )
     return _MINUTES_TO_INTERVAL[minutes]
+
+
+def check_given_interval(frame: pl.DataFrame, interval: str) -> None:
+    """Refuse an ``--interval`` the data contradicts: daily bars (all at 00:00) ingested as
+    intraday, or bars whose commonest spacing is another interval. Data whose interval cannot
+    be inferred (sparse bars) is left to the grid check and validation."""
+    try:
+        inferred = infer_interval(frame)
+    except UsageError:
+        return
+    if inferred == interval:
+        return
+    seen = (
+        "every bar is at 00:00, so the bars are daily"
+        if inferred == "1d"
+        else f"bars within a day are {inferred} apart"
+    )
+    raise UsageError(
+        f"--interval {interval} contradicts the data: {seen} (pass --interval {inferred}, "
+        "or leave it out to infer it)"
+    )
+
+
+def check_grid(frame: pl.DataFrame, interval: str, labels: Sequence[str] = ()) -> None:
+    """Refuse intraday bars off ``interval``'s grid: a bar must open a whole number of
+    intervals after the open of the session window it falls in (09:15 on a normal day, a
+    special session's own opens; all from the market calendar). Bars outside every window or
+    on days the calendar does not cover are left to validation. ``labels`` name the
+    ``__file`` indices in the error."""
+    if interval == "1d" or frame.height == 0:
+        return
+    from quantcli.market import calendar
+
+    first, last = calendar.coverage()
+    days = frame.select(ist_day(pl.col("ts")).unique().sort()).to_series()
+    windows = [
+        (day, start, end)
+        for day in days.filter(days.is_between(first, last)).to_list()
+        if calendar.is_session(day)
+        for start, end in calendar.session(day).windows
+    ]
+    if not windows:
+        return
+    table = pl.DataFrame(
+        windows, schema={"__day": pl.Date, "__open": TS_DTYPE, "__close": TS_DTYPE}, orient="row"
+    ).with_columns(ist_time_us(pl.col("__open")), ist_time_us(pl.col("__close")))
+    tod, opens = pl.col("__tod"), pl.col("__open")
+    step = _INTERVAL_MINUTES[interval] * _US_PER_MINUTE
+    located = [c for c in BOOKKEEPING if c in frame.columns]
+    off = (
+        frame.select(
+            "ts",
+            *located,
+            ist_day(pl.col("ts")).alias("__day"),
+            ist_time_us(pl.col("ts")).alias("__tod"),
+        )
+        .join(table, on="__day", how="inner")
+        .filter((tod >= opens) & (tod < pl.col("__close")) & ((tod - opens) % step != 0))
+    )
+    if off.height == 0:
+        return
+    bar = off.sort(located or "ts").row(0, named=True)
+    minutes = bar["__open"] // _US_PER_MINUTE
+    raise DataError(
+        f"ts: bar at {bar['ts']:%Y-%m-%d %H:%M} is off the {interval} grid of the session "
+        f"opening at {minutes // 60:02d}:{minutes % 60:02d} ({off.height:,} such bar(s); "
+        "wrong --interval, or bars stamped with their close instead of their open?)",
+        path=labels[bar[FILE_COL]] if FILE_COL in bar else None,
+        row=bar.get(ROW_COL),
+    )
+
+
+def refuse_findings(
+    report: ValidationReport, frame: pl.DataFrame, *, allow_warnings: bool, dropped: bool
+) -> None:
+    """``validate.refuse``, with the flag that fixes a duplicate: ``--drop-duplicates`` when
+    the repeats are exact (``dropped``: it was given already)."""
+    try:
+        refuse(report, allow_warnings=allow_warnings)
+    except DataError as exc:
+        first = report.first()
+        if first is None or first.check != "duplicate":
+            raise
+        exact = {} if dropped else drop_exact_duplicates(frame)[1]
+        if exact:
+            hint = (
+                f"; pass --drop-duplicates to drop the {sum(exact.values()):,} exactly "
+                "repeated bar(s)"
+            )
+        else:
+            hint = (
+                "; the repeated bars differ, which --drop-duplicates does not resolve: "
+                "keep one of each in the input"
+            )
+        located = DataError(exc.message + hint)
+        located.path, located.row = exc.path, exc.row
+        raise located from None
 
 
 def drop_exact_duplicates(frame: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, int]]:
@@ -227,7 +326,8 @@ def ingest(
 ) -> IngestReport:
     """Parse ``files`` of source ``kind``, validate, and publish ``name``'s next version.
 
-    ``interval`` defaults to the one inferred from the timestamps. With ``append`` the new
+    ``interval`` defaults to the one inferred from the timestamps; a given one the data
+    contradicts, and intraday bars off the interval's grid, are refused. With ``append`` the new
     version holds the latest version's bars plus the new ones (parent = that version), and
     ConflictError when another writer publishes a different version meanwhile.
     ``on_phase`` is called after each of ``PHASES`` (for a progress bar). Raises
@@ -241,19 +341,25 @@ def ingest(
         raise UsageError(f"--on-conflict must be one of {', '.join(ON_CONFLICT)}")
     if interval is not None and interval not in INTERVALS:
         raise UsageError(f"--interval must be one of {', '.join(INTERVALS)}, not {interval!r}")
-    with using_store(root):  # a synthetic source's sessions come from the store's calendar
+    # The store's calendar (its imported years) decides a synthetic source's sessions and the
+    # session windows the interval grid starts from.
+    with using_store(root):
         parsed = parse_source(kind, files, options)
-    frame = sort_bars(parsed.frame)
-    phase("parsed")
-    interval = interval or infer_interval(frame)
+        frame = sort_bars(parsed.frame)
+        phase("parsed")
+        if interval is None:
+            interval = infer_interval(frame)
+        else:
+            check_given_interval(frame, interval)
+        check_grid(frame, interval, parsed.files)
     dropped: dict[str, int] = {}
     if drop_duplicates:
         frame, dropped = drop_exact_duplicates(frame)
     report = validate_frame(frame, interval=interval, files=parsed.files, root=root)
     phase("validated")
-    refuse(report, allow_warnings=allow_warnings)
+    refuse_findings(report, frame, allow_warnings=allow_warnings, dropped=drop_duplicates)
     bars = frame.drop(BOOKKEEPING, strict=False)
-    notes: dict[str, object] = {}
+    notes: dict[str, object] = dict(parsed.notes)
     if report.counts:
         notes["warnings_accepted"] = dict(report.counts)
     if dropped:

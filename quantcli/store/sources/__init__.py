@@ -1,7 +1,8 @@
 """Input parsers: each turns files of one kind into canonical bars (``ParsedSource``).
 
 Kinds: ``csv`` and ``parquet`` (generic, with a column map), ``nifty50`` (the NIFTY-50 daily
-layout), ``bhavcopy`` (NSE legacy and UDiFF bhavcopies) and ``synthetic`` (generated bars).
+layout), ``bhavcopy`` (NSE legacy and UDiFF bhavcopies), ``yahoo`` (Yahoo Finance downloads) and
+``synthetic`` (generated bars). File arguments are paths, taken literally: never patterns.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Final
 
 from quantcli.errors import NotFoundError, UsageError
-from quantcli.store.sources import bhavcopy, csv, nifty50, parquet, synthetic
+from quantcli.store.sources import bhavcopy, csv, nifty50, parquet, synthetic, yahoo
 from quantcli.store.sources.base import BOOKKEEPING, FILE_COL, ROW_COL, ParsedSource
 
 __all__ = ["BOOKKEEPING", "FILE_COL", "KINDS", "ROW_COL", "ParsedSource", "parse_source"]
@@ -23,6 +24,7 @@ _PARSERS: Final[dict[str, Parser]] = {
     "parquet": parquet.parse,
     "nifty50": nifty50.parse,
     "bhavcopy": bhavcopy.parse,
+    "yahoo": yahoo.parse,
     "synthetic": synthetic.parse,
 }
 KINDS: Final = tuple(_PARSERS)
@@ -31,8 +33,9 @@ KINDS: Final = tuple(_PARSERS)
 def parse_source(kind: str, files: Sequence[Path], options: Mapping[str, str]) -> ParsedSource:
     """Parse ``files`` of source ``kind`` with string ``options`` into canonical bars.
 
-    Raises UsageError for an unknown kind or option, NotFoundError for a missing file and
-    DataError (with file and row) for content that cannot be parsed.
+    Raises UsageError for an unknown kind or option or a directory or other non-file given as
+    a file, NotFoundError for a missing file and DataError (with file and line) for content
+    that cannot be parsed.
     """
     parser = _PARSERS.get(kind)
     if parser is None:
@@ -40,6 +43,10 @@ def parse_source(kind: str, files: Sequence[Path], options: Mapping[str, str]) -
     if kind != "synthetic" and not files:
         raise UsageError(f"source {kind!r} needs at least one input file")
     for path in files:
-        if not path.is_file():
+        if path.is_dir():
+            raise UsageError(f"{path}: is a directory, not a file (pass the files in it)")
+        if not path.exists():
             raise NotFoundError(f"{path}: no such file")
+        if not path.is_file():
+            raise UsageError(f"{path}: not a regular file")
     return parser([Path(p) for p in files], options)

@@ -1,4 +1,5 @@
-"""NSE capital-market bhavcopies, legacy and UDiFF, plain or zipped; many days into one frame.
+"""NSE capital-market bhavcopies, legacy and UDiFF, plain, zipped or gzipped; many days into
+one frame.
 
 Layouts (from /work/shared/docs/india-market-facts.md, "Bhavcopy formats"; NSE's archives):
 - legacy, to July 2024, ``cmDDMMMYYYYbhav.csv``: SYMBOL, SERIES, OPEN, HIGH, LOW, CLOSE, LAST,
@@ -9,7 +10,6 @@ Layouts (from /work/shared/docs/india-market-facts.md, "Bhavcopy formats"; NSE's
 
 from __future__ import annotations
 
-import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -19,13 +19,16 @@ import polars as pl
 
 from quantcli.errors import DataError
 from quantcli.store.sources.base import (
+    ROW_COL,
     ParsedSource,
     TableOptions,
     canonical_frame,
     check_options,
     finish,
+    input_tables,
     read_text_table,
     table_options,
+    table_stem,
 )
 
 LEGACY: Final = {
@@ -60,17 +63,6 @@ OPTIONS = ("series",)
 DEFAULT_SERIES: Final = "EQ"
 
 
-def _members(path: Path) -> list[tuple[str, bytes | Path]]:
-    """(label, content) of each CSV in ``path``: the file itself, or a zip's CSV members."""
-    if not zipfile.is_zipfile(path):
-        return [(str(path), path)]
-    with zipfile.ZipFile(path) as archive:
-        names = [n for n in archive.namelist() if n.lower().endswith(".csv")]
-        if not names:
-            raise DataError("zip archive holds no .csv file", path=str(path))
-        return [(f"{path}!{name}", archive.read(name)) for name in names]
-
-
 def _layout(columns: list[str], label: str) -> tuple[str, dict[str, str]]:
     if "TIMESTAMP" in columns and "SYMBOL" in columns:
         return "legacy bhavcopy", LEGACY
@@ -91,13 +83,13 @@ def parse(files: Sequence[Path], options: Mapping[str, str]) -> ParsedSource:
     base = table_options({}, mapping={})
     frames, labels = [], []
     for path in files:
-        for label, content in _members(path):
+        for label, name, content in input_tables(path):
             raw = read_text_table(content, label)
-            name, mapping = _layout(raw.columns, label)
-            opts: TableOptions = replace(base, mapping=mapping, layout=name)
+            layout, mapping = _layout([c for c in raw.columns if c != ROW_COL], label)
+            opts: TableOptions = replace(base, mapping=mapping, layout=layout)
             # The legacy TIMESTAMP is DD-MON-YYYY (01-JAN-2024), UDiFF's TradDt ISO.
             opts = replace(opts, date_format="%d-%b-%Y" if mapping is LEGACY else "%Y-%m-%d")
-            frame, _ = canonical_frame(raw, label, Path(label).stem, opts)
+            frame, _ = canonical_frame(raw, label, table_stem(name), opts)
             if series is not None:
                 frame = frame.filter(pl.col("series").is_in(series))
             frames.append(frame)

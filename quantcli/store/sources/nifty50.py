@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Final
 
 from quantcli.store.sources.base import (
+    TABLE_OPTIONS,
     ParsedSource,
-    canonical_frame,
     check_options,
-    finish,
-    read_text_table,
+    parse_tables,
     table_options,
 )
 
@@ -40,16 +39,13 @@ LAYOUT: Final = {
     "%Deliverble": "",
 }
 
-OPTIONS = ("date_format", "timezone", "symbol")
+# The layout names its symbol column (or has none), so no --symbol-column.
+OPTIONS = tuple(o for o in TABLE_OPTIONS if o != "symbol_column")
 
 
 def parse(files: Sequence[Path], options: Mapping[str, str]) -> ParsedSource:
-    """Parse NIFTY-50 layout files (full or reduced), one or more symbols per file."""
+    """Parse NIFTY-50 layout files (full or reduced; plain, ``.gz`` or ``.zip``), one or more
+    symbols per file."""
     check_options("nifty50", options, OPTIONS)
     opts = replace(table_options(options, mapping=LAYOUT), strict_columns=True, layout="NIFTY-50")
-    frames = []
-    for path in files:
-        raw = read_text_table(path, str(path))
-        frame, _ = canonical_frame(raw, str(path), path.stem, opts)
-        frames.append(frame)
-    return finish(frames, [str(p) for p in files], files)
+    return parse_tables(files, opts)

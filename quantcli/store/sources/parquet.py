@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -10,15 +11,18 @@ import polars as pl
 from quantcli.errors import DataError
 from quantcli.store.sources.base import (
     ROW_COL,
+    TABLE_OPTIONS,
     ParsedSource,
     canonical_frame,
     check_options,
     column_mapping,
     finish,
+    read_bytes,
     table_options,
+    table_stem,
 )
 
-OPTIONS = ("date_format", "timezone", "symbol")
+OPTIONS = TABLE_OPTIONS
 
 
 def parse(files: Sequence[Path], options: Mapping[str, str]) -> ParsedSource:
@@ -28,15 +32,17 @@ def parse(files: Sequence[Path], options: Mapping[str, str]) -> ParsedSource:
     frames: list[pl.DataFrame] = []
     ignored: list[str] = []
     for path in files:
-        try:
-            raw = pl.read_parquet(path)
+        try:  # from bytes: polars would expand glob characters in a path
+            raw = pl.read_parquet(io.BytesIO(read_bytes(path)))
         except (pl.exceptions.ComputeError, OSError) as exc:
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise DataError(f"not a readable Parquet file: {message}", path=str(path)) from None
         if raw.height == 0:
             raise DataError("no data rows", path=str(path))
         raw = raw.with_row_index(ROW_COL, offset=1).with_columns(pl.col(ROW_COL).cast(pl.Int64))
-        frame, skipped = canonical_frame(raw, str(path), path.stem, opts)
+        frame, skipped = canonical_frame(raw, str(path), table_stem(path.name), opts)
         frames.append(frame)
         ignored.extend(skipped)
-    return finish(frames, [str(p) for p in files], files, ignored)
+    return finish(
+        frames, [str(p) for p in files], files, ignored, volume_optional=opts.volume_optional
+    )

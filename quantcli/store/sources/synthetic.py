@@ -15,7 +15,7 @@ from typing import Final
 import numpy as np
 import polars as pl
 
-from quantcli.errors import UsageError
+from quantcli.errors import CoverageError, UsageError
 from quantcli.store.schema import TS_DTYPE
 from quantcli.store.sources.base import ParsedSource, check_options
 
@@ -37,16 +37,23 @@ def _positive_int(options: Mapping[str, str], key: str) -> int:
     return value
 
 
-def session_days(days: int, end: date) -> list[date]:
-    """The last ``days`` NSE sessions on or before ``end``."""
+def session_days(days: int, end: date | None) -> list[date]:
+    """The last ``days`` NSE sessions on or before ``end`` (default: the calendar's last day).
+
+    Raises CoverageError for an ``end`` outside the calendar's coverage, after it as before
+    it: sessions past the coverage are unknown, not absent.
+    """
     from quantcli.market import calendar
 
     first, last = calendar.coverage()
-    end = min(end, last)
-    found = calendar.sessions(first, end)
+    try:
+        found = calendar.sessions(first, last if end is None else end)
+    except CoverageError as exc:
+        raise CoverageError(f"--end {exc.message}") from None
     if days > len(found):
         raise UsageError(
-            f"--days {days}: the calendar has only {len(found)} sessions from {first} to {end}"
+            f"--days {days}: the calendar has only {len(found)} sessions from {first} to "
+            f"{found[-1] if found else end}"
         )
     return found[-days:]
 
@@ -68,7 +75,7 @@ def _price(log_values: np.ndarray) -> np.ndarray:
     return log_values.ravel()
 
 
-def generate(symbols: int, days: int, seed: int, end: date) -> pl.DataFrame:
+def generate(symbols: int, days: int, seed: int, end: date | None) -> pl.DataFrame:
     """``symbols`` x ``days`` canonical daily bars, sorted by (symbol, ts)."""
     sessions = session_days(days, end)
     rng = np.random.default_rng(seed)
@@ -120,7 +127,7 @@ def parse(files: Sequence[Path], options: Mapping[str, str]) -> ParsedSource:
         raise UsageError("source 'synthetic' takes no --map")
     raw_end = options.get("end")
     try:
-        end = date.fromisoformat(raw_end) if raw_end else date.max
+        end = date.fromisoformat(raw_end) if raw_end else None
     except ValueError:
         raise UsageError(f"--end must be an ISO date (YYYY-MM-DD), not {raw_end!r}") from None
     frame = generate(
