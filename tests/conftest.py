@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import hypothesis
 import pytest
 from typer.testing import CliRunner
 
@@ -37,6 +38,11 @@ def pytest_configure(config: pytest.Config) -> None:
     """
     os.environ["QUANTCLI_CACHE_DIR"] = tempfile.mkdtemp(prefix="quantcli-test-cache-")
     os.environ.pop("QUANTCLI_ROOT", None)
+    # No per-example time limit: a cold machine's first examples (numba compiling, caches
+    # filling) take longer than a warm one's, and that is not a failure. Failures print the
+    # blob that replays them.
+    hypothesis.settings.register_profile("quantcli", deadline=None, print_blob=True)
+    hypothesis.settings.load_profile("quantcli")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -1,5 +1,5 @@
 """The test run keeps away from the user's machine: its own cache, no store from the
-environment, and nothing written into the checkout."""
+environment, nothing written into the checkout, and no time limits that a slower machine fails."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import hypothesis
 from conftest import checkout_files
 
 from quantcli.market.calendar import cache_dir
@@ -22,6 +23,10 @@ def test_the_run_and_its_subprocesses_use_a_fresh_cache_and_no_user_store() -> N
     code = "from quantcli.market.calendar import cache_dir; print(cache_dir())"
     child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert child.stdout.strip() == str(cache)
+
+
+def test_hypothesis_has_no_deadline() -> None:
+    assert hypothesis.settings().deadline is None
 
 
 def test_checkout_files_sees_what_a_test_leaves_but_not_tool_caches(tmp_path: Path) -> None:
