@@ -41,6 +41,7 @@ from quantcli.cli import app
 README = REPO / "README.md"
 NOT_RUN = "# not run in tests:"
 EXCERPT = "# excerpt of "
+SYNOPSIS = "quantcli [--root"  # the global options block
 # Shell syntax beyond one command; such a line needs `# not run in tests: <why>`.
 SHELL_OPERATORS = frozenset({"|", "||", "&&", ";", ">", ">>", "<", "&"})
 WORD = re.compile(r"""(?:[^\s'"]|"[^"]*"|'[^']*')+""")
@@ -207,8 +208,31 @@ def test_every_command_has_help_and_is_in_the_readme(path: str, command: Any) ->
         )
 
 
+def test_every_code_block_is_checked() -> None:
+    for block in BLOCKS:
+        assert block.lang in ("sh", "python") or block.text.startswith(SYNOPSIS), (
+            f"README.md line {block.line}: a ```{block.lang} block this test neither runs nor "
+            "checks; use sh or python"
+        )
+
+
+def test_variants_and_expansion(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    line = 'quantcli data gc [--keep-last N] --format csv|json "a|b *" x*.csv # a comment'
+    assert variants(line) == [
+        ["quantcli", "data", "gc", "--format", fmt, '"a|b *"', "x*.csv"] for fmt in ("csv", "json")
+    ] + [
+        ["quantcli", "data", "gc", "--keep-last", "N", "--format", fmt, '"a|b *"', "x*.csv"]
+        for fmt in ("csv", "json")
+    ]
+    monkeypatch.chdir(tmp_path)
+    assert expand(["runs/RUN", "x*.csv", '"x*.csv"'], "r1") == ["runs/r1", "x*.csv", "x*.csv"]
+    (tmp_path / "x2.csv").touch()
+    (tmp_path / "x1.csv").touch()
+    assert expand(["x*.csv", "N"], "r1") == ["x1.csv", "x2.csv", "1"]
+
+
 def test_the_global_options_synopsis_lists_the_global_options() -> None:
-    (synopsis,) = [b.text for b in BLOCKS if b.text.startswith("quantcli [--root")]
+    (synopsis,) = [b.text for b in BLOCKS if b.text.startswith(SYNOPSIS)]
     root = typer.main.get_command(app)
     options = {o for p in root.params for o in p.opts if o.startswith("--")}
     assert set(re.findall(r"--[\w-]+", synopsis)) == options
