@@ -26,18 +26,24 @@ SAMPLE_DIR = REPO / "datasets" / "_raw" / "nse-daily-sample"
 CHECKOUT_CACHES = frozenset(
     {".git", ".venv", "__pycache__", ".pytest_cache", ".hypothesis", ".mypy_cache", ".ruff_cache"}
 )
+# What rich reads from the environment to decide colour and width.
+TERMINAL_ENV = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "COLUMNS", "LINES")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Point the whole run, and every process a test starts, at a fresh cache and no store.
+    """Point the whole run, and every process a test starts, at a fresh cache and no store,
+    with plain terminal output.
 
     A hook rather than a fixture so that it also covers collection. The user's
     ``~/.cache/quantcli`` is never read or written, so a stale or missing user cache cannot
     change a result (a fresh machine sees what this machine sees), and a ``QUANTCLI_ROOT`` in
-    the user's environment cannot point a test's default store at their real datasets.
+    the user's environment cannot point a test's default store at their real datasets. A CI
+    runner's ``FORCE_COLOR`` would otherwise put colour codes into every message a test reads.
     """
     os.environ["QUANTCLI_CACHE_DIR"] = tempfile.mkdtemp(prefix="quantcli-test-cache-")
     os.environ.pop("QUANTCLI_ROOT", None)
+    for name in TERMINAL_ENV:
+        os.environ.pop(name, None)
     # No per-example time limit: a cold machine's first examples (numba compiling, caches
     # filling) take longer than a warm one's, and that is not a failure. Failures print the
     # blob that replays them.

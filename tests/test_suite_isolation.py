@@ -1,5 +1,6 @@
 """The test run keeps away from the user's machine: its own cache, no store from the
-environment, nothing written into the checkout, and no time limits that a slower machine fails."""
+environment, plain terminal output, nothing written into the checkout, and no time limits
+that a slower machine fails."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 import hypothesis
-from conftest import checkout_files
+from conftest import TERMINAL_ENV, checkout_files
 
 from quantcli.market.calendar import cache_dir
 
@@ -20,6 +21,7 @@ def test_the_run_and_its_subprocesses_use_a_fresh_cache_and_no_user_store() -> N
     assert cache.parent == Path(tempfile.gettempdir())
     assert cache.name.startswith("quantcli-test-cache-")
     assert "QUANTCLI_ROOT" not in os.environ
+    assert not set(TERMINAL_ENV) & set(os.environ)
     code = "from quantcli.market.calendar import cache_dir; print(cache_dir())"
     child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert child.stdout.strip() == str(cache)
