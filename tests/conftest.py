@@ -37,13 +37,13 @@ def pytest_configure(config: pytest.Config) -> None:
     A hook rather than a fixture so that it also covers collection. The user's
     ``~/.cache/quantcli`` is never read or written, so a stale or missing user cache cannot
     change a result (a fresh machine sees what this machine sees), and a ``QUANTCLI_ROOT`` in
-    the user's environment cannot point a test's default store at their real datasets. A CI
-    runner's ``FORCE_COLOR`` would otherwise put colour codes into every message a test reads.
+    the user's environment (or any other ``QUANTCLI_*`` setting) cannot point a test's default
+    store at their real datasets. A CI runner's ``FORCE_COLOR`` would otherwise put colour
+    codes into every message a test reads.
     """
+    for name in [n for n in os.environ if n.startswith("QUANTCLI_") or n in TERMINAL_ENV]:
+        del os.environ[name]
     os.environ["QUANTCLI_CACHE_DIR"] = tempfile.mkdtemp(prefix="quantcli-test-cache-")
-    os.environ.pop("QUANTCLI_ROOT", None)
-    for name in TERMINAL_ENV:
-        os.environ.pop(name, None)
     # No per-example time limit: a cold machine's first examples (numba compiling, caches
     # filling) take longer than a warm one's, and that is not a failure. Failures print the
     # blob that replays them.

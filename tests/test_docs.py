@@ -37,6 +37,7 @@ from conftest import REPO, SAMPLE_DIR
 from typer.testing import CliRunner
 
 from quantcli.cli import app
+from quantcli.settings import find_config
 
 README = REPO / "README.md"
 NOT_RUN = "# not run in tests:"
@@ -317,6 +318,9 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prepared]:
     """The README's inputs, and the default store ``./datasets`` with ``nse@v1`` (the bundled
     sample), ``nse@v2`` (new-days.csv appended) and one saved run of sma_cross on nse@v1."""
     folder = tmp_path_factory.mktemp("readme")
+    # The examples use the default store; a quantcli.toml above the temp directory would
+    # send them (and their writes) to another one.
+    assert find_config(folder) is None, f"{find_config(folder)} would redirect the examples"
     _write_inputs(folder)
     sample = [str(p.relative_to(folder)) for p in sorted((folder / "datasets").rglob("*.csv"))]
     with pytest.MonkeyPatch.context() as mp:
