@@ -7,10 +7,10 @@ In the style of sqlite-utils' documentation tests:
 - Every line of a ```sh block that starts with ``quantcli`` runs through the CLI, in its own
   copy of a prepared directory (see ``prepared``: the input files the examples name, and the
   default store ``./datasets`` holding ``nse@v1`` and ``nse@v2`` plus one saved backtest run),
-  and must exit 0. A line stands for several runs: its ``[optional parts]`` left out, then each
-  put in, one run per alternative ``a|b``; the placeholders RUN, N and FILE become the prepared
-  run's id, 1 and a file name. Unquoted globs are expanded, as a shell would. Other sh lines
-  must be ``make`` targets of the Makefile.
+  and must exit 0, or N when its comment says ``exits N``. A line stands for several runs: its
+  ``[optional parts]`` left out, then each put in, one run per alternative ``a|b``; the
+  placeholders RUN, N and FILE become the prepared run's id, 1 and a file name. Unquoted globs
+  are expanded, as a shell would. Other sh lines must be ``make`` targets of the Makefile.
 - Every ```python block runs there too, except one starting ``# excerpt of <path>``, whose
   lines must appear in that file in order (``...`` elides).
 - A line that cannot run offline ends with a visible ``# not run in tests: <why>``.
@@ -43,6 +43,7 @@ README = REPO / "README.md"
 NOT_RUN = "# not run in tests:"
 EXCERPT = "# excerpt of "
 SYNOPSIS = "quantcli [--root"  # the global options block
+EXITS = re.compile(r"#.*\bexits (\d+)\b")  # a line's documented non-zero exit code
 # Shell syntax beyond one command; such a line needs `# not run in tests: <why>`.
 SHELL_OPERATORS = frozenset({"|", "||", "&&", ";", ">", ">>", "<", "&"})
 WORD = re.compile(r"""(?:[^\s'"]|"[^"]*"|'[^']*')+""")
@@ -166,9 +167,11 @@ def runnable_lines() -> list[Any]:
     for number, line in sh_lines():
         if not line.startswith("quantcli ") or NOT_RUN in line:
             continue
+        documented = EXITS.search(line)
+        code = int(documented.group(1)) if documented else 0
         for words in variants(line):
             shown = " ".join(words)
-            params.append(pytest.param(words, id=f"README:{number}: {shown}"))
+            params.append(pytest.param(words, code, id=f"README:{number}: {shown}"))
     return params
 
 
@@ -230,6 +233,9 @@ def test_variants_and_expansion(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     (tmp_path / "x2.csv").touch()
     (tmp_path / "x1.csv").touch()
     assert expand(["x*.csv", "N"], "r1") == ["x1.csv", "x2.csv", "1"]
+    documented = EXITS.search("quantcli calendar is-session 2024-01-20  # exits 1: a Saturday")
+    assert documented is not None and documented.group(1) == "1"
+    assert EXITS.search("quantcli data ingest x --source csv exits 3.csv") is None
 
 
 def test_the_global_options_synopsis_lists_the_global_options() -> None:
@@ -344,8 +350,10 @@ def workdir(prepared: Prepared, tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     return work
 
 
-@pytest.mark.parametrize("words", runnable_lines())
-def test_readme_command_line_runs(words: list[str], workdir: Path, prepared: Prepared) -> None:
+@pytest.mark.parametrize(("words", "code"), runnable_lines())
+def test_readme_command_line_runs(
+    words: list[str], code: int, workdir: Path, prepared: Prepared
+) -> None:
     assert not SHELL_OPERATORS & set(words) and not any("$(" in w for w in words), (
         f"{' '.join(words)!r}: shell syntax the docs test does not run; end the line with "
         f"`{NOT_RUN} <why>` or show one command a line"
@@ -355,7 +363,7 @@ def test_readme_command_line_runs(words: list[str], workdir: Path, prepared: Pre
     res = CliRunner().invoke(app, args[1:])
     if res.exception is not None and not isinstance(res.exception, SystemExit):
         raise res.exception
-    assert res.exit_code == 0, f"exit {res.exit_code}\n{res.stdout}{res.stderr}"
+    assert res.exit_code == code, f"exit {res.exit_code}, not {code}\n{res.stdout}{res.stderr}"
 
 
 def python_blocks() -> list[Any]:
