@@ -98,18 +98,23 @@ def kill_during_publish(
     seen: list[Path] = []
     target = point.skip
     deadline = time.monotonic() + PUBLISH_TIMEOUT
-    while proc.poll() is None:
-        assert time.monotonic() < deadline, f"no publish reached {point} in {PUBLISH_TIMEOUT} s"
-        seen.extend(sorted(publish_dirs(root) - known - set(seen)))
-        if len(seen) > target:
-            folder = seen[target]
-            if not folder.exists():
-                target += 1  # renamed before the point was seen: aim at the next publish
-            elif staged_files(folder) >= point.files:
-                time.sleep(point.delay)
-                proc.send_signal(signal.SIGKILL)
-                proc.wait()
-                assert proc.returncode == -signal.SIGKILL
-                return folder if folder.exists() else None
-        time.sleep(POLL_SECONDS)
-    return None
+    try:
+        while proc.poll() is None:
+            assert time.monotonic() < deadline, f"no publish reached {point} in {PUBLISH_TIMEOUT} s"
+            seen.extend(sorted(publish_dirs(root) - known - set(seen)))
+            if len(seen) > target:
+                folder = seen[target]
+                if not folder.exists():
+                    target += 1  # renamed before the point was seen: aim at the next publish
+                elif staged_files(folder) >= point.files:
+                    time.sleep(point.delay)
+                    proc.send_signal(signal.SIGKILL)
+                    proc.wait()
+                    assert proc.returncode == -signal.SIGKILL
+                    return folder if folder.exists() else None
+            time.sleep(POLL_SECONDS)
+        return None
+    finally:
+        if proc.poll() is None:  # a failed assertion must not leave it publishing forever
+            proc.kill()
+            proc.wait()
