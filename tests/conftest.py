@@ -4,24 +4,78 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import hypothesis
 import pytest
 from typer.testing import CliRunner
 
 from quantcli.cli import app
 
-# Rebuildable caches (the calendar's XBOM sessions) go to a fresh directory per test session,
-# inherited by the subprocesses tests start, never to the user's ~/.cache.
-os.environ["QUANTCLI_CACHE_DIR"] = tempfile.mkdtemp(prefix="quantcli-test-cache-")
-
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 SAMPLE_DIR = REPO / "datasets" / "_raw" / "nse-daily-sample"
+
+# Rebuildable caches that tools keep in the checkout by design; everything else a test run
+# creates or deletes in the repository is a test writing where it should use tmp_path.
+CHECKOUT_CACHES = frozenset(
+    {".git", ".venv", "__pycache__", ".pytest_cache", ".hypothesis", ".mypy_cache", ".ruff_cache"}
+)
+# What rich reads from the environment to decide colour and width.
+TERMINAL_ENV = ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "COLUMNS", "LINES")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Point the whole run, and every process a test starts, at a fresh cache and no store,
+    with plain terminal output.
+
+    A hook rather than a fixture so that it also covers collection. The user's
+    ``~/.cache/quantcli`` is never read or written, so a stale or missing user cache cannot
+    change a result (a fresh machine sees what this machine sees), and a ``QUANTCLI_ROOT`` in
+    the user's environment (or any other ``QUANTCLI_*`` setting) cannot point a test's default
+    store at their real datasets. A CI runner's ``FORCE_COLOR`` would otherwise put colour
+    codes into every message a test reads.
+    """
+    for name in [n for n in os.environ if n.startswith("QUANTCLI_") or n in TERMINAL_ENV]:
+        del os.environ[name]
+    os.environ["QUANTCLI_CACHE_DIR"] = tempfile.mkdtemp(prefix="quantcli-test-cache-")
+    # No per-example time limit: a cold machine's first examples (numba compiling, caches
+    # filling) take longer than a warm one's, and that is not a failure. Failures print the
+    # blob that replays them.
+    hypothesis.settings.register_profile("quantcli", deadline=None, print_blob=True)
+    hypothesis.settings.load_profile("quantcli")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Remove the run's cache."""
+    shutil.rmtree(os.environ["QUANTCLI_CACHE_DIR"], ignore_errors=True)
+
+
+def checkout_files(top: Path = REPO) -> set[str]:
+    """Every file and directory under ``top`` (relative, POSIX) outside CHECKOUT_CACHES."""
+    found: set[str] = set()
+    for folder, dirs, files in os.walk(top):
+        dirs[:] = [d for d in dirs if d not in CHECKOUT_CACHES]
+        rel = Path(folder).relative_to(top)
+        found.update((rel / n).as_posix() for n in [*dirs, *files] if not n.startswith(".coverage"))
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _repository_untouched() -> Iterator[None]:
+    """Fail the run if its tests created or deleted anything in the checkout."""
+    before = checkout_files()
+    yield
+    after = checkout_files()
+    assert after == before, (
+        "tests changed the repository tree (use tmp_path): "
+        f"created {sorted(after - before)}, deleted {sorted(before - after)}"
+    )
 
 
 @dataclass

@@ -1,26 +1,27 @@
-"""Crash safety: SIGKILL a publishing process at random moments; no partial version is visible.
+"""Crash safety: SIGKILL a publishing process at observed points; no partial version is visible.
 
 Each trial starts a process that publishes successive versions of a large frame in a loop and
-kills it after a random delay (so kills land while writing files, fsyncing, writing the manifest
-or renaming). After every kill, each visible version must verify; at the end gc must empty
-``.tmp``.
+kills it in one of its first publishes once the temp directory holds k data files, a few ms
+later (so kills land while writing files, fsyncing, writing the manifest or renaming; links to
+the parent version's files happen from the second publish on). Only kills that land before the
+rename count, so the test cannot pass without killing mid-publish. After every kill, each
+visible version must verify; at the end gc must empty ``.tmp``.
 """
 
 from __future__ import annotations
 
 import os
 import random
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from store_helpers import KillPoint, kill_during_publish, publish_dirs, staged_files
 
 from quantcli.store.catalog import gc
 from quantcli.store.files import TMP_DIR
-from quantcli.store.manifest import MANIFEST, VERSION_DIR_RE, version_numbers
+from quantcli.store.manifest import MANIFEST, VERSION_DIR_RE, read_manifest, version_numbers
 from quantcli.store.reader import open_dataset
 from quantcli.store.verify import check, verify
 
@@ -71,32 +72,48 @@ def _assert_consistent(root: Path) -> int:
     return len(reports)
 
 
+def _start(store: Path, seed: int) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(store), str(seed)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONHASHSEED": "0"},
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
 @pytest.mark.slow
 def test_sigkill_during_publish_never_leaves_a_partial_version(store: Path) -> None:
+    # A first version, unkilled, tells how many data files a publish writes.
+    first = _start(store, 0)
+    assert first.stdout is not None and first.stdout.readline().split()[0] == "published"
+    first.kill()
+    published = 1 + first.communicate()[0].count("published")
+    files = len(read_manifest(store / "big" / "v1").files)
     rng = random.Random(20261125)
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
-    published = 0
-    for trial in range(TRIALS):
-        proc = subprocess.Popen(
-            [sys.executable, "-c", CHILD, str(store), str(trial)],
-            stdout=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "ready"
-        time.sleep(rng.uniform(0.0, 1.0))
-        proc.send_signal(signal.SIGKILL)
+    landed: list[int] = []  # data files in each killed publish's abandoned temp directory
+    attempts = 0
+    while len(landed) < TRIALS:
+        attempts += 1
+        assert attempts <= 3 * TRIALS, f"only {len(landed)} of {attempts - 1} kills hit a publish"
+        point = KillPoint(rng.randrange(3), rng.randint(0, files), rng.uniform(0, 0.005))
+        known = publish_dirs(store)
+        proc = _start(store, attempts)
+        staged = kill_during_publish(proc, store, point, known)
         out, _ = proc.communicate()
-        assert proc.returncode == -signal.SIGKILL
         published += out.count("published")
+        if staged is not None:
+            landed.append(staged_files(staged))
         _assert_consistent(store)
+    assert len(set(landed)) >= 3, landed
     versions = version_numbers(store, "big")
     # A kill between the rename and the print leaves a version the parent was not told about.
-    assert len(versions) >= published >= 1
+    assert len(versions) >= published > 1
     latest = open_dataset("big", store)
     assert latest.lazy().collect().height == latest.manifest.rows == 100 * 1000
     report = gc(store)
     assert not list((store / TMP_DIR).iterdir())
-    assert len(report.temp_removed) >= 1
+    assert len(report.temp_removed) >= len(landed)
     assert _assert_consistent(store) == len(versions)

@@ -14,7 +14,8 @@ from store_helpers import SOURCE, make_bars
 
 from quantcli.errors import LockHeldError
 from quantcli.store.lock import dataset_lock, lock_path
-from quantcli.store.publish import publish
+from quantcli.store.manifest import version_numbers
+from quantcli.store.publish import PublishResult, publish
 
 
 def test_second_writer_gets_lock_held(store: Path) -> None:
@@ -28,19 +29,20 @@ def test_second_writer_gets_lock_held(store: Path) -> None:
 
 
 def test_wait_gets_the_lock_once_released(store: Path) -> None:
-    held = threading.Event()
+    # Released only once the publisher has had time to give up or get through: it must still
+    # be waiting then, and publish right after, with no timing guess either way.
+    results: list[PublishResult] = []
 
-    def hold() -> None:
-        with dataset_lock(store, "d"):
-            held.set()
-            time.sleep(0.3)
+    def waiting_publish() -> None:
+        results.append(publish(store, "d", make_bars(), interval="1d", source=SOURCE, wait=60))
 
-    worker = threading.Thread(target=hold)
-    worker.start()
-    held.wait()
-    res = publish(store, "d", make_bars(), interval="1d", source=SOURCE, wait=10)
+    worker = threading.Thread(target=waiting_publish)
+    with dataset_lock(store, "d"):
+        worker.start()
+        worker.join(0.3)
+        assert worker.is_alive() and not version_numbers(store, "d")
     worker.join()
-    assert res.created
+    assert [r.created for r in results] == [True]
 
 
 def test_wait_times_out(store: Path) -> None:
