@@ -19,6 +19,7 @@ In the style of sqlite-utils' documentation tests:
 from __future__ import annotations
 
 import glob
+import gzip
 import json
 import re
 import runpy
@@ -301,6 +302,15 @@ def _write_inputs(folder: Path) -> None:
     tcs = ["Date,open,high,low,Close Price,volume"]
     tcs += [f"0{d}-07-2024,{4000 + d},{4010 + d},{3990 + d},{4005 + d},{5000 + d}" for d in (1, 2)]
     (folder / "tcs.csv").write_text("\n".join(tcs) + "\n", encoding="utf-8")
+    # Yahoo Finance downloads (one plain, one gzipped) and an index file with empty volumes.
+    shutil.copy(CORPUS / "yahoo" / "RELIANCE.NS.csv", folder / "RELIANCE.NS.csv")
+    yahoo = ["Date,Open,High,Low,Close,Adj Close,Volume"]
+    yahoo += [f"2024-07-0{d},{3900 + d},{3920 + d},{3890 + d},{3910 + d},{3900 + d},{9000 + d}"
+              for d in (1, 2, 3)]  # fmt: skip
+    (folder / "TCS.NS.csv.gz").write_bytes(gzip.compress(("\n".join(yahoo) + "\n").encode()))
+    index = ["Date,Open,High,Low,Close,Volume"]
+    index += [f"2024-07-0{d},{24100 + d},{24200 + d},{24000 + d},{24150 + d}," for d in (1, 2, 3)]
+    (folder / "nifty50-index.csv").write_text("\n".join(index) + "\n", encoding="utf-8")
 
 
 def _cli(*args: str) -> Any:
