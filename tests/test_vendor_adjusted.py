@@ -101,6 +101,30 @@ def one_line(res: Any, code: int) -> str:
     return lines[0]
 
 
+def backtest(cli: Any, runs: Path, dataset: str, *args: str) -> Any:
+    res = cli(
+        "backtest", "-d", dataset, "-s", "sma_cross", "-p", "fast=5", "-p", "slow=20",
+        "--costs", "flat:0%", "--runs-dir", str(runs), "--json", *args,
+    )  # fmt: skip
+    assert res.exit_code == 0, res.stderr
+    return res
+
+
+def fills(res: Any) -> pl.DataFrame:
+    return pl.read_parquet(Path(res.json()["run_dir"]) / "fills.parquet")
+
+
+def run_manifest(res: Any) -> dict[str, Any]:
+    manifest: dict[str, Any] = json.loads(
+        (Path(res.json()["run_dir"]) / "manifest.json").read_text()
+    )
+    return manifest
+
+
+def dates_and_sides(frame: pl.DataFrame) -> list[tuple[Any, str]]:
+    return list(zip(frame["ts"].dt.date().to_list(), frame["side"].to_list(), strict=True))
+
+
 # --------------------------------------------------------------------------- the manifest
 
 
@@ -230,6 +254,82 @@ def test_the_predicate_partitions_in_order() -> None:
             assert applied == actions
 
     check()
+
+
+def test_yahoo_fills_do_not_change_when_the_split_is_imported(
+    cli: Any, store: Path, tmp_path: Path
+) -> None:
+    path = write_yahoo(tmp_path / "AAA.NS.csv", vendor_bars())
+    ingest(cli, "yf", "--source", "yahoo", str(path))
+    runs = tmp_path / "runs"
+    before = backtest(cli, runs, "yf")
+    assert before.json()["warnings"] == []
+    import_action(cli, tmp_path, SPLIT, ex_date(), "split")
+    after = backtest(cli, runs, "yf")
+    assert fills(after).equals(fills(before)) and fills(after).height > 2
+    assert after.json()["final_equity"] == before.json()["final_equity"]
+    # One warning: the split on record was not applied, and why.
+    lines = [line for line in after.stderr.splitlines() if "not applied" in line]
+    assert len(lines) == 1, after.stderr
+    assert f"AAA split ex {ex_date().isoformat()}" in lines[0]
+    assert "yf@v1's prices are already split/bonus-adjusted by the vendor" in lines[0]
+    assert "suspected_split" not in after.stderr
+    manifest = run_manifest(after)
+    assert manifest["warnings"] == [lines[0].removeprefix("warning: ")]
+    assert manifest["dataset"]["prices"] == "split_adjusted"
+    entry = manifest["inputs"]["corporate_actions"]
+    assert entry["prices"] == "split_adjusted" and entry["count"] == 1 and entry["applied"] == 0
+    assert entry["not_applied"].startswith("1 (split): ")
+    # Another table of actions is another input: another run, never an overwrite.
+    assert after.json()["run_id"] != before.json()["run_id"]
+    assert run_manifest(before)["inputs"]["corporate_actions"]["count"] == 0
+    # A run of a range before the ex-date has nothing to warn about.
+    early = backtest(cli, runs, "yf", "--to", f"{raw_bars()['ts'][SPLIT_AT - 1]:%Y-%m-%d}")
+    assert early.json()["warnings"] == []
+
+
+def test_a_raw_csv_still_applies_the_split(cli: Any, store: Path, tmp_path: Path) -> None:
+    yahoo = write_yahoo(tmp_path / "AAA.NS.csv", vendor_bars())
+    ingest(cli, "yf", "--source", "yahoo", str(yahoo))
+    ingest(cli, "raw", str(write_csv(tmp_path / "AAA.csv", raw_bars())), "--allow-warnings")
+    import_action(cli, tmp_path, SPLIT, ex_date(), "split")
+    runs = tmp_path / "runs"
+    vendor, raw = backtest(cli, runs, "yf"), backtest(cli, runs, "raw")
+    assert raw.json()["warnings"] == [] and "not applied" not in raw.stderr
+    # The same signals; on raw prices the position is multiplied on the ex-date instead.
+    assert dates_and_sides(fills(raw)) == dates_and_sides(fills(vendor))
+    manifest = run_manifest(raw)
+    entry = manifest["inputs"]["corporate_actions"]
+    assert entry == {"sha256": entry["sha256"], "count": 1}  # raw runs' entries are unchanged
+    assert "prices" not in manifest["dataset"]
+    trades = pl.read_parquet(Path(raw.json()["run_dir"]) / "trades.parquet")
+    assert (
+        trades.height == pl.read_parquet(Path(vendor.json()["run_dir"]) / "trades.parquet").height
+    )
+
+
+def test_a_dividend_applies_to_split_adjusted_prices_only(
+    cli: Any, store: Path, tmp_path: Path
+) -> None:
+    bars = vendor_bars()
+    ingest(cli, "split", "-s", "yahoo", str(write_yahoo(tmp_path / "AAA.NS.csv", bars)))
+    total = write_yahoo(tmp_path / "t" / "AAA.NS.csv", bars, adj_close=False)
+    ingest(cli, "total", "-s", "yahoo", str(total))
+    runs = tmp_path / "runs"
+    base = {name: backtest(cli, runs, name).json()["final_equity"] for name in ("split", "total")}
+    assert base["split"] == base["total"]
+    # Bar 60 falls while sma_cross holds its 100 shares (bought on 2023-03-10).
+    day = bars["ts"][60].date()
+    import_action(cli, tmp_path, DIVIDEND, day, "dividend")
+    credited = backtest(cli, runs, "split")
+    assert "not applied" not in credited.stderr
+    held = fills(credited).filter(pl.col("ts").dt.date() < day)
+    assert held["side"].to_list()[-1] == "buy" and held["quantity"].to_list()[-1] == 100
+    assert credited.json()["final_equity"] == pytest.approx(base["split"] + 40 * 100)
+    untouched = backtest(cli, runs, "total")
+    assert untouched.json()["final_equity"] == base["total"]
+    assert f"AAA dividend ex {day.isoformat()}" in untouched.stderr
+    assert "dividend-adjusted by the vendor" in untouched.stderr
 
 
 # --------------------------------------------------------------------------- prev_close, validate
