@@ -390,3 +390,11 @@ def test_adjusted_reads_skip_what_the_vendor_adjusted(
     publish(store, "r", raw_bars(), interval="1d", source=SOURCE)
     raw = open_dataset("r", store)
     assert raw.frame(adjusted=True)["close"][0] == pytest.approx(raw.frame()["close"][0] / 5.0)
+
+
+def test_the_readme_says_what_happens_to_yahoo_data() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    paragraph = next(p for p in readme.split("\n\n") if "The `yahoo`" in p)
+    for said in ("`prices: split_adjusted`", "`total_return_adjusted`", "applied again"):
+        assert said in paragraph
+    assert "--prices split-adjusted" in paragraph and "`--append`" in paragraph
