@@ -125,20 +125,20 @@ def run_backtest(
     manifest = version.manifest
     bars = version.frame(symbols=config.symbols, start=config.start, end=config.end)
     actions: Sequence[CorporateAction] = ()
-    skipped = None
+    unapplied = None
     if config.segment in _ACTION_SEGMENTS:
         symbols = bars.get_column("symbol").unique().sort().to_list()
         on_record = actions_for(symbols, root)
         # None the vendor already applied to the prices (a split in Yahoo's Close) again.
         actions, _ = partition_actions(on_record, manifest.prices)
         ts = bars.get_column("ts")
-        skipped = manifest.unapplied_warning(on_record, ts.min(), ts.max())
+        unapplied = manifest.unapplied_warning(on_record, ts.min(), ts.max())
     # The store has already selected the symbols and dates; its calendar imports decide them.
     with using_store(root):
         result = _replay(bars, config, strategy, actions, manifest.content_hash, progress)
-    if skipped is None:
+    if unapplied is None:
         return result
-    return dataclasses.replace(result, warnings=(skipped, *result.warnings))
+    return dataclasses.replace(result, warnings=(unapplied, *result.warnings))
 
 
 def simulate(
