@@ -14,6 +14,7 @@ read.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import functools
 import itertools
 import math
@@ -116,18 +117,28 @@ def run_backtest(
     """Backtest ``config`` on its dataset under store ``root`` (reads only, writes nothing)."""
     from quantcli.market.calendar import using_store
     from quantcli.market.corporate_actions import actions_for
+    from quantcli.store.manifest import partition_actions
     from quantcli.store.reader import open_dataset
 
     strategy = load_strategy(config.strategy, config.params)
     version = open_dataset(config.dataset, root)
+    manifest = version.manifest
     bars = version.frame(symbols=config.symbols, start=config.start, end=config.end)
     actions: Sequence[CorporateAction] = ()
+    unapplied = None
     if config.segment in _ACTION_SEGMENTS:
         symbols = bars.get_column("symbol").unique().sort().to_list()
-        actions = actions_for(symbols, root)
+        on_record = actions_for(symbols, root)
+        # None the vendor already applied to the prices (a split in Yahoo's Close) again.
+        actions, _ = partition_actions(on_record, manifest.prices)
+        ts = bars.get_column("ts")
+        unapplied = manifest.unapplied_warning(on_record, ts.min(), ts.max())
     # The store has already selected the symbols and dates; its calendar imports decide them.
     with using_store(root):
-        return _replay(bars, config, strategy, actions, version.manifest.content_hash, progress)
+        result = _replay(bars, config, strategy, actions, manifest.content_hash, progress)
+    if unapplied is None:
+        return result
+    return dataclasses.replace(result, warnings=(unapplied, *result.warnings))
 
 
 def simulate(

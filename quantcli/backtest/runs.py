@@ -27,7 +27,7 @@ import platform
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -177,7 +177,7 @@ def run_inputs(
         "params": {"sha256": _digest(config["params"])},
         "options": {"sha256": _digest({k: v for k, v in config.items() if k != "params"})},
         "dataset": {"sha256": result.dataset_hash},
-        "corporate_actions": _actions_input(result.symbols, days, root),
+        "corporate_actions": _actions_input(result, days, root),
         "calendar": {"sha256": _calendar_fingerprint(root)},
         **_charges_inputs(result.config, days),
         "versions": {"sha256": _digest(versions())},
@@ -210,15 +210,33 @@ def _run_days(ts: np.ndarray) -> tuple[date, date] | None:
 
 
 def _actions_input(
-    symbols: Iterable[str], days: tuple[date, date] | None, root: Path
+    result: BacktestResult, days: tuple[date, date] | None, root: Path
 ) -> dict[str, object]:
     # Every action on record for the run's symbols up to its last day: one dated before the
-    # first bar is still counted, as adjusted prices may scale by it.
+    # first bar is still counted, as adjusted prices may scale by it. On vendor-adjusted prices
+    # the run applied only some of them (partition_actions): the entry says which and why, and
+    # its hash covers the prices' kind and the actions on record (they decide the warning).
     from quantcli.market.corporate_actions import actions_for
+    from quantcli.store.manifest import RAW, describe_prices, partition_actions
 
     last = days[1] if days is not None else date.min
-    actions = [a.to_dict() for a in actions_for(list(symbols), root) if a.ex_date <= last]
-    return {"sha256": _digest(actions), "count": len(actions)}
+    on_record = [a for a in actions_for(result.symbols, root) if a.ex_date <= last]
+    actions = [a.to_dict() for a in on_record]
+    prices = str(_dataset_info(result.config.dataset, result.dataset_hash, root).get("prices", RAW))
+    if prices == RAW:
+        return {"sha256": _digest(actions), "count": len(actions)}
+    applied, adjusted = partition_actions(on_record, prices)
+    kinds = sorted({a.kind for a in adjusted})
+    return {
+        "sha256": _digest({"prices": prices, "actions": actions}),
+        "count": len(actions),
+        "applied": len(applied),
+        "prices": prices,
+        "not_applied": (
+            f"{len(adjusted)} ({', '.join(kinds) or 'none on record'}): the dataset's prices "
+            f"are {describe_prices(prices)}"
+        ),
+    }
 
 
 def _charges_inputs(config: BacktestConfig, days: tuple[date, date] | None) -> dict[str, Any]:
@@ -298,16 +316,20 @@ def write_outputs(
 
 
 def _dataset_info(ref: str, content_hash: str, root: Path) -> dict[str, object]:
+    from quantcli.store.manifest import RAW
     from quantcli.store.reader import open_dataset
 
     name = ref.split("@", 1)[0]
     version = open_dataset(f"{name}@{content_hash}", root)
-    return {
+    info: dict[str, object] = {
         "ref": ref,
         "name": version.name,
         "version": version.version,
         "content_hash": content_hash,
     }
+    if version.manifest.prices != RAW:  # raw runs' manifests keep their bytes
+        info["prices"] = version.manifest.prices
+    return info
 
 
 def build_manifest(

@@ -113,6 +113,7 @@ def show(
     ctx: typer.Context, ref: Annotated[str, typer.Argument(help="NAME[@vN|@tag|@hash].")]
 ) -> None:
     """Show a version's manifest and per-symbol stats (rows, span, min/max close, mean volume)."""
+    from quantcli.store.manifest import describe_prices
     from quantcli.store.reader import open_dataset
 
     settings = settings_of(ctx)
@@ -134,6 +135,7 @@ def show(
             ["rows / symbols / files", f"{m.rows} / {len(m.symbols)} / {len(m.files)}"],
             ["span", f"{m.first_ts.isoformat()} .. {m.last_ts.isoformat()}"],
             ["columns", ", ".join(m.schema)],
+            ["prices", f"{m.prices}: {describe_prices(m.prices)}"],
             ["source", f"{m.source.kind} ({len(m.source.files)} input files)"],
             ["written by", f"quantcli {m.quantcli_version}"],
         ]

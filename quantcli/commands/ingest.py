@@ -79,6 +79,13 @@ def ingest(
     delimiter: Annotated[
         str | None, typer.Option(help="CSV field delimiter (default ',').")
     ] = None,
+    prices: Annotated[
+        str | None,
+        typer.Option(
+            help="csv/parquet/nifty50: raw, split-adjusted or total-return-adjusted: what the "
+            "vendor already adjusted the prices for; no split is applied again (default raw)."
+        ),
+    ] = None,
     series: Annotated[
         str | None,
         typer.Option(help="bhavcopy series to keep, comma-separated or ALL (default EQ)."),
@@ -109,6 +116,7 @@ def ingest(
     """Ingest market data into a new dataset version (nothing is written if the data is bad)."""
     from quantcli.store.ingest import PHASES
     from quantcli.store.ingest import ingest as run_ingest
+    from quantcli.store.manifest import RAW, describe_prices
 
     settings = settings_of(ctx)
     options = {
@@ -121,6 +129,7 @@ def ingest(
             skip_rows=skip_rows,
             volume_optional="true" if volume_optional else None,
             delimiter=delimiter,
+            prices=prices,
             series=series,
             symbols=symbols,
             days=days,
@@ -161,6 +170,7 @@ def ingest(
                 f"created {report.ref}: {report.rows:,} rows, {report.symbols:,} "
                 f"symbol{'' if report.symbols == 1 else 's'}, "
                 f"{report.interval} bars (content {report.content_hash[:12]})"
+                + ("" if report.prices == RAW else f", prices {describe_prices(report.prices)}")
             )
         else:
             console.print(f"unchanged, v{report.version} (same content as {report.ref})")
@@ -191,6 +201,7 @@ def validate(
         root=settings.root,
         split_threshold=split_threshold or checks.DEFAULT_SPLIT_THRESHOLD,
         max_examples=max_examples or checks.DEFAULT_MAX_EXAMPLES,
+        prices=dataset.manifest.prices,
     )
     pinned = dataset.manifest.ref
     rows = [

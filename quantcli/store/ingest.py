@@ -16,9 +16,18 @@ import polars as pl
 
 from quantcli.errors import ConflictError, DataError, NotFoundError, UsageError
 from quantcli.market.calendar import using_store
-from quantcli.store.manifest import INTERVALS, InputFile, SourceInfo, check_name
+from quantcli.store.manifest import (
+    INTERVALS,
+    RAW,
+    InputFile,
+    Manifest,
+    SourceInfo,
+    check_name,
+    partition_actions,
+    prices_flag,
+)
 from quantcli.store.schema import ALL_COLUMNS, TS_DTYPE, column_order
-from quantcli.store.sources import BOOKKEEPING, FILE_COL, ROW_COL, parse_source
+from quantcli.store.sources import BOOKKEEPING, FILE_COL, ROW_COL, parse_source, takes_prices
 from quantcli.store.validate import (
     ValidationReport,
     ist_day,
@@ -53,6 +62,7 @@ class IngestReport:
     conflicts_replaced: Mapping[str, int] = field(default_factory=dict)
     duplicates_dropped: Mapping[str, int] = field(default_factory=dict)
     ignored_columns: tuple[str, ...] = ()
+    prices: str = RAW  # what the vendor already adjusted the prices for (manifest.PRICES)
 
     @property
     def ref(self) -> str:
@@ -72,6 +82,7 @@ class IngestReport:
             "input_rows": self.input_rows,
             "symbols": self.symbols,
             "content_hash": self.content_hash,
+            "prices": self.prices,
             "conflicts_replaced": dict(self.conflicts_replaced),
             "duplicates_dropped": dict(self.duplicates_dropped),
             "ignored_columns": list(self.ignored_columns),
@@ -223,11 +234,14 @@ def drop_exact_duplicates(frame: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, 
     return kept, dict(zip(dropped["symbol"].to_list(), dropped["len"].to_list(), strict=True))
 
 
-def fill_prev_close(bars: pl.DataFrame, root: Path | None) -> tuple[pl.DataFrame, int]:
+def fill_prev_close(
+    bars: pl.DataFrame, root: Path | None, prices: str = RAW
+) -> tuple[pl.DataFrame, int]:
     """Daily ``bars`` (sorted by (symbol, ts)) with ``prev_close`` wherever the source gave
     none: the symbol's previous bar's close, divided on a split or bonus ex-date by its ratio,
-    as the exchange's base price is (corporate actions from the bundled table and ``root``'s).
-    Returns the frame and how many values were filled.
+    as the exchange's base price is (corporate actions from the bundled table and ``root``'s
+    that apply to prices of kind ``prices``: none for vendor split-adjusted prices, whose
+    previous close is adjusted already). Returns the frame and how many values were filled.
 
     With it, a daily return is ``close / prev_close - 1`` in every daily dataset: a per-symbol
     aggregate instead of a window over the symbol's history, and right across splits.
@@ -240,9 +254,10 @@ def fill_prev_close(bars: pl.DataFrame, root: Path | None) -> tuple[pl.DataFrame
     if before == 0:
         return bars, 0
     symbols = bars.get_column("symbol").unique().sort().to_list()
+    applied, _ = partition_actions(actions_for(symbols, root), prices)
     splits = [
         (symbol, day, ratio)
-        for symbol, days in split_ratios(actions_for(symbols, root)).items()
+        for symbol, days in split_ratios(applied).items()
         for day, ratio in days.items()
     ]
     previous = pl.col("close").shift(1).over("symbol")
@@ -306,6 +321,19 @@ def merge_append(
     return merged.sort(_KEY), counts
 
 
+def _mixed_prices(kind: str, prices: str, latest: Manifest) -> str:
+    """Why bars whose prices are ``prices`` cannot be appended to ``latest``."""
+    fix = (
+        f"pass --prices {prices_flag(latest.prices)} if these bars are that kind too"
+        if takes_prices(kind)
+        else f"the {kind} source reads the kind from the file layout"
+    )
+    return (
+        f"cannot append {prices} bars to {latest.ref}, whose prices are {latest.prices}: a "
+        f"version holds one kind of prices ({fix}; else ingest into a new dataset)"
+    )
+
+
 def _input_files(paths: Sequence[Path]) -> tuple[InputFile, ...]:
     return tuple(InputFile(str(p), file_sha256(p), p.stat().st_size) for p in paths)
 
@@ -355,7 +383,9 @@ def ingest(
     dropped: dict[str, int] = {}
     if drop_duplicates:
         frame, dropped = drop_exact_duplicates(frame)
-    report = validate_frame(frame, interval=interval, files=parsed.files, root=root)
+    report = validate_frame(
+        frame, interval=interval, files=parsed.files, root=root, prices=parsed.prices
+    )
     phase("validated")
     refuse_findings(report, frame, allow_warnings=allow_warnings, dropped=drop_duplicates)
     bars = frame.drop(BOOKKEEPING, strict=False)
@@ -380,6 +410,8 @@ def ingest(
                 f"cannot append {interval} bars to {latest.manifest.ref}, which holds "
                 f"{latest.manifest.interval} bars"
             )
+        if latest.manifest.prices != parsed.prices:
+            raise ConflictError(_mixed_prices(kind, parsed.prices, latest.manifest))
         bars, replaced = merge_append(
             latest.frame(), bars, on_conflict=on_conflict, ref=latest.manifest.ref
         )
@@ -387,7 +419,7 @@ def ingest(
         if replaced:
             notes["conflicts_replaced"] = replaced
     if interval == "1d":
-        bars, derived = fill_prev_close(bars, root)
+        bars, derived = fill_prev_close(bars, root, parsed.prices)
         if derived:
             notes["prev_close_derived"] = derived
     source = SourceInfo(kind=kind, files=_input_files(parsed.inputs), options=dict(options))
@@ -402,6 +434,7 @@ def ingest(
         source=source,
         parent=parent,
         notes=notes or None,
+        prices=parsed.prices,
         expect_latest=parent,
     )
     phase("published")
@@ -420,4 +453,5 @@ def ingest(
         conflicts_replaced=replaced,
         duplicates_dropped=dropped,
         ignored_columns=parsed.ignored_columns,
+        prices=manifest.prices,
     )

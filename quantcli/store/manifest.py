@@ -10,13 +10,16 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from quantcli.errors import IntegrityError, UsageError
+
+if TYPE_CHECKING:
+    from quantcli.market.corporate_actions import CorporateAction
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -26,6 +29,22 @@ REMOVED_SUFFIX = ".removed"
 # Every version stores exchange time, at one of these bar intervals (recorded in its manifest).
 TIMEZONE: Final = "Asia/Kolkata"
 INTERVALS: Final[tuple[str, ...]] = ("1m", "5m", "15m", "1h", "1d")
+# What a version's prices already hold: the corporate-action kinds the vendor has adjusted them
+# for (Yahoo's Close: splits and bonuses; yfinance's auto_adjust: dividends too). Applying one
+# of those again would count it twice, so these kinds decide which actions apply (see
+# ``partition_actions``). A manifest without the field is from before it existed: raw.
+RAW: Final = "raw"
+VENDOR_ADJUSTED: Final[Mapping[str, frozenset[str]]] = {
+    RAW: frozenset(),
+    "split_adjusted": frozenset({"split", "bonus"}),
+    "total_return_adjusted": frozenset({"split", "bonus", "dividend"}),
+}
+PRICES: Final[tuple[str, ...]] = tuple(VENDOR_ADJUSTED)
+_PRICES_SAID: Final = {
+    RAW: "raw (as traded)",
+    "split_adjusted": "already split/bonus-adjusted by the vendor",
+    "total_return_adjusted": "already split/bonus- and dividend-adjusted by the vendor",
+}
 
 
 def check_name(name: str) -> str:
@@ -40,6 +59,43 @@ def check_name(name: str) -> str:
             "starting with a letter or digit"
         )
     return name
+
+
+def prices_flag(prices: str) -> str:
+    """The ``--prices`` spelling of a kind: ``split_adjusted`` -> ``split-adjusted``."""
+    return prices.replace("_", "-")
+
+
+def check_prices(value: str) -> str:
+    """The kind ``value`` names (flag or manifest spelling), else UsageError naming the flag."""
+    prices = value.strip().lower().replace("-", "_")
+    if prices not in VENDOR_ADJUSTED:
+        choices = "|".join(prices_flag(p) for p in PRICES)
+        raise UsageError(f"--prices must be one of {choices}, not {value!r}")
+    return prices
+
+
+def describe_prices(prices: str) -> str:
+    """``prices`` for people: ``already split/bonus-adjusted by the vendor``."""
+    return _PRICES_SAID[prices]
+
+
+def partition_actions(
+    actions: Iterable[CorporateAction], prices: str
+) -> tuple[list[CorporateAction], list[CorporateAction]]:
+    """(the actions that apply to a version whose prices are ``prices``, those its vendor has
+    already adjusted for), each in the given order.
+
+    The one answer to which corporate actions apply to a dataset: backtests, derived
+    ``prev_close``, validation and adjusted reads all select through it, so none of them
+    applies a split the vendor already applied.
+    """
+    done = VENDOR_ADJUSTED[prices]
+    applied: list[CorporateAction] = []
+    adjusted: list[CorporateAction] = []
+    for action in actions:
+        (adjusted if action.kind in done else applied).append(action)
+    return applied, adjusted
 
 
 def version_dir(root: Path, name: str, version: int) -> Path:
@@ -131,11 +187,32 @@ class Manifest:
     content_hash: str
     quantcli_version: str
     notes: Mapping[str, object] = field(default_factory=dict)
+    prices: str = RAW  # one of PRICES: what the vendor already adjusted the prices for
 
     @property
     def ref(self) -> str:
         """The pinned reference ``NAME@vN``."""
         return f"{self.name}@v{self.version}"
+
+    def unapplied_warning(
+        self, actions: Iterable[CorporateAction], first: object, last: object
+    ) -> str | None:
+        """One line about the ``actions`` on record that ``partition_actions`` leaves out for
+        this version's prices and that fall after bar time ``first`` and on or before ``last``
+        (the span of the bars read; None: no bars), or None when there is none."""
+        if not isinstance(first, datetime) or not isinstance(last, datetime):
+            return None
+        _, adjusted = partition_actions(actions, self.prices)
+        skipped = [a for a in adjusted if first.date() < a.ex_date <= last.date()]
+        if not skipped:
+            return None
+        shown = ", ".join(f"{a.symbol} {a.kind} ex {a.ex_date.isoformat()}" for a in skipped[:3])
+        more = f" and {len(skipped) - 3:,} more" if len(skipped) > 3 else ""
+        return (
+            f"corporate actions not applied: {shown}{more} on record, but {self.ref}'s prices "
+            f"are {describe_prices(self.prices)} (manifest prices: {self.prices}); applying "
+            "them would count them twice"
+        )
 
     def partitions_for(self, symbols: tuple[str, ...] | None) -> list[Partition]:
         """The partitions holding ``symbols`` (all when None), in (symbol) order."""
@@ -182,6 +259,7 @@ class Manifest:
             "content_hash": self.content_hash,
             "quantcli_version": self.quantcli_version,
             "notes": dict(self.notes),
+            "prices": self.prices,
         }
 
     def to_json(self) -> str:
@@ -227,6 +305,7 @@ class Manifest:
             content_hash=str(d["content_hash"]),
             quantcli_version=str(d["quantcli_version"]),
             notes=dict(d.get("notes", {})),
+            prices=_stored_prices(d.get("prices", RAW)),
         )
 
     @classmethod
@@ -235,17 +314,31 @@ class Manifest:
         return cls.from_dict(json.loads(text))
 
 
-def content_hash(files: Mapping[str, str], schema: Mapping[str, str], interval: str) -> str:
-    """One hash of a version's content: its sorted (path, sha256) list, schema and interval.
+def _stored_prices(value: object) -> str:
+    if value not in VENDOR_ADJUSTED:
+        raise ValueError(f"unknown prices {value!r} (expected one of {', '.join(PRICES)})")
+    return str(value)
+
+
+def content_hash(
+    files: Mapping[str, str], schema: Mapping[str, str], interval: str, prices: str = RAW
+) -> str:
+    """One hash of a version's content: its sorted (path, sha256) list, schema, interval and
+    the kind of its prices.
 
     ``created_at``, the source and the notes are left out, so publishing the same bars twice
-    gives the same hash (which is how publish recognises a re-run).
+    gives the same hash (which is how publish recognises a re-run). The same bars with prices
+    of another kind are other content (their returns differ once actions apply), so
+    re-ingesting them with a corrected ``--prices`` makes a version; raw prices add nothing to
+    the hashed document, so every version written before the kind existed keeps its hash.
     """
-    doc = {
+    doc: dict[str, object] = {
         "files": sorted(files.items()),
         "schema": sorted(schema.items()),
         "interval": interval,
     }
+    if prices != RAW:
+        doc["prices"] = prices
     return hashlib.sha256(json.dumps(doc, separators=(",", ":")).encode()).hexdigest()
 
 

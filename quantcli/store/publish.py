@@ -28,11 +28,13 @@ from quantcli.store.lock import dataset_lock
 from quantcli.store.manifest import (
     INTERVALS,
     MANIFEST,
+    RAW,
     TIMEZONE,
     Manifest,
     Partition,
     SourceInfo,
     check_name,
+    check_prices,
     content_hash,
     next_version,
     read_manifest,
@@ -317,13 +319,15 @@ def publish(
     source: SourceInfo,
     parent: int | None = None,
     notes: dict[str, object] | None = None,
+    prices: str = RAW,
     wait: float = 0,
     expect_latest: int | None = None,
 ) -> PublishResult:
     """Publish ``frame`` as the next version of dataset ``name`` under ``root``.
 
     ``parent`` is the version the new one derives from (default: the latest); its unchanged data
-    files are hard-linked. When the content hash equals the latest version's, nothing is
+    files are hard-linked. ``prices`` is what the vendor already adjusted the prices for
+    (``manifest.PRICES``). When the content hash equals the latest version's, nothing is
     written and ``created`` is False. Holds the dataset lock (waiting up to ``wait`` seconds,
     else LockHeldError). DataError when ``frame`` does not fit the canonical schema.
 
@@ -335,6 +339,7 @@ def publish(
     check_name(name)
     if interval not in INTERVALS:
         raise UsageError(f"unknown interval {interval!r}; use one of {', '.join(INTERVALS)}")
+    prices = check_prices(prices)
     bars = conform(frame)
     with dataset_lock(root, name, wait=wait):
         versions = version_numbers(root, name)
@@ -346,7 +351,7 @@ def publish(
         tmp = make_temp_dir(root, name, "publish")
         try:
             partitions, files, schema = _write_files(bars, tmp, _reusable(root, name, base))
-            digest = content_hash(files, schema, interval)
+            digest = content_hash(files, schema, interval, prices)
             if latest is not None:
                 current = read_manifest(version_dir(root, name, latest))
                 if current.content_hash == digest:
@@ -371,6 +376,7 @@ def publish(
                 content_hash=digest,
                 quantcli_version=__version__,
                 notes=dict(notes or {}),
+                prices=prices,
             )
             # The manifest goes last: a directory holding it is complete.
             write_new(tmp / MANIFEST, manifest.to_json().encode("utf-8"), 0o444)

@@ -169,7 +169,8 @@ class DatasetVersion:
         """The bars as a polars LazyFrame sorted by (symbol, ts).
 
         ``start``/``end`` are inclusive; a date means the whole IST day. ``adjusted`` applies
-        split/bonus/dividend back-adjustment from the corporate-actions table.
+        split/bonus/dividend back-adjustment from the corporate-actions table (those actions
+        the vendor has not already adjusted the prices for).
         """
         import polars as pl
 
@@ -186,8 +187,10 @@ class DatasetVersion:
             lf = lf.filter(pl.col("symbol").is_in(self.select_symbols(symbols)))
         if adjusted:
             from quantcli.market.corporate_actions import actions_for, back_adjust
+            from quantcli.store.manifest import partition_actions
 
-            lf = back_adjust(lf, actions_for(self.select_symbols(symbols), self.root))
+            on_record = actions_for(self.select_symbols(symbols), self.root)
+            lf = back_adjust(lf, partition_actions(on_record, self.manifest.prices)[0])
         bounds = TimeRange.of(start, end)
         if bounds.start is not None:
             lf = lf.filter(pl.col("ts") >= bounds.start)

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 import polars as pl
 
 from quantcli.errors import DataError
+from quantcli.store.manifest import RAW, partition_actions
 from quantcli.store.schema import REQUIRED
 from quantcli.store.sources.base import FILE_COL, ROW_COL
 
@@ -242,18 +243,21 @@ def validate_frame(
     root: Path | None = None,
     split_threshold: float = DEFAULT_SPLIT_THRESHOLD,
     max_examples: int = DEFAULT_MAX_EXAMPLES,
+    prices: str = RAW,
 ) -> ValidationReport:
     """Run every check on canonical bars.
 
     ``files`` labels the ``__file`` indices when the frame carries ``__file``/``__row``;
-    ``root`` lets the checks see the store's own corporate actions and calendar imports.
+    ``root`` lets the checks see the store's own corporate actions and calendar imports, of
+    which the split checks use those that apply to prices of kind ``prices``
+    (``manifest.partition_actions``: none for vendor split-adjusted prices).
     """
     from quantcli.market.calendar import using_store
 
     out = _Collector(files, interval, max_examples)
     symbols = frame["symbol"].n_unique() if "symbol" in frame.columns else 0
     with using_store(root):
-        frame = _run_checks(frame, out, root, split_threshold)
+        frame = _run_checks(frame, out, root, split_threshold, prices)
     order = list(CHECKS)
     findings = sorted(
         out.findings, key=lambda f: (f.severity != "error", order.index(f.check), f.order)
@@ -264,7 +268,7 @@ def validate_frame(
 
 
 def _run_checks(
-    frame: pl.DataFrame, out: _Collector, root: Path | None, split_threshold: float
+    frame: pl.DataFrame, out: _Collector, root: Path | None, split_threshold: float, prices: str
 ) -> pl.DataFrame:
     """Every check on ``frame``; returns it sorted when its columns allow."""
     interval = out.interval
@@ -283,9 +287,9 @@ def _run_checks(
                 ),
             )
         _check_sessions(frame, out)
-        _check_splits(frame, out, root, split_threshold)
+        _check_splits(frame, out, root, split_threshold, prices=prices)
         if interval == "1d" and "prev_close" in frame.columns:
-            _check_prev_close(frame, out, root)
+            _check_prev_close(frame, out, root, prices)
     return frame
 
 
@@ -476,7 +480,7 @@ def suspected_splits(
     """The ``suspected_split`` check alone, on bars sorted by (symbol, ts) with ``actions`` as
     the actions on record (what a backtest applies): (example findings, count)."""
     out = _Collector((), "1d", max_examples)
-    _check_splits(frame, out, None, threshold, actions)
+    _check_splits(frame, out, None, threshold, actions=actions)
     return tuple(out.findings), out.counts.get("suspected_split", 0)
 
 
@@ -485,10 +489,13 @@ def _check_splits(
     out: _Collector,
     root: Path | None,
     threshold: float,
+    *,
     actions: Sequence[CorporateAction] | None = None,
+    prices: str = RAW,
 ) -> None:
     """Overnight moves beyond ``threshold`` with no corporate action that day (among
-    ``actions``; by default the store's and the bundled ones)."""
+    ``actions``; by default the store's and the bundled ones that apply to prices of kind
+    ``prices``)."""
     symbol, day = pl.col("symbol"), ist_day(pl.col("ts"))
     move = pl.col("open") / pl.col("close").shift(1) - 1
     positive = (pl.col("open") > 0) & (pl.col("close").shift(1) > 0)  # else not a price move
@@ -506,7 +513,7 @@ def _check_splits(
     if actions is None:
         from quantcli.market.corporate_actions import actions_for
 
-        actions = actions_for(sorted(set(flagged["symbol"])), root)
+        actions, _ = partition_actions(actions_for(sorted(set(flagged["symbol"])), root), prices)
     known = pl.DataFrame(
         {"symbol": [a.symbol for a in actions], "__day": [a.ex_date for a in actions]},
         schema={"symbol": pl.String, "__day": pl.Date},
@@ -531,18 +538,20 @@ def _check_splits(
 REDERIVE_HINT: Final = "re-derive them as a new version with `quantcli data rederive NAME`"
 
 
-def _stale_prev_close(frame: pl.DataFrame, root: Path | None) -> pl.DataFrame:
+def _stale_prev_close(frame: pl.DataFrame, root: Path | None, prices: str) -> pl.DataFrame:
     """``frame`` (sorted by (symbol, ts)) with ``__stale`` (bool), ``__previous`` (the previous
     bar's close) and ``__ratio``: stale where a bar on a split/bonus ex-date on record has as
     ``prev_close`` the previous close unadjusted, which is what ingest derives (close of the
     previous bar divided by the day's ratio) while the action was not yet on record. A value
-    the source gave adjusted is left alone."""
+    the source gave adjusted is left alone. Only actions that apply to prices of kind
+    ``prices`` count: vendor split-adjusted prices have no unadjusted previous close."""
     from quantcli.market.corporate_actions import actions_for, split_ratios
 
     symbols = frame.get_column("symbol").unique().sort().to_list()
+    applied, _ = partition_actions(actions_for(symbols, root), prices)
     splits = [
         (symbol, day, ratio)
-        for symbol, days in split_ratios(actions_for(symbols, root)).items()
+        for symbol, days in split_ratios(applied).items()
         for day, ratio in days.items()
         if ratio != 1.0
     ]
@@ -561,8 +570,8 @@ def _stale_prev_close(frame: pl.DataFrame, root: Path | None) -> pl.DataFrame:
     return marked.with_columns(stale.fill_null(False).alias("__stale"))
 
 
-def _check_prev_close(frame: pl.DataFrame, out: _Collector, root: Path | None) -> None:
-    marked = _stale_prev_close(frame, root)
+def _check_prev_close(frame: pl.DataFrame, out: _Collector, root: Path | None, prices: str) -> None:
+    marked = _stale_prev_close(frame, root, prices)
     out.rows(
         marked,
         pl.col("__stale"),
@@ -609,14 +618,14 @@ def rederive_prev_close(root: Path, ref: str) -> RederiveReport:
     bars = version.lazy().collect()
     if "prev_close" not in bars.columns:
         return RederiveReport(manifest.ref, 0, None)
-    marked = _stale_prev_close(sort_bars(bars), root)
+    marked = _stale_prev_close(sort_bars(bars), root, manifest.prices)
     stale = int(marked.get_column("__stale").sum())
     if not stale:
         return RederiveReport(manifest.ref, 0, None)
     cleared = marked.with_columns(
         pl.when(pl.col("__stale")).then(None).otherwise(pl.col("prev_close")).alias("prev_close")
     ).select(bars.columns)
-    fixed, filled = fill_prev_close(cleared, root)
+    fixed, filled = fill_prev_close(cleared, root, manifest.prices)
     latest = open_dataset(manifest.name, root).manifest
     if latest.version != manifest.version:
         raise ConflictError(
@@ -631,6 +640,7 @@ def rederive_prev_close(root: Path, ref: str) -> RederiveReport:
         source=manifest.source,
         parent=manifest.version,
         notes={**manifest.notes, "prev_close_rederived": filled},
+        prices=manifest.prices,
         expect_latest=manifest.version,
     )
     return RederiveReport(manifest.ref, filled, result.manifest.ref)

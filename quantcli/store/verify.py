@@ -80,7 +80,7 @@ def verify_version(root: Path, name: str, version: int) -> VerifyReport:
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         digests = list(pool.map(lambda rel: sha256_file(folder / rel), to_hash))
     changed = [rel for rel, d in zip(to_hash, digests, strict=True) if d != expected[rel]]
-    recomputed = content_hash(expected, manifest.schema, manifest.interval)
+    recomputed = content_hash(expected, manifest.schema, manifest.interval, manifest.prices)
     return VerifyReport(
         ref=manifest.ref,
         files=len(expected),

@@ -9,25 +9,41 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Final
 
 from quantcli.errors import NotFoundError, UsageError
 from quantcli.store.sources import bhavcopy, csv, nifty50, parquet, synthetic, yahoo
-from quantcli.store.sources.base import BOOKKEEPING, FILE_COL, ROW_COL, ParsedSource
+from quantcli.store.sources.base import BOOKKEEPING, FILE_COL, PRICES_OPTION, ROW_COL, ParsedSource
 
-__all__ = ["BOOKKEEPING", "FILE_COL", "KINDS", "ROW_COL", "ParsedSource", "parse_source"]
+__all__ = [
+    "BOOKKEEPING",
+    "FILE_COL",
+    "KINDS",
+    "ROW_COL",
+    "ParsedSource",
+    "parse_source",
+    "takes_prices",
+]
 
 Parser = Callable[[Sequence[Path], Mapping[str, str]], ParsedSource]
 
-_PARSERS: Final[dict[str, Parser]] = {
-    "csv": csv.parse,
-    "parquet": parquet.parse,
-    "nifty50": nifty50.parse,
-    "bhavcopy": bhavcopy.parse,
-    "yahoo": yahoo.parse,
-    "synthetic": synthetic.parse,
+_SOURCES: Final[dict[str, ModuleType]] = {
+    "csv": csv,
+    "parquet": parquet,
+    "nifty50": nifty50,
+    "bhavcopy": bhavcopy,
+    "yahoo": yahoo,
+    "synthetic": synthetic,
 }
+_PARSERS: Final[dict[str, Parser]] = {kind: module.parse for kind, module in _SOURCES.items()}
 KINDS: Final = tuple(_PARSERS)
+
+
+def takes_prices(kind: str) -> bool:
+    """Whether source ``kind`` takes ``--prices`` (the others know their prices' kind)."""
+    module = _SOURCES.get(kind)
+    return module is not None and bool(PRICES_OPTION in module.OPTIONS)
 
 
 def parse_source(kind: str, files: Sequence[Path], options: Mapping[str, str]) -> ParsedSource:

@@ -24,7 +24,7 @@ from typing import Final, NamedTuple
 import polars as pl
 
 from quantcli.errors import DataError, QuantcliError, UsageError
-from quantcli.store.manifest import TIMEZONE
+from quantcli.store.manifest import RAW, TIMEZONE, check_prices
 from quantcli.store.schema import ALL_COLUMNS, REQUIRED, TS_DTYPE
 
 FILE_COL: Final = "__file"
@@ -54,6 +54,9 @@ _TIME_DIRECTIVES: Final = ("%H", "%M", "%S", "%T", "%R", "%z", "%s", "%I", "%p")
 TS_ALIASES: Final = ("date", "datetime", "timestamp", "time")
 # The options every tabular source takes (see TableOptions).
 TABLE_OPTIONS: Final = ("date_format", "timezone", "symbol", "symbol_column", "volume_optional")
+# ``--prices``: what the vendor already adjusted a file's prices for, in the sources whose
+# layout does not say (csv, parquet, nifty50); the yahoo source knows it from its layout.
+PRICES_OPTION: Final = "prices"
 _SAMPLE: Final = 1000
 _FLOAT_COLUMNS: Final = tuple(c for c, t in ALL_COLUMNS.items() if t == pl.Float64())
 _GZIP_MAGIC: Final = b"\x1f\x8b"
@@ -70,7 +73,8 @@ class ParsedSource:
     ``files`` holds display labels indexed by ``__file`` (a zip member is ``archive.zip!member``);
     ``inputs`` the files read from disk, which the manifest records with their hashes; ``notes``
     what the parser did beyond reading (filled volumes, dropped rows, renamed symbols), for the
-    manifest's notes.
+    manifest's notes; ``prices`` what the vendor already adjusted the prices for
+    (``manifest.PRICES``).
     """
 
     frame: pl.DataFrame
@@ -78,6 +82,7 @@ class ParsedSource:
     inputs: tuple[Path, ...]
     ignored_columns: tuple[str, ...] = ()
     notes: Mapping[str, object] = field(default_factory=dict)
+    prices: str = RAW
 
 
 @dataclass(frozen=True)
@@ -146,6 +151,11 @@ def table_options(options: Mapping[str, str], *, mapping: Mapping[str, str]) -> 
         symbol_column=column,
         volume_optional=flag(options, "volume_optional"),
     )
+
+
+def prices_option(options: Mapping[str, str]) -> str:
+    """The ``prices`` option as a manifest kind (default raw); UsageError naming ``--prices``."""
+    return check_prices(options.get(PRICES_OPTION) or RAW)
 
 
 def skip_rows(options: Mapping[str, str]) -> int:

@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from quantcli.errors import UsageError
 from quantcli.store.sources.base import (
+    PRICES_OPTION,
     TABLE_OPTIONS,
     ParsedSource,
     check_options,
     column_mapping,
     parse_tables,
+    prices_option,
     skip_rows,
     table_options,
 )
 
-OPTIONS = (*TABLE_OPTIONS, "delimiter", "skip_rows")
+OPTIONS = (*TABLE_OPTIONS, "delimiter", "skip_rows", PRICES_OPTION)
 
 
 def parse(files: Sequence[Path], options: Mapping[str, str]) -> ParsedSource:
@@ -29,4 +32,6 @@ def parse(files: Sequence[Path], options: Mapping[str, str]) -> ParsedSource:
     if len(delimiter) != 1:
         raise UsageError(f"--delimiter must be one character, not {delimiter!r}")
     opts = table_options(options, mapping=column_mapping(options))
-    return parse_tables(files, opts, delimiter=delimiter, skip=skip_rows(options))
+    prices = prices_option(options)
+    parsed = parse_tables(files, opts, delimiter=delimiter, skip=skip_rows(options))
+    return replace(parsed, prices=prices)

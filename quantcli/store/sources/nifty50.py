@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Final
 
 from quantcli.store.sources.base import (
+    PRICES_OPTION,
     TABLE_OPTIONS,
     ParsedSource,
     check_options,
     parse_tables,
+    prices_option,
     table_options,
 )
 
@@ -40,7 +42,7 @@ LAYOUT: Final = {
 }
 
 # The layout names its symbol column (or has none), so no --symbol-column.
-OPTIONS = tuple(o for o in TABLE_OPTIONS if o != "symbol_column")
+OPTIONS = (*(o for o in TABLE_OPTIONS if o != "symbol_column"), PRICES_OPTION)
 
 
 def parse(files: Sequence[Path], options: Mapping[str, str]) -> ParsedSource:
@@ -48,4 +50,5 @@ def parse(files: Sequence[Path], options: Mapping[str, str]) -> ParsedSource:
     symbols per file."""
     check_options("nifty50", options, OPTIONS)
     opts = replace(table_options(options, mapping=LAYOUT), strict_columns=True, layout="NIFTY-50")
-    return parse_tables(files, opts)
+    prices = prices_option(options)
+    return replace(parse_tables(files, opts), prices=prices)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
 
 from quantcli.errors import DataError
 from quantcli.store.sources.base import (
+    PRICES_OPTION,
     ROW_COL,
     TABLE_OPTIONS,
     ParsedSource,
@@ -17,18 +19,20 @@ from quantcli.store.sources.base import (
     check_options,
     column_mapping,
     finish,
+    prices_option,
     read_bytes,
     table_options,
     table_stem,
 )
 
-OPTIONS = TABLE_OPTIONS
+OPTIONS = (*TABLE_OPTIONS, PRICES_OPTION)
 
 
 def parse(files: Sequence[Path], options: Mapping[str, str]) -> ParsedSource:
     """Parse Parquet files; ``__row`` is the 1-based row within each file."""
     check_options("parquet", options, OPTIONS)
     opts = table_options(options, mapping=column_mapping(options))
+    prices = prices_option(options)
     frames: list[pl.DataFrame] = []
     ignored: list[str] = []
     for path in files:
@@ -43,6 +47,7 @@ def parse(files: Sequence[Path], options: Mapping[str, str]) -> ParsedSource:
         frame, skipped = canonical_frame(raw, str(path), table_stem(path.name), opts)
         frames.append(frame)
         ignored.extend(skipped)
-    return finish(
+    parsed = finish(
         frames, [str(p) for p in files], files, ignored, volume_optional=opts.volume_optional
     )
+    return replace(parsed, prices=prices)

@@ -12,6 +12,12 @@ Yahoo writes ``null`` (classic) or nothing (yfinance) in every cell of a day it 
 for; such rows are dropped and counted in the notes. Tickers lose their exchange suffix
 (``RELIANCE.NS`` -> ``RELIANCE``, ``TCS.BO`` -> ``TCS``), recorded in the notes. ``close`` is
 Yahoo's Close, never Adj Close (which also folds in dividends).
+
+Yahoo's Close is already split-adjusted, so the version records its prices as vendor-adjusted
+(``manifest.prices``) and no split or bonus on record is applied to it again: a file with an
+Adj Close column (the classic download, yfinance with ``auto_adjust=False``) is
+``split_adjusted``; one without (yfinance's default ``auto_adjust=True``, ``Ticker.history()``)
+is ``total_return_adjusted``, its Close adjusted for dividends too.
 """
 
 from __future__ import annotations
@@ -61,6 +67,8 @@ CLOSE_NOTE: Final = (
     "yfinance with auto_adjust (files without Adj Close) for splits and dividends"
 )
 OPTIONS = tuple(o for o in TABLE_OPTIONS if o != "symbol_column")  # the layout has no symbol
+SPLIT_ADJUSTED: Final = "split_adjusted"  # Close beside an Adj Close: splits and bonuses only
+TOTAL_RETURN_ADJUSTED: Final = "total_return_adjusted"  # no Adj Close: Close has dividends too
 
 
 def symbol_of(ticker: str) -> str:
@@ -141,6 +149,24 @@ def _drop_empty_days(table: pl.DataFrame) -> tuple[pl.DataFrame, int]:
     return kept, table.height - kept.height
 
 
+def _prices(table: pl.DataFrame) -> str:
+    """What Yahoo adjusted ``table``'s Close for, told by whether it has an Adj Close."""
+    has_adj = any(normalised(c) == "adj_close" for c in table.columns)
+    return SPLIT_ADJUSTED if has_adj else TOTAL_RETURN_ADJUSTED
+
+
+def _mixed(ticker: str, kind: str, kinds: Mapping[str, str]) -> str:
+    """Why a table of ``kind`` cannot join the tables already read (``kinds``: kind -> file)."""
+    split = kind == SPLIT_ADJUSTED
+    other = kinds[TOTAL_RETURN_ADJUSTED if split else SPLIT_ADJUSTED]
+    return (
+        f"{ticker} has {'an' if split else 'no'} Adj Close but {other} has "
+        f"{'none' if split else 'one'}: Close beside an Adj Close is split-adjusted, without one "
+        "dividend-adjusted too, and a dataset holds one kind of prices (ingest them into "
+        "separate datasets)"
+    )
+
+
 def parse(files: Sequence[Path], options: Mapping[str, str]) -> ParsedSource:
     """Parse Yahoo Finance CSVs (classic or yfinance; plain, ``.gz`` or ``.zip``)."""
     check_options("yahoo", options, OPTIONS)
@@ -153,11 +179,16 @@ def parse(files: Sequence[Path], options: Mapping[str, str]) -> ParsedSource:
     renamed: dict[str, str] = {}
     owner: dict[str, str] = {}  # symbol -> the ticker it came from
     dropped: dict[str, int] = {}
+    kinds: dict[str, str] = {}  # prices kind -> the first table that has it
     for path in files:
         for label, name, content in input_tables(path):
             skip, columns = _columns(content, label, base)
             raw = read_text_table(content, label, skip=skip)
             for ticker, table in _split(raw, columns, name):
+                kind = _prices(table)
+                kinds.setdefault(kind, label)
+                if len(kinds) > 1:
+                    raise DataError(_mixed(ticker, kind, kinds), path=label)
                 symbol = base.symbol or symbol_of(ticker)
                 if base.symbol is None and owner.setdefault(symbol, ticker) != ticker:
                     raise DataError(
@@ -181,4 +212,7 @@ def parse(files: Sequence[Path], options: Mapping[str, str]) -> ParsedSource:
         notes["yahoo_symbols"] = renamed
     if dropped:
         notes["yahoo_empty_rows_dropped"] = dropped
-    return finish(frames, labels, files, ignored, volume_optional=base.volume_optional, notes=notes)
+    parsed = finish(
+        frames, labels, files, ignored, volume_optional=base.volume_optional, notes=notes
+    )
+    return replace(parsed, prices=next(iter(kinds)))
