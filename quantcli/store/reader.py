@@ -173,11 +173,11 @@ class DatasetVersion:
         """
         import polars as pl
 
-        from quantcli.store.schema import ALL_COLUMNS
+        from quantcli.store.schema import column_dtype
 
         selected = self._columns(columns)
         files = self.files(symbols)
-        schema = {c: ALL_COLUMNS[c] for c in self.manifest.schema}
+        schema = {c: column_dtype(c) for c in self.manifest.schema}
         lf = pl.scan_parquet(
             [str(f) for f in files], schema=schema, hive_partitioning=False, glob=False
         )
