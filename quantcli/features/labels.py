@@ -54,7 +54,8 @@ def make_labels(
     *,
     actions: Sequence[CorporateAction] = (),
 ) -> pl.DataFrame:
-    """symbol, ts, label, forward_return for each bar, sorted by (symbol, ts).
+    """symbol, ts, label, forward_return for each bar of ``bars`` (in the store's schema),
+    sorted by (symbol, ts).
 
     ``forward_return`` is the split-correct return over the next H sessions of the symbol (its
     daily returns compounded, as the features compute them, on the bars adjusted for the

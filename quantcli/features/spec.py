@@ -11,6 +11,7 @@ definition whose values change when later bars are distorted is refused at build
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -32,7 +33,7 @@ WHAT = "feature set"
 
 
 class FeatureSpec:
-    """Base class of feature-set definitions: holds the parsed parameters."""
+    """Optional base class of feature-set definitions: holds the parsed parameters."""
 
     def __init__(self, params: Any) -> None:
         self.params = params
@@ -87,7 +88,12 @@ def load_features(spec: str, raw_params: Mapping[str, str]) -> LoadedFeatures:
     cls, source_hash = load_class(spec, BUILTINS, WHAT)
     params = parse_params(cls, raw_params, spec, WHAT)
     try:
-        instance = cls(params)
+        # A plain class (no constructor of its own) gets its parameters as ``self.params``.
+        if inspect.signature(cls).parameters:
+            instance = cls(params)
+        else:
+            instance = cls()
+            instance.params = params
     except Exception as exc:
         raise StrategyError(f"{WHAT} {spec}: constructor raised {_describe(exc)}") from exc
     return LoadedFeatures(spec, instance, source_hash, dataclasses.asdict(params))
