@@ -1,5 +1,9 @@
 """The built-in ``basic`` feature set: returns, volatility, RSI, volume z-score, distance from
-moving averages and day of week, per symbol and point in time."""
+moving averages and day of week, per symbol and point in time.
+
+The daily return and price change are helper inputs, computed once on the whole column (the
+previous close is taken only within the symbol); the windows over them run per symbol.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +13,23 @@ import polars as pl
 
 from quantcli.features.spec import FeatureSpec
 
+# 1970-01-01 was a Thursday (ISO weekday 4); IST is UTC+05:30 all year.
+_IST_OFFSET_US = 19_800 * 1_000_000
+_DAY_US = 86_400 * 1_000_000
+
+
+def previous_close() -> pl.Expr:
+    """The previous bar's close of the same symbol (null on a symbol's first bar), flat or
+    within ``.over("symbol")``."""
+    same = pl.col("symbol") == pl.col("symbol").shift(1)
+    return pl.when(same).then(pl.col("close").shift(1))
+
 
 def daily_return() -> pl.Expr:
     """Each bar's return from the previous close, split-correct: ``close / prev_close - 1``
     with the exchange's (split-adjusted) ``prev_close`` where the bars have one, else from the
-    previous bar's close in the split-adjusted view. Evaluate it ``.over("symbol")``."""
-    previous = pl.col("close").shift(1)
-    return pl.col("close") / pl.coalesce(pl.col("prev_close"), previous) - 1
+    previous bar's close in the split-adjusted view."""
+    return pl.col("close") / pl.coalesce(pl.col("prev_close"), previous_close()) - 1
 
 
 def compounded(returns: pl.Expr, sessions: int) -> pl.Expr:
@@ -37,34 +51,37 @@ class Basic(FeatureSpec):
         fast_mean: int = 20
         slow_mean: int = 50
 
-    def features(self) -> dict[str, pl.Expr]:
-        """The named per-symbol expressions."""
-        p = self.params
-        r = daily_return()
+    def inputs(self) -> dict[str, pl.Expr]:
+        """Row-wise helpers: the daily return and the change from the previous close."""
         close = pl.col("close")
-        change = close - pl.coalesce(pl.col("prev_close"), close.shift(1))
-        # Wilder's smoothing: an exponential mean with alpha = 1/window, started after
-        # ``window`` changes.
-        gain = change.clip(lower_bound=0).ewm_mean(
-            alpha=1 / p.rsi_window, adjust=False, min_samples=p.rsi_window
-        )
-        loss = (
-            (-change)
-            .clip(lower_bound=0)
-            .ewm_mean(alpha=1 / p.rsi_window, adjust=False, min_samples=p.rsi_window)
-        )
+        return {
+            "_return": daily_return(),
+            "_change": close - pl.coalesce(pl.col("prev_close"), previous_close()),
+        }
+
+    def features(self) -> dict[str, pl.Expr]:
+        """The named expressions."""
+        p = self.params
+        r, change, close = pl.col("_return"), pl.col("_change"), pl.col("close")
+        # Wilder's smoothing: an exponential mean with alpha = 1/window, from the
+        # ``window``-th change on.
+        smooth = {"alpha": 1 / p.rsi_window, "adjust": False, "min_samples": p.rsi_window}
+        gain = change.clip(lower_bound=0).ewm_mean(**smooth)
+        loss = (-change).clip(lower_bound=0).ewm_mean(**smooth)
         volume = pl.col("volume")
-        per_symbol = {
-            "ret_1": r,
+        vw = p.volume_window
+        ts_us = pl.col("ts").dt.epoch("us") + _IST_OFFSET_US
+        windowed = {
             "ret_5": compounded(r, 5),
             "ret_20": compounded(r, 20),
             f"vol_{p.vol_window}": r.rolling_std(p.vol_window),
             f"rsi_{p.rsi_window}": 100 * gain / (gain + loss),
-            f"volume_z_{p.volume_window}": (volume - volume.rolling_mean(p.volume_window))
-            / volume.rolling_std(p.volume_window),
+            f"volume_z_{vw}": (volume - volume.rolling_mean(vw)) / volume.rolling_std(vw),
             f"dist_mean_{p.fast_mean}": close / close.rolling_mean(p.fast_mean) - 1,
             f"dist_mean_{p.slow_mean}": close / close.rolling_mean(p.slow_mean) - 1,
         }
-        out = {name: expr.over("symbol") for name, expr in per_symbol.items()}
-        out["day_of_week"] = pl.col("ts").dt.weekday()
-        return out
+        return {
+            "ret_1": r,
+            **{name: expr.over("symbol") for name, expr in windowed.items()},
+            "day_of_week": (ts_us // _DAY_US + 3) % 7 + 1,
+        }

@@ -40,9 +40,9 @@ if TYPE_CHECKING:
 
 def compute_features(view: pl.DataFrame, loaded: LoadedFeatures) -> pl.DataFrame:
     """symbol, ts and the definition's features over ``view`` (StrategyError if they fail)."""
-    exprs = loaded.expressions()
+    exprs, inputs = loaded.expressions(), loaded.inputs()
     try:
-        return view.select("symbol", "ts", *exprs.values())
+        return view.with_columns(*inputs.values()).select("symbol", "ts", *exprs.values())
     except Exception as exc:
         text = " ".join(str(exc).split())[:300]
         raise StrategyError(
@@ -112,7 +112,8 @@ def build_features(
     if is_feature_set(source.manifest):
         raise UsageError(f"{source.ref} is a feature set; build features from a bar dataset")
     with reading(source):
-        bars = source.frame()
+        # One chunk per column: per-symbol windows over many chunks cost twice as much.
+        bars = source.frame().rechunk()
     step(0.2)
     actions = actions_for(source.manifest.symbols, root)
     with using_store(root):

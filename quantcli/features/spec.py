@@ -4,8 +4,11 @@ typed parameters, loaded and parsed as strategies are (quantcli.backtest.strateg
 ``features(self)`` returns named polars expressions over the bars: a ``dict`` of name to
 expression, or a list of aliased expressions. They see the bars a strategy sees (split/bonus
 adjusted, traded values beside them as ``raw_<column>``, sorted by symbol then ts) and use
-``.over("symbol")`` for per-symbol windows. A feature at bar t may use only bars up to t: a
-definition whose values change when later bars are distorted is refused at build time.
+``.over("symbol")`` for per-symbol windows. An optional ``inputs(self)`` returns helper columns
+(a dict of row-wise expressions) added to the bars first and not stored: a value several windowed
+features use (such as the daily return) is then computed once, and windows cannot nest anyway.
+A feature at bar t may use only bars up to t: a definition whose values change when later bars
+are distorted is refused at build time.
 """
 
 from __future__ import annotations
@@ -48,12 +51,21 @@ class LoadedFeatures:
     source_hash: str
     params: Mapping[str, object]
 
+    def inputs(self) -> dict[str, pl.Expr]:
+        """The optional helper columns (``inputs()``), added to the bars before the features."""
+        if not callable(getattr(self.instance, "inputs", None)):
+            return {}
+        return self._named("inputs", cast=False)
+
     def expressions(self) -> dict[str, pl.Expr]:
         """The named feature expressions, each cast to Float64 (StrategyError if the hook
         raises, returns something else, or repeats a name)."""
-        hook = getattr(self.instance, "features", None)
-        if not callable(hook):
+        if not callable(getattr(self.instance, "features", None)):
             raise StrategyError(f"{WHAT} {self.spec}: define features(self) -> dict[str, pl.Expr]")
+        return self._named("features", cast=True)
+
+    def _named(self, method: str, *, cast: bool) -> dict[str, pl.Expr]:
+        hook = getattr(self.instance, method)
         try:
             given = hook()
             pairs = (
@@ -62,17 +74,17 @@ class LoadedFeatures:
                 else [(e.meta.output_name(), e) for e in given]
             )
         except Exception as exc:
-            raise StrategyError(f"{WHAT} {self.spec}: features() raised {_describe(exc)}") from exc
+            raise StrategyError(f"{WHAT} {self.spec}: {method}() raised {_describe(exc)}") from exc
         out: dict[str, pl.Expr] = {}
         for name, expr in pairs:
             if not isinstance(expr, pl.Expr) or not isinstance(name, str):
                 raise StrategyError(
-                    f"{WHAT} {self.spec}: features() must return named polars expressions"
+                    f"{WHAT} {self.spec}: {method}() must return named polars expressions"
                 )
             if name in out or name in ("symbol", "ts"):
                 raise StrategyError(f"{WHAT} {self.spec}: feature name {name!r} is used twice")
-            out[name] = expr.cast(pl.Float64).alias(name)
-        if not out:
+            out[name] = (expr.cast(pl.Float64) if cast else expr).alias(name)
+        if not out and cast:
             raise StrategyError(f"{WHAT} {self.spec}: features() returned no feature")
         return out
 
