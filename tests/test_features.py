@@ -384,3 +384,32 @@ def test_no_feature_can_read_the_labels(store: Path, tmp_path: Path) -> None:
     (tmp_path / "mine.py").write_text(PEEK)
     with pytest.raises(StrategyError, match='unable to find column "forward_return"'):
         build_features(store, "mine", ref, f"{tmp_path / 'mine.py'}:ReadsLabels")
+
+
+def test_inputs_are_computed_first_and_not_stored(store: Path, tmp_path: Path) -> None:
+    ref = stored(store, make_bars())
+    (tmp_path / "helpers.py").write_text(
+        "import polars as pl\n"
+        "class Spread:\n"
+        "    def inputs(self):\n"
+        "        return {'_hl': pl.col('high') - pl.col('low')}\n"
+        "    def features(self):\n"
+        "        return {'hl_mean': pl.col('_hl').rolling_mean(3).over('symbol')}\n"
+    )
+    build_features(store, "spread", ref, f"{tmp_path / 'helpers.py'}:Spread")
+    fs = open_feature_set("spread", store)
+    assert fs.columns == ("hl_mean",)
+    bars = make_bars().filter(pl.col("symbol") == "AAA")
+    expected = (bars["high"] - bars["low"])[:3].mean()
+    assert fs.frame()["hl_mean"][2] == pytest.approx(expected, rel=1e-12)
+
+
+def test_the_example_definition_builds(store: Path) -> None:
+    from conftest import REPO
+
+    ref = stored(store, make_bars())
+    spec = f"{REPO / 'examples/trend_features.py'}:Trend"
+    build_features(store, "trend", ref, spec, {"window": "10"})
+    fs = open_feature_set("trend", store)
+    assert fs.columns == ("trend", "range") and fs.params == {"window": 10}
+    assert fs.frame()["trend"].null_count() == 2 * 9
