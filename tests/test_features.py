@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -413,3 +414,27 @@ def test_the_example_definition_builds(store: Path) -> None:
     fs = open_feature_set("trend", store)
     assert fs.columns == ("trend", "range") and fs.params == {"window": 10}
     assert fs.frame()["trend"].null_count() == 2 * 9
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("def features(self):\n        return {'symbol': pl.col('close')}", "'symbol' is symbol"),
+        ("def features(self):\n        return [pl.col('close'), pl.col('close')]", "given twice"),
+        ("def features(self):\n        return {'x': 1}", "must return named polars"),
+        (
+            "def inputs(self):\n        return {'close': pl.col('open')}\n"
+            "    def features(self):\n        return {'x': pl.col('close')}",
+            "inputs() name 'close' is a column of the bars",
+        ),
+        ("x = 1", "define features(self)"),
+    ],
+)
+def test_malformed_definitions_are_refused(
+    store: Path, tmp_path: Path, body: str, message: str
+) -> None:
+    ref = stored(store, make_bars())
+    (tmp_path / "bad.py").write_text(f"import polars as pl\nclass Bad:\n    {body}\n")
+    with pytest.raises(StrategyError, match=re.escape(message)):
+        build_features(store, "bad", ref, f"{tmp_path / 'bad.py'}:Bad")
+    assert not (store / "bad").exists()

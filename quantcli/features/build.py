@@ -41,6 +41,14 @@ if TYPE_CHECKING:
 def compute_features(view: pl.DataFrame, loaded: LoadedFeatures) -> pl.DataFrame:
     """symbol, ts and the definition's features over ``view`` (StrategyError if they fail)."""
     exprs, inputs = loaded.expressions(), loaded.inputs()
+    shadowed = [name for name in inputs if name in view.columns]
+    if shadowed:
+        # A helper replacing a bar column would change what every feature and the look-ahead
+        # check read as that column.
+        raise StrategyError(
+            f"{WHAT} {loaded.spec}: inputs() name {shadowed[0]!r} is a column of the bars; "
+            "rename it"
+        )
     try:
         return view.with_columns(*inputs.values()).select("symbol", "ts", *exprs.values())
     except Exception as exc:
@@ -104,6 +112,7 @@ def build_features(
             progress(fraction)
 
     check_name(name)
+    # publish checks the kind again under the lock; this fails before the features are computed.
     versions = version_numbers(root, name)
     if versions:
         check_kind(read_manifest(version_dir(root, name, versions[-1])), features=True)

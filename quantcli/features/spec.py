@@ -82,7 +82,9 @@ class LoadedFeatures:
                     f"{WHAT} {self.spec}: {method}() must return named polars expressions"
                 )
             if name in out or name in ("symbol", "ts"):
-                raise StrategyError(f"{WHAT} {self.spec}: feature name {name!r} is used twice")
+                raise StrategyError(
+                    f"{WHAT} {self.spec}: {method}() name {name!r} is symbol, ts or given twice"
+                )
             out[name] = (expr.cast(pl.Float64) if cast else expr).alias(name)
         if not out and cast:
             raise StrategyError(f"{WHAT} {self.spec}: features() returned no feature")
