@@ -3,6 +3,7 @@ labels, storage in the store (publish, re-runs, kinds, query, verify) and look-a
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -275,6 +276,27 @@ def test_build_publishes_a_versioned_feature_set(store: Path) -> None:
     assert json.loads(m.source.options["params"])["slow_mean"] == 50
     assert list(m.notes["features"]) == list(BASIC)  # type: ignore[call-overload]
     assert "label" not in m.schema and "forward_return" not in m.schema
+    assert len(m.source.options["actions_sha256"]) == 64
+    assert "class Basic(FeatureSpec)" in fs.definition
+
+
+def test_equal_inputs_give_equal_bytes(store: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    hashes = []
+    for root in (store, other):
+        ref = stored(root, make_bars())
+        fs = open_feature_set(build_features(root, "f", ref, "basic").manifest.ref, root)
+        hashes.append((fs.content_hash, dict(fs.manifest.files)))
+    assert hashes[0] == hashes[1]
+
+
+def test_the_definition_is_recorded_as_built(store: Path, tmp_path: Path) -> None:
+    ref = stored(store, make_bars())
+    (tmp_path / "mine.py").write_text(PEEK)
+    build_features(store, "mine", ref, f"{tmp_path / 'mine.py'}:Trailing")
+    fs = open_feature_set("mine", store)
+    assert fs.definition == PEEK
+    assert fs.spec_hash == hashlib.sha256(PEEK.encode()).hexdigest()
 
 
 def test_rerunning_a_build_creates_nothing(store: Path) -> None:

@@ -148,3 +148,15 @@ def test_quiet_build_narrates_nothing(cli: Any, demo: Path) -> None:
     res = cli("--quiet", "features", "build", "feats", "--dataset", "demo")
     assert res.exit_code == 0 and res.stderr == ""
     assert res.stdout.startswith("built feats@v1")
+
+
+def test_gc_keeps_tagged_feature_sets_and_collects_old_ones(cli: Any, demo: Path) -> None:
+    cli("features", "build", "feats", "--dataset", "demo")
+    cli("features", "build", "feats", "--dataset", "demo", "-p", "slow_mean=30")
+    cli("features", "build", "feats", "--dataset", "demo", "-p", "slow_mean=40")
+    assert cli("data", "tag", "feats@v1", "keep").exit_code == 0
+    res = cli("--json", "data", "gc", "--keep-last", "1")
+    assert res.exit_code == 0, res.stderr
+    assert res.json()["versions_removed"] == ["feats@v2"]
+    listed = cli("--json", "features", "list").json()
+    assert listed[0]["versions"] == [1, 3] and listed[0]["tags"] == {"keep": 1}

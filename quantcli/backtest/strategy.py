@@ -133,7 +133,7 @@ def _describe(exc: BaseException) -> str:
 def load_strategy(spec: str, raw_params: Mapping[str, str]) -> LoadedStrategy:
     """Resolve ``spec`` (a built-in name or ``path.py:ClassName``), parse its parameters and
     instantiate it."""
-    cls, source_hash = load_class(spec, BUILTINS)
+    cls, source = load_class(spec, BUILTINS)
     kind = strategy_kind(cls, spec)
     params = parse_params(cls, raw_params, spec)
     try:
@@ -148,16 +148,16 @@ def load_strategy(spec: str, raw_params: Mapping[str, str]) -> LoadedStrategy:
         name=spec,
         instance=instance,
         kind=kind,
-        source_hash=source_hash,
+        source_hash=hashlib.sha256(source).hexdigest(),
         params=dataclasses.asdict(params),
     )
 
 
 def load_class(
     spec: str, builtins: Mapping[str, tuple[str, str]], what: str = "strategy"
-) -> tuple[type, str]:
-    """The class ``spec`` names (a key of ``builtins`` or ``path.py:ClassName``) and the sha256
-    of its source file; ``what`` names the kind of thing in errors (strategies, feature sets)."""
+) -> tuple[type, bytes]:
+    """The class ``spec`` names (a key of ``builtins`` or ``path.py:ClassName``) and its source
+    file's bytes; ``what`` names the kind of thing in errors (strategies, feature sets)."""
     if spec in builtins:
         module_name, class_name = builtins[spec]
         module = importlib.import_module(module_name)
@@ -177,7 +177,7 @@ def load_class(
     cls = getattr(module, class_name, None)
     if not isinstance(cls, type):
         raise StrategyError(f"{what} {spec}: no class {class_name} in {module.__name__}")
-    return cls, hashlib.sha256(source).hexdigest()
+    return cls, source
 
 
 def _import_file(path: Path, digest: str, what: str) -> ModuleType:

@@ -39,6 +39,7 @@ def describe(fs: FeatureSet) -> dict[str, Any]:
         "spec": fs.spec,
         "spec_sha256": fs.spec_hash,
         "params": fs.params,
+        "actions_sha256": m.source.options.get("actions_sha256"),
         "columns": list(fs.columns),
         "interval": m.interval,
         "rows": m.rows,

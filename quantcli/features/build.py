@@ -9,6 +9,7 @@ inputs give equal bytes, so re-running a build publishes nothing new.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -125,6 +126,8 @@ def build_features(
         bars = source.frame().rechunk()
     step(0.2)
     actions = actions_for(source.manifest.symbols, root)
+    # The splits and bonuses decide the adjusted view, so they are recorded by their hash.
+    actions_doc = json.dumps([a.to_dict() for a in actions], sort_keys=True)
     with using_store(root):
         view = feature_view(bars, actions)
     del bars
@@ -139,6 +142,7 @@ def build_features(
         "spec": spec,
         "spec_sha256": loaded.source_hash,
         "params": json.dumps(loaded.params, sort_keys=True),
+        "actions_sha256": hashlib.sha256(actions_doc.encode("utf-8")).hexdigest(),
     }
     result = publish(
         root,
@@ -146,7 +150,11 @@ def build_features(
         features,
         interval=source.manifest.interval,
         source=SourceInfo(kind=FEATURES_KIND, options=options),
-        notes={"features": features.columns[2:], "params": dict(loaded.params)},
+        notes={
+            "features": features.columns[2:],
+            "params": dict(loaded.params),
+            "definition": loaded.source,
+        },
         wait=wait,
     )
     step(1.0)
@@ -193,6 +201,11 @@ class FeatureSet:
     def spec_hash(self) -> str:
         """The sha256 of the definition's source file."""
         return self.manifest.source.options["spec_sha256"]
+
+    @property
+    def definition(self) -> str:
+        """The definition's source file as it was built (to rebuild the set from it)."""
+        return str(self.manifest.notes["definition"])
 
     @property
     def params(self) -> dict[str, object]:

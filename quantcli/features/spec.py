@@ -14,6 +14,7 @@ are distorted is refused at build time.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ class LoadedFeatures:
     instance: Any
     source_hash: str
     params: Mapping[str, object]
+    source: str  # the definition's source file, recorded so a build can be redone from it
 
     def inputs(self) -> dict[str, pl.Expr]:
         """The optional helper columns (``inputs()``), added to the bars before the features."""
@@ -99,7 +101,7 @@ def _describe(exc: BaseException) -> str:
 def load_features(spec: str, raw_params: Mapping[str, str]) -> LoadedFeatures:
     """Resolve ``spec`` (``basic`` or ``path.py:ClassName``), parse its parameters and
     instantiate it."""
-    cls, source_hash = load_class(spec, BUILTINS, WHAT)
+    cls, source = load_class(spec, BUILTINS, WHAT)
     params = parse_params(cls, raw_params, spec, WHAT)
     try:
         # A plain class (no constructor of its own) gets its parameters as ``self.params``.
@@ -110,7 +112,9 @@ def load_features(spec: str, raw_params: Mapping[str, str]) -> LoadedFeatures:
             instance.params = params
     except Exception as exc:
         raise StrategyError(f"{WHAT} {spec}: constructor raised {_describe(exc)}") from exc
-    return LoadedFeatures(spec, instance, source_hash, dataclasses.asdict(params))
+    digest = hashlib.sha256(source).hexdigest()
+    text = source.decode("utf-8", errors="replace")
+    return LoadedFeatures(spec, instance, digest, dataclasses.asdict(params), text)
 
 
 def feature_view(bars: pl.DataFrame, actions: Sequence[CorporateAction]) -> pl.DataFrame:
