@@ -377,13 +377,17 @@ class Trailing:
         w = self.params.window
         return [pl.col("close").rolling_mean(w).over("symbol").alias("trailing")]
 
+class NextVolume:
+    def features(self):
+        return {"next_volume": pl.col("volume").shift(-1).over("symbol")}
+
 class ReadsLabels:
     def features(self):
         return {"leak": pl.col("forward_return")}
 """
 
 
-@pytest.mark.parametrize("cls", ["Peek", "Centered"])
+@pytest.mark.parametrize("cls", ["Peek", "Centered", "NextVolume"])
 def test_a_definition_that_looks_ahead_is_refused(store: Path, tmp_path: Path, cls: str) -> None:
     ref = stored(store, make_bars())
     (tmp_path / "mine.py").write_text(PEEK)

@@ -718,13 +718,15 @@ def find_lookahead(
     evaluate: Callable[[pl.DataFrame], np.ndarray],
     code: np.ndarray | None = None,
     full: np.ndarray | None = None,
+    distort: Sequence[str] | None = None,
 ) -> dict[str, object] | None:
     """The first bar (as a named row) whose values depend on later bars, or None: the one
     look-ahead check of strategies and feature sets.
 
     ``evaluate`` computes the values (one per bar, or a row of them) over bars sorted by
     (symbol, ts); ``valid`` marks the bars of ``frame`` with a value, ``full`` holds the values
-    over all of ``frame`` when they are at hand (saving an evaluation).
+    over all of ``frame`` when they are at hand (saving an evaluation); ``distort`` names the
+    columns to distort (default: every price).
 
     The values are computed up to three more times on a small slice of the bars (up to 8
     symbols with values, their bars up to a horizon): as is, and with the prices from a cut-off
@@ -742,7 +744,7 @@ def find_lookahead(
     # With every symbol in the slice, the full run's values are the undistorted ones.
     baseline = full[rows] if rows is not None and full is not None else evaluate(head)
     expected = baseline[before]
-    prices = [c for c in _PRICE_COLUMNS if c in frame.columns]
+    prices = [c for c in (_PRICE_COLUMNS if distort is None else distort) if c in frame.columns]
     later_s = pl.Series(later)
     for factor in (2.0, 0.5):
         distorted = head.with_columns(

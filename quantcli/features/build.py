@@ -64,6 +64,7 @@ def check_point_in_time(view: pl.DataFrame, loaded: LoadedFeatures, features: pl
     look-ahead check (quantcli.backtest.engine.find_lookahead) on ``features``, the
     definition's values over ``view``."""
     from quantcli.backtest.engine import find_lookahead
+    from quantcli.market.corporate_actions import PRICE_COLUMNS, VOLUME_COLUMNS
 
     names = [c for c in features.columns if c not in ("symbol", "ts")]
 
@@ -73,7 +74,11 @@ def check_point_in_time(view: pl.DataFrame, loaded: LoadedFeatures, features: pl
 
     present = pl.any_horizontal(c.is_not_null() & c.is_finite() for c in map(pl.col, names))
     valid = features.select(present).to_series().to_numpy()
-    row = find_lookahead(view, valid, evaluate)
+    # Prices and share counts: a feature may read either (a strategy's targets are checked on
+    # prices alone, as the backtester trades on them).
+    counts = [*VOLUME_COLUMNS, *(f"raw_{c}" for c in VOLUME_COLUMNS)]
+    prices = [*PRICE_COLUMNS, *(f"raw_{c}" for c in PRICE_COLUMNS)]
+    row = find_lookahead(view, valid, evaluate, distort=[*prices, *counts])
     if row is not None:
         raise StrategyError(
             f"{WHAT} {loaded.spec} looks ahead: its features at {row['symbol']} {row['ts']} "
