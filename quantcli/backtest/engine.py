@@ -657,6 +657,18 @@ def strategy_view(frame: pl.DataFrame, factor: np.ndarray | None) -> pl.DataFram
     return frame.with_columns(*raw, *adjusted)
 
 
+def adjusted_view(frame: pl.DataFrame, actions: Sequence[CorporateAction]) -> pl.DataFrame:
+    """The :func:`strategy_view` of bars sorted by (symbol, ts), with ``actions`` as the run's
+    splits and bonuses: what a strategy would see of them (for feature sets)."""
+    if frame.height == 0:
+        return strategy_view(frame, None)
+    utc = frame.get_column("ts").cast(pl.Int64).to_numpy()
+    epoch_days, day_of = _epoch_days(utc)
+    days: list[date] = epoch_days.astype("datetime64[D]").tolist()
+    symbols, code = _symbol_codes(frame.get_column("symbol"))
+    return strategy_view(frame, _split_factors(actions, symbols, code, day_of, days))
+
+
 def _check_lots(
     target: np.ndarray,
     lot: np.ndarray,
@@ -695,40 +707,66 @@ def check_lookahead(
     frame: pl.DataFrame, strategy: LoadedStrategy, full: np.ndarray, code: np.ndarray | None = None
 ) -> None:
     """Raise StrategyError when ``full``, the strategy's targets over ``frame`` sorted by
-    (symbol, ts), depend on later bars (``code``: each row's symbol number, if known).
-
-    The expression runs up to three more times on a small slice of the bars (up to 8 symbols
-    with targets, their bars up to a horizon): as is, and with the prices from a cut-off
-    timestamp on distorted (doubled, then halved); a target before the cut-off that changes
-    depends on later bars. The cut-off lies 10% of the timestamps (at most 500) after the first
-    target, so warm-up periods do not make the check vacuous and long histories or many
-    symbols do not make it expensive.
-    """
+    (symbol, ts), depend on later bars (``code``: each row's symbol number, if known); see
+    :func:`find_lookahead`."""
     valid = ~np.isnan(full)
     if not valid.any():
         return
+    expr, features = strategy.expression(), strategy.features()
+    row = find_lookahead(
+        frame, valid, lambda bars: _targets_of(bars, features, expr, strategy), code, full
+    )
+    if row is not None:
+        raise StrategyError(
+            f"strategy {strategy.name} looks ahead: its {strategy.kind} at "
+            f"{row['symbol']} {row['ts']} depend on later bars"
+        )
+
+
+def find_lookahead(
+    frame: pl.DataFrame,
+    valid: np.ndarray,
+    evaluate: Callable[[pl.DataFrame], np.ndarray],
+    code: np.ndarray | None = None,
+    full: np.ndarray | None = None,
+    distort: Sequence[str] | None = None,
+) -> dict[str, object] | None:
+    """The first bar (as a named row) whose values depend on later bars, or None: the one
+    look-ahead check of strategies and feature sets.
+
+    ``evaluate`` computes the values (one per bar, or a row of them) over bars sorted by
+    (symbol, ts); ``valid`` marks the bars of ``frame`` with a value, ``full`` holds the values
+    over all of ``frame`` when they are at hand (saving an evaluation); ``distort`` names the
+    columns to distort (default: every price).
+
+    The values are computed up to three more times on a small slice of the bars (up to 8
+    symbols with values, their bars up to a horizon): as is, and with the prices from a cut-off
+    timestamp on distorted (doubled, then halved); a value before the cut-off that changes
+    depends on later bars. The cut-off lies 10% of the timestamps (at most 500) after the first
+    value, so warm-up periods do not make the check vacuous and long histories or many
+    symbols do not make it expensive.
+    """
+    if not valid.any():
+        return None
     if code is None:
         code = frame.get_column("symbol").rle_id().to_numpy()
-    expr, features = strategy.expression(), strategy.features()
     head, later, rows = _check_slice(frame, valid, code)
     before = ~later
-    # With every symbol in the slice, the full run's targets are the undistorted ones.
-    baseline = full[rows] if rows is not None else _targets_of(head, features, expr, strategy)
+    # With every symbol in the slice, the full run's values are the undistorted ones.
+    baseline = full[rows] if rows is not None and full is not None else evaluate(head)
     expected = baseline[before]
-    prices = [c for c in _PRICE_COLUMNS if c in frame.columns]
+    prices = [c for c in (_PRICE_COLUMNS if distort is None else distort) if c in frame.columns]
     later_s = pl.Series(later)
     for factor in (2.0, 0.5):
         distorted = head.with_columns(
             pl.when(later_s).then(pl.col(c) * factor).otherwise(pl.col(c)).alias(c) for c in prices
         )
-        part = _targets_of(distorted, features, expr, strategy)[before]
+        part = evaluate(distorted)[before]
         same = np.isclose(part, expected, rtol=1e-9, atol=1e-12, equal_nan=True)
+        same = same.reshape(same.shape[0], -1).all(axis=1)
         if not same.all():
-            row = head.filter(pl.Series(before)).row(int(np.flatnonzero(~same)[0]), named=True)
-            raise StrategyError(
-                f"strategy {strategy.name} looks ahead: its {strategy.kind} at "
-                f"{row['symbol']} {row['ts']} depend on later bars"
-            )
+            return head.filter(pl.Series(before)).row(int(np.flatnonzero(~same)[0]), named=True)
+    return None
 
 
 # What the look-ahead check distorts: every price a strategy sees, adjusted and traded.

@@ -133,25 +133,7 @@ def _describe(exc: BaseException) -> str:
 def load_strategy(spec: str, raw_params: Mapping[str, str]) -> LoadedStrategy:
     """Resolve ``spec`` (a built-in name or ``path.py:ClassName``), parse its parameters and
     instantiate it."""
-    if spec in BUILTINS:
-        module_name, class_name = BUILTINS[spec]
-        module = importlib.import_module(module_name)
-        source = Path(inspect.getfile(module)).read_bytes()
-    else:
-        path_text, sep, class_name = spec.rpartition(":")
-        if not sep or not path_text.endswith(".py") or not class_name:
-            known = ", ".join(BUILTINS)
-            raise StrategyError(
-                f"unknown strategy {spec!r}: use a built-in ({known}) or path/to/file.py:ClassName"
-            )
-        path = Path(path_text)
-        if not path.is_file():
-            raise NotFoundError(f"strategy file {path} not found")
-        source = path.read_bytes()
-        module = _import_file(path, hashlib.sha256(source).hexdigest())
-    cls = getattr(module, class_name, None)
-    if not isinstance(cls, type):
-        raise StrategyError(f"strategy {spec}: no class {class_name} in {module.__name__}")
+    cls, source = load_class(spec, BUILTINS)
     kind = strategy_kind(cls, spec)
     params = parse_params(cls, raw_params, spec)
     try:
@@ -171,7 +153,34 @@ def load_strategy(spec: str, raw_params: Mapping[str, str]) -> LoadedStrategy:
     )
 
 
-def _import_file(path: Path, digest: str) -> ModuleType:
+def load_class(
+    spec: str, builtins: Mapping[str, tuple[str, str]], what: str = "strategy"
+) -> tuple[type, bytes]:
+    """The class ``spec`` names (a key of ``builtins`` or ``path.py:ClassName``) and its source
+    file's bytes; ``what`` names the kind of thing in errors (strategies, feature sets)."""
+    if spec in builtins:
+        module_name, class_name = builtins[spec]
+        module = importlib.import_module(module_name)
+        source = Path(inspect.getfile(module)).read_bytes()
+    else:
+        path_text, sep, class_name = spec.rpartition(":")
+        if not sep or not path_text.endswith(".py") or not class_name:
+            known = ", ".join(builtins)
+            raise StrategyError(
+                f"unknown {what} {spec!r}: use a built-in ({known}) or path/to/file.py:ClassName"
+            )
+        path = Path(path_text)
+        if not path.is_file():
+            raise NotFoundError(f"{what} file {path} not found")
+        source = path.read_bytes()
+        module = _import_file(path, hashlib.sha256(source).hexdigest(), what)
+    cls = getattr(module, class_name, None)
+    if not isinstance(cls, type):
+        raise StrategyError(f"{what} {spec}: no class {class_name} in {module.__name__}")
+    return cls, source
+
+
+def _import_file(path: Path, digest: str, what: str) -> ModuleType:
     # A content-derived module name: the same file imports once, an edited one afresh.
     name = f"quantcli_strategy_{digest[:16]}"
     cached = sys.modules.get(name)
@@ -179,14 +188,14 @@ def _import_file(path: Path, digest: str) -> ModuleType:
         return cached
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:  # pragma: no cover - .py files always get a loader
-        raise StrategyError(f"strategy file {path} cannot be imported")
+        raise StrategyError(f"{what} file {path} cannot be imported")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
     except Exception as exc:
         del sys.modules[name]
-        raise StrategyError(f"strategy file {path} failed to import: {_describe(exc)}") from exc
+        raise StrategyError(f"{what} file {path} failed to import: {_describe(exc)}") from exc
     return module
 
 
@@ -242,19 +251,20 @@ def _class_hints(cls: type) -> dict[str, Any]:
     return hints
 
 
-def parse_params(cls: type, raw: Mapping[str, str], spec: str) -> Any:
-    """Parse raw ``-p`` strings into ``cls``'s parameter dataclass (StrategyError on bad input)."""
+def parse_params(cls: type, raw: Mapping[str, str], spec: str, what: str = "strategy") -> Any:
+    """Parse raw ``-p`` strings into ``cls``'s parameter dataclass (StrategyError on bad input;
+    ``what`` names the kind of thing, as in :func:`load_class`)."""
     ptype = params_type(cls)
     fields = {f.name: f for f in dataclasses.fields(ptype)}
     unknown = sorted(set(raw) - set(fields))
     if unknown:
         known = ", ".join(fields) or "none"
-        raise StrategyError(f"strategy {spec}: unknown parameter {unknown[0]} (known: {known})")
+        raise StrategyError(f"{what} {spec}: unknown parameter {unknown[0]} (known: {known})")
     for group in getattr(cls, "exclusive_params", ()):
         given = [f"-p {name}" for name in group if name in raw]
         if len(given) > 1:
             raise UsageError(
-                f"strategy {spec}: {' and '.join(given)} are alternatives: give one of them"
+                f"{what} {spec}: {' and '.join(given)} are alternatives: give one of them"
             )
     hints = typing.get_type_hints(ptype)
     values: dict[str, object] = {}
@@ -262,11 +272,11 @@ def parse_params(cls: type, raw: Mapping[str, str], spec: str) -> Any:
         if name in raw:
             values[name] = parse_value(name, hints.get(name, str), raw[name])
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
-            raise StrategyError(f"strategy {spec}: parameter {name} is required (-p {name}=...)")
+            raise StrategyError(f"{what} {spec}: parameter {name} is required (-p {name}=...)")
     try:
         return ptype(**values)
     except Exception as exc:
-        raise StrategyError(f"strategy {spec}: invalid parameters: {_describe(exc)}") from exc
+        raise StrategyError(f"{what} {spec}: invalid parameters: {_describe(exc)}") from exc
 
 
 def parse_value(name: str, hint: Any, text: str) -> object:

@@ -41,7 +41,16 @@ from quantcli.store.manifest import (
     version_dir,
     version_numbers,
 )
-from quantcli.store.schema import ALL_COLUMNS, REQUIRED, TS_DTYPE, column_order
+from quantcli.store.schema import (
+    ALL_COLUMNS,
+    FEATURE_DTYPE,
+    FEATURES_KIND,
+    KEY_COLUMNS,
+    REQUIRED,
+    TS_DTYPE,
+    column_dtype,
+    column_order,
+)
 
 if TYPE_CHECKING:
     import polars as pl
@@ -97,28 +106,57 @@ def _conform_column(frame: pl.DataFrame, column: str) -> pl.Expr:
     raise DataError(f"column {column!r} has dtype {dtype}, expected {target} (no safe cast)")
 
 
-def conform(frame: pl.DataFrame) -> pl.DataFrame:
+def conform(frame: pl.DataFrame, *, features: bool = False) -> pl.DataFrame:
     """``frame`` in the canonical schema, sorted by (symbol, ts); DataError if it cannot be.
 
     Safe casts are applied (narrower integers, Float32, Categorical, a ts in another time zone or
     unit, a Date for daily bars); anything else, an unknown or missing column, a null in a
     required column, a duplicate (symbol, ts) or an empty frame is a DataError.
+
+    With ``features`` the frame is a feature set: symbol and ts, then numeric feature columns
+    (any name outside the bar schema, in the given order) stored as Float64, NaN and infinities
+    as null.
     """
     import polars as pl
 
-    unknown = [c for c in frame.columns if c not in ALL_COLUMNS]
-    if unknown:
-        raise DataError(
-            f"unknown column(s) {', '.join(unknown)}; allowed: {', '.join(ALL_COLUMNS)}"
-        )
-    missing = [c for c in REQUIRED if c not in frame.columns]
+    if features:
+        required: tuple[str, ...] = KEY_COLUMNS
+        clash = [c for c in frame.columns if c in ALL_COLUMNS and c not in KEY_COLUMNS]
+        if clash:
+            raise DataError(
+                f"feature column(s) {', '.join(clash)} are bar column names; rename them"
+            )
+        bad = [
+            c for c in frame.columns if c not in KEY_COLUMNS and not frame.schema[c].is_numeric()
+        ]
+        if bad:
+            column = bad[0]
+            dtype = frame.schema[column]
+            raise DataError(f"feature column {column!r} has dtype {dtype}, not a number")
+    else:
+        required = tuple(REQUIRED)
+        unknown = [c for c in frame.columns if c not in ALL_COLUMNS]
+        if unknown:
+            raise DataError(
+                f"unknown column(s) {', '.join(unknown)}; allowed: {', '.join(ALL_COLUMNS)}"
+            )
+    missing = [c for c in required if c not in frame.columns]
     if missing:
         raise DataError(f"missing required column(s) {', '.join(missing)}")
     if frame.height == 0:
         raise DataError("no rows to publish")
-    columns = column_order(frame.columns)
-    out = frame.select([_conform_column(frame, c) for c in columns])
-    for column in REQUIRED:
+    if features:
+        values = [c for c in frame.columns if c not in KEY_COLUMNS]
+        finite = [
+            pl.when(pl.col(c).cast(FEATURE_DTYPE).is_finite())
+            .then(pl.col(c).cast(FEATURE_DTYPE))
+            .alias(c)
+            for c in values
+        ]
+        out = frame.select([_conform_column(frame, c) for c in KEY_COLUMNS] + finite)
+    else:
+        out = frame.select([_conform_column(frame, c) for c in column_order(frame.columns)])
+    for column in required:
         if out.get_column(column).null_count():
             row = int(out.get_column(column).is_null().arg_true()[0])
             raise DataError(f"null {column} in row {row} (symbol {out['symbol'][row]!r})", row=row)
@@ -147,7 +185,7 @@ def arrow_schema(columns: list[str]) -> pa.Schema:
             return pa.int64()
         return pa.timestamp("us", tz=TIMEZONE)
 
-    return pa.schema([pa.field(c, arrow_type(ALL_COLUMNS[c])) for c in columns])
+    return pa.schema([pa.field(c, arrow_type(column_dtype(c))) for c in columns])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -310,6 +348,14 @@ def _check_latest(name: str, expected: int | None, latest: int | None) -> None:
         )
 
 
+def check_kind(latest: Manifest, *, features: bool) -> None:
+    """UsageError when a version of the other kind (bars or a feature set) would follow
+    ``latest``: one name holds one kind, so readers of either always get what they expect."""
+    if (latest.source.kind == FEATURES_KIND) != features:
+        held = "feature set versions" if latest.source.kind == FEATURES_KIND else "bar versions"
+        raise UsageError(f"{latest.name} holds {held}; publish this under another name")
+
+
 def publish(
     root: Path,
     name: str,
@@ -340,9 +386,12 @@ def publish(
     if interval not in INTERVALS:
         raise UsageError(f"unknown interval {interval!r}; use one of {', '.join(INTERVALS)}")
     prices = check_prices(prices)
-    bars = conform(frame)
+    features = source.kind == FEATURES_KIND
+    bars = conform(frame, features=features)
     with dataset_lock(root, name, wait=wait):
         versions = version_numbers(root, name)
+        if versions:
+            check_kind(read_manifest(version_dir(root, name, versions[-1])), features=features)
         if parent is not None and parent not in versions:
             have = ", ".join(f"v{v}" for v in versions) or "none"
             raise NotFoundError(f"parent version {name}@v{parent} not found (versions: {have})")

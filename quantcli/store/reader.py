@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     import polars as pl
     import pyarrow as pa
 
+    from quantcli.market.corporate_actions import CorporateAction
+
 IST = ZoneInfo(TIMEZONE)
 # Arrow type names in manifest.json -> DuckDB types, declared so nothing is inferred.
 DUCKDB_TYPES = {
@@ -140,6 +142,16 @@ class DatasetVersion:
                 problem = f"is {size:,} bytes, not the {expected:,} its manifest records"
                 raise self.damaged(rel, f"{problem} (truncated or changed)")
 
+    def actions(self, symbols: Sequence[str] | str | None = None) -> list[CorporateAction]:
+        """The corporate actions on record (bundled and the store's) that apply to this
+        version's prices, for ``symbols`` (all of the version's if None): what its vendor has
+        already adjusted for is left out (see quantcli.store.manifest.partition_actions)."""
+        from quantcli.market.corporate_actions import actions_for
+        from quantcli.store.manifest import partition_actions
+
+        on_record = actions_for(self.select_symbols(symbols), self.root)
+        return partition_actions(on_record, self.manifest.prices)[0]
+
     def files(self, symbols: Sequence[str] | str | None = None) -> list[Path]:
         """The data files holding ``symbols`` (all when None), in manifest (symbol) order."""
         chosen = None if symbols is None else self.select_symbols(symbols)
@@ -174,11 +186,11 @@ class DatasetVersion:
         """
         import polars as pl
 
-        from quantcli.store.schema import ALL_COLUMNS
+        from quantcli.store.schema import column_dtype
 
         selected = self._columns(columns)
         files = self.files(symbols)
-        schema = {c: ALL_COLUMNS[c] for c in self.manifest.schema}
+        schema = {c: column_dtype(c) for c in self.manifest.schema}
         lf = pl.scan_parquet(
             [str(f) for f in files], schema=schema, hive_partitioning=False, glob=False
         )
@@ -186,11 +198,9 @@ class DatasetVersion:
             # A file may hold other symbols too; their row groups are skipped on statistics.
             lf = lf.filter(pl.col("symbol").is_in(self.select_symbols(symbols)))
         if adjusted:
-            from quantcli.market.corporate_actions import actions_for, back_adjust
-            from quantcli.store.manifest import partition_actions
+            from quantcli.market.corporate_actions import back_adjust
 
-            on_record = actions_for(self.select_symbols(symbols), self.root)
-            lf = back_adjust(lf, partition_actions(on_record, self.manifest.prices)[0])
+            lf = back_adjust(lf, self.actions(symbols))
         bounds = TimeRange.of(start, end)
         if bounds.start is not None:
             lf = lf.filter(pl.col("ts") >= bounds.start)

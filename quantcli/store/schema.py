@@ -36,6 +36,17 @@ OPTIONAL: Final[dict[str, pl.DataType]] = {
 
 ALL_COLUMNS: Final[dict[str, pl.DataType]] = {**REQUIRED, **OPTIONAL}
 
+# A feature set is a dataset whose source kind is FEATURES_KIND: the key columns, then
+# Float64 feature columns of any other name (quantcli.features builds them).
+FEATURES_KIND: Final = "features"
+KEY_COLUMNS: Final = ("symbol", "ts")
+FEATURE_DTYPE: Final = pl.Float64()
+
+
+def column_dtype(name: str) -> pl.DataType:
+    """The stored dtype of column ``name``: the bar schema's, else a feature's (Float64)."""
+    return ALL_COLUMNS.get(name, FEATURE_DTYPE)
+
 
 def column_order(columns: list[str]) -> list[str]:
     """Required columns first, then the optional ones present, in schema order."""
