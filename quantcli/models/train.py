@@ -425,6 +425,13 @@ def train(
 ) -> TrainResult:
     """What ``quantcli model train`` does: train model kind ``model`` on feature set
     ``features`` (a reference) with label ``label`` and register it as ``name``."""
+    from quantcli.models.kinds import parse_kind_params
+    from quantcli.models.registry import check_model_name
+
+    # The cheap checks first: a typo is reported before the feature set is read.
+    check_model_name(name)
+    parse_label(label)
+    parse_kind_params(model, params or {})
     fs = open_features(features, root)
     return train_on_frames(
         root,

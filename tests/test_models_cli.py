@@ -1,0 +1,135 @@
+"""`quantcli model`: list, show, verify, rm, reproduce and train's bad input, through the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from startup import modules_loaded
+from test_models import run
+
+from quantcli.models import registry
+
+MODEL_LIBRARIES = ("sklearn", "skops", "scipy", "tensorflow")
+TRAIN = [
+    "model",
+    "train",
+    "m",
+    "--features",
+    "fs@v1",
+    "--label",
+    "direction:5",
+    "--model",
+    "logistic",
+    "--train-from",
+    "2020-01-01",
+    "--train-to",
+    "2020-06-30",
+    "--seed",
+    "1",
+]
+
+
+def one_line_error(res) -> str:
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in res.stderr + res.stdout
+    return lines[0]
+
+
+def test_help_and_listing_import_no_model_library(store: Path) -> None:
+    run(store)
+    root = ["--root", str(store)]
+    invocations = [["model", "--help"], [*root, "model", "list"], [*root, "model", "show", "m"]]
+    assert modules_loaded(invocations, MODEL_LIBRARIES) == []
+    assert modules_loaded([["data", "--help"], [*root, "data", "list"]], MODEL_LIBRARIES) == []
+
+
+def test_list_show_json(cli, store: Path) -> None:
+    first = run(store).metadata
+    run(store, seed=2)
+    run(store, name="other", kind="baseline")
+    res = cli("model", "list", "--json")
+    assert res.exit_code == 0, res.stderr
+    doc = res.json()
+    assert [(d["name"], d["version"]) for d in doc] == [("m", 2), ("other", 1)]
+    for entry in doc:
+        assert {"version", "metrics", "artifact_sha256", "predictions_sha256"} <= set(entry)
+    versions = cli("--json", "model", "list", "m").json()
+    assert [d["ref"] for d in versions] == ["m@v1", "m@v2"]
+    shown = cli("model", "show", "m@v1", "--json").json()
+    assert shown["artifact_sha256"] == first["artifact_sha256"]
+    assert shown["metadata"]["fold_results"] == first["fold_results"]
+    text = cli("model", "show", f"m@{first['artifact_sha256'][:10]}")
+    assert text.exit_code == 0
+    assert "m@v1" in text.stdout and "out of sample" in text.stdout
+    table = cli("model", "list")
+    assert "other@v1" in table.stdout and "baseline" in table.stdout
+
+
+def test_verify_names_a_changed_artifact(cli, store: Path) -> None:
+    meta = run(store).metadata
+    assert cli("model", "verify").stdout.strip() == "m@v1: ok (1 file)"
+    path = registry.models_root(store) / "m" / "v1" / meta["artifact"]
+    path.chmod(0o644)
+    path.write_bytes(b"changed")
+    res = cli("model", "verify", "m")
+    assert res.exit_code == 1
+    assert one_line_error(res) == "error: m@v1: changed model.skops"
+    doc = cli("model", "verify", "m@v1", "--json").json()
+    assert doc["ok"] is False and doc["error"]["exit_code"] == 1
+    # The changed artifact is refused before it is read as a model.
+    from quantcli.errors import IntegrityError
+    from quantcli.models import load
+
+    with pytest.raises(IntegrityError, match="refusing to load"):
+        load(store, "m")
+
+
+def test_rm(cli, store: Path) -> None:
+    run(store)
+    refused = cli("model", "rm", "m@v1")
+    assert refused.exit_code == 2
+    assert "without --force" in one_line_error(refused)
+    res = cli("model", "rm", "m@v1", "--force", "--json")
+    assert res.exit_code == 0 and res.json()["removed"] is True
+    assert cli("model", "list", "--json").json() == []
+    gone = cli("model", "show", "m@v1")
+    assert gone.exit_code == 1
+    assert "not found" in one_line_error(gone)
+
+
+def test_reproduce_of_a_frames_model_is_one_line(cli, store: Path) -> None:
+    run(store)
+    res = cli("model", "reproduce", "m@v1")
+    assert res.exit_code == 1
+    assert "trained on frames, not on a feature set" in one_line_error(res)
+
+
+@pytest.mark.parametrize(
+    ("change", "code", "message"),
+    [
+        ({"--model": "xgb"}, 2, "unknown model kind 'xgb'"),
+        ({"--label": "up:5"}, 2, "invalid label 'up:5'"),
+        ({"-p": "c=high"}, 2, "parameter c: expected float, got 'high'"),
+        ({"--train-to": "2020-13-01"}, 2, "--train-to '2020-13-01': expected a date"),
+        ({}, 1, "fs@v1"),  # the feature set does not exist
+    ],
+)
+def test_train_bad_input_is_one_line_and_leaves_nothing(
+    cli, store: Path, change: dict[str, str], code: int, message: str
+) -> None:
+    args = list(TRAIN)
+    for option, value in change.items():
+        if option in args:
+            args[args.index(option) + 1] = value
+        else:
+            args += [option, value]
+    res = cli(*args)
+    assert res.exit_code == code, res.stderr
+    assert message in one_line_error(res)
+    assert registry.names(store) == []
+    assert not (registry.models_root(store)).exists() or not list(
+        registry.models_root(store).glob("*/v*")
+    )
