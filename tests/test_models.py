@@ -219,6 +219,15 @@ def test_null_features_are_dropped_and_counted(tmp_path: Path) -> None:
     assert run(tmp_path, frames=(holey, lab)).metadata["dropped_rows"]["null_features"] == 16
 
 
+def test_integer_features_are_used_and_recorded(tmp_path: Path) -> None:
+    f, lab = frames()
+    f = f.with_columns(dow=pl.col("ts").dt.weekday().cast(pl.Int8))
+    meta = run(tmp_path, frames=(f, lab)).metadata
+    assert {"name": "dow", "dtype": "Int8"} in meta["input_schema"]
+    assert meta["dropped_rows"]["null_features"] == 4 * 5
+    assert load(tmp_path, "m").score(f.drop_nulls()).shape == (f.drop_nulls().height,)
+
+
 def test_metadata_records_what_the_issue_lists(tmp_path: Path) -> None:
     meta = run(tmp_path, source={"features_ref": "fs@v1"}).metadata
     for key in (

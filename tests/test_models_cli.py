@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+import types
 from pathlib import Path
+from typing import Any
 
 import pytest
 from startup import modules_loaded
@@ -133,3 +136,59 @@ def test_train_bad_input_is_one_line_and_leaves_nothing(
     assert not (registry.models_root(store)).exists() or not list(
         registry.models_root(store).glob("*/v*")
     )
+
+
+@pytest.fixture
+def feature_set(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """``fs@v1`` served by a stand-in ``quantcli.features`` (that package is built in parallel
+    and not on this branch); replaced by the real one once it is."""
+    from test_models import FeatureSet, frames
+
+    fs = FeatureSet(*frames(days=200))
+    module = types.ModuleType("quantcli.features")
+    module.open_feature_set = lambda ref, root: fs  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "quantcli.features", module)
+    return fs
+
+
+def test_train_then_reproduce_through_the_cli(cli, store: Path, feature_set: Any) -> None:
+    args = [*TRAIN, "--test-to", "2020-10-31", "-p", "c=0.5", "--json"]
+    res = cli(*args)
+    assert res.exit_code == 0, res.stderr
+    doc = res.json()
+    assert doc["created"] is True and doc["version"] == 1
+    assert {"metrics", "artifact_sha256", "predictions_sha256"} <= set(doc)
+    meta = registry.metadata(store, "m@v1")
+    assert meta["source"]["features_ref"] == "fs@v1"
+    assert meta["source"]["dataset_hash"] == feature_set.dataset_hash
+    assert meta["params"] == {"c": 0.5, "max_iter": 200}
+    again = cli(*args)
+    assert again.json()["created"] is False and registry.names(store) == ["m"]
+    same = cli("model", "reproduce", "m@v1", "--json")
+    assert same.exit_code == 0, same.stdout
+    assert same.json()["identical"] is True
+    assert cli("model", "reproduce", "m@v1").stdout.startswith("m@v1: reproduced")
+    feature_set.dataset_hash = "0" * 64
+    changed = cli("model", "reproduce", "m@v1")
+    assert changed.exit_code == 1
+    assert "data: dataset bars@v1 hash dddddddddddd -> 000000000000" in one_line_error(changed)
+
+
+def test_train_errors_from_the_data_are_one_line(cli, store: Path, feature_set: Any) -> None:
+    res = cli(*TRAIN, "--label", "direction:400")  # the last --label wins
+    assert res.exit_code == 65
+    assert "longer than the data" in one_line_error(res)
+    res = cli(*TRAIN, "--train-from", "2031-01-01", "--train-to", "2031-06-30")
+    assert res.exit_code == 65
+    assert "no rows between --train-from 2031-01-01" in one_line_error(res)
+    assert registry.names(store) == []
+
+
+def test_a_held_lock_is_exit_75(cli, store: Path, feature_set: Any) -> None:
+    from quantcli.store.lock import dataset_lock
+
+    with dataset_lock(registry.models_root(store), "m", what="model"):
+        res = cli(*TRAIN)
+    assert res.exit_code == 75
+    assert "model m is locked by another process" in one_line_error(res)
+    assert registry.names(store) == []
