@@ -59,11 +59,14 @@ _DEFLATED = zipfile.ZIP_DEFLATED
 class ModelKind:
     """Base class of model kinds.
 
-    Subclasses set ``name``, nest a frozen dataclass ``Params`` and implement ``fit``,
-    ``score``, ``dumps`` and ``loads``. ``task`` is :data:`CLASSIFIER` or :data:`REGRESSOR`.
+    Subclasses set ``name`` and ``artifact_name`` (the file the fitted model is stored in),
+    nest a frozen dataclass ``Params`` and implement ``fit``, ``score``, ``dumps`` and
+    ``loads``. ``task`` is :data:`CLASSIFIER` or :data:`REGRESSOR`; ``features`` are the column
+    names of ``x``, in order.
     """
 
     name: ClassVar[str]
+    artifact_name: ClassVar[str] = "model.skops"
 
     @dataclass(frozen=True)
     class Params:
@@ -90,8 +93,6 @@ class ModelKind:
     def loads(self, data: bytes) -> None:
         """Restore the fitted state from :meth:`dumps` bytes (IntegrityError if unreadable)."""
         raise NotImplementedError
-
-    artifact_name: ClassVar[str] = "model.skops"
 
 
 def kind_class(name: str) -> type[ModelKind]:

@@ -45,6 +45,7 @@ LABEL_RE = re.compile(r"^(direction|return):([1-9][0-9]*)$")
 KEYS = ("symbol", "ts")
 LABEL_COLUMNS = ("label", "forward_return")
 LIBRARIES = ("numpy", "scipy", "scikit-learn", "skops", "polars", "threadpoolctl")
+# The metadata layout: part of every identity, so a new layout never matches an old version.
 FORMAT = 1
 
 
