@@ -419,3 +419,44 @@ def test_reproduce_names_a_changed_artifact(tmp_path: Path) -> None:
     assert report.differences == ["artifact: changed model.skops"]
     with pytest.raises(NotFoundError, match="trained on frames"):
         reproduce(tmp_path, "m@v1")
+
+
+def test_frame_and_window_errors(tmp_path: Path) -> None:
+    f, lab = frames()
+    d = sessions(200)
+    cases = [
+        ({"frames": (f.drop("ts"), lab)}, DataError, "features frame has no column"),
+        ({"frames": (f, lab.drop("forward_return"))}, DataError, "no column.*forward_return"),
+        ({"frames": (f.select("symbol", "ts"), lab)}, DataError, "no feature columns"),
+        (
+            {"frames": (f.with_columns(name=pl.lit("x")), lab)},
+            DataError,
+            "name are not numeric",
+        ),
+        ({"test_to": d[50]}, UsageError, "--test-to .* must be after --train-to"),
+        ({"train_from": d[130], "test_to": None}, UsageError, "is before --train-from"),
+        ({"params": {"c": "0"}}, UsageError, "c must be > 0"),
+        ({"seed": -1}, UsageError, "--seed must be >= 0"),
+        ({"name": "v2"}, UsageError, "reads as a version number"),
+    ]
+    for kw, error, message in cases:
+        with pytest.raises(error, match=message):
+            run(tmp_path, **kw)
+    assert registry.names(tmp_path) == []
+
+
+def test_logistic_regressor_is_ridge_and_a_baseline_artifact_is_checked(tmp_path: Path) -> None:
+    f, lab = frames()
+    lab = lab.with_columns(label=pl.col("forward_return"))
+    meta = run(tmp_path, frames=(f, lab), label="return:5").metadata
+    assert "Ridge" in str(load(tmp_path, "m").model.model)
+    assert meta["metrics"]["rmse"] > 0
+    base = run(tmp_path, name="b", kind="baseline").metadata
+    assert load(tmp_path, "b").score(f.drop_nulls()).tolist()[:1] in ([0.0], [1.0])
+    kind = make_kind(
+        "baseline", {"feature": "ret_1"}, task="classifier", seed=0, features=("ret_1",)
+    )
+    with pytest.raises(IntegrityError, match="does not match its metadata"):
+        kind.loads((registry.models_root(tmp_path) / "b" / "v1" / base["artifact"]).read_bytes())
+    with pytest.raises(IntegrityError, match="unreadable baseline artifact"):
+        kind.loads(b"{")
