@@ -192,3 +192,18 @@ def test_a_held_lock_is_exit_75(cli, store: Path, feature_set: Any) -> None:
     assert res.exit_code == 75
     assert "model m is locked by another process" in one_line_error(res)
     assert registry.names(store) == []
+
+
+def test_gc_removes_abandoned_publishes_only(cli, store: Path) -> None:
+    from quantcli.store.files import make_temp_dir
+
+    run(store)
+    assert cli("model", "gc").stdout.strip() == "nothing to collect"
+    abandoned = make_temp_dir(registry.models_root(store), "m", "publish")
+    (abandoned / "model.skops").write_bytes(b"half")
+    dry = cli("model", "gc", "--dry-run", "--json").json()
+    assert dry["temp_removed"] == [f".tmp/{abandoned.name}"] and abandoned.exists()
+    res = cli("model", "gc")
+    assert res.stdout.strip() == f"removed .tmp/{abandoned.name}"
+    assert not abandoned.exists()
+    assert cli("model", "verify").exit_code == 0

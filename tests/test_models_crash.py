@@ -104,4 +104,9 @@ def test_sigkill_never_leaves_a_partial_model_version(tmp_path: Path) -> None:
     assert reports and all(r.ok for r in reports), [r.summary() for r in reports]
     for meta in registry.versions(root, "m"):
         assert load(root, meta["ref"]).metadata == meta
+    # Every killed publish left its temp directory, and gc removes exactly those.
     assert len(publishing(models)) == len(landed)
+    assert len(registry.gc(root, dry_run=True).temp_removed) == len(landed)
+    assert len(registry.gc(root).temp_removed) == len(landed)
+    assert not publishing(models)
+    assert [m["ref"] for m in registry.versions(root, "m")] == [r.ref for r in reports]

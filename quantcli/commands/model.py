@@ -1,4 +1,4 @@
-"""`quantcli model` commands: train, list, show, verify, rm and reproduce.
+"""`quantcli model` commands: train, list, show, verify, rm, gc and reproduce.
 
 Thin wrappers over quantcli.models; scikit-learn is imported only by the commands that fit or
 load a model, never by ``quantcli model --help``.
@@ -231,6 +231,32 @@ def rm_cmd(
     settings = _settings(ctx, json_output)
     meta = registry.remove(settings.root, ref, force=force)
     emit(settings, {**_summary(meta), "removed": True}, lambda c: c.print(f"removed {meta['ref']}"))
+
+
+@app.command("gc")
+def gc_cmd(
+    ctx: typer.Context,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only report.")] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Remove the temp directories of trainings killed while publishing."""
+    from dataclasses import asdict
+
+    from quantcli.models import registry
+
+    settings = _settings(ctx, json_output)
+    report = registry.gc(settings.root, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+
+    def render(console: Console) -> None:
+        for entry in report.temp_removed:
+            console.print(f"{verb} {entry}")
+        for entry in report.temp_in_use:
+            console.print(f"kept {entry} (its model is locked: a publish is running)")
+        if not (report.temp_removed or report.temp_in_use):
+            console.print("nothing to collect")
+
+    emit(settings, asdict(report), render)
 
 
 @app.command("reproduce")

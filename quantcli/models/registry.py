@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     import polars as pl
 
     from quantcli.models.kinds import ModelKind
+    from quantcli.store.catalog import GcReport
     from quantcli.store.verify import VerifyReport
 
 METADATA = "metadata.json"
@@ -191,6 +192,14 @@ def remove(root: Path, ref: str, *, force: bool = False, wait: float = 0) -> dic
         meta = read_metadata(version_dir(folder, name, version))
         remove_locked(folder, name, version)
     return meta
+
+
+def gc(root: Path, *, dry_run: bool = False) -> GcReport:
+    """Remove the temp directories of trainings killed while publishing (the store's gc on
+    the registry: a directory whose model's lock is held is a publish running, and is kept)."""
+    from quantcli.store.catalog import gc as store_gc
+
+    return store_gc(models_root(root), dry_run=dry_run)
 
 
 @dataclass
