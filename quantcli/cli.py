@@ -24,6 +24,7 @@ from quantcli.commands import charges as charges_cmd
 from quantcli.commands import data as data_cmd
 from quantcli.commands import features as features_cmd
 from quantcli.commands import ingest as ingest_cmd
+from quantcli.commands import model as model_cmd
 from quantcli.errors import QuantcliError, UsageError
 from quantcli.output import print_error
 from quantcli.settings import Settings, resolve_root
@@ -180,6 +181,7 @@ app.add_typer(calendar_cmd.app, name="calendar")
 app.command("charges")(charges_cmd.charges)
 app.add_typer(backtest_cmd.app, name="backtest")
 app.add_typer(features_cmd.app, name="features")
+app.add_typer(model_cmd.app, name="model")
 
 
 def main() -> None:

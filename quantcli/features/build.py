@@ -260,7 +260,12 @@ def open_feature_set(ref: str, root: Path) -> FeatureSet:
     NotFoundError when it is missing or holds bars."""
     from quantcli.store.reader import open_dataset
 
-    version = open_dataset(ref, root)
+    try:
+        version = open_dataset(ref, root)
+    except NotFoundError as exc:
+        raise NotFoundError(
+            f"feature set {ref}: {exc.message}; build it with `quantcli features build`"
+        ) from None
     if not is_feature_set(version.manifest):
         raise NotFoundError(
             f"{version.ref} is a bar dataset, not a feature set; build one with "

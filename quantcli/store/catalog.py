@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from quantcli.errors import ConflictError, LockHeldError, NotFoundError, UsageEr
 from quantcli.store.files import TMP_DIR, atomic_write_bytes, fsync_dir, make_temp_dir
 from quantcli.store.lock import dataset_lock
 from quantcli.store.manifest import (
+    MANIFEST,
     NAME_RE,
     Manifest,
     check_name,
@@ -94,17 +96,34 @@ def _write_tags(root: Path, name: str, tags: dict[str, int]) -> None:
     atomic_write_bytes(root / name / TAGS_FILE, text.encode("utf-8"))
 
 
-def _describe(root: Path, name: str) -> str:
-    versions = ", ".join(f"v{v}" for v in version_numbers(root, name)) or "none"
+def _describe(root: Path, name: str, marker: str = MANIFEST) -> str:
+    versions = ", ".join(f"v{v}" for v in version_numbers(root, name, marker)) or "none"
     tags = ", ".join(sorted(read_tags(root, name))) or "none"
     return f"versions: {versions}; tags: {tags}"
 
 
-def resolve_version(root: Path, ref: str) -> tuple[str, int]:
-    """``(name, version)`` a reference points at; NotFoundError listing what exists."""
+def _manifest_hash(folder: Path) -> str:
+    return read_manifest(folder).content_hash
+
+
+def resolve_version(
+    root: Path,
+    ref: str,
+    *,
+    marker: str = MANIFEST,
+    digest: Callable[[Path], str] = _manifest_hash,
+    what: str = "dataset",
+) -> tuple[str, int]:
+    """``(name, version)`` a reference points at; NotFoundError listing what exists.
+
+    The defaults resolve datasets; another versioned kind (models) gives the file that marks
+    its complete versions, how to read a version's content hash and its noun for messages.
+    """
     name, selector = parse_ref(ref)
-    versions = version_numbers(root, name)
+    versions = version_numbers(root, name, marker)
     if not versions:
+        if marker != MANIFEST:
+            raise NotFoundError(f"{what} {name!r} not found in {root}")
         raise NotFoundError(f"dataset {name!r} not found in {root} (datasets: {_existing(root)})")
     if selector == LATEST:
         return name, versions[-1]
@@ -113,23 +132,26 @@ def resolve_version(root: Path, ref: str) -> tuple[str, int]:
         number = int(match.group(1))
         if number in versions:
             return name, number
+        described = _describe(root, name, marker)
         if number in removed_versions(root, name):
-            raise NotFoundError(f"{name}@v{number} was removed ({_describe(root, name)})")
-        raise NotFoundError(f"{name}@v{number} not found ({_describe(root, name)})")
+            raise NotFoundError(f"{name}@v{number} was removed ({described})")
+        raise NotFoundError(f"{name}@v{number} not found ({described})")
     tags = read_tags(root, name)
     if selector in tags:
         return name, tags[selector]
     if len(selector) >= MIN_PREFIX and HEX_RE.match(selector):
-        return name, _by_hash(root, name, versions, selector.lower())
+        return name, _by_hash(root, name, versions, selector.lower(), digest)
     raise NotFoundError(
-        f"no version, tag or content hash {selector!r} in {name} ({_describe(root, name)})"
+        f"no version, tag or content hash {selector!r} in {name} ({_describe(root, name, marker)})"
     )
 
 
-def _by_hash(root: Path, name: str, versions: list[int], prefix: str) -> int:
+def _by_hash(
+    root: Path, name: str, versions: list[int], prefix: str, read: Callable[[Path], str]
+) -> int:
     hits = {}
     for v in versions:
-        digest = read_manifest(version_dir(root, name, v)).content_hash
+        digest = read(version_dir(root, name, v))
         if digest.startswith(prefix):
             hits[v] = digest
     if not hits:
@@ -219,8 +241,8 @@ def delete_tag(root: Path, name: str, tag: str, *, wait: float = 0) -> int:
     return version
 
 
-def _remove_locked(root: Path, name: str, version: int) -> None:
-    """Remove a version; the caller holds the lock.
+def remove_locked(root: Path, name: str, version: int) -> None:
+    """Remove a version of ``name`` (a dataset, or any versioned kind); the caller holds the lock.
 
     The tombstone is written first so the number is never reused; the rename into ``.tmp``
     makes the version vanish for readers in one step; the delete can then take its time.
@@ -247,7 +269,7 @@ def remove_version(root: Path, ref: str, *, force: bool = False, wait: float = 0
         raise UsageError(f"refusing to remove {name}@v{version}{why} without --force")
     with dataset_lock(root, name, wait=wait):
         manifest = read_manifest(version_dir(root, name, version))
-        _remove_locked(root, name, version)
+        remove_locked(root, name, version)
     return manifest
 
 
@@ -297,7 +319,7 @@ def gc(root: Path, *, keep_last: int | None = None, dry_run: bool = False) -> Gc
                 removed.extend(_drop(root, entries, dry_run))
                 for v in _old_versions(root, name, keep_last) if keep_last else []:
                     if not dry_run:
-                        _remove_locked(root, name, v)
+                        remove_locked(root, name, v)
                     versions_removed.append(f"{name}@v{v}")
         except LockHeldError:
             in_use.extend(e.relative_to(root).as_posix() for e in entries)

@@ -34,11 +34,14 @@ def _holder(path: Path) -> str:
 
 
 @contextmanager
-def dataset_lock(root: Path, name: str, *, wait: float = 0) -> Iterator[None]:
+def dataset_lock(
+    root: Path, name: str, *, wait: float = 0, what: str = "dataset"
+) -> Iterator[None]:
     """Hold the writer lock of ``name`` for the ``with`` block.
 
     Tries without blocking, then polls for up to ``wait`` seconds; raises LockHeldError
-    (exit 75, "try again later") naming the holder's pid when the lock stays held.
+    (exit 75, "try again later") naming the holder's pid when the lock stays held; ``what``
+    names the kind of thing locked in that message (a dataset, a model).
     """
     path = lock_path(root, name)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -52,7 +55,7 @@ def dataset_lock(root: Path, name: str, *, wait: float = 0) -> Iterator[None]:
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     raise LockHeldError(
-                        f"dataset {name} is locked by another process ({_holder(path)}); "
+                        f"{what} {name} is locked by another process ({_holder(path)}); "
                         "try again later"
                     ) from None
                 time.sleep(POLL_SECONDS)

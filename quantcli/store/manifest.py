@@ -120,9 +120,10 @@ def _numbered(root: Path, name: str) -> list[tuple[int, Path]]:
     return found
 
 
-def version_numbers(root: Path, name: str) -> list[int]:
-    """The visible versions of ``name``, ascending: those whose manifest.json exists."""
-    return sorted(n for n, p in _numbered(root, name) if (p / MANIFEST).is_file())
+def version_numbers(root: Path, name: str, marker: str = MANIFEST) -> list[int]:
+    """The visible versions of ``name``, ascending: those whose ``marker`` file (the one a
+    publish writes last, manifest.json for datasets) exists."""
+    return sorted(n for n, p in _numbered(root, name) if (p / marker).is_file())
 
 
 def removed_versions(root: Path, name: str) -> list[int]:

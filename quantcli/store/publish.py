@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -429,10 +430,54 @@ def publish(
             )
             # The manifest goes last: a directory holding it is complete.
             write_new(tmp / MANIFEST, manifest.to_json().encode("utf-8"), 0o444)
-            fsync_dir(tmp)
-            os.rename(tmp, version_dir(root, name, manifest.version))
+            _install(tmp, root, name, manifest.version)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        fsync_dir(root / name)
         return PublishResult(manifest, created=True)
+
+
+def _install(tmp: Path, root: Path, name: str, version: int) -> None:
+    """Rename the complete temp directory ``tmp`` into place as ``name`` version ``version``."""
+    fsync_dir(tmp)
+    os.rename(tmp, version_dir(root, name, version))
+    fsync_dir(root / name)
+
+
+def publish_files(
+    root: Path,
+    name: str,
+    files: Callable[[int], Mapping[str, bytes]],
+    *,
+    marker: str,
+    existing: Callable[[Path], bool],
+    wait: float = 0,
+    what: str = "dataset",
+) -> tuple[int, bool]:
+    """Publish the files ``files(version)`` returns as the next version of ``name`` under
+    ``root``, the same way as :func:`publish`: built in a temp directory, renamed into place
+    under the lock. For versioned things that are not bars (models).
+
+    ``files`` maps relative paths to bytes and must include ``marker``, which is written last
+    (a version is visible once its marker exists). When ``existing`` is true for a version's
+    directory, that version holds the same thing: nothing is written and ``(that version,
+    False)`` is returned; else ``(new version, True)``.
+    """
+    check_name(name)
+    with dataset_lock(root, name, wait=wait, what=what):
+        for v in version_numbers(root, name, marker):
+            if existing(version_dir(root, name, v)):
+                return v, False
+        version = next_version(root, name)
+        tmp = make_temp_dir(root, name, "publish")
+        try:
+            contents = files(version)
+            for rel in sorted(contents, key=lambda r: r == marker):
+                target = tmp / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                write_new(target, contents[rel], 0o444)
+            _install(tmp, root, name, version)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return version, True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,27 +60,36 @@ def sha256_file(path: Path) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-def _on_disk(folder: Path) -> set[str]:
+def _on_disk(folder: Path, marker: str) -> set[str]:
     found = set()
     for dirpath, _dirs, names in os.walk(folder):
         for name in names:
             found.add((Path(dirpath) / name).relative_to(folder).as_posix())
-    found.discard(MANIFEST)
+    found.discard(marker)
     return found
 
 
-def verify_version(root: Path, name: str, version: int) -> VerifyReport:
-    """Recompute every hash of ``name`` version ``version`` and compare with its manifest."""
-    folder = version_dir(root, name, version)
-    manifest = read_manifest(folder)
-    present = _on_disk(folder)
-    expected = manifest.files
+def compare_files(
+    folder: Path, expected: Mapping[str, str], marker: str = MANIFEST
+) -> tuple[list[str], list[str], list[str]]:
+    """``(missing, extra, changed)`` relative paths of ``folder`` against ``expected`` (path ->
+    sha256; ``marker``, the file holding that list, is not itself listed)."""
+    present = _on_disk(folder, marker)
     missing = sorted(set(expected) - present)
     extra = sorted(present - set(expected))
     to_hash = sorted(set(expected) & present)
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         digests = list(pool.map(lambda rel: sha256_file(folder / rel), to_hash))
     changed = [rel for rel, d in zip(to_hash, digests, strict=True) if d != expected[rel]]
+    return missing, extra, changed
+
+
+def verify_version(root: Path, name: str, version: int) -> VerifyReport:
+    """Recompute every hash of ``name`` version ``version`` and compare with its manifest."""
+    folder = version_dir(root, name, version)
+    manifest = read_manifest(folder)
+    expected = manifest.files
+    missing, extra, changed = compare_files(folder, expected)
     recomputed = content_hash(expected, manifest.schema, manifest.interval, manifest.prices)
     return VerifyReport(
         ref=manifest.ref,

@@ -1,0 +1,289 @@
+"""`quantcli model` commands: train, list, show, verify, rm, gc and reproduce.
+
+Thin wrappers over quantcli.models; scikit-learn is imported only by the commands that fit or
+load a model, never by ``quantcli model --help``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from quantcli.commands.backtest import JsonOption, parse_date, parse_params
+from quantcli.errors import QuantcliError, UsageError
+from quantcli.output import emit, info, settings_of, table
+
+if TYPE_CHECKING:
+    from datetime import date
+
+    from rich.console import Console
+
+    from quantcli.settings import Settings
+
+app = typer.Typer(
+    help="Models: train, list, inspect, verify, remove and reproduce registered versions.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+
+
+def _settings(ctx: typer.Context, json_output: bool) -> Settings:
+    settings = settings_of(ctx)
+    return dataclasses.replace(settings, json=True) if json_output else settings
+
+
+def _required_date(text: str, option: str) -> date:
+    value = parse_date(text, option)
+    if value is None:  # pragma: no cover - typer requires the option
+        raise UsageError(f"{option} is required")
+    return value
+
+
+def _summary(meta: dict[str, Any]) -> dict[str, Any]:
+    """The ``--json`` fields every model command shares."""
+    return {
+        "name": meta["name"],
+        "version": meta["version"],
+        "ref": meta["ref"],
+        "kind": meta["kind"],
+        "label": meta["label"],
+        "metrics": meta["metrics"],
+        "artifact_sha256": meta["artifact_sha256"],
+        "predictions_sha256": meta["predictions_sha256"],
+        "created_at": meta["created_at"],
+    }
+
+
+def _headline(meta: dict[str, Any]) -> str:
+    metrics = meta["metrics"]
+    keys = ("auc", "accuracy", "ic_mean") if "auc" in metrics else ("mae", "rmse", "ic_mean")
+    return ", ".join(f"{k} {_cell(metrics.get(k))}" for k in keys)
+
+
+@app.command("train")
+def train_cmd(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The model's name in the registry.")],
+    features: Annotated[str, typer.Option("--features", help="Feature set reference.")],
+    label: Annotated[str, typer.Option("--label", help="direction:H or return:H.")],
+    model: Annotated[str, typer.Option("--model", help="baseline, logistic, hgb or rf.")],
+    train_from: Annotated[str, typer.Option("--train-from", help="First training date.")],
+    train_to: Annotated[str, typer.Option("--train-to", help="Last training date.")],
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")],
+    params: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="Model parameter NAME=VALUE.")
+    ] = None,
+    test_to: Annotated[
+        str | None,
+        typer.Option("--test-to", help="Test walk-forward on the sessions after --train-to."),
+    ] = None,
+    folds: Annotated[int, typer.Option("--folds", help="Walk-forward folds.")] = 3,
+    embargo: Annotated[
+        int | None,
+        typer.Option("--embargo", help="Sessions embargoed after each test block (default H)."),
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Train, evaluate walk-forward and register a model (nothing new if already trained)."""
+    from quantcli.models import train
+
+    settings = _settings(ctx, json_output)
+    result = train(
+        name,
+        features=features,
+        label=label,
+        model=model,
+        params=parse_params(params or []),
+        train_from=_required_date(train_from, "--train-from"),
+        train_to=_required_date(train_to, "--train-to"),
+        test_to=parse_date(test_to, "--test-to"),
+        folds=folds,
+        seed=seed,
+        embargo=embargo,
+        root=settings.root,
+    )
+    meta = result.metadata
+    if not result.created:
+        info(settings, f"{meta['ref']} was already trained from these inputs; nothing new")
+
+    def render(console: Console) -> None:
+        console.print(f"{meta['ref']}: {meta['kind']} on {meta['label']}: {_headline(meta)}")
+
+    emit(settings, {**_summary(meta), "created": result.created}, render)
+
+
+@app.command("list")
+def list_cmd(
+    ctx: typer.Context,
+    name: Annotated[str | None, typer.Argument(help="List this model's versions.")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """List models (latest version) or one model's versions."""
+    from quantcli.models import registry
+
+    settings = _settings(ctx, json_output)
+    if name is None:
+        metas = [registry.versions(settings.root, n)[-1] for n in registry.names(settings.root)]
+        title = "models"
+    else:
+        metas = registry.versions(settings.root, name)
+        title = f"versions of {name}"
+    rows = [
+        [m["ref"], m["kind"], m["label"], _headline(m), m["artifact_sha256"][:10], m["created_at"]]
+        for m in metas
+    ]
+    columns = ["ref", "kind", "label", "metrics", "artifact", "created UTC"]
+    emit(
+        settings,
+        [_summary(m) for m in metas],
+        lambda c: c.print(table(title, columns, rows)),
+    )
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="NAME[@vN|@latest|@hash].")],
+    json_output: JsonOption = False,
+) -> None:
+    """Show a model version's metadata: inputs, folds and metrics."""
+    from quantcli.models import registry
+
+    settings = _settings(ctx, json_output)
+    meta = registry.metadata(settings.root, ref)
+
+    def render(console: Console) -> None:
+        source = meta.get("source", {})
+        facts = [
+            ["version", meta["ref"]],
+            ["kind / task", f"{meta['kind']} / {meta['task']}"],
+            ["params", ", ".join(f"{k}={v}" for k, v in sorted(meta["params"].items())) or "-"],
+            ["seed", meta["seed"]],
+            ["label", meta["label"]],
+            ["features", f"{source.get('features_ref', '-')} ({source.get('dataset_ref', '-')})"],
+            ["window", f"{meta['window']['train_from']} .. {meta['window']['train_to']}"],
+            ["test to", meta["window"]["test_to"] or "-"],
+            ["dropped rows", ", ".join(f"{k} {v}" for k, v in meta["dropped_rows"].items())],
+            ["artifact sha256", meta["artifact_sha256"]],
+            ["predictions sha256", meta["predictions_sha256"]],
+            ["created (UTC)", meta["created_at"]],
+        ]
+        console.print(table(None, ["field", "value"], facts))
+        keys = [k for k in meta["metrics"] if k != "rows"]
+        rows = [
+            [str(f["fold"]), f["test_from"], f["test_to"], f["metrics"]["rows"]]
+            + [_cell(f["metrics"].get(k)) for k in keys]
+            for f in meta["fold_results"]
+        ]
+        overall = meta["metrics"]
+        rows.append(["all", "", "", overall["rows"], *(_cell(overall[k]) for k in keys)])
+        console.print(table("out of sample", ["fold", "from", "to", "rows", *keys], rows))
+
+    emit(settings, {**_summary(meta), "metadata": meta}, render)
+
+
+def _cell(value: object) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else "-" if value is None else str(value)
+
+
+@app.command("verify")
+def verify_cmd(
+    ctx: typer.Context,
+    ref: Annotated[
+        str | None, typer.Argument(help="NAME (every version) or NAME@vN; default: all models.")
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Recompute every artifact hash; exit 1 naming missing, extra or changed files."""
+    from dataclasses import asdict
+
+    from quantcli.models import registry
+    from quantcli.store.verify import failure
+
+    settings = _settings(ctx, json_output)
+    reports = registry.verify(settings.root, ref)
+    payload = {
+        "ok": all(r.ok for r in reports),
+        "versions": [{**asdict(r), "ok": r.ok} for r in reports],
+    }
+
+    def render(console: Console) -> None:
+        for r in reports:
+            console.print(r.summary())
+        if not reports:
+            console.print("no model versions to verify")
+
+    emit(settings, payload, render, error=failure(reports))
+
+
+@app.command("rm")
+def rm_cmd(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="The version to remove (NAME@vN).")],
+    force: Annotated[bool, typer.Option("--force", help="Really remove it.")] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Remove a model version (needs --force; its number is never reused)."""
+    from quantcli.models import registry
+
+    settings = _settings(ctx, json_output)
+    meta = registry.remove(settings.root, ref, force=force)
+    emit(settings, {**_summary(meta), "removed": True}, lambda c: c.print(f"removed {meta['ref']}"))
+
+
+@app.command("gc")
+def gc_cmd(
+    ctx: typer.Context,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only report.")] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Remove the temp directories of trainings killed while publishing."""
+    from dataclasses import asdict
+
+    from quantcli.models import registry
+
+    settings = _settings(ctx, json_output)
+    report = registry.gc(settings.root, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+
+    def render(console: Console) -> None:
+        for entry in report.temp_removed:
+            console.print(f"{verb} {entry}")
+        for entry in report.temp_in_use:
+            console.print(f"kept {entry} (its model is locked: a publish is running)")
+        if not (report.temp_removed or report.temp_in_use):
+            console.print("nothing to collect")
+
+    emit(settings, asdict(report), render)
+
+
+@app.command("reproduce")
+def reproduce_cmd(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="The version to re-train (NAME@vN).")],
+    json_output: JsonOption = False,
+) -> None:
+    """Re-train from the metadata alone; exit 0 if identical, 1 with what changed."""
+    from quantcli.models.reproduce import reproduce
+
+    settings = _settings(ctx, json_output)
+    report = reproduce(settings.root, ref)
+    payload = {
+        "ref": report.ref,
+        "identical": report.identical,
+        "differences": report.differences,
+        "version": report.recorded["version"],
+        "metrics": report.metrics,
+        "recorded_metrics": report.recorded["metrics"],
+        "artifact_sha256": report.artifact_sha256,
+        "predictions_sha256": report.predictions_sha256,
+    }
+    error = None if report.identical else QuantcliError(report.summary())
+
+    def render(console: Console) -> None:
+        for line in report.differences or [report.summary()]:
+            console.print(line)
+
+    emit(settings, payload, render, error=error)

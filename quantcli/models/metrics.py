@@ -1,0 +1,73 @@
+"""Out-of-sample metrics of scores against labels, from scikit-learn and scipy.
+
+Classifiers: AUC, log loss, accuracy (score > 0.5), Brier score; regressors: MAE and RMSE;
+both: the information coefficient, the Spearman correlation of score and forward return within
+each date (a cross-section), summarised by its mean and t-statistic over dates. A metric that is
+undefined on the rows given (AUC with one class, IC with fewer than two dates) is None.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+
+from quantcli.models.kinds import CLASSIFIER
+
+# A score is a probability in log loss; clipping keeps a baseline's 0/1 scores finite.
+EPS = 1e-15
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+def information_coefficient(
+    dates: np.ndarray, score: np.ndarray, forward_return: np.ndarray
+) -> dict[str, float | int | None]:
+    """Mean and t-statistic of the per-date Spearman IC, and the number of dates it covers.
+
+    A date with fewer than two rows, or a constant score or return, has no IC and is skipped.
+    """
+    from scipy.stats import spearmanr
+
+    order = np.argsort(dates, kind="stable")
+    d, s, r = dates[order], score[order], forward_return[order]
+    cuts = np.flatnonzero(d[1:] != d[:-1]) + 1
+    ics: list[float] = []
+    for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(d)], strict=True):
+        if hi - lo < 2 or np.ptp(s[lo:hi]) == 0 or np.ptp(r[lo:hi]) == 0:
+            continue
+        ics.append(float(spearmanr(s[lo:hi], r[lo:hi]).statistic))
+    if not ics:
+        return {"ic_mean": None, "ic_tstat": None, "ic_dates": 0}
+    values = np.asarray(ics)
+    mean = float(values.mean())
+    tstat = None
+    if len(values) > 1 and values.std(ddof=1) > 0:
+        tstat = mean / (float(values.std(ddof=1)) / math.sqrt(len(values)))
+    return {"ic_mean": _finite(mean), "ic_tstat": tstat, "ic_dates": len(values)}
+
+
+def evaluate(
+    task: str, label: np.ndarray, score: np.ndarray, dates: np.ndarray, forward_return: np.ndarray
+) -> dict[str, float | int | None]:
+    """The metrics of ``score`` against ``label`` (and ``forward_return`` for the IC)."""
+    from sklearn import metrics
+
+    out: dict[str, float | int | None] = {"rows": len(label)}
+    if task == CLASSIFIER:
+        y = label.astype(np.int64)
+        both = len(np.unique(y)) == 2
+        out["auc"] = float(metrics.roc_auc_score(y, score)) if both else None
+        out["log_loss"] = float(metrics.log_loss(y, np.clip(score, EPS, 1 - EPS), labels=[0, 1]))
+        out["accuracy"] = float(metrics.accuracy_score(y, (score > 0.5).astype(np.int64)))
+        out["brier"] = float(metrics.brier_score_loss(y, score, pos_label=1))
+    else:
+        out["mae"] = float(metrics.mean_absolute_error(label, score))
+        out["rmse"] = float(metrics.root_mean_squared_error(label, score))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # constant inputs are skipped above; nothing else warns
+        out.update(information_coefficient(dates, score, forward_return))
+    return out

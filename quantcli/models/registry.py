@@ -1,0 +1,256 @@
+"""The model registry: ``<root>/models/<name>/v<N>/`` holding ``metadata.json`` and one artifact.
+
+Versions are published, resolved, verified and removed by the store's own machinery (temp
+directory renamed into place under the lock, ``NAME``/``NAME@latest``/``NAME@v3``/``NAME@<hash
+prefix>`` references, tombstones for removed numbers); a model version is visible once its
+``metadata.json`` exists. A hash prefix selects by the artifact's sha256.
+
+Every load checks the artifact's sha256 against the metadata first, so a changed artifact is
+refused before any byte of it is deserialised.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from quantcli.errors import DataError, IntegrityError, UsageError
+from quantcli.store.manifest import VERSION_DIR_RE, check_name, version_dir, version_numbers
+
+if TYPE_CHECKING:
+    import numpy as np
+    import polars as pl
+
+    from quantcli.models.kinds import ModelKind
+    from quantcli.store.catalog import GcReport
+    from quantcli.store.verify import VerifyReport
+
+METADATA = "metadata.json"
+MODELS_DIR = "models"
+
+
+def models_root(root: Path) -> Path:
+    """The registry's directory under the store root."""
+    return root / MODELS_DIR
+
+
+def check_model_name(name: str) -> str:
+    """``name`` if it can name a model (a dataset name that is not ``v<N>``)."""
+    check_name(name)
+    if VERSION_DIR_RE.match(name):
+        raise UsageError(f"invalid model name {name!r}: it reads as a version number")
+    return name
+
+
+def read_metadata(folder: Path) -> dict[str, Any]:
+    """The metadata of the model version in ``folder``; IntegrityError if unreadable."""
+    path = folder / METADATA
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(doc, dict) or not isinstance(doc["artifact_sha256"], str):
+            raise ValueError("not a model metadata document")
+    except (OSError, ValueError, KeyError) as exc:
+        raise IntegrityError(f"{path}: unreadable model metadata: {exc}") from None
+    return doc
+
+
+def metadata_bytes(metadata: Mapping[str, Any]) -> bytes:
+    """``metadata.json`` text: sorted keys, so equal metadata are equal bytes."""
+    from quantcli.output import to_json
+
+    return (to_json(metadata) + "\n").encode("utf-8")
+
+
+def _artifact_hash(folder: Path) -> str:
+    return str(read_metadata(folder)["artifact_sha256"])
+
+
+def resolve(root: Path, ref: str) -> tuple[str, int]:
+    """``(name, version)`` of a model reference; NotFoundError listing the versions."""
+    from quantcli.store.catalog import resolve_version
+
+    return resolve_version(
+        models_root(root), ref, marker=METADATA, digest=_artifact_hash, what="model"
+    )
+
+
+def metadata(root: Path, ref: str) -> dict[str, Any]:
+    """The metadata of the version ``ref`` names."""
+    name, version = resolve(root, ref)
+    return read_metadata(version_dir(models_root(root), name, version))
+
+
+def names(root: Path) -> list[str]:
+    """Every model with at least one version, sorted."""
+    folder = models_root(root)
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p.name
+        for p in folder.iterdir()
+        if p.is_dir() and not p.name.startswith(".") and version_numbers(folder, p.name, METADATA)
+    )
+
+
+def versions(root: Path, name: str) -> list[dict[str, Any]]:
+    """The metadata of every version of model ``name``, oldest first."""
+    resolve(root, check_model_name(name))
+    folder = models_root(root)
+    return [
+        read_metadata(version_dir(folder, name, v)) for v in version_numbers(folder, name, METADATA)
+    ]
+
+
+def publish(
+    root: Path,
+    name: str,
+    build: Callable[[int], tuple[dict[str, Any], str, bytes]],
+    identity: str,
+    *,
+    wait: float = 0,
+) -> tuple[dict[str, Any], bool]:
+    """Publish ``build(version)`` = (metadata, artifact file name, artifact bytes) as the next
+    version of ``name``, unless a version with the same ``identity`` (the hash of everything
+    that decides the model) exists: then that version's metadata and False."""
+    from quantcli.store.publish import publish_files
+
+    check_model_name(name)
+    built: dict[str, Any] = {}
+
+    def files(version: int) -> dict[str, bytes]:
+        meta, artifact, data = build(version)
+        built.update(meta)
+        return {artifact: data, METADATA: metadata_bytes(meta)}
+
+    def same(folder: Path) -> bool:
+        return read_metadata(folder).get("identity") == identity
+
+    version, created = publish_files(
+        models_root(root), name, files, marker=METADATA, existing=same, wait=wait, what="model"
+    )
+    if created:
+        return built, True
+    return read_metadata(version_dir(models_root(root), name, version)), False
+
+
+def find(root: Path, name: str, identity: str) -> dict[str, Any] | None:
+    """The metadata of the version of ``name`` with ``identity``, if there is one."""
+    folder = models_root(root)
+    for v in version_numbers(folder, name, METADATA):
+        meta = read_metadata(version_dir(folder, name, v))
+        if meta.get("identity") == identity:
+            return meta
+    return None
+
+
+def verify_one(root: Path, name: str, version: int) -> VerifyReport:
+    """Recompute the hashes of a model version's files and compare with its metadata."""
+    from quantcli.store.verify import VerifyReport, compare_files
+
+    folder = version_dir(models_root(root), name, version)
+    meta = read_metadata(folder)
+    files = {str(k): str(v) for k, v in meta.get("files", {}).items()}
+    missing, extra, changed = compare_files(folder, files, METADATA)
+    return VerifyReport(
+        ref=f"{name}@v{version}",
+        files=len(files),
+        missing=tuple(missing),
+        extra=tuple(extra),
+        changed=tuple(changed),
+        content_hash_ok=files.get(meta["artifact"]) == meta["artifact_sha256"],
+    )
+
+
+def verify(root: Path, ref: str | None = None) -> list[VerifyReport]:
+    """Reports for the version ``ref`` names, every version of a bare NAME, or all models."""
+    if ref is None:
+        targets = [
+            (n, v) for n in names(root) for v in version_numbers(models_root(root), n, METADATA)
+        ]
+    elif "@" in ref:
+        targets = [resolve(root, ref)]
+    else:
+        resolve(root, check_model_name(ref))
+        targets = [(ref, v) for v in version_numbers(models_root(root), ref, METADATA)]
+    return [verify_one(root, n, v) for n, v in targets]
+
+
+def remove(root: Path, ref: str, *, force: bool = False, wait: float = 0) -> dict[str, Any]:
+    """Delete the model version ``ref`` names (refused without ``force``); its metadata."""
+    from quantcli.store.catalog import remove_locked
+    from quantcli.store.lock import dataset_lock
+
+    name, version = resolve(root, ref)
+    if not force:
+        raise UsageError(f"refusing to remove model {name}@v{version} without --force")
+    folder = models_root(root)
+    with dataset_lock(folder, name, wait=wait, what="model"):
+        meta = read_metadata(version_dir(folder, name, version))
+        remove_locked(folder, name, version)
+    return meta
+
+
+def gc(root: Path, *, dry_run: bool = False) -> GcReport:
+    """Remove the temp directories of trainings killed while publishing (the store's gc on
+    the registry: a directory whose model's lock is held is a publish running, and is kept)."""
+    from quantcli.store.catalog import gc as store_gc
+
+    return store_gc(models_root(root), dry_run=dry_run)
+
+
+@dataclass
+class LoadedModel:
+    """A registered model ready to score: its metadata and fitted kind."""
+
+    metadata: dict[str, Any]
+    model: ModelKind
+
+    def score(self, features: pl.DataFrame) -> np.ndarray:
+        """Scores of ``features``' rows; DataError unless its columns match the input schema."""
+        import numpy as np
+        import polars as pl
+
+        schema = [(c["name"], c["dtype"]) for c in self.metadata["input_schema"]]
+        have = {c: str(t) for c, t in features.schema.items()}
+        for column, dtype in schema:
+            if column not in have:
+                raise DataError(f"feature column {column!r} is missing (the model needs it)")
+            if have[column] != dtype:
+                raise DataError(
+                    f"feature column {column!r} has dtype {have[column]}, the model was "
+                    f"trained on {dtype}"
+                )
+        x = features.select(pl.col(c).cast(pl.Float64) for c, _ in schema).to_numpy()
+        return np.asarray(self.model.score(x), dtype=np.float64)
+
+
+def load(root: Path, ref: str) -> LoadedModel:
+    """Load a model version after checking its artifact's sha256 (IntegrityError if changed)."""
+    from quantcli.models.kinds import make_kind
+
+    name, version = resolve(root, ref)
+    folder = version_dir(models_root(root), name, version)
+    meta = read_metadata(folder)
+    path = folder / str(meta["artifact"])
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise IntegrityError(f"{path}: cannot read the artifact: {exc.strerror}") from None
+    if hashlib.sha256(data).hexdigest() != meta["artifact_sha256"]:
+        raise IntegrityError(
+            f"{path}: artifact sha256 does not match the metadata; refusing to load it "
+            "(model verify shows what changed)"
+        )
+    model = make_kind(
+        str(meta["kind"]),
+        meta["params"],
+        task=str(meta["task"]),
+        seed=int(meta["seed"]),
+        features=tuple(c["name"] for c in meta["input_schema"]),
+    )
+    model.loads(data)
+    return LoadedModel(meta, model)

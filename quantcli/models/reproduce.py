@@ -1,0 +1,171 @@
+"""Reproducing a registered model from its metadata alone, and saying what changed if it does
+not: the data, the feature definition, the library versions or the artifact."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from quantcli.errors import NotFoundError
+
+if TYPE_CHECKING:
+    import polars as pl
+
+
+@dataclass(frozen=True)
+class ReproduceReport:
+    """The outcome of a re-training: ``identical`` when ``differences`` is empty."""
+
+    ref: str
+    recorded: dict[str, Any]
+    metrics: dict[str, Any]
+    predictions_sha256: str
+    artifact_sha256: str
+    differences: list[str] = field(default_factory=list)
+
+    @property
+    def identical(self) -> bool:
+        """Whether metrics, predictions and artifact all came out as recorded."""
+        return not self.differences
+
+    def summary(self) -> str:
+        """One line: identical, or the short diff."""
+        if self.identical:
+            return f"{self.ref}: reproduced (metrics, predictions and artifact identical)"
+        return f"{self.ref} does not reproduce: " + "; ".join(self.differences)
+
+
+def _short(value: object) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def _metric_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    return [
+        f"{k} {_short(old.get(k))} -> {_short(new.get(k))}"
+        for k in sorted(set(old) | set(new))
+        if old.get(k) != new.get(k)
+    ]
+
+
+def reproduce_on_frames(
+    root: Path,
+    ref: str,
+    features: pl.DataFrame,
+    labels: pl.DataFrame,
+    *,
+    found: list[str] | None = None,
+) -> ReproduceReport:
+    """Re-train model version ``ref`` on these frames with its recorded settings and compare.
+
+    ``found`` holds differences already seen by the caller (the feature set's hashes).
+    """
+    from quantcli.models import registry
+    from quantcli.models.train import (
+        fit_and_evaluate,
+        frame_sha256,
+        library_versions,
+        parse_label,
+        prepare,
+    )
+    from quantcli.output import to_json
+
+    name, version = registry.resolve(root, ref)
+    meta = registry.metadata(root, f"{name}@v{version}")
+    diffs = list(found or [])
+    report = registry.verify_one(root, name, version)
+    if not report.ok:
+        diffs.append(f"artifact: {report.summary().split(': ', 1)[1]}")
+    libs = library_versions()
+    changed = [
+        f"{k} {meta['libraries'].get(k)} -> {libs.get(k)}"
+        for k in sorted(set(libs) | set(meta["libraries"]))
+        if libs.get(k) != meta["libraries"].get(k)
+    ]
+    if changed:
+        diffs.append("library versions: " + ", ".join(changed))
+    for what, frame in (("features", features), ("labels", labels)):
+        if frame_sha256(frame) != meta[f"{what}_sha256"]:
+            diffs.append(f"data: the {what} differ from those the model was trained on")
+    task, horizon = parse_label(str(meta["label"]))
+    window = meta["window"]
+    test_to = window["test_to"]
+    prepared = prepare(
+        features,
+        labels,
+        task,
+        horizon,
+        date.fromisoformat(window["train_from"]),
+        date.fromisoformat(window["train_to"]),
+        None if test_to is None else date.fromisoformat(test_to),
+    )
+    trained = fit_and_evaluate(
+        prepared,
+        task=task,
+        horizon=horizon,
+        kind=str(meta["kind"]),
+        params=meta["params"],
+        seed=int(meta["seed"]),
+        folds=int(meta["folds"]),
+        embargo=int(meta["embargo"]),
+        test_window=test_to is not None,
+    )
+    # Through JSON, as recorded (NaN as null); a float's repr survives the round trip.
+    metrics = json.loads(to_json(trained.metrics))
+    moved = _metric_changes(meta["metrics"], metrics)
+    if moved:
+        diffs.append("metrics: " + ", ".join(moved))
+    if trained.predictions_sha256 != meta["predictions_sha256"]:
+        diffs.append(
+            f"predictions: sha256 {meta['predictions_sha256'][:12]} -> "
+            f"{trained.predictions_sha256[:12]}"
+        )
+    artifact_sha = hashlib.sha256(trained.artifact).hexdigest()
+    if artifact_sha != meta["artifact_sha256"]:
+        diffs.append(f"artifact: sha256 {meta['artifact_sha256'][:12]} -> {artifact_sha[:12]}")
+    return ReproduceReport(
+        ref=f"{name}@v{version}",
+        recorded=meta,
+        metrics=metrics,
+        predictions_sha256=trained.predictions_sha256,
+        artifact_sha256=artifact_sha,
+        differences=diffs,
+    )
+
+
+def reproduce(
+    root: Path, ref: str, *, open_features: Callable[[str, Path], Any] | None = None
+) -> ReproduceReport:
+    """Re-train model version ``ref`` from its metadata against its pinned feature set (opened
+    with ``open_features``, default quantcli.features.open_feature_set) and compare."""
+    from quantcli.models import registry
+    from quantcli.models.train import feature_source
+    from quantcli.models.train import open_features as default_opener
+
+    meta = registry.metadata(root, ref)
+    source = meta.get("source", {})
+    if "features_ref" not in source:
+        raise NotFoundError(
+            f"{meta['ref']} was trained on frames, not on a feature set: reproduce it with "
+            "quantcli.models.reproduce.reproduce_on_frames"
+        )
+    fs = (open_features or default_opener)(str(source["features_ref"]), root)
+    now = feature_source(fs)
+    found = []
+    if now["dataset_hash"] != source["dataset_hash"]:
+        found.append(
+            f"data: dataset {source['dataset_ref']} hash {source['dataset_hash'][:12]} -> "
+            f"{now['dataset_hash'][:12]}"
+        )
+    if now["features_hash"] != source["features_hash"]:
+        found.append(
+            f"feature definition: {source['features_ref']} hash "
+            f"{source['features_hash'][:12]} -> {now['features_hash'][:12]}"
+        )
+    return reproduce_on_frames(
+        root, meta["ref"], fs.frame(), fs.labels(str(meta["label"])), found=found
+    )
