@@ -14,6 +14,7 @@ arrays and book every cash movement through these functions, so the identity
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numba
 import numpy as np
@@ -21,6 +22,10 @@ import polars as pl
 
 from quantcli.backtest.orders import F_BAR, F_PRICE, F_QTY, F_SYM, labels, timestamps
 from quantcli.store.schema import TS_DTYPE
+
+if TYPE_CHECKING:
+    from quantcli.backtest.inputs import Ledger
+    from quantcli.backtest.kernel import Output
 
 # Per-symbol state columns (one row per symbol, float64; counts stored exactly as floats).
 # DP_DAY: the session index of the symbol's last fill that paid the DP charge.
@@ -75,15 +80,10 @@ def holdings(state: np.ndarray, futures: bool) -> tuple[float, float]:
 
 @numba.njit(cache=True)
 def book_fill(
-    state: np.ndarray,
-    acct: np.ndarray,
-    s: int,
-    quantity: float,
-    price: float,
-    fee: float,
-    futures: bool,
+    ledger: Ledger, s: int, quantity: float, price: float, fee: float, futures: bool
 ) -> None:
     """Book a fill of signed ``quantity`` at ``price`` paying ``fee``."""
+    state, acct = ledger.state, ledger.acct
     pos = state[s, POS]
     if futures:
         # Settle the open position at the fill price, then carry the new one from it.
@@ -145,14 +145,7 @@ TRADE_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-def round_trips(
-    fill_ints: np.ndarray,
-    fill_floats: np.ndarray,
-    event_ints: np.ndarray,
-    event_floats: np.ndarray,
-    ts: np.ndarray,
-    symbols: list[str],
-) -> pl.DataFrame:
+def round_trips(out: Output, ts: np.ndarray, symbols: list[str]) -> pl.DataFrame:
     """Closed round trips (flat to flat per symbol), pnl net of charges and with dividends.
 
     A fill that reverses a position closes the trade with the part that flattens it and opens
@@ -160,7 +153,9 @@ def round_trips(
     quantities and divides its entry price (the cost basis). Positions still open at the end
     are not trades yet.
     """
-    ints, floats = _trips(fill_ints, fill_floats, event_ints, event_floats, len(symbols))
+    ints, floats = _trips(
+        out.fill_ints, out.fill_floats, out.event_ints, out.event_floats, len(symbols)
+    )
     return pl.DataFrame(
         {
             "symbol": labels(ints[:, 0], symbols),

@@ -14,6 +14,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from typing import TYPE_CHECKING
 
 import numba
 import numpy as np
@@ -27,6 +28,9 @@ from quantcli.market.charges import (
     load_profile,
     rate_schedule,
 )
+
+if TYPE_CHECKING:
+    from quantcli.backtest.inputs import Params
 
 STATUTORY, FLAT = 0, 1
 DP = CHARGE_COMPONENTS.index("dp")  # the DP charge's place among the components
@@ -106,25 +110,20 @@ def eras(days: list[date], key: Callable[[date], object]) -> list[tuple[int, int
 
 @numba.njit(cache=True)
 def fill_costs(
-    kind: int,
-    flat_rate: float,
-    rates: np.ndarray,
-    is_buy: bool,
-    quantity: float,
-    price: float,
-    out: np.ndarray,
-    dp_paid: bool,
+    params: Params, rates: np.ndarray, signed: float, price: float, out: np.ndarray, dp_paid: bool
 ) -> float:
-    """Write the charge components of one fill into ``out`` and return their total.
+    """Write the charge components of a fill of ``signed`` shares (positive buys) at
+    ``price`` into ``out`` and return their total (``rates``: the session's charge rates).
 
     The DP charge is per scrip and day, not per fill: ``dp_paid`` (the symbol's delivery sale
     has already paid it this session) waives it.
     """
-    if kind == FLAT:
+    quantity = abs(signed)
+    if params.cost_kind == FLAT:
         out[:] = 0.0
-        out[0] = flat_rate * quantity * price
+        out[0] = params.flat_rate * quantity * price
     else:
-        charges_kernel(rates, is_buy, quantity, price, out)
+        charges_kernel(rates, signed > 0.0, quantity, price, out)
         if dp_paid:
             out[DP] = 0.0
     total = 0.0

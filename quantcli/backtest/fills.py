@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 
 import numba
-import numpy as np
 
 from quantcli.backtest.accounting import (
     CASH,
@@ -36,6 +35,7 @@ from quantcli.backtest.accounting import (
     holdings,
 )
 from quantcli.backtest.costs import DP, fill_costs
+from quantcli.backtest.inputs import FUND_MARGIN, FUND_PREMIUM, Run
 from quantcli.backtest.orders import (
     F_BAR,
     F_CHARGES,
@@ -57,9 +57,6 @@ from quantcli.market.instruments import ROUND_DOWN, ROUND_UP, round_to_tick_kern
 
 _EPS = 1e-9
 
-# How a segment funds a fill (see the module notes).
-FUND_CASH, FUND_MARGIN, FUND_PREMIUM = 0, 1, 2
-
 
 @numba.njit(cache=True)
 def circuit_blocked(is_buy: bool, high: float, low: float, prev_close: float) -> bool:
@@ -70,7 +67,7 @@ def circuit_blocked(is_buy: bool, high: float, low: float, prev_close: float) ->
 
 
 @numba.njit(cache=True)
-def trigger_price(
+def trigger_price(  # noqa: PLR0913, PLR0917 - one scalar per bar price: the tested contract
     kind: int,
     is_buy: bool,
     limit: float,
@@ -121,94 +118,66 @@ def _limit_price(is_buy: bool, limit: float, open_: float, high: float, low: flo
 
 @numba.njit(cache=True)
 def execute(
-    state: np.ndarray,
-    acct: np.ndarray,
-    counters: np.ndarray,
-    fill_ints: np.ndarray,
-    fill_floats: np.ndarray,
-    scratch: np.ndarray,
-    s: int,
-    bar: int,
-    day: int,
-    order_id: int,
-    is_buy: bool,
-    quantity: float,
-    ref_price: float,
-    volume: float,
-    high: float,
-    low: float,
-    prev_close: float,
-    lot: float,
-    tick: float,
-    sigma: float,
-    participation: float,
-    slip_kind: int,
-    slip_param: float,
-    cost_kind: int,
-    flat_rate: float,
-    rates: np.ndarray,
-    shortable: bool,
-    funding: int,
-    futures: bool,
-    margin: float,
-    forced: bool,
+    run: Run, bar: int, order_id: int, signed: float, ref_price: float, forced: bool
 ) -> tuple[float, int]:
-    """Try to fill up to ``quantity`` (unsigned) at ``ref_price`` in bar ``bar``.
+    """Try to fill up to ``signed`` shares (positive buys, negative sells) at ``ref_price``
+    in bar ``bar`` for order ``order_id``.
 
-    ``day`` is the bar's session index (the DP charge is paid once per symbol and session).
-    Returns (quantity filled, reason code). A zero fill with NO_REASON means "not this bar"
-    (circuit lock or no volume left); a reason means the order is rejected. A delivery buy cut
-    to the cash available fills what it can and keeps working for the rest (a rebalance's buys
-    complete once its sells have paid in). ``forced``
-    (an intraday square-off) skips the circuit, volume and funding checks.
+    Returns (quantity filled, unsigned; reason code). A zero fill with NO_REASON means "not
+    this bar" (circuit lock or no volume left); a reason means the order is rejected. A
+    delivery buy cut to the cash available fills what it can and keeps working for the rest
+    (a rebalance's buys complete once its sells have paid in). ``forced`` (an intraday
+    square-off) skips the circuit, volume, shorting and funding checks. The DP charge is paid
+    once per symbol and session.
     """
+    bars, prm, led = run.bars, run.params, run.ledger
+    state, acct = led.state, led.acct
+    s = bars.sym[bar]
+    day = bars.day[bar]
+    is_buy = signed > 0.0
+    lot = bars.lot[bar]
     if state[s, USED_BAR] != bar:
         state[s, USED_BAR] = bar
         state[s, USED] = 0.0
-    q = quantity
+    q = abs(signed)
     if not forced:
-        if circuit_blocked(is_buy, high, low, prev_close):
+        if circuit_blocked(is_buy, bars.high[bar], bars.low[bar], bars.prev_close[bar]):
             return 0.0, NO_REASON
-        room = math.floor(participation * volume - state[s, USED] + _EPS)
+        room = math.floor(prm.participation * bars.volume[bar] - state[s, USED] + _EPS)
         q = min(q, math.floor(room / lot) * lot)
         if q <= 0.0:
             return 0.0, NO_REASON
     pos = state[s, POS]
-    if not is_buy and not shortable and pos - q < 0.0:
+    if not is_buy and not (forced or prm.shortable) and pos - q < 0.0:
         return 0.0, R_SHORT
-    signed = q if is_buy else -q
     dp_paid = state[s, DP_DAY] == day
-    price, fee = _priced(
-        is_buy, q, ref_price, volume, tick, sigma, slip_kind, slip_param,
-        cost_kind, flat_rate, rates, scratch, dp_paid,
-    )  # fmt: skip
-    if not forced and is_buy and funding != FUND_MARGIN:
+    price, fee = _priced(run, bar, q if is_buy else -q, ref_price, dp_paid)
+    if not forced and is_buy and prm.funding != FUND_MARGIN:
         cash = acct[CASH]
         while q > 0.0 and q * price + fee > cash:
             q = min(q - lot, math.floor(cash / price / lot) * lot)
             if q > 0.0:
-                price, fee = _priced(
-                    is_buy, q, ref_price, volume, tick, sigma, slip_kind, slip_param,
-                    cost_kind, flat_rate, rates, scratch, dp_paid,
-                )  # fmt: skip
+                price, fee = _priced(run, bar, q, ref_price, dp_paid)
         if q <= 0.0:
             return 0.0, R_CASH
-        signed = q
-    margined = funding == FUND_MARGIN or (funding == FUND_PREMIUM and not is_buy)
+    signed = q if is_buy else -q
+    margined = prm.funding == FUND_MARGIN or (prm.funding == FUND_PREMIUM and not is_buy)
     if not forced and margined and abs(pos + signed) > abs(pos):
-        value, gross = holdings(state, futures)
+        value, gross = holdings(state, prm.futures)
         mark = state[s, MARK]
         if math.isnan(mark):
             mark = price
         after = gross - abs(pos) * mark + abs(pos + signed) * price
-        if margin * after > acct[CASH] + value - fee:
+        if prm.margin * after > acct[CASH] + value - fee:
             return 0.0, R_MARGIN
-    book_fill(state, acct, s, signed, price, fee, futures)
+    book_fill(led, s, signed, price, fee, prm.futures)
     state[s, USED] += q
+    scratch = led.scratch
     if scratch[DP] > 0.0:
         state[s, DP_DAY] = day
-    n = counters[N_FILLS]
-    counters[N_FILLS] = n + 1
+    n = led.counters[N_FILLS]
+    led.counters[N_FILLS] = n + 1
+    fill_ints, fill_floats = led.fill_ints, led.fill_floats
     fill_ints[n, F_ID] = n + 1
     fill_ints[n, F_ORDER] = order_id
     fill_ints[n, F_BAR] = bar
@@ -224,22 +193,16 @@ def execute(
 
 @numba.njit(cache=True)
 def _priced(
-    is_buy: bool,
-    q: float,
-    ref_price: float,
-    volume: float,
-    tick: float,
-    sigma: float,
-    slip_kind: int,
-    slip_param: float,
-    cost_kind: int,
-    flat_rate: float,
-    rates: np.ndarray,
-    scratch: np.ndarray,
-    dp_paid: bool,
+    run: Run, bar: int, signed: float, ref_price: float, dp_paid: bool
 ) -> tuple[float, float]:
-    frac = slip_fraction(slip_kind, slip_param, q, volume, sigma)
+    # The fill price (slipped, on the tick against the trader) and charges of ``signed``
+    # shares; the charge components land in the ledger's scratch.
+    bars, prm = run.bars, run.params
+    is_buy = signed > 0.0
+    q = abs(signed)
+    frac = slip_fraction(prm.slip_kind, prm.slip_param, q, bars.volume[bar], bars.sigma[bar])
     raw = ref_price * (1.0 + frac) if is_buy else ref_price * (1.0 - frac)
-    price = round_to_tick_kernel(raw, tick, ROUND_UP if is_buy else ROUND_DOWN)
-    fee = fill_costs(cost_kind, flat_rate, rates, is_buy, q, price, scratch, dp_paid)
+    price = round_to_tick_kernel(raw, bars.tick[bar], ROUND_UP if is_buy else ROUND_DOWN)
+    rates = bars.rates[bars.day[bar]]
+    fee = fill_costs(prm, rates, signed, price, run.ledger.scratch, dp_paid)
     return price, fee
