@@ -32,30 +32,31 @@ from quantcli.backtest.fills import execute, trigger_price
 from quantcli.backtest.inputs import EOD, LAST_OF_TS, SQUARE_OFF
 from quantcli.backtest.kernel import CHUNK, Book, Output, Prepared
 from quantcli.backtest.orders import (
-    CANCELLED,
     DAY,
-    EXPIRED,
+    EV_CANCEL,
+    EV_EXPIRE,
+    EV_FILL,
+    EV_FILL_ALL,
+    EV_REJECT,
     F_ID,
     F_PRICE,
-    FILLED,
     IOC,
     LIMIT,
     MARKET,
     NO_REASON,
     O_FLOAT_COLS,
     O_INT_COLS,
-    PARTIAL,
     R_ACTION,
     R_LOT,
     R_SQUARED_OFF,
     R_USER,
     REASONS,
-    REJECTED,
     STOP,
     STOP_LIMIT,
     TIFS,
     Fill,
     Order,
+    transition,
 )
 from quantcli.backtest.strategy import LoadedStrategy
 from quantcli.errors import QuantcliError, StrategyError
@@ -286,9 +287,9 @@ class EventRun:
         )
         self.orders.append(order)
         if qty == 0:
-            self._finish(order, REJECTED, R_LOT)
+            self._finish(order, EV_REJECT, R_LOT)
         elif self.intraday and self.book.ledger.state[s, SQ_DAY] == self.prep.bars.day[i]:
-            self._finish(order, REJECTED, R_SQUARED_OFF)
+            self._finish(order, EV_REJECT, R_SQUARED_OFF)
         else:
             self.working[s].append(order)
         return order.order_id
@@ -321,13 +322,14 @@ class EventRun:
         if not order.is_open:
             return False
         self.working[order.sym].remove(order)
-        self._finish(order, CANCELLED, R_USER)
+        self._finish(order, EV_CANCEL, R_USER)
         return True
 
-    def _finish(self, order: Order, status: int, reason: int) -> None:
-        order.status = PARTIAL if order.filled > 0 else status
+    def _finish(self, order: Order, event: int, reason: int) -> None:
+        # End an order by ``event`` (cancel, expire or reject) for ``reason``.
+        order.status = transition(order.status, event)
         order.reason = reason
-        if status == REJECTED and self.config.on_reject == "error":
+        if event == EV_REJECT and self.config.on_reject == "error":
             raise StrategyError(
                 f"order {order.order_id} for {order.symbol} at {ist(self.prep.ts[self.i])} "
                 f"rejected: {REASONS[reason]} (on_reject=error)"
@@ -338,14 +340,15 @@ class EventRun:
         book.ensure_room()
         signed = float(order.remaining if order.is_buy else -order.remaining)
         q, reason = execute(book.run, self.i, order.order_id, signed, price, forced)
-        if q > 0:
-            order.filled += int(q)
         if reason != NO_REASON:
             self.working[order.sym].remove(order)
-            self._finish(order, REJECTED, reason)
-        elif order.filled == order.quantity:
-            order.status = FILLED
-            self.working[order.sym].remove(order)
+            self._finish(order, EV_REJECT, reason)
+        elif q > 0:
+            order.filled += int(q)
+            done = order.filled == order.quantity
+            order.status = transition(order.status, EV_FILL_ALL if done else EV_FILL)
+            if done:
+                self.working[order.sym].remove(order)
         if q > 0:
             self._on_fill(order, q)
 
@@ -389,7 +392,7 @@ class EventRun:
                     order.day = d
                 elif order.day != d:
                     self.working[s].remove(order)
-                    self._finish(order, EXPIRED, NO_REASON)
+                    self._finish(order, EV_EXPIRE, NO_REASON)
                     continue
             if order.type == MARKET:
                 price = bars.close[i] if at_close else bars.open[i]
@@ -402,14 +405,14 @@ class EventRun:
                 self._fill(order, float(price))
             if order.tif == IOC and order.is_open:
                 self.working[s].remove(order)
-                self._finish(order, EXPIRED, NO_REASON)
+                self._finish(order, EV_EXPIRE, NO_REASON)
 
     def _square_off(self, s: int, price: float) -> None:
         state, i = self.book.ledger.state, self.i
         state[s, SQ_DAY] = self.prep.bars.day[i]
         for order in list(self.working[s]):
             self.working[s].remove(order)
-            self._finish(order, CANCELLED, R_SQUARED_OFF)
+            self._finish(order, EV_CANCEL, R_SQUARED_OFF)
         pos = int(state[s, POS])
         if pos == 0:
             return
@@ -486,7 +489,7 @@ class EventRun:
         left = int(order.remaining * ratio) // lot * lot
         if left == 0:
             self.working[order.sym].remove(order)
-            self._finish(order, CANCELLED, R_ACTION)
+            self._finish(order, EV_CANCEL, R_ACTION)
             return
         order.quantity = order.filled + left
         if not math.isnan(order.limit_price):

@@ -61,12 +61,14 @@ from quantcli.backtest.inputs import (
     Run,
 )
 from quantcli.backtest.orders import (
-    CANCELLED,
     DAY,
+    EV_CANCEL,
+    EV_FILL,
+    EV_FILL_ALL,
+    EV_REJECT,
     F_CHARGES,
     F_FLOAT_COLS,
     F_INT_COLS,
-    FILLED,
     GTC,
     MARKET,
     NO_REASON,
@@ -85,11 +87,10 @@ from quantcli.backtest.orders import (
     O_TIF,
     O_TYPE,
     OPEN,
-    PARTIAL,
     R_ACTION,
     R_SQUARED_OFF,
     R_SUPERSEDED,
-    REJECTED,
+    transition,
 )
 from quantcli.backtest.slippage import parse_slippage
 
@@ -119,10 +120,20 @@ def new_order(ledger: Ledger, bar: int, s: int, signed: float, tif: int) -> int:
 
 
 @numba.njit(cache=True)
-def close_order(order_ints: np.ndarray, row: int, status: int, reason: int) -> None:
-    """End a working order: ``status`` if nothing filled, else partially filled."""
-    order_ints[row, O_STATUS] = PARTIAL if order_ints[row, O_FILLED] > 0 else status
+def close_order(order_ints: np.ndarray, row: int, event: int, reason: int) -> None:
+    """End a working order by ``event`` (cancel, expire or reject) for ``reason``."""
+    order_ints[row, O_STATUS] = transition(order_ints[row, O_STATUS], event)
     order_ints[row, O_REASON] = reason
+
+
+@numba.njit(cache=True)
+def fill_order(order_ints: np.ndarray, row: int, quantity: int) -> bool:
+    """Record a fill of ``quantity`` (> 0) shares of order ``row``; True when it completes it."""
+    filled = order_ints[row, O_FILLED] + quantity
+    order_ints[row, O_FILLED] = filled
+    event = EV_FILL_ALL if filled == order_ints[row, O_QTY] else EV_FILL
+    order_ints[row, O_STATUS] = transition(order_ints[row, O_STATUS], event)
+    return event == EV_FILL_ALL
 
 
 @numba.njit(cache=True, nogil=True)
@@ -188,7 +199,7 @@ def _book_action(run: Run, ap: int, i: int) -> None:
     ratio, cash = apply_action(led.state, led.acct, a, acts.ratio[ap], acts.amount[ap])
     w = int(led.state[a, WORKING])
     if w >= 0 and ratio != 1.0:
-        close_order(led.order_ints, w, CANCELLED, R_ACTION)
+        close_order(led.order_ints, w, EV_CANCEL, R_ACTION)
         led.state[a, WORKING] = -1.0
     record_action(run, ap, i, ratio, cash)
 
@@ -230,7 +241,7 @@ def _place(run: Run, i: int, s: int, target: float, price: float) -> None:
     state[s, TARGET] = target
     w = int(state[s, WORKING])
     if w >= 0:
-        close_order(led.order_ints, w, CANCELLED, R_SUPERSEDED)
+        close_order(led.order_ints, w, EV_CANCEL, R_SUPERSEDED)
         state[s, WORKING] = -1.0
     shares = target * led.acct[EQUITY_REF] / price if run.params.weights else target
     lot = run.bars.lot[i]
@@ -252,13 +263,11 @@ def _work(run: Run, i: int, s: int, price: float) -> int:
     remaining = float(order_ints[row, O_QTY] - order_ints[row, O_FILLED])
     signed = remaining if order_ints[row, O_SIDE] > 0 else -remaining
     q, reason = execute(run, i, order_ints[row, O_ID], signed, price, False)
-    order_ints[row, O_FILLED] += int(q)
     if reason != NO_REASON:
-        close_order(order_ints, row, REJECTED, reason)
+        close_order(order_ints, row, EV_REJECT, reason)
         state[s, WORKING] = -1.0
         return row if run.params.reject_error else -1
-    if order_ints[row, O_FILLED] == order_ints[row, O_QTY]:
-        order_ints[row, O_STATUS] = FILLED
+    if q > 0.0 and fill_order(order_ints, row, int(q)):
         state[s, WORKING] = -1.0
     return -1
 
@@ -273,15 +282,15 @@ def _square_off(run: Run, i: int, s: int, price: float) -> None:
     state[s, TARGET] = math.nan
     w = int(state[s, WORKING])
     if w >= 0:
-        close_order(order_ints, w, CANCELLED, R_SQUARED_OFF)
+        close_order(order_ints, w, EV_CANCEL, R_SQUARED_OFF)
         state[s, WORKING] = -1.0
     pos = state[s, POS]
     if pos == 0.0:
         return
     row = new_order(led, i, s, -pos, DAY)
+    # Forced, it fills in full.
     q, _ = execute(run, i, order_ints[row, O_ID], -pos, price, True)
-    order_ints[row, O_FILLED] = int(q)
-    order_ints[row, O_STATUS] = FILLED
+    fill_order(order_ints, row, int(q))
     order_ints[row, O_REASON] = R_SQUARED_OFF
 
 
