@@ -36,7 +36,7 @@ from quantcli.backtest.events import EventRun, ist
 from quantcli.backtest.inputs import EOD, LAST_OF_TS, SQUARE_OFF, Actions, Bars
 from quantcli.backtest.kernel import CHUNK, Book, Output, Prepared
 from quantcli.backtest.orders import REASONS, fills_frame, orders_frame, timestamps
-from quantcli.backtest.slippage import SQRT, parse_slippage
+from quantcli.backtest.slippage import parse_slippage
 from quantcli.backtest.strategy import LoadedStrategy, load_strategy
 from quantcli.errors import DataError, NotFoundError, QuantcliError, StrategyError, UsageError
 from quantcli.market.corporate_actions import PRICE_COLUMNS, VOLUME_COLUMNS, split_ratios
@@ -50,7 +50,6 @@ SQUARE_OFF_US = (15 * 60 + 20) * 60 * 1_000_000
 _DAY_US = 86_400 * 1_000_000
 _IST_OFFSET_US = 19_800 * 1_000_000  # IST is UTC+05:30 all year (no daylight saving)
 _EPOCH_DAY = date(1970, 1, 1)
-_SIGMA_WINDOW = 20  # bars of returns behind the square-root impact model's volatility
 # The segments whose runs apply corporate actions (cash equity: derivatives are adjusted by
 # the exchange), and so can tell an unexplained gap from a recorded split.
 _ACTION_SEGMENTS = ("delivery", "intraday")
@@ -302,10 +301,8 @@ def _prepare(
         if targets is not None:
             targets.result()  # the strategy's own error comes first, as when sequential
         raise
-    if parse_slippage(config.slippage).kind == SQRT:
-        sigma = _sigma(close_s, np.r_[True, code[1:] != code[:-1]])[to_time]
-    else:
-        sigma = np.broadcast_to(0.0, n)
+    slip_input = parse_slippage(config.slippage).prepare(frame)
+    slip_input = np.broadcast_to(0.0, n) if slip_input is None else slip_input[to_time]
     prep = Prepared(
         symbols=symbols,
         days=days,
@@ -322,7 +319,7 @@ def _prepare(
             volume=volume,
             prev_close=prev_close,
             tick=tick,
-            sigma=sigma,
+            slip_input=slip_input,
             lot=lot,
             target=target,
             rates=rates,
@@ -456,16 +453,6 @@ def _session_days(utc: np.ndarray) -> tuple[list[date], np.ndarray, np.ndarray |
     keep = on[index]
     rank = np.cumsum(on) - 1
     return [d for d, ok in zip(days, on, strict=True) if ok], rank[index[keep]], keep
-
-
-def _sigma(close: np.ndarray, new_symbol: np.ndarray) -> np.ndarray:
-    # Volatility of the returns before each bar (shifted: a bar's own move is not known when
-    # its fills are priced at the open), in (symbol, ts) order.
-    group = np.cumsum(new_symbol)
-    frame = pl.DataFrame({"g": group, "c": close})
-    returns = pl.col("c").pct_change().over("g")
-    vol = returns.rolling_std(_SIGMA_WINDOW, min_samples=2).shift(1).over("g")
-    return frame.select(vol.fill_null(0.0).fill_nan(0.0)).to_series().to_numpy()
 
 
 def _ticks(

@@ -52,7 +52,6 @@ from quantcli.backtest.orders import (
     R_SHORT,
     STOP,
 )
-from quantcli.backtest.slippage import slip_fraction
 from quantcli.market.instruments import ROUND_DOWN, ROUND_UP, round_to_tick_kernel
 
 _EPS = 1e-9
@@ -200,7 +199,7 @@ def _priced(
     bars, prm = run.bars, run.params
     is_buy = signed > 0.0
     q = abs(signed)
-    frac = slip_fraction(prm.slip_kind, prm.slip_param, q, bars.volume[bar], bars.sigma[bar])
+    frac = prm.slip(prm.slip_param, q, bars.volume[bar], bars.slip_input[bar])
     raw = ref_price * (1.0 + frac) if is_buy else ref_price * (1.0 - frac)
     price = round_to_tick_kernel(raw, bars.tick[bar], ROUND_UP if is_buy else ROUND_DOWN)
     rates = bars.rates[bars.day[bar]]

@@ -11,6 +11,7 @@ error.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -47,7 +48,7 @@ class Bars(NamedTuple):
     volume: Floats
     prev_close: Floats  # NaN when unknown (the symbol's first bar)
     tick: Floats
-    sigma: Floats  # recent per-bar volatility (square-root impact model), else 0
+    slip_input: Floats  # the slippage model's per-bar input (sqrt: recent volatility)
     lot: Floats
     target: Floats  # a signal strategy's target (NaN = no opinion)
     rates: Floats  # one row of charge rates per session
@@ -66,7 +67,7 @@ class Params(NamedTuple):
     """A run's scalar parameters, as the compiled code reads them."""
 
     participation: float
-    slip_kind: int
+    slip: Callable[[float, float, float, float], float]  # the slippage model's cfunc
     slip_param: float
     cost_kind: int
     flat_rate: float

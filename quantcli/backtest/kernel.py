@@ -346,7 +346,7 @@ def params_for(config: BacktestConfig, *, weights: bool = False) -> Params:
     slip = parse_slippage(config.slippage)
     return Params(
         participation=float(config.participation),
-        slip_kind=int(slip.kind),
+        slip=slip.formula,
         slip_param=float(slip.param),
         cost_kind=int(costs.kind),
         flat_rate=float(costs.flat_rate),
