@@ -129,29 +129,28 @@ def execute(
     square-off) skips the circuit, volume, shorting and funding checks. The DP charge is paid
     once per symbol and session.
     """
-    bars, prm, led = run.bars, run.params, run.ledger
-    state, acct = led.state, led.acct
-    s = bars.sym[bar]
-    day = bars.day[bar]
+    state, acct = run.ledger.state, run.ledger.acct
+    s = run.bars.sym[bar]
+    day = run.bars.day[bar]
     is_buy = signed > 0.0
-    lot = bars.lot[bar]
+    lot = run.bars.lot[bar]
     if state[s, USED_BAR] != bar:
         state[s, USED_BAR] = bar
         state[s, USED] = 0.0
     q = abs(signed)
     if not forced:
-        if circuit_blocked(is_buy, bars.high[bar], bars.low[bar], bars.prev_close[bar]):
+        if circuit_blocked(is_buy, run.bars.high[bar], run.bars.low[bar], run.bars.prev_close[bar]):
             return 0.0, NO_REASON
-        room = math.floor(prm.participation * bars.volume[bar] - state[s, USED] + _EPS)
+        room = math.floor(run.params.participation * run.bars.volume[bar] - state[s, USED] + _EPS)
         q = min(q, math.floor(room / lot) * lot)
         if q <= 0.0:
             return 0.0, NO_REASON
     pos = state[s, POS]
-    if not is_buy and not (forced or prm.shortable) and pos - q < 0.0:
+    if not is_buy and not (forced or run.params.shortable) and pos - q < 0.0:
         return 0.0, R_SHORT
     dp_paid = state[s, DP_DAY] == day
     price, fee = _priced(run, bar, q if is_buy else -q, ref_price, dp_paid)
-    if not forced and is_buy and prm.funding != FUND_MARGIN:
+    if not forced and is_buy and run.params.funding != FUND_MARGIN:
         cash = acct[CASH]
         while q > 0.0 and q * price + fee > cash:
             q = min(q - lot, math.floor(cash / price / lot) * lot)
@@ -160,23 +159,25 @@ def execute(
         if q <= 0.0:
             return 0.0, R_CASH
     signed = q if is_buy else -q
-    margined = prm.funding == FUND_MARGIN or (prm.funding == FUND_PREMIUM and not is_buy)
+    margined = run.params.funding == FUND_MARGIN or (
+        run.params.funding == FUND_PREMIUM and not is_buy
+    )
     if not forced and margined and abs(pos + signed) > abs(pos):
-        value, gross = holdings(state, prm.futures)
+        value, gross = holdings(state, run.params.futures)
         mark = state[s, MARK]
         if math.isnan(mark):
             mark = price
         after = gross - abs(pos) * mark + abs(pos + signed) * price
-        if prm.margin * after > acct[CASH] + value - fee:
+        if run.params.margin * after > acct[CASH] + value - fee:
             return 0.0, R_MARGIN
-    book_fill(led, s, signed, price, fee, prm.futures)
+    book_fill(run.ledger, s, signed, price, fee, run.params.futures)
     state[s, USED] += q
-    scratch = led.scratch
+    scratch = run.ledger.scratch
     if scratch[DP] > 0.0:
         state[s, DP_DAY] = day
-    n = led.counters[N_FILLS]
-    led.counters[N_FILLS] = n + 1
-    fill_ints, fill_floats = led.fill_ints, led.fill_floats
+    n = run.ledger.counters[N_FILLS]
+    run.ledger.counters[N_FILLS] = n + 1
+    fill_ints, fill_floats = run.ledger.fill_ints, run.ledger.fill_floats
     fill_ints[n, F_ID] = n + 1
     fill_ints[n, F_ORDER] = order_id
     fill_ints[n, F_BAR] = bar
@@ -196,12 +197,11 @@ def _priced(
 ) -> tuple[float, float]:
     # The fill price (slipped, on the tick against the trader) and charges of ``signed``
     # shares; the charge components land in the ledger's scratch.
-    bars, prm = run.bars, run.params
     is_buy = signed > 0.0
     q = abs(signed)
-    frac = prm.slip(prm.slip_param, q, bars.volume[bar], bars.slip_input[bar])
+    frac = run.params.slip(run.params.slip_param, q, run.bars.volume[bar], run.bars.slip_input[bar])
     raw = ref_price * (1.0 + frac) if is_buy else ref_price * (1.0 - frac)
-    price = round_to_tick_kernel(raw, bars.tick[bar], ROUND_UP if is_buy else ROUND_DOWN)
-    rates = bars.rates[bars.day[bar]]
-    fee = fill_costs(prm, rates, signed, price, run.ledger.scratch, dp_paid)
+    price = round_to_tick_kernel(raw, run.bars.tick[bar], ROUND_UP if is_buy else ROUND_DOWN)
+    rates = run.bars.rates[run.bars.day[bar]]
+    fee = fill_costs(run.params, rates, signed, price, run.ledger.scratch, dp_paid)
     return price, fee

@@ -140,80 +140,84 @@ def fill_order(order_ints: np.ndarray, row: int, quantity: int) -> bool:
 def replay(run: Run, i0: int, stop_at: int) -> tuple[int, int]:
     """Replay bars ``i0`` to ``stop_at``; returns (next bar, row of an order rejected under
     on_reject="error" or -1). Stops early when the buffers are nearly full."""
-    bars, acts, prm, led = run.bars, run.actions, run.params, run.ledger
-    state, counters = led.state, led.counters
-    fill_close, intraday = prm.fill_close, prm.intraday
-    n_act = acts.bar.shape[0]
+    # The loop reads plain local arrays taken out of the structures once: numba counts
+    # references on the arrays of a structure held in a local, which costs per bar. The
+    # helpers below read fields through ``run`` for the same reason.
+    bars, prm, led = run.bars, run.params, run.ledger
+    sym, day, flags, target = bars.sym, bars.day, bars.flags, bars.target
+    open_, close = bars.open, bars.close
+    act_bar = run.actions.bar
+    state, acct, counters = led.state, led.acct, led.counters
+    fill_cap, order_cap = led.fill_ints.shape[0] - _ROOM, led.order_ints.shape[0] - _ROOM
+    fill_close, intraday, futures = prm.fill_close, prm.intraday, prm.futures
+    n_act = act_bar.shape[0]
     ap = counters[N_EVENTS]
     for i in range(i0, stop_at):
-        if (
-            counters[N_FILLS] + _ROOM > led.fill_ints.shape[0]
-            or counters[N_ORDERS] + _ROOM > led.order_ints.shape[0]
-        ):
+        if counters[N_FILLS] > fill_cap or counters[N_ORDERS] > order_cap:
             return i, -1
-        s = bars.sym[i]
-        d = bars.day[i]
-        while ap < n_act and acts.bar[ap] == i:
+        s = sym[i]
+        d = day[i]
+        while ap < n_act and act_bar[ap] == i:
             _book_action(run, ap, i)
             ap += 1
         blocked = intraday and state[s, SQ_DAY] == d
-        if intraday and not blocked and bars.flags[i] & SQUARE_OFF:
-            _square_off(run, i, s, bars.open[i])
+        if intraday and not blocked and flags[i] & SQUARE_OFF:
+            _square_off(run, i, s, open_[i])
             blocked = True
         if not fill_close:
             pend = state[s, PEND]
             state[s, PEND] = math.nan
             if not blocked and not math.isnan(pend) and pend != state[s, TARGET]:
-                _place(run, int(state[s, PEND_BAR]), s, pend, bars.open[i])
+                _place(run, int(state[s, PEND_BAR]), s, pend, open_[i])
             if state[s, WORKING] >= 0.0:
-                err = _work(run, i, s, bars.open[i])
+                err = _work(run, i, s, open_[i])
                 if err >= 0:
                     return i + 1, err
-        state[s, MARK] = bars.close[i]
-        t = bars.target[i]
+        state[s, MARK] = close[i]
+        t = target[i]
         if not math.isnan(t):
             if not fill_close:
                 state[s, PEND] = t
                 state[s, PEND_BAR] = i
             elif not blocked and t != state[s, TARGET]:
-                _place(run, i, s, t, bars.close[i])
+                _place(run, i, s, t, close[i])
         if fill_close and state[s, WORKING] >= 0.0:
-            err = _work(run, i, s, bars.close[i])
+            err = _work(run, i, s, close[i])
             if err >= 0:
                 return i + 1, err
-        if bars.flags[i] & EOD:
+        if flags[i] & EOD:
             if intraday and state[s, SQ_DAY] != d:
-                _square_off(run, i, s, bars.close[i])
-            if prm.futures:
-                settle(state, led.acct, s)
-        if bars.flags[i] & LAST_OF_TS:
-            snapshot(led, i, prm.futures)
+                _square_off(run, i, s, close[i])
+            if futures:
+                settle(state, acct, s)
+        if flags[i] & LAST_OF_TS:
+            snapshot(led, i, futures)
     return stop_at, -1
 
 
 @numba.njit(cache=True)
 def _book_action(run: Run, ap: int, i: int) -> None:
     # Corporate action ``ap`` before bar ``i``: a split or bonus cancels the working order.
-    acts, led = run.actions, run.ledger
-    a = acts.sym[ap]
-    ratio, cash = apply_action(led.state, led.acct, a, acts.ratio[ap], acts.amount[ap])
-    w = int(led.state[a, WORKING])
+    a = run.actions.sym[ap]
+    ratio, cash = apply_action(
+        run.ledger.state, run.ledger.acct, a, run.actions.ratio[ap], run.actions.amount[ap]
+    )
+    w = int(run.ledger.state[a, WORKING])
     if w >= 0 and ratio != 1.0:
-        close_order(led.order_ints, w, EV_CANCEL, R_ACTION)
-        led.state[a, WORKING] = -1.0
+        close_order(run.ledger.order_ints, w, EV_CANCEL, R_ACTION)
+        run.ledger.state[a, WORKING] = -1.0
     record_action(run, ap, i, ratio, cash)
 
 
 @numba.njit(cache=True)
 def record_action(run: Run, ap: int, i: int, ratio: float, cash: float) -> None:
     """Record corporate action ``ap`` as booked before bar ``i`` (for round trips)."""
-    led = run.ledger
-    led.event_ints[ap, E_BAR] = i
-    led.event_ints[ap, E_SYM] = run.actions.sym[ap]
-    led.event_ints[ap, E_SEQ] = led.counters[N_FILLS]
-    led.event_floats[ap, E_RATIO] = ratio
-    led.event_floats[ap, E_CASH] = cash
-    led.counters[N_EVENTS] = ap + 1
+    run.ledger.event_ints[ap, E_BAR] = i
+    run.ledger.event_ints[ap, E_SYM] = run.actions.sym[ap]
+    run.ledger.event_ints[ap, E_SEQ] = run.ledger.counters[N_FILLS]
+    run.ledger.event_floats[ap, E_RATIO] = ratio
+    run.ledger.event_floats[ap, E_CASH] = cash
+    run.ledger.counters[N_EVENTS] = ap + 1
 
 
 @numba.njit(cache=True)
@@ -236,27 +240,25 @@ def snapshot(ledger: Ledger, bar: int, futures: bool) -> None:
 def _place(run: Run, i: int, s: int, target: float, price: float) -> None:
     # A new target supersedes the working order; the order for the difference is stamped with
     # the bar that produced the target (with fill="open" it first trades at the next bar).
-    led = run.ledger
-    state = led.state
+    state = run.ledger.state
     state[s, TARGET] = target
     w = int(state[s, WORKING])
     if w >= 0:
-        close_order(led.order_ints, w, EV_CANCEL, R_SUPERSEDED)
+        close_order(run.ledger.order_ints, w, EV_CANCEL, R_SUPERSEDED)
         state[s, WORKING] = -1.0
-    shares = target * led.acct[EQUITY_REF] / price if run.params.weights else target
+    shares = target * run.ledger.acct[EQUITY_REF] / price if run.params.weights else target
     lot = run.bars.lot[i]
     delta = math.trunc((shares - state[s, POS]) / lot) * lot
     if delta == 0.0 or not math.isfinite(delta):
         return
-    state[s, WORKING] = new_order(led, i, s, delta, GTC)
+    state[s, WORKING] = new_order(run.ledger, i, s, delta, GTC)
 
 
 @numba.njit(cache=True)
 def _work(run: Run, i: int, s: int, price: float) -> int:
     # Fill the symbol's working order at ``price``; returns the order row when it is rejected
     # under on_reject="error", else -1.
-    led = run.ledger
-    state, order_ints = led.state, led.order_ints
+    state, order_ints = run.ledger.state, run.ledger.order_ints
     row = int(state[s, WORKING])
     if row < 0:
         return -1
@@ -276,8 +278,7 @@ def _work(run: Run, i: int, s: int, price: float) -> int:
 def _square_off(run: Run, i: int, s: int, price: float) -> None:
     # Intraday (MIS) square-off: cancel the working order and close the position at ``price``;
     # the broker's square-off ignores volume caps and circuits. Trading stops for the session.
-    led = run.ledger
-    state, order_ints = led.state, led.order_ints
+    state, order_ints = run.ledger.state, run.ledger.order_ints
     state[s, SQ_DAY] = run.bars.day[i]
     state[s, TARGET] = math.nan
     w = int(state[s, WORKING])
@@ -287,7 +288,7 @@ def _square_off(run: Run, i: int, s: int, price: float) -> None:
     pos = state[s, POS]
     if pos == 0.0:
         return
-    row = new_order(led, i, s, -pos, DAY)
+    row = new_order(run.ledger, i, s, -pos, DAY)
     # Forced, it fills in full.
     q, _ = execute(run, i, order_ints[row, O_ID], -pos, price, True)
     fill_order(order_ints, row, int(q))
