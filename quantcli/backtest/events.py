@@ -467,7 +467,7 @@ class EventRun:
                     if futures:
                         settle(state, led.acct, s)
                 if f & LAST_OF_TS:
-                    kernel.snapshot(led, i, futures)
+                    kernel.snapshot(book.run, i)
                 if progress is not None and i % step == 0:
                     progress(i / prep.n)
         return self._output()

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import math
 
-import numba
-
 from quantcli.backtest.accounting import (
     CASH,
     DP_DAY,
@@ -35,7 +33,7 @@ from quantcli.backtest.accounting import (
     holdings,
 )
 from quantcli.backtest.costs import DP, fill_costs
-from quantcli.backtest.inputs import FUND_MARGIN, FUND_PREMIUM, Run
+from quantcli.backtest.inputs import FUND_MARGIN, FUND_PREMIUM, Run, compiled
 from quantcli.backtest.orders import (
     F_BAR,
     F_CHARGES,
@@ -57,7 +55,7 @@ from quantcli.market.instruments import ROUND_DOWN, ROUND_UP, round_to_tick_kern
 _EPS = 1e-9
 
 
-@numba.njit(cache=True)
+@compiled()
 def circuit_blocked(is_buy: bool, high: float, low: float, prev_close: float) -> bool:
     """True when the bar is locked at a circuit on this order's side."""
     if high != low or math.isnan(prev_close):
@@ -65,7 +63,7 @@ def circuit_blocked(is_buy: bool, high: float, low: float, prev_close: float) ->
     return high > prev_close if is_buy else low < prev_close
 
 
-@numba.njit(cache=True)
+@compiled()
 def trigger_price(  # noqa: PLR0913, PLR0917 - one scalar per bar price: the tested contract
     kind: int,
     is_buy: bool,
@@ -104,7 +102,7 @@ def trigger_price(  # noqa: PLR0913, PLR0917 - one scalar per bar price: the tes
     return _limit_price(is_buy, limit, open_, high, low), True
 
 
-@numba.njit(cache=True)
+@compiled()
 def _limit_price(is_buy: bool, limit: float, open_: float, high: float, low: float) -> float:
     if is_buy:
         if open_ <= limit:
@@ -115,7 +113,7 @@ def _limit_price(is_buy: bool, limit: float, open_: float, high: float, low: flo
     return limit if high >= limit else math.nan
 
 
-@numba.njit(cache=True)
+@compiled()
 def execute(
     run: Run, bar: int, order_id: int, signed: float, ref_price: float, forced: bool
 ) -> tuple[float, int]:
@@ -170,7 +168,7 @@ def execute(
         after = gross - abs(pos) * mark + abs(pos + signed) * price
         if run.params.margin * after > acct[CASH] + value - fee:
             return 0.0, R_MARGIN
-    book_fill(run.ledger, s, signed, price, fee, run.params.futures)
+    book_fill(run, s, signed, price, fee)
     state[s, USED] += q
     scratch = run.ledger.scratch
     if scratch[DP] > 0.0:
@@ -191,7 +189,7 @@ def execute(
     return q, NO_REASON
 
 
-@numba.njit(cache=True)
+@compiled()
 def _priced(
     run: Run, bar: int, signed: float, ref_price: float, dp_paid: bool
 ) -> tuple[float, float]:
@@ -202,6 +200,5 @@ def _priced(
     frac = run.params.slip(run.params.slip_param, q, run.bars.volume[bar], run.bars.slip_input[bar])
     raw = ref_price * (1.0 + frac) if is_buy else ref_price * (1.0 - frac)
     price = round_to_tick_kernel(raw, run.bars.tick[bar], ROUND_UP if is_buy else ROUND_DOWN)
-    rates = run.bars.rates[run.bars.day[bar]]
-    fee = fill_costs(run.params, rates, signed, price, run.ledger.scratch, dp_paid)
+    fee = fill_costs(run, bar, signed, price, dp_paid)
     return price, fee

@@ -17,7 +17,6 @@ import math
 from dataclasses import dataclass
 from datetime import date
 
-import numba
 import numpy as np
 
 from quantcli.backtest.accounting import (
@@ -59,6 +58,7 @@ from quantcli.backtest.inputs import (
     Ledger,
     Params,
     Run,
+    compiled,
 )
 from quantcli.backtest.orders import (
     DAY,
@@ -98,10 +98,11 @@ from quantcli.backtest.slippage import parse_slippage
 _ROOM = 4
 
 
-@numba.njit(cache=True)
-def new_order(ledger: Ledger, bar: int, s: int, signed: float, tif: int) -> int:
+@compiled()
+def new_order(run: Run, bar: int, s: int, signed: float, tif: int) -> int:
     """Append an open market order for ``signed`` shares (positive buys); returns its row."""
-    counters, order_ints, order_floats = ledger.counters, ledger.order_ints, ledger.order_floats
+    counters = run.ledger.counters
+    order_ints, order_floats = run.ledger.order_ints, run.ledger.order_floats
     n = counters[N_ORDERS]
     counters[N_ORDERS] = n + 1
     order_ints[n, O_ID] = n + 1
@@ -119,16 +120,18 @@ def new_order(ledger: Ledger, bar: int, s: int, signed: float, tif: int) -> int:
     return int(n)
 
 
-@numba.njit(cache=True)
-def close_order(order_ints: np.ndarray, row: int, event: int, reason: int) -> None:
+@compiled()
+def close_order(run: Run, row: int, event: int, reason: int) -> None:
     """End a working order by ``event`` (cancel, expire or reject) for ``reason``."""
+    order_ints = run.ledger.order_ints
     order_ints[row, O_STATUS] = transition(order_ints[row, O_STATUS], event)
     order_ints[row, O_REASON] = reason
 
 
-@numba.njit(cache=True)
-def fill_order(order_ints: np.ndarray, row: int, quantity: int) -> bool:
+@compiled()
+def fill_order(run: Run, row: int, quantity: int) -> bool:
     """Record a fill of ``quantity`` (> 0) shares of order ``row``; True when it completes it."""
+    order_ints = run.ledger.order_ints
     filled = order_ints[row, O_FILLED] + quantity
     order_ints[row, O_FILLED] = filled
     event = EV_FILL_ALL if filled == order_ints[row, O_QTY] else EV_FILL
@@ -136,7 +139,7 @@ def fill_order(order_ints: np.ndarray, row: int, quantity: int) -> bool:
     return event == EV_FILL_ALL
 
 
-@numba.njit(cache=True, nogil=True)
+@compiled(nogil=True)
 def replay(run: Run, i0: int, stop_at: int) -> tuple[int, int]:
     """Replay bars ``i0`` to ``stop_at``; returns (next bar, row of an order rejected under
     on_reject="error" or -1). Stops early when the buffers are nearly full."""
@@ -191,11 +194,11 @@ def replay(run: Run, i0: int, stop_at: int) -> tuple[int, int]:
             if futures:
                 settle(state, acct, s)
         if flags[i] & LAST_OF_TS:
-            snapshot(led, i, futures)
+            snapshot(run, i)
     return stop_at, -1
 
 
-@numba.njit(cache=True)
+@compiled()
 def _book_action(run: Run, ap: int, i: int) -> None:
     # Corporate action ``ap`` before bar ``i``: a split or bonus cancels the working order.
     a = run.actions.sym[ap]
@@ -204,12 +207,12 @@ def _book_action(run: Run, ap: int, i: int) -> None:
     )
     w = int(run.ledger.state[a, WORKING])
     if w >= 0 and ratio != 1.0:
-        close_order(run.ledger.order_ints, w, EV_CANCEL, R_ACTION)
+        close_order(run, w, EV_CANCEL, R_ACTION)
         run.ledger.state[a, WORKING] = -1.0
     record_action(run, ap, i, ratio, cash)
 
 
-@numba.njit(cache=True)
+@compiled()
 def record_action(run: Run, ap: int, i: int, ratio: float, cash: float) -> None:
     """Record corporate action ``ap`` as booked before bar ``i`` (for round trips)."""
     run.ledger.event_ints[ap, E_BAR] = i
@@ -220,11 +223,12 @@ def record_action(run: Run, ap: int, i: int, ratio: float, cash: float) -> None:
     run.ledger.counters[N_EVENTS] = ap + 1
 
 
-@numba.njit(cache=True)
-def snapshot(ledger: Ledger, bar: int, futures: bool) -> None:
+@compiled()
+def snapshot(run: Run, bar: int) -> None:
     """Append the equity row (cash, holdings, equity, gross exposure) after ``bar``."""
+    ledger = run.ledger
     acct, counters = ledger.acct, ledger.counters
-    value, gross = holdings(ledger.state, futures)
+    value, gross = holdings(ledger.state, run.params.futures)
     n = counters[N_EQUITY]
     counters[N_EQUITY] = n + 1
     total = acct[CASH] + value
@@ -236,7 +240,7 @@ def snapshot(ledger: Ledger, bar: int, futures: bool) -> None:
     acct[EQUITY_REF] = total
 
 
-@numba.njit(cache=True)
+@compiled()
 def _place(run: Run, i: int, s: int, target: float, price: float) -> None:
     # A new target supersedes the working order; the order for the difference is stamped with
     # the bar that produced the target (with fill="open" it first trades at the next bar).
@@ -244,17 +248,17 @@ def _place(run: Run, i: int, s: int, target: float, price: float) -> None:
     state[s, TARGET] = target
     w = int(state[s, WORKING])
     if w >= 0:
-        close_order(run.ledger.order_ints, w, EV_CANCEL, R_SUPERSEDED)
+        close_order(run, w, EV_CANCEL, R_SUPERSEDED)
         state[s, WORKING] = -1.0
     shares = target * run.ledger.acct[EQUITY_REF] / price if run.params.weights else target
     lot = run.bars.lot[i]
     delta = math.trunc((shares - state[s, POS]) / lot) * lot
     if delta == 0.0 or not math.isfinite(delta):
         return
-    state[s, WORKING] = new_order(run.ledger, i, s, delta, GTC)
+    state[s, WORKING] = new_order(run, i, s, delta, GTC)
 
 
-@numba.njit(cache=True)
+@compiled()
 def _work(run: Run, i: int, s: int, price: float) -> int:
     # Fill the symbol's working order at ``price``; returns the order row when it is rejected
     # under on_reject="error", else -1.
@@ -266,15 +270,15 @@ def _work(run: Run, i: int, s: int, price: float) -> int:
     signed = remaining if order_ints[row, O_SIDE] > 0 else -remaining
     q, reason = execute(run, i, order_ints[row, O_ID], signed, price, False)
     if reason != NO_REASON:
-        close_order(order_ints, row, EV_REJECT, reason)
+        close_order(run, row, EV_REJECT, reason)
         state[s, WORKING] = -1.0
         return row if run.params.reject_error else -1
-    if q > 0.0 and fill_order(order_ints, row, int(q)):
+    if q > 0.0 and fill_order(run, row, int(q)):
         state[s, WORKING] = -1.0
     return -1
 
 
-@numba.njit(cache=True)
+@compiled()
 def _square_off(run: Run, i: int, s: int, price: float) -> None:
     # Intraday (MIS) square-off: cancel the working order and close the position at ``price``;
     # the broker's square-off ignores volume caps and circuits. Trading stops for the session.
@@ -283,15 +287,15 @@ def _square_off(run: Run, i: int, s: int, price: float) -> None:
     state[s, TARGET] = math.nan
     w = int(state[s, WORKING])
     if w >= 0:
-        close_order(order_ints, w, EV_CANCEL, R_SQUARED_OFF)
+        close_order(run, w, EV_CANCEL, R_SQUARED_OFF)
         state[s, WORKING] = -1.0
     pos = state[s, POS]
     if pos == 0.0:
         return
-    row = new_order(run.ledger, i, s, -pos, DAY)
+    row = new_order(run, i, s, -pos, DAY)
     # Forced, it fills in full.
     q, _ = execute(run, i, order_ints[row, O_ID], -pos, price, True)
-    fill_order(order_ints, row, int(q))
+    fill_order(run, row, int(q))
     order_ints[row, O_REASON] = R_SQUARED_OFF
 
 
