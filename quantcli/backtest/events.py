@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numba
 import numpy as np
 
 from quantcli.backtest import kernel
@@ -224,6 +225,7 @@ class EventRun:
         self.fill_close = config.fill == "close"
         self.i = 0
         self.ctx = Context(self)
+        self._execute = _entry_point(execute, self.book.run, 0, 0, 0.0, 0.0, False)
 
     def code(self, symbol: str) -> int:
         k = self.codes.get(symbol)
@@ -339,7 +341,7 @@ class EventRun:
         book = self.book
         book.ensure_room()
         signed = float(order.remaining if order.is_buy else -order.remaining)
-        q, reason = execute(book.run, self.i, order.order_id, signed, price, forced)
+        q, reason = self._execute(book.run, self.i, order.order_id, signed, price, forced)
         if reason != NO_REASON:
             self.working[order.sym].remove(order)
             self._finish(order, EV_REJECT, reason)
@@ -467,7 +469,7 @@ class EventRun:
                     if futures:
                         settle(state, led.acct, s)
                 if f & LAST_OF_TS:
-                    kernel.snapshot(book.run, i)
+                    kernel.snapshot(led, i, futures)
                 if progress is not None and i % step == 0:
                     progress(i / prep.n)
         return self._output()
@@ -513,6 +515,17 @@ class EventRun:
         out.order_ints = ints
         out.order_floats = floats
         return out
+
+
+def _entry_point(fn: Any, *args: Any) -> Callable[..., Any]:
+    """The compiled entry of numba function ``fn`` for the types of ``args``: it converts its
+    arguments by those types instead of typing them at each call, which for a Run (with its
+    slippage formula) costs about a millisecond; the event loop calls ``execute`` per fill."""
+    typeof: Any = numba.typeof  # untyped in numba's stubs
+    signature = tuple(typeof(a) for a in args)
+    fn.compile(signature)
+    entry: Callable[..., Any] = fn.overloads[signature].entry_point
+    return entry
 
 
 __all__ = ["Bar", "Context", "EventRun", "ist"]
