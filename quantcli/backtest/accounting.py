@@ -14,13 +14,19 @@ arrays and book every cash movement through these functions, so the identity
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numba
 import numpy as np
 import polars as pl
 
+from quantcli.backtest.inputs import compiled
 from quantcli.backtest.orders import F_BAR, F_PRICE, F_QTY, F_SYM, labels, timestamps
 from quantcli.store.schema import TS_DTYPE
+
+if TYPE_CHECKING:
+    from quantcli.backtest.inputs import Run
+    from quantcli.backtest.kernel import Output
 
 # Per-symbol state columns (one row per symbol, float64; counts stored exactly as floats).
 # DP_DAY: the session index of the symbol's last fill that paid the DP charge.
@@ -55,7 +61,7 @@ def new_state(n_symbols: int, cash: float) -> tuple[np.ndarray, np.ndarray, np.n
     return state, acct, np.zeros(COUNTERS, dtype=np.int64)
 
 
-@numba.njit(cache=True)
+@compiled()
 def holdings(state: np.ndarray, futures: bool) -> tuple[float, float]:
     """(market value of holdings, gross notional exposure) at the last prices."""
     value = 0.0
@@ -73,19 +79,12 @@ def holdings(state: np.ndarray, futures: bool) -> tuple[float, float]:
     return value, gross
 
 
-@numba.njit(cache=True)
-def book_fill(
-    state: np.ndarray,
-    acct: np.ndarray,
-    s: int,
-    quantity: float,
-    price: float,
-    fee: float,
-    futures: bool,
-) -> None:
+@compiled()
+def book_fill(run: Run, s: int, quantity: float, price: float, fee: float) -> None:
     """Book a fill of signed ``quantity`` at ``price`` paying ``fee``."""
+    state, acct = run.ledger.state, run.ledger.acct
     pos = state[s, POS]
-    if futures:
+    if run.params.futures:
         # Settle the open position at the fill price, then carry the new one from it.
         if pos != 0.0:
             acct[CASH] += pos * (price - state[s, REF])
@@ -98,7 +97,7 @@ def book_fill(
         state[s, MARK] = price
 
 
-@numba.njit(cache=True)
+@compiled()
 def settle(state: np.ndarray, acct: np.ndarray, s: int) -> None:
     """Futures daily settlement: realise the position's move to its last price into cash."""
     pos = state[s, POS]
@@ -107,7 +106,7 @@ def settle(state: np.ndarray, acct: np.ndarray, s: int) -> None:
     state[s, REF] = state[s, MARK]
 
 
-@numba.njit(cache=True)
+@compiled()
 def apply_action(
     state: np.ndarray, acct: np.ndarray, s: int, ratio: float, amount: float
 ) -> tuple[float, float]:
@@ -145,14 +144,7 @@ TRADE_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-def round_trips(
-    fill_ints: np.ndarray,
-    fill_floats: np.ndarray,
-    event_ints: np.ndarray,
-    event_floats: np.ndarray,
-    ts: np.ndarray,
-    symbols: list[str],
-) -> pl.DataFrame:
+def round_trips(out: Output, ts: np.ndarray, symbols: list[str]) -> pl.DataFrame:
     """Closed round trips (flat to flat per symbol), pnl net of charges and with dividends.
 
     A fill that reverses a position closes the trade with the part that flattens it and opens
@@ -160,7 +152,9 @@ def round_trips(
     quantities and divides its entry price (the cost basis). Positions still open at the end
     are not trades yet.
     """
-    ints, floats = _trips(fill_ints, fill_floats, event_ints, event_floats, len(symbols))
+    ints, floats = _trips(
+        out.fill_ints, out.fill_floats, out.event_ints, out.event_floats, len(symbols)
+    )
     return pl.DataFrame(
         {
             "symbol": labels(ints[:, 0], symbols),

@@ -14,10 +14,11 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from typing import TYPE_CHECKING
 
-import numba
 import numpy as np
 
+from quantcli.backtest.inputs import compiled
 from quantcli.errors import CoverageError, UsageError
 from quantcli.market.charges import (
     CHARGE_COMPONENTS,
@@ -27,6 +28,9 @@ from quantcli.market.charges import (
     load_profile,
     rate_schedule,
 )
+
+if TYPE_CHECKING:
+    from quantcli.backtest.inputs import Run
 
 STATUTORY, FLAT = 0, 1
 DP = CHARGE_COMPONENTS.index("dp")  # the DP charge's place among the components
@@ -104,27 +108,22 @@ def eras(days: list[date], key: Callable[[date], object]) -> list[tuple[int, int
     return list(itertools.pairwise(bounds))
 
 
-@numba.njit(cache=True)
-def fill_costs(
-    kind: int,
-    flat_rate: float,
-    rates: np.ndarray,
-    is_buy: bool,
-    quantity: float,
-    price: float,
-    out: np.ndarray,
-    dp_paid: bool,
-) -> float:
-    """Write the charge components of one fill into ``out`` and return their total.
+@compiled()
+def fill_costs(run: Run, bar: int, signed: float, price: float, dp_paid: bool) -> float:
+    """Write the charge components of a fill of ``signed`` shares (positive buys) at
+    ``price`` in bar ``bar`` into the ledger's scratch and return their total.
 
     The DP charge is per scrip and day, not per fill: ``dp_paid`` (the symbol's delivery sale
     has already paid it this session) waives it.
     """
-    if kind == FLAT:
+    quantity = abs(signed)
+    out = run.ledger.scratch
+    if run.params.cost_kind == FLAT:
         out[:] = 0.0
-        out[0] = flat_rate * quantity * price
+        out[0] = run.params.flat_rate * quantity * price
     else:
-        charges_kernel(rates, is_buy, quantity, price, out)
+        rates = run.bars.rates[run.bars.day[bar]]
+        charges_kernel(rates, signed > 0.0, quantity, price, out)
         if dp_paid:
             out[DP] = 0.0
     total = 0.0

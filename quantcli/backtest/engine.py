@@ -34,9 +34,10 @@ from quantcli.backtest.accounting import round_trips
 from quantcli.backtest.config import BacktestConfig
 from quantcli.backtest.costs import eras, parse_costs, rate_table
 from quantcli.backtest.events import EventRun, ist
+from quantcli.backtest.inputs import EOD, LAST_OF_TS, SQUARE_OFF, Actions, Bars
 from quantcli.backtest.kernel import CHUNK, Book, Output, Prepared
 from quantcli.backtest.orders import REASONS, fills_frame, orders_frame, timestamps
-from quantcli.backtest.slippage import SQRT, parse_slippage
+from quantcli.backtest.slippage import parse_slippage
 from quantcli.backtest.strategy import LoadedStrategy, load_strategy
 from quantcli.errors import DataError, NotFoundError, QuantcliError, StrategyError, UsageError
 from quantcli.market.corporate_actions import PRICE_COLUMNS, VOLUME_COLUMNS, split_ratios
@@ -50,7 +51,6 @@ SQUARE_OFF_US = (15 * 60 + 20) * 60 * 1_000_000
 _DAY_US = 86_400 * 1_000_000
 _IST_OFFSET_US = 19_800 * 1_000_000  # IST is UTC+05:30 all year (no daylight saving)
 _EPOCH_DAY = date(1970, 1, 1)
-_SIGMA_WINDOW = 20  # bars of returns behind the square-root impact model's volatility
 # The segments whose runs apply corporate actions (cash equity: derivatives are adjusted by
 # the exchange), and so can tell an unexplained gap from a recorded split.
 _ACTION_SEGMENTS = ("delivery", "intraday")
@@ -100,9 +100,7 @@ class BacktestResult:
     def trades(self) -> pl.DataFrame:
         """Round trips (entry to exit per symbol), from the fills and corporate actions."""
         out = self.output
-        return round_trips(
-            out.fill_ints, out.fill_floats, out.event_ints, out.event_floats, self.ts, self.symbols
-        )
+        return round_trips(out, self.ts, self.symbols)
 
 
 # --------------------------------------------------------------------------- entry points
@@ -298,21 +296,49 @@ def _prepare(
         # Two blocks rather than eleven arrays: numpy backs big blocks with huge pages, which
         # makes first touching them several times cheaper.
         ints, floats = np.empty((4, n), dtype=np.int64), np.empty((7, n), dtype=np.float64)
-        _in_time_order(
-            to_time, utc, code, day_of, frame.get_column("open").to_numpy(),
-            frame.get_column("high").to_numpy(), frame.get_column("low").to_numpy(), close_s,
-            frame.get_column("volume").to_numpy(), given, square_off, ints, floats,
+        columns = (
+            frame.get_column("open").to_numpy(), frame.get_column("high").to_numpy(),
+            frame.get_column("low").to_numpy(), close_s, frame.get_column("volume").to_numpy(),
+            given,
         )  # fmt: skip
+        _in_time_order(to_time, (utc, code, day_of), columns, square_off, ints, floats)
         ts, sym, day_index, flags = ints
         open_, high, low, close, volume, prev_close, target = floats
         tick = _ticks(open_, day_index, days, config.segment, symbols, sym)
         lot = _lots(symbols, sym, day_index, days, config.segment)
         rates = rate_table(parse_costs(config.costs), config.segment, config.broker, days)
-        act = _action_arrays(actions, symbols, day_index, days, sym)
+        actions_in = _action_arrays(actions, symbols, day_index, days, sym)
     except Exception:
         if targets is not None:
             targets.result()  # the strategy's own error comes first, as when sequential
         raise
+    slip_input = parse_slippage(config.slippage).prepare(frame)
+    slip_input = np.broadcast_to(0.0, n) if slip_input is None else slip_input[to_time]
+    prep = Prepared(
+        symbols=symbols,
+        days=days,
+        n=n,
+        ts=ts,
+        bars=Bars(
+            sym=sym,
+            day=day_index,
+            flags=flags,
+            open=open_,
+            high=high,
+            low=low,
+            close=close,
+            volume=volume,
+            prev_close=prev_close,
+            tick=tick,
+            slip_input=slip_input,
+            lot=lot,
+            target=target,
+            rates=rates,
+        ),
+        actions=actions_in,
+        adjust=np.broadcast_to(1.0, n) if adjust is None else adjust[to_time],
+        n_ts=int(np.count_nonzero(flags & LAST_OF_TS)),
+    )
     check = None
     if targets is None:
         target.fill(np.nan)
@@ -321,40 +347,10 @@ def _prepare(
         np.take(full, to_time, out=target)
         check = pool.submit(check_lookahead, view, strategy, full, code)
         try:
-            _check_lots(target, lot, symbols, sym, ts, config, strategy)
+            _check_lots(prep, config, strategy)
         except UsageError:
             check.result()  # a look-ahead outranks it, as it outranks the replay's errors
             raise
-    if parse_slippage(config.slippage).kind == SQRT:
-        sigma = _sigma(close_s, np.r_[True, code[1:] != code[:-1]])[to_time]
-    else:
-        sigma = np.broadcast_to(0.0, n)
-    prep = Prepared(
-        symbols=symbols,
-        days=days,
-        n=n,
-        ts=ts,
-        sym=sym,
-        day=day_index,
-        flags=flags,
-        open=open_,
-        high=high,
-        low=low,
-        close=close,
-        volume=volume,
-        prev_close=prev_close,
-        tick=tick,
-        sigma=sigma,
-        lot=lot,
-        target=target,
-        rates=rates,
-        act_bar=act[0],
-        act_sym=act[1],
-        act_ratio=act[2],
-        act_amount=act[3],
-        adjust=np.broadcast_to(1.0, n) if adjust is None else adjust[to_time],
-        n_ts=int(np.count_nonzero(flags & kernel.LAST_OF_TS)),
-    )
     warned = None
     if warn and config.segment in _ACTION_SEGMENTS:
         warned = pool.submit(_split_warnings, frame, actions)
@@ -364,24 +360,21 @@ def _prepare(
 @numba.njit(cache=True, nogil=True)
 def _in_time_order(
     order: np.ndarray,
-    utc: np.ndarray,
-    code: np.ndarray,
-    day_of: np.ndarray,
-    open_: np.ndarray,
-    high: np.ndarray,
-    low: np.ndarray,
-    close: np.ndarray,
-    volume: np.ndarray,
-    given_prev: np.ndarray,
+    keys: tuple[np.ndarray, np.ndarray, np.ndarray],
+    columns: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     square_off_us: int,
     ints: np.ndarray,
     floats: np.ndarray,
 ) -> None:
     """Write the replay arrays into the rows of ``ints`` (ts, symbol, day, flags) and
     ``floats`` (open, high, low, close, volume, previous close): the (symbol, ts)-ordered bars
-    gathered by ``order`` into (ts, symbol) order, in one pass that also derives each bar's
-    flags and previous close (the given one, else the symbol's previous bar's close). An empty
-    ``given_prev`` means none given; ``square_off_us`` < 0: no square-off flags."""
+    (``keys``: utc, symbol code, session index; ``columns``: open, high, low, close, volume,
+    given previous close) gathered by ``order`` into (ts, symbol) order, in one pass that also
+    derives each bar's flags and previous close (the given one, else the symbol's previous
+    bar's close). An empty given previous close means none given; ``square_off_us`` < 0: no
+    square-off flags."""
+    utc, code, day_of = keys
+    open_, high, low, close, volume, given_prev = columns
     n = order.shape[0]
     ts, sym, day, flags = ints[0], ints[1], ints[2], ints[3]
     o, h, lo, c, vol, prev = floats[0], floats[1], floats[2], floats[3], floats[4], floats[5]
@@ -401,11 +394,11 @@ def _in_time_order(
             p = close[j - 1] if j > 0 and code[j - 1] == code[j] else math.nan
         prev[k] = p
         if j == n - 1 or code[j + 1] != code[j] or day_of[j + 1] != day_of[j]:
-            flags[k] |= kernel.EOD
+            flags[k] |= EOD
         if k == n - 1 or utc[order[k + 1]] != utc[j]:
-            flags[k] |= kernel.LAST_OF_TS
+            flags[k] |= LAST_OF_TS
         if square_off_us >= 0 and (utc[j] + _IST_OFFSET_US) % _DAY_US >= square_off_us:
-            flags[k] |= kernel.SQUARE_OFF
+            flags[k] |= SQUARE_OFF
 
 
 def _symbol_codes(names: pl.Series) -> tuple[list[str], np.ndarray]:
@@ -471,16 +464,6 @@ def _session_days(utc: np.ndarray) -> tuple[list[date], np.ndarray, np.ndarray |
     keep = on[index]
     rank = np.cumsum(on) - 1
     return [d for d, ok in zip(days, on, strict=True) if ok], rank[index[keep]], keep
-
-
-def _sigma(close: np.ndarray, new_symbol: np.ndarray) -> np.ndarray:
-    # Volatility of the returns before each bar (shifted: a bar's own move is not known when
-    # its fills are priced at the open), in (symbol, ts) order.
-    group = np.cumsum(new_symbol)
-    frame = pl.DataFrame({"g": group, "c": close})
-    returns = pl.col("c").pct_change().over("g")
-    vol = returns.rolling_std(_SIGMA_WINDOW, min_samples=2).shift(1).over("g")
-    return frame.select(vol.fill_null(0.0).fill_nan(0.0)).to_series().to_numpy()
 
 
 def _ticks(
@@ -570,7 +553,7 @@ def _action_arrays(
     day_index: np.ndarray,
     days: list[date],
     sym: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> Actions:
     """Each action's bar: the symbol's first bar on or after the ex-date, if it traded before."""
     code = {s: k for k, s in enumerate(symbols)}
     rows: list[tuple[int, int, float, float]] = []
@@ -585,11 +568,11 @@ def _action_arrays(
             continue
         rows.append((int(after[0]), seq, action.ratio, action.amount))
     rows.sort()
-    return (
-        np.array([r[0] for r in rows], dtype=np.int64),
-        np.array([int(sym[r[0]]) for r in rows], dtype=np.int64),
-        np.array([r[2] for r in rows], dtype=np.float64),
-        np.array([r[3] for r in rows], dtype=np.float64),
+    return Actions(
+        bar=np.array([r[0] for r in rows], dtype=np.int64),
+        sym=np.array([int(sym[r[0]]) for r in rows], dtype=np.int64),
+        ratio=np.array([r[2] for r in rows], dtype=np.float64),
+        amount=np.array([r[3] for r in rows], dtype=np.float64),
     )
 
 
@@ -669,19 +652,18 @@ def adjusted_view(frame: pl.DataFrame, actions: Sequence[CorporateAction]) -> pl
     return strategy_view(frame, _split_factors(actions, symbols, code, day_of, days))
 
 
-def _check_lots(
-    target: np.ndarray,
-    lot: np.ndarray,
-    symbols: list[str],
-    sym: np.ndarray,
-    ts: np.ndarray,
-    config: BacktestConfig,
-    strategy: LoadedStrategy,
-) -> None:
+def _check_lots(prep: Prepared, config: BacktestConfig, strategy: LoadedStrategy) -> None:
     """UsageError when a share target (in time order) is below its contract's lot: it could
     never trade, and the run would silently place no order for it."""
     if strategy.kind != "targets" or config.segment not in ("futures", "options"):
         return
+    target, lot, sym, ts, symbols = (
+        prep.bars.target,
+        prep.bars.lot,
+        prep.bars.sym,
+        prep.ts,
+        prep.symbols,
+    )
     small = np.flatnonzero((np.abs(target) < lot) & (target != 0))  # NaN compares False
     if small.size == 0:
         return
@@ -835,20 +817,11 @@ def _run_signals(
     strategy: LoadedStrategy,
     progress: Callable[[float], None] | None,
 ) -> Output:
-    book = Book(prep, config)
-    book.iprm[kernel.I_WEIGHTS] = int(strategy.kind == "weights")
+    book = Book(prep, config, weights=strategy.kind == "weights")
     i = 0
     while i < prep.n:
         book.ensure_room(16)
-        stop_at = min(prep.n, i + CHUNK)
-        i, err = kernel.replay(
-            i, prep.sym, prep.day, prep.flags, prep.open, prep.high, prep.low, prep.close,
-            prep.volume, prep.prev_close, prep.tick, prep.sigma, prep.lot, prep.target,
-            prep.rates, prep.act_bar, prep.act_sym, prep.act_ratio, prep.act_amount, book.fprm,
-            book.iprm, book.state, book.acct, book.counters, book.order_ints, book.order_floats,
-            book.fill_ints, book.fill_floats, book.equity, book.equity_bar, book.event_ints,
-            book.event_floats, stop_at,
-        )  # fmt: skip
+        i, err = kernel.replay(book.run, i, min(prep.n, i + CHUNK))
         if err >= 0:
             raise _reject_error(book, err, prep)
         if progress is not None:
@@ -857,7 +830,7 @@ def _run_signals(
 
 
 def _reject_error(book: Book, row: int, prep: Prepared) -> StrategyError:
-    ints = book.order_ints[row]
+    ints = book.ledger.order_ints[row]
     return StrategyError(
         f"order {ints[0]} for {prep.symbols[ints[2]]} at {ist(prep.ts[ints[1]])} rejected: "
         f"{REASONS[ints[9]]} (on_reject=error)"

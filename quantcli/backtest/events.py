@@ -14,18 +14,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numba
 import numpy as np
 
 from quantcli.backtest import kernel
 from quantcli.backtest.accounting import (
     CASH,
-    E_BAR,
-    E_CASH,
-    E_RATIO,
-    E_SEQ,
-    E_SYM,
     MARK,
-    N_EVENTS,
     N_FILLS,
     POS,
     SQ_DAY,
@@ -35,32 +30,34 @@ from quantcli.backtest.accounting import (
 )
 from quantcli.backtest.config import BacktestConfig
 from quantcli.backtest.fills import execute, trigger_price
+from quantcli.backtest.inputs import EOD, LAST_OF_TS, SQUARE_OFF
 from quantcli.backtest.kernel import CHUNK, Book, Output, Prepared
 from quantcli.backtest.orders import (
-    CANCELLED,
     DAY,
-    EXPIRED,
+    EV_CANCEL,
+    EV_EXPIRE,
+    EV_FILL,
+    EV_FILL_ALL,
+    EV_REJECT,
     F_ID,
     F_PRICE,
-    FILLED,
     IOC,
     LIMIT,
     MARKET,
     NO_REASON,
     O_FLOAT_COLS,
     O_INT_COLS,
-    PARTIAL,
     R_ACTION,
     R_LOT,
     R_SQUARED_OFF,
     R_USER,
     REASONS,
-    REJECTED,
     STOP,
     STOP_LIMIT,
     TIFS,
     Fill,
     Order,
+    transition,
 )
 from quantcli.backtest.strategy import LoadedStrategy
 from quantcli.errors import QuantcliError, StrategyError
@@ -94,15 +91,12 @@ class Bar:
         index: int,
         symbol: str,
         ts_us: int,
-        open_: float,
-        high: float,
-        low: float,
-        close: float,
-        volume: float,
+        ohlcv: tuple[float, float, float, float, float],
         factor: float = 1.0,
     ) -> None:
-        """A bar from its traded values and its adjustment ``factor`` (prices are multiplied
-        by it and the volume divided)."""
+        """A bar from its traded (open, high, low, close, volume) and its adjustment
+        ``factor`` (prices are multiplied by it and the volume divided)."""
+        open_, high, low, close, volume = ohlcv
         self.index = index
         self.symbol = symbol
         self.ts_us = ts_us
@@ -147,22 +141,23 @@ class Context:
     @property
     def cash(self) -> float:
         """Cash now."""
-        return float(self._run.book.acct[CASH])
+        return float(self._run.book.ledger.acct[CASH])
 
     @property
     def equity(self) -> float:
         """Cash plus holdings at the last prices."""
-        value, _ = holdings(self._run.book.state, self._run.futures)
-        return float(self._run.book.acct[CASH] + value)
+        led = self._run.book.ledger
+        value, _ = holdings(led.state, self._run.futures)
+        return float(led.acct[CASH] + value)
 
     def position(self, symbol: str) -> int:
         """Signed position in ``symbol`` (0 when flat)."""
-        return int(self._run.book.state[self._run.code(symbol), POS])
+        return int(self._run.book.ledger.state[self._run.code(symbol), POS])
 
     @property
     def positions(self) -> dict[str, int]:
         """Non-zero positions by symbol."""
-        pos = self._run.book.state[:, POS]
+        pos = self._run.book.ledger.state[:, POS]
         return {self.symbols[k]: int(pos[k]) for k in np.flatnonzero(pos)}
 
     def open_orders(self, symbol: str | None = None) -> list[Order]:
@@ -229,8 +224,8 @@ class EventRun:
         self.intraday = config.segment == "intraday"
         self.fill_close = config.fill == "close"
         self.i = 0
-        self.scratch = np.zeros(7, dtype=np.float64)
         self.ctx = Context(self)
+        self._execute = _entry_point(execute, self.book.run, 0, 0, 0.0, 0.0, False)
 
     def code(self, symbol: str) -> int:
         k = self.codes.get(symbol)
@@ -272,12 +267,12 @@ class EventRun:
         elif stop is not None:
             kind = STOP
         i = self.i
-        at = i if self.prep.sym[i] == s else self._latest_bar(s)
+        at = i if self.prep.bars.sym[i] == s else self._latest_bar(s)
         factor = float(self.prep.adjust[at])
         # Rounded to the tick against the trader: a buy limit down, a buy stop up.
         lim = math.nan if limit is None else self._on_tick(symbol, limit, factor, up=not is_buy)
         stp = math.nan if stop is None else self._on_tick(symbol, stop, factor, up=is_buy)
-        lot = int(self.prep.lot[at])
+        lot = int(self.prep.bars.lot[at])
         qty = int(quantity) // lot * lot
         order = Order(
             order_id=len(self.orders) + 1,
@@ -294,9 +289,9 @@ class EventRun:
         )
         self.orders.append(order)
         if qty == 0:
-            self._finish(order, REJECTED, R_LOT)
-        elif self.intraday and self.book.state[s, SQ_DAY] == self.prep.day[i]:
-            self._finish(order, REJECTED, R_SQUARED_OFF)
+            self._finish(order, EV_REJECT, R_LOT)
+        elif self.intraday and self.book.ledger.state[s, SQ_DAY] == self.prep.bars.day[i]:
+            self._finish(order, EV_REJECT, R_SQUARED_OFF)
         else:
             self.working[s].append(order)
         return order.order_id
@@ -311,15 +306,16 @@ class EventRun:
                 f"got {price!r}"
             )
         traded = float(price) / factor
-        day = self.prep.days[int(self.prep.day[self.i])]
+        day = self.prep.days[int(self.prep.bars.day[self.i])]
         tick = tick_size(traded, day, tick_kind(self.config.segment, symbol))
         return float(round_to_tick_kernel(traded, tick, ROUND_UP if up else ROUND_DOWN))
 
     def _latest_bar(self, s: int) -> int:
         # The symbol's latest bar so far (its first bar when it has not traded yet): its lot
         # and adjustment factor are the ones in force for an order placed now.
-        mine = np.flatnonzero(self.prep.sym[: self.i + 1] == s)
-        return int(mine[-1]) if mine.size else int(np.flatnonzero(self.prep.sym == s)[0])
+        sym = self.prep.bars.sym
+        mine = np.flatnonzero(sym[: self.i + 1] == s)
+        return int(mine[-1]) if mine.size else int(np.flatnonzero(sym == s)[0])
 
     def cancel(self, order_id: int) -> bool:
         if not 1 <= order_id <= len(self.orders):
@@ -328,54 +324,49 @@ class EventRun:
         if not order.is_open:
             return False
         self.working[order.sym].remove(order)
-        self._finish(order, CANCELLED, R_USER)
+        self._finish(order, EV_CANCEL, R_USER)
         return True
 
-    def _finish(self, order: Order, status: int, reason: int) -> None:
-        order.status = PARTIAL if order.filled > 0 else status
+    def _finish(self, order: Order, event: int, reason: int) -> None:
+        # End an order by ``event`` (cancel, expire or reject) for ``reason``.
+        order.status = transition(order.status, event)
         order.reason = reason
-        if status == REJECTED and self.config.on_reject == "error":
+        if event == EV_REJECT and self.config.on_reject == "error":
             raise StrategyError(
                 f"order {order.order_id} for {order.symbol} at {ist(self.prep.ts[self.i])} "
                 f"rejected: {REASONS[reason]} (on_reject=error)"
             )
 
     def _fill(self, order: Order, price: float, forced: bool = False) -> None:
-        prep, book, i = self.prep, self.book, self.i
+        book = self.book
         book.ensure_room()
-        q, reason = execute(
-            book.state, book.acct, book.counters, book.fill_ints, book.fill_floats, self.scratch,
-            order.sym, i, prep.day[i], order.order_id, order.is_buy, float(order.remaining),
-            price, prep.volume[i], prep.high[i], prep.low[i], prep.prev_close[i], prep.lot[i],
-            prep.tick[i], prep.sigma[i], book.fprm[kernel.P_PARTICIPATION],
-            book.iprm[kernel.I_SLIP_KIND], book.fprm[kernel.P_SLIP], book.iprm[kernel.I_COST_KIND],
-            book.fprm[kernel.P_FLAT_RATE],
-            prep.rates[prep.day[i]], bool(forced or book.iprm[kernel.I_SHORTABLE] == 1),
-            book.iprm[kernel.I_FUNDING], self.futures, book.fprm[kernel.P_MARGIN], forced,
-        )  # fmt: skip
-        if q > 0:
-            order.filled += int(q)
+        signed = float(order.remaining if order.is_buy else -order.remaining)
+        q, reason = self._execute(book.run, self.i, order.order_id, signed, price, forced)
         if reason != NO_REASON:
             self.working[order.sym].remove(order)
-            self._finish(order, REJECTED, reason)
-        elif order.filled == order.quantity:
-            order.status = FILLED
-            self.working[order.sym].remove(order)
+            self._finish(order, EV_REJECT, reason)
+        elif q > 0:
+            order.filled += int(q)
+            done = order.filled == order.quantity
+            order.status = transition(order.status, EV_FILL_ALL if done else EV_FILL)
+            if done:
+                self.working[order.sym].remove(order)
         if q > 0:
             self._on_fill(order, q)
 
     def _on_fill(self, order: Order, q: float) -> None:
-        n = int(self.book.counters[N_FILLS]) - 1
-        traded = float(self.book.fill_floats[n, F_PRICE])
+        led = self.book.ledger
+        n = int(led.counters[N_FILLS]) - 1
+        traded = float(led.fill_floats[n, F_PRICE])
         fill = Fill(
-            fill_id=int(self.book.fill_ints[n, F_ID]),
+            fill_id=int(led.fill_ints[n, F_ID]),
             order_id=order.order_id,
             ts=ist(self.prep.ts[self.i]),
             symbol=order.symbol,
             side="buy" if order.is_buy else "sell",
             quantity=int(q),
             price=traded * float(self.prep.adjust[self.i]),
-            charges=float(self.book.fill_floats[n, -1]),
+            charges=float(led.fill_floats[n, -1]),
             raw_price=traded,
         )
         self._call(self.strategy.instance.on_fill, fill)
@@ -393,8 +384,8 @@ class EventRun:
             ) from exc
 
     def _match(self, s: int, at_close: bool) -> None:
-        prep, i = self.prep, self.i
-        d = int(prep.day[i])
+        bars, i = self.prep.bars, self.i
+        d = int(bars.day[i])
         for order in list(self.working[s]):
             if order.at_close != at_close or not order.is_open:
                 continue
@@ -403,28 +394,28 @@ class EventRun:
                     order.day = d
                 elif order.day != d:
                     self.working[s].remove(order)
-                    self._finish(order, EXPIRED, NO_REASON)
+                    self._finish(order, EV_EXPIRE, NO_REASON)
                     continue
             if order.type == MARKET:
-                price = prep.close[i] if at_close else prep.open[i]
+                price = bars.close[i] if at_close else bars.open[i]
             else:
                 price, order.triggered = trigger_price(
                     order.type, order.is_buy, order.limit_price, order.stop_price,
-                    order.triggered, prep.open[i], prep.high[i], prep.low[i],
+                    order.triggered, bars.open[i], bars.high[i], bars.low[i],
                 )  # fmt: skip
             if not math.isnan(price):
                 self._fill(order, float(price))
             if order.tif == IOC and order.is_open:
                 self.working[s].remove(order)
-                self._finish(order, EXPIRED, NO_REASON)
+                self._finish(order, EV_EXPIRE, NO_REASON)
 
     def _square_off(self, s: int, price: float) -> None:
-        book, i = self.book, self.i
-        book.state[s, SQ_DAY] = self.prep.day[i]
+        state, i = self.book.ledger.state, self.i
+        state[s, SQ_DAY] = self.prep.bars.day[i]
         for order in list(self.working[s]):
             self.working[s].remove(order)
-            self._finish(order, CANCELLED, R_SQUARED_OFF)
-        pos = int(book.state[s, POS])
+            self._finish(order, EV_CANCEL, R_SQUARED_OFF)
+        pos = int(state[s, POS])
         if pos == 0:
             return
         order = Order(
@@ -439,11 +430,12 @@ class EventRun:
 
     def replay(self, progress: Callable[[float], None] | None) -> Output:
         prep, book = self.prep, self.book
+        bars, led = prep.bars, book.ledger
         on_bar = self.strategy.instance.on_bar
         names = prep.symbols
-        state = book.state
+        state = led.state
         working = self.working
-        act_bar = prep.act_bar.tolist()
+        act_bar = prep.actions.bar.tolist()
         ap = 0
         n_act = len(act_bar)
         futures, intraday, fill_close = self.futures, self.intraday, self.fill_close
@@ -453,8 +445,8 @@ class EventRun:
             cols = [
                 a[lo:hi].tolist()
                 for a in (
-                    prep.sym, prep.ts, prep.open, prep.high, prep.low, prep.close, prep.volume,
-                    prep.flags, prep.adjust,
+                    bars.sym, prep.ts, bars.open, bars.high, bars.low, bars.close, bars.volume,
+                    bars.flags, prep.adjust,
                 )
             ]  # fmt: skip
             for j, (s, t, o, h, lw, c, v, f, adj) in enumerate(zip(*cols, strict=True)):
@@ -463,52 +455,43 @@ class EventRun:
                 while ap < n_act and act_bar[ap] == i:
                     self._action(ap)
                     ap += 1
-                if intraday and f & kernel.SQUARE_OFF and state[s, SQ_DAY] != prep.day[i]:
+                if intraday and f & SQUARE_OFF and state[s, SQ_DAY] != bars.day[i]:
                     self._square_off(s, o)
                 if working[s]:
                     self._match(s, False)
                 state[s, MARK] = c
-                self._call(on_bar, Bar(i, names[s], t, o, h, lw, c, v, adj))
+                self._call(on_bar, Bar(i, names[s], t, (o, h, lw, c, v), adj))
                 if fill_close and working[s]:
                     self._match(s, True)
-                if f & kernel.EOD:
-                    if intraday and state[s, SQ_DAY] != prep.day[i]:
+                if f & EOD:
+                    if intraday and state[s, SQ_DAY] != bars.day[i]:
                         self._square_off(s, c)
                     if futures:
-                        settle(state, book.acct, s)
-                if f & kernel.LAST_OF_TS:
-                    kernel.snapshot(
-                        state, book.acct, book.counters, book.equity, book.equity_bar, i, futures
-                    )
+                        settle(state, led.acct, s)
+                if f & LAST_OF_TS:
+                    kernel.snapshot(led, i, futures)
                 if progress is not None and i % step == 0:
                     progress(i / prep.n)
         return self._output()
 
     def _action(self, ap: int) -> None:
-        prep, book = self.prep, self.book
-        s = int(prep.act_sym[ap])
-        ratio, cash = apply_action(
-            book.state, book.acct, s, prep.act_ratio[ap], prep.act_amount[ap]
-        )
+        acts, led = self.prep.actions, self.book.ledger
+        s = int(acts.sym[ap])
+        ratio, cash = apply_action(led.state, led.acct, s, acts.ratio[ap], acts.amount[ap])
         if ratio != 1.0:
             for order in list(self.working[s]):
                 self._convert(order, ratio)
-        book.event_ints[ap, E_BAR] = self.i
-        book.event_ints[ap, E_SYM] = s
-        book.event_ints[ap, E_SEQ] = book.counters[N_FILLS]
-        book.event_floats[ap, E_RATIO] = ratio
-        book.event_floats[ap, E_CASH] = cash
-        book.counters[N_EVENTS] = ap + 1
+        kernel.record_action(self.book.run, ap, self.i, ratio, cash)
 
     def _convert(self, order: Order, ratio: float) -> None:
         # A split or bonus: the order's traded prices divided by the ratio (on the tick,
         # against the trader, as when placed) and the quantity left multiplied (in lots); one
         # with nothing left (a consolidation of a small order) is cancelled.
-        lot = int(self.prep.lot[self.i])
+        lot = int(self.prep.bars.lot[self.i])
         left = int(order.remaining * ratio) // lot * lot
         if left == 0:
             self.working[order.sym].remove(order)
-            self._finish(order, CANCELLED, R_ACTION)
+            self._finish(order, EV_CANCEL, R_ACTION)
             return
         order.quantity = order.filled + left
         if not math.isnan(order.limit_price):
@@ -532,6 +515,17 @@ class EventRun:
         out.order_ints = ints
         out.order_floats = floats
         return out
+
+
+def _entry_point(fn: Any, *args: Any) -> Callable[..., Any]:
+    """The compiled entry of numba function ``fn`` for the types of ``args``: it converts its
+    arguments by those types instead of typing them at each call, which for a Run (with its
+    slippage formula) costs about a millisecond; the event loop calls ``execute`` per fill."""
+    typeof: Any = numba.typeof  # untyped in numba's stubs
+    signature = tuple(typeof(a) for a in args)
+    fn.compile(signature)
+    entry: Callable[..., Any] = fn.overloads[signature].entry_point
+    return entry
 
 
 __all__ = ["Bar", "Context", "EventRun", "ist"]

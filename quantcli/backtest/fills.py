@@ -21,9 +21,6 @@ from __future__ import annotations
 
 import math
 
-import numba
-import numpy as np
-
 from quantcli.backtest.accounting import (
     CASH,
     DP_DAY,
@@ -36,6 +33,7 @@ from quantcli.backtest.accounting import (
     holdings,
 )
 from quantcli.backtest.costs import DP, fill_costs
+from quantcli.backtest.inputs import FUND_MARGIN, FUND_PREMIUM, Run, compiled
 from quantcli.backtest.orders import (
     F_BAR,
     F_CHARGES,
@@ -52,16 +50,12 @@ from quantcli.backtest.orders import (
     R_SHORT,
     STOP,
 )
-from quantcli.backtest.slippage import slip_fraction
 from quantcli.market.instruments import ROUND_DOWN, ROUND_UP, round_to_tick_kernel
 
 _EPS = 1e-9
 
-# How a segment funds a fill (see the module notes).
-FUND_CASH, FUND_MARGIN, FUND_PREMIUM = 0, 1, 2
 
-
-@numba.njit(cache=True)
+@compiled()
 def circuit_blocked(is_buy: bool, high: float, low: float, prev_close: float) -> bool:
     """True when the bar is locked at a circuit on this order's side."""
     if high != low or math.isnan(prev_close):
@@ -69,8 +63,8 @@ def circuit_blocked(is_buy: bool, high: float, low: float, prev_close: float) ->
     return high > prev_close if is_buy else low < prev_close
 
 
-@numba.njit(cache=True)
-def trigger_price(
+@compiled()
+def trigger_price(  # noqa: PLR0913, PLR0917 - one scalar per bar price: the tested contract
     kind: int,
     is_buy: bool,
     limit: float,
@@ -108,7 +102,7 @@ def trigger_price(
     return _limit_price(is_buy, limit, open_, high, low), True
 
 
-@numba.njit(cache=True)
+@compiled()
 def _limit_price(is_buy: bool, limit: float, open_: float, high: float, low: float) -> float:
     if is_buy:
         if open_ <= limit:
@@ -119,96 +113,69 @@ def _limit_price(is_buy: bool, limit: float, open_: float, high: float, low: flo
     return limit if high >= limit else math.nan
 
 
-@numba.njit(cache=True)
+@compiled()
 def execute(
-    state: np.ndarray,
-    acct: np.ndarray,
-    counters: np.ndarray,
-    fill_ints: np.ndarray,
-    fill_floats: np.ndarray,
-    scratch: np.ndarray,
-    s: int,
-    bar: int,
-    day: int,
-    order_id: int,
-    is_buy: bool,
-    quantity: float,
-    ref_price: float,
-    volume: float,
-    high: float,
-    low: float,
-    prev_close: float,
-    lot: float,
-    tick: float,
-    sigma: float,
-    participation: float,
-    slip_kind: int,
-    slip_param: float,
-    cost_kind: int,
-    flat_rate: float,
-    rates: np.ndarray,
-    shortable: bool,
-    funding: int,
-    futures: bool,
-    margin: float,
-    forced: bool,
+    run: Run, bar: int, order_id: int, signed: float, ref_price: float, forced: bool
 ) -> tuple[float, int]:
-    """Try to fill up to ``quantity`` (unsigned) at ``ref_price`` in bar ``bar``.
+    """Try to fill up to ``signed`` shares (positive buys, negative sells) at ``ref_price``
+    in bar ``bar`` for order ``order_id``.
 
-    ``day`` is the bar's session index (the DP charge is paid once per symbol and session).
-    Returns (quantity filled, reason code). A zero fill with NO_REASON means "not this bar"
-    (circuit lock or no volume left); a reason means the order is rejected. A delivery buy cut
-    to the cash available fills what it can and keeps working for the rest (a rebalance's buys
-    complete once its sells have paid in). ``forced``
-    (an intraday square-off) skips the circuit, volume and funding checks.
+    Returns (quantity filled, unsigned; reason code). A zero fill with NO_REASON means "not
+    this bar" (circuit lock or no volume left); a reason means the order is rejected. A
+    delivery buy cut to the cash available fills what it can and keeps working for the rest
+    (a rebalance's buys complete once its sells have paid in). ``forced`` (an intraday
+    square-off) skips the circuit, volume, shorting and funding checks. The DP charge is paid
+    once per symbol and session.
     """
+    state, acct = run.ledger.state, run.ledger.acct
+    s = run.bars.sym[bar]
+    day = run.bars.day[bar]
+    is_buy = signed > 0.0
+    lot = run.bars.lot[bar]
     if state[s, USED_BAR] != bar:
         state[s, USED_BAR] = bar
         state[s, USED] = 0.0
-    q = quantity
+    q = abs(signed)
     if not forced:
-        if circuit_blocked(is_buy, high, low, prev_close):
+        if circuit_blocked(is_buy, run.bars.high[bar], run.bars.low[bar], run.bars.prev_close[bar]):
             return 0.0, NO_REASON
-        room = math.floor(participation * volume - state[s, USED] + _EPS)
+        room = math.floor(run.params.participation * run.bars.volume[bar] - state[s, USED] + _EPS)
         q = min(q, math.floor(room / lot) * lot)
         if q <= 0.0:
             return 0.0, NO_REASON
     pos = state[s, POS]
-    if not is_buy and not shortable and pos - q < 0.0:
+    if not is_buy and not (forced or run.params.shortable) and pos - q < 0.0:
         return 0.0, R_SHORT
-    signed = q if is_buy else -q
     dp_paid = state[s, DP_DAY] == day
-    price, fee = _priced(
-        is_buy, q, ref_price, volume, tick, sigma, slip_kind, slip_param,
-        cost_kind, flat_rate, rates, scratch, dp_paid,
-    )  # fmt: skip
-    if not forced and is_buy and funding != FUND_MARGIN:
+    price, fee = _priced(run, bar, q if is_buy else -q, ref_price, dp_paid)
+    if not forced and is_buy and run.params.funding != FUND_MARGIN:
         cash = acct[CASH]
         while q > 0.0 and q * price + fee > cash:
             q = min(q - lot, math.floor(cash / price / lot) * lot)
             if q > 0.0:
-                price, fee = _priced(
-                    is_buy, q, ref_price, volume, tick, sigma, slip_kind, slip_param,
-                    cost_kind, flat_rate, rates, scratch, dp_paid,
-                )  # fmt: skip
+                price, fee = _priced(run, bar, q, ref_price, dp_paid)
         if q <= 0.0:
             return 0.0, R_CASH
-        signed = q
-    margined = funding == FUND_MARGIN or (funding == FUND_PREMIUM and not is_buy)
+    signed = q if is_buy else -q
+    margined = run.params.funding == FUND_MARGIN or (
+        run.params.funding == FUND_PREMIUM and not is_buy
+    )
     if not forced and margined and abs(pos + signed) > abs(pos):
-        value, gross = holdings(state, futures)
+        value, gross = holdings(state, run.params.futures)
         mark = state[s, MARK]
         if math.isnan(mark):
             mark = price
         after = gross - abs(pos) * mark + abs(pos + signed) * price
-        if margin * after > acct[CASH] + value - fee:
+        if run.params.margin * after > acct[CASH] + value - fee:
             return 0.0, R_MARGIN
-    book_fill(state, acct, s, signed, price, fee, futures)
+    book_fill(run, s, signed, price, fee)
     state[s, USED] += q
+    scratch = run.ledger.scratch
     if scratch[DP] > 0.0:
         state[s, DP_DAY] = day
-    n = counters[N_FILLS]
-    counters[N_FILLS] = n + 1
+    n = run.ledger.counters[N_FILLS]
+    run.ledger.counters[N_FILLS] = n + 1
+    fill_ints, fill_floats = run.ledger.fill_ints, run.ledger.fill_floats
     fill_ints[n, F_ID] = n + 1
     fill_ints[n, F_ORDER] = order_id
     fill_ints[n, F_BAR] = bar
@@ -222,24 +189,16 @@ def execute(
     return q, NO_REASON
 
 
-@numba.njit(cache=True)
+@compiled()
 def _priced(
-    is_buy: bool,
-    q: float,
-    ref_price: float,
-    volume: float,
-    tick: float,
-    sigma: float,
-    slip_kind: int,
-    slip_param: float,
-    cost_kind: int,
-    flat_rate: float,
-    rates: np.ndarray,
-    scratch: np.ndarray,
-    dp_paid: bool,
+    run: Run, bar: int, signed: float, ref_price: float, dp_paid: bool
 ) -> tuple[float, float]:
-    frac = slip_fraction(slip_kind, slip_param, q, volume, sigma)
+    # The fill price (slipped, on the tick against the trader) and charges of ``signed``
+    # shares; the charge components land in the ledger's scratch.
+    is_buy = signed > 0.0
+    q = abs(signed)
+    frac = run.params.slip(run.params.slip_param, q, run.bars.volume[bar], run.bars.slip_input[bar])
     raw = ref_price * (1.0 + frac) if is_buy else ref_price * (1.0 - frac)
-    price = round_to_tick_kernel(raw, tick, ROUND_UP if is_buy else ROUND_DOWN)
-    fee = fill_costs(cost_kind, flat_rate, rates, is_buy, q, price, scratch, dp_paid)
+    price = round_to_tick_kernel(raw, run.bars.tick[bar], ROUND_UP if is_buy else ROUND_DOWN)
+    fee = fill_costs(run, bar, signed, price, dp_paid)
     return price, fee

@@ -17,7 +17,6 @@ import math
 from dataclasses import dataclass
 from datetime import date
 
-import numba
 import numpy as np
 
 from quantcli.backtest.accounting import (
@@ -48,13 +47,28 @@ from quantcli.backtest.accounting import (
 )
 from quantcli.backtest.config import BacktestConfig
 from quantcli.backtest.costs import parse_costs
-from quantcli.backtest.fills import FUND_CASH, FUND_MARGIN, FUND_PREMIUM, execute
+from quantcli.backtest.fills import execute
+from quantcli.backtest.inputs import (
+    EOD,
+    FUNDING,
+    LAST_OF_TS,
+    SQUARE_OFF,
+    Actions,
+    Bars,
+    Ledger,
+    Params,
+    Run,
+    compiled,
+)
 from quantcli.backtest.orders import (
-    CANCELLED,
     DAY,
+    EV_CANCEL,
+    EV_FILL,
+    EV_FILL_ALL,
+    EV_REJECT,
+    F_CHARGES,
     F_FLOAT_COLS,
     F_INT_COLS,
-    FILLED,
     GTC,
     MARKET,
     NO_REASON,
@@ -73,168 +87,93 @@ from quantcli.backtest.orders import (
     O_TIF,
     O_TYPE,
     OPEN,
-    PARTIAL,
     R_ACTION,
     R_SQUARED_OFF,
     R_SUPERSEDED,
-    REJECTED,
+    transition,
 )
 from quantcli.backtest.slippage import parse_slippage
-
-# Per-bar flags.
-EOD = 1  # last bar of its symbol in its session
-SQUARE_OFF = 2  # an intraday bar at or after the 15:20 square-off time
-LAST_OF_TS = 4  # last bar of its timestamp (the equity row is written after it)
-
-# Float parameters.
-P_PARTICIPATION, P_SLIP, P_FLAT_RATE, P_MARGIN = range(4)
-N_FPRM = 4
-# Integer parameters.
-(
-    I_SLIP_KIND,
-    I_COST_KIND,
-    I_FILL_CLOSE,
-    I_WEIGHTS,
-    I_INTRADAY,
-    I_SHORTABLE,
-    I_FUNDING,
-    I_FUTURES,
-    I_REJECT_ERROR,
-) = range(9)
-N_IPRM = 9
 
 # Room each bar may need in the buffers: a target order and its fill, plus a square-off.
 _ROOM = 4
 
 
-@numba.njit(cache=True)
-def new_order(
-    counters: np.ndarray,
-    order_ints: np.ndarray,
-    order_floats: np.ndarray,
-    bar: int,
-    s: int,
-    is_buy: bool,
-    kind: int,
-    tif: int,
-    quantity: float,
-    limit: float,
-    stop: float,
-) -> int:
-    """Append an open order to the order buffers; returns its row."""
+@compiled()
+def new_order(run: Run, bar: int, s: int, signed: float, tif: int) -> int:
+    """Append an open market order for ``signed`` shares (positive buys); returns its row."""
+    counters = run.ledger.counters
+    order_ints, order_floats = run.ledger.order_ints, run.ledger.order_floats
     n = counters[N_ORDERS]
     counters[N_ORDERS] = n + 1
     order_ints[n, O_ID] = n + 1
     order_ints[n, O_BAR] = bar
     order_ints[n, O_SYM] = s
-    order_ints[n, O_SIDE] = 1 if is_buy else -1
-    order_ints[n, O_TYPE] = kind
+    order_ints[n, O_SIDE] = 1 if signed > 0 else -1
+    order_ints[n, O_TYPE] = MARKET
     order_ints[n, O_TIF] = tif
-    order_ints[n, O_QTY] = int(quantity)
+    order_ints[n, O_QTY] = int(abs(signed))
     order_ints[n, O_STATUS] = OPEN
     order_ints[n, O_FILLED] = 0
     order_ints[n, O_REASON] = NO_REASON
-    order_floats[n, O_LIMIT] = limit
-    order_floats[n, O_STOP] = stop
+    order_floats[n, O_LIMIT] = math.nan
+    order_floats[n, O_STOP] = math.nan
     return int(n)
 
 
-@numba.njit(cache=True)
-def close_order(order_ints: np.ndarray, row: int, status: int, reason: int) -> None:
-    """End a working order: ``status`` if nothing filled, else partially filled."""
-    order_ints[row, O_STATUS] = PARTIAL if order_ints[row, O_FILLED] > 0 else status
+@compiled()
+def close_order(run: Run, row: int, event: int, reason: int) -> None:
+    """End a working order by ``event`` (cancel, expire or reject) for ``reason``."""
+    order_ints = run.ledger.order_ints
+    order_ints[row, O_STATUS] = transition(order_ints[row, O_STATUS], event)
     order_ints[row, O_REASON] = reason
 
 
-@numba.njit(cache=True, nogil=True)
-def replay(
-    i0: int,
-    sym: np.ndarray,
-    day: np.ndarray,
-    flags: np.ndarray,
-    open_: np.ndarray,
-    high: np.ndarray,
-    low: np.ndarray,
-    close: np.ndarray,
-    volume: np.ndarray,
-    prev_close: np.ndarray,
-    tick: np.ndarray,
-    sigma: np.ndarray,
-    lot: np.ndarray,
-    target: np.ndarray,
-    rates: np.ndarray,
-    act_bar: np.ndarray,
-    act_sym: np.ndarray,
-    act_ratio: np.ndarray,
-    act_amount: np.ndarray,
-    fprm: np.ndarray,
-    iprm: np.ndarray,
-    state: np.ndarray,
-    acct: np.ndarray,
-    counters: np.ndarray,
-    order_ints: np.ndarray,
-    order_floats: np.ndarray,
-    fill_ints: np.ndarray,
-    fill_floats: np.ndarray,
-    equity: np.ndarray,
-    equity_bar: np.ndarray,
-    event_ints: np.ndarray,
-    event_floats: np.ndarray,
-    stop_at: int,
-) -> tuple[int, int]:
+@compiled()
+def fill_order(run: Run, row: int, quantity: int) -> bool:
+    """Record a fill of ``quantity`` (> 0) shares of order ``row``; True when it completes it."""
+    order_ints = run.ledger.order_ints
+    filled = order_ints[row, O_FILLED] + quantity
+    order_ints[row, O_FILLED] = filled
+    event = EV_FILL_ALL if filled == order_ints[row, O_QTY] else EV_FILL
+    order_ints[row, O_STATUS] = transition(order_ints[row, O_STATUS], event)
+    return event == EV_FILL_ALL
+
+
+@compiled(nogil=True)
+def replay(run: Run, i0: int, stop_at: int) -> tuple[int, int]:
     """Replay bars ``i0`` to ``stop_at``; returns (next bar, row of an order rejected under
     on_reject="error" or -1). Stops early when the buffers are nearly full."""
-    fill_close = iprm[I_FILL_CLOSE] == 1
-    weights = iprm[I_WEIGHTS] == 1
-    intraday = iprm[I_INTRADAY] == 1
-    futures = iprm[I_FUTURES] == 1
-    scratch = np.zeros(7, dtype=np.float64)
+    # The loop reads plain local arrays taken out of the structures once: numba counts
+    # references on the arrays of a structure held in a local, which costs per bar. The
+    # helpers below read fields through ``run`` for the same reason.
+    bars, prm, led = run.bars, run.params, run.ledger
+    sym, day, flags, target = bars.sym, bars.day, bars.flags, bars.target
+    open_, close = bars.open, bars.close
+    act_bar = run.actions.bar
+    state, acct, counters = led.state, led.acct, led.counters
+    fill_cap, order_cap = led.fill_ints.shape[0] - _ROOM, led.order_ints.shape[0] - _ROOM
+    fill_close, intraday, futures = prm.fill_close, prm.intraday, prm.futures
     n_act = act_bar.shape[0]
     ap = counters[N_EVENTS]
     for i in range(i0, stop_at):
-        if (
-            counters[N_FILLS] + _ROOM > fill_ints.shape[0]
-            or counters[N_ORDERS] + _ROOM > order_ints.shape[0]
-        ):
+        if counters[N_FILLS] > fill_cap or counters[N_ORDERS] > order_cap:
             return i, -1
         s = sym[i]
         d = day[i]
         while ap < n_act and act_bar[ap] == i:
-            a = act_sym[ap]
-            ratio, cash = apply_action(state, acct, a, act_ratio[ap], act_amount[ap])
-            w = int(state[a, WORKING])
-            if w >= 0 and ratio != 1.0:
-                close_order(order_ints, w, CANCELLED, R_ACTION)
-                state[a, WORKING] = -1.0
-            event_ints[ap, E_BAR] = i
-            event_ints[ap, E_SYM] = a
-            event_ints[ap, E_SEQ] = counters[N_FILLS]
-            event_floats[ap, E_RATIO] = ratio
-            event_floats[ap, E_CASH] = cash
+            _book_action(run, ap, i)
             ap += 1
-            counters[N_EVENTS] = ap
         blocked = intraday and state[s, SQ_DAY] == d
         if intraday and not blocked and flags[i] & SQUARE_OFF:
-            _square_off(
-                i, s, open_[i], state, acct, counters, order_ints, order_floats, fill_ints,
-                fill_floats, scratch, volume, high, low, prev_close, lot, tick, sigma, rates,
-                day, fprm, iprm,
-            )  # fmt: skip
+            _square_off(run, i, s, open_[i])
             blocked = True
         if not fill_close:
             pend = state[s, PEND]
             state[s, PEND] = math.nan
             if not blocked and not math.isnan(pend) and pend != state[s, TARGET]:
-                _place(
-                    int(state[s, PEND_BAR]), s, pend, open_[i], lot[i], weights, state, acct,
-                    counters, order_ints, order_floats,
-                )  # fmt: skip
+                _place(run, int(state[s, PEND_BAR]), s, pend, open_[i])
             if state[s, WORKING] >= 0.0:
-                err = _work(
-                    i, s, open_[i], state, acct, counters, order_ints, fill_ints, fill_floats,
-                    scratch, volume, high, low, prev_close, lot, tick, sigma, rates, day, fprm,
-                    iprm,
-                )  # fmt: skip
+                err = _work(run, i, s, open_[i])
                 if err >= 0:
                     return i + 1, err
         state[s, MARK] = close[i]
@@ -244,234 +183,151 @@ def replay(
                 state[s, PEND] = t
                 state[s, PEND_BAR] = i
             elif not blocked and t != state[s, TARGET]:
-                _place(
-                    i, s, t, close[i], lot[i], weights, state, acct, counters, order_ints,
-                    order_floats,
-                )  # fmt: skip
+                _place(run, i, s, t, close[i])
         if fill_close and state[s, WORKING] >= 0.0:
-            err = _work(
-                i, s, close[i], state, acct, counters, order_ints, fill_ints, fill_floats,
-                scratch, volume, high, low, prev_close, lot, tick, sigma, rates, day, fprm, iprm,
-            )  # fmt: skip
+            err = _work(run, i, s, close[i])
             if err >= 0:
                 return i + 1, err
         if flags[i] & EOD:
             if intraday and state[s, SQ_DAY] != d:
-                _square_off(
-                    i, s, close[i], state, acct, counters, order_ints, order_floats, fill_ints,
-                    fill_floats, scratch, volume, high, low, prev_close, lot, tick, sigma, rates,
-                    day, fprm, iprm,
-                )  # fmt: skip
+                _square_off(run, i, s, close[i])
             if futures:
                 settle(state, acct, s)
         if flags[i] & LAST_OF_TS:
-            snapshot(state, acct, counters, equity, equity_bar, i, futures)
+            snapshot(led, i, futures)
     return stop_at, -1
 
 
-@numba.njit(cache=True)
-def snapshot(
-    state: np.ndarray,
-    acct: np.ndarray,
-    counters: np.ndarray,
-    equity: np.ndarray,
-    equity_bar: np.ndarray,
-    bar: int,
-    futures: bool,
-) -> None:
-    """Append the equity row (cash, holdings, equity, gross exposure) after ``bar``."""
-    value, gross = holdings(state, futures)
+@compiled()
+def _book_action(run: Run, ap: int, i: int) -> None:
+    # Corporate action ``ap`` before bar ``i``: a split or bonus cancels the working order.
+    a = run.actions.sym[ap]
+    ratio, cash = apply_action(
+        run.ledger.state, run.ledger.acct, a, run.actions.ratio[ap], run.actions.amount[ap]
+    )
+    w = int(run.ledger.state[a, WORKING])
+    if w >= 0 and ratio != 1.0:
+        close_order(run, w, EV_CANCEL, R_ACTION)
+        run.ledger.state[a, WORKING] = -1.0
+    record_action(run, ap, i, ratio, cash)
+
+
+@compiled()
+def record_action(run: Run, ap: int, i: int, ratio: float, cash: float) -> None:
+    """Record corporate action ``ap`` as booked before bar ``i`` (for round trips)."""
+    run.ledger.event_ints[ap, E_BAR] = i
+    run.ledger.event_ints[ap, E_SYM] = run.actions.sym[ap]
+    run.ledger.event_ints[ap, E_SEQ] = run.ledger.counters[N_FILLS]
+    run.ledger.event_floats[ap, E_RATIO] = ratio
+    run.ledger.event_floats[ap, E_CASH] = cash
+    run.ledger.counters[N_EVENTS] = ap + 1
+
+
+@compiled()
+def snapshot(ledger: Ledger, bar: int, futures: bool) -> None:
+    """Append the equity row (cash, holdings, equity, gross exposure) after ``bar``.
+
+    It takes the ledger rather than the run: the event loop calls it from Python at every
+    timestamp, and a call with the whole run (its slippage formula) costs ~0.4 ms to type."""
+    acct, counters = ledger.acct, ledger.counters
+    value, gross = holdings(ledger.state, futures)
     n = counters[N_EQUITY]
     counters[N_EQUITY] = n + 1
     total = acct[CASH] + value
-    equity[n, 0] = acct[CASH]
-    equity[n, 1] = value
-    equity[n, 2] = total
-    equity[n, 3] = gross
-    equity_bar[n] = bar
+    ledger.equity[n, 0] = acct[CASH]
+    ledger.equity[n, 1] = value
+    ledger.equity[n, 2] = total
+    ledger.equity[n, 3] = gross
+    ledger.equity_bar[n] = bar
     acct[EQUITY_REF] = total
 
 
-@numba.njit(cache=True)
-def _place(
-    i: int,
-    s: int,
-    target: float,
-    price: float,
-    lot: float,
-    weights: bool,
-    state: np.ndarray,
-    acct: np.ndarray,
-    counters: np.ndarray,
-    order_ints: np.ndarray,
-    order_floats: np.ndarray,
-) -> None:
+@compiled()
+def _place(run: Run, i: int, s: int, target: float, price: float) -> None:
     # A new target supersedes the working order; the order for the difference is stamped with
     # the bar that produced the target (with fill="open" it first trades at the next bar).
+    state = run.ledger.state
     state[s, TARGET] = target
     w = int(state[s, WORKING])
     if w >= 0:
-        close_order(order_ints, w, CANCELLED, R_SUPERSEDED)
+        close_order(run, w, EV_CANCEL, R_SUPERSEDED)
         state[s, WORKING] = -1.0
-    shares = target * acct[EQUITY_REF] / price if weights else target
+    shares = target * run.ledger.acct[EQUITY_REF] / price if run.params.weights else target
+    lot = run.bars.lot[i]
     delta = math.trunc((shares - state[s, POS]) / lot) * lot
     if delta == 0.0 or not math.isfinite(delta):
         return
-    row = new_order(
-        counters, order_ints, order_floats, i, s, delta > 0, MARKET, GTC, abs(delta),
-        math.nan, math.nan,
-    )  # fmt: skip
-    state[s, WORKING] = row
+    state[s, WORKING] = new_order(run, i, s, delta, GTC)
 
 
-@numba.njit(cache=True)
-def _work(
-    i: int,
-    s: int,
-    price: float,
-    state: np.ndarray,
-    acct: np.ndarray,
-    counters: np.ndarray,
-    order_ints: np.ndarray,
-    fill_ints: np.ndarray,
-    fill_floats: np.ndarray,
-    scratch: np.ndarray,
-    volume: np.ndarray,
-    high: np.ndarray,
-    low: np.ndarray,
-    prev_close: np.ndarray,
-    lot: np.ndarray,
-    tick: np.ndarray,
-    sigma: np.ndarray,
-    rates: np.ndarray,
-    day: np.ndarray,
-    fprm: np.ndarray,
-    iprm: np.ndarray,
-) -> int:
+@compiled()
+def _work(run: Run, i: int, s: int, price: float) -> int:
     # Fill the symbol's working order at ``price``; returns the order row when it is rejected
     # under on_reject="error", else -1.
+    state, order_ints = run.ledger.state, run.ledger.order_ints
     row = int(state[s, WORKING])
     if row < 0:
         return -1
-    remaining = order_ints[row, O_QTY] - order_ints[row, O_FILLED]
-    q, reason = execute(
-        state, acct, counters, fill_ints, fill_floats, scratch, s, i, day[i],
-        order_ints[row, O_ID], order_ints[row, O_SIDE] > 0, float(remaining), price, volume[i],
-        high[i], low[i], prev_close[i], lot[i], tick[i], sigma[i], fprm[P_PARTICIPATION],
-        iprm[I_SLIP_KIND], fprm[P_SLIP], iprm[I_COST_KIND], fprm[P_FLAT_RATE], rates[day[i]],
-        iprm[I_SHORTABLE] == 1, iprm[I_FUNDING], iprm[I_FUTURES] == 1, fprm[P_MARGIN], False,
-    )  # fmt: skip
-    order_ints[row, O_FILLED] += int(q)
+    remaining = float(order_ints[row, O_QTY] - order_ints[row, O_FILLED])
+    signed = remaining if order_ints[row, O_SIDE] > 0 else -remaining
+    q, reason = execute(run, i, order_ints[row, O_ID], signed, price, False)
     if reason != NO_REASON:
-        close_order(order_ints, row, REJECTED, reason)
+        close_order(run, row, EV_REJECT, reason)
         state[s, WORKING] = -1.0
-        return row if iprm[I_REJECT_ERROR] == 1 else -1
-    if order_ints[row, O_FILLED] == order_ints[row, O_QTY]:
-        order_ints[row, O_STATUS] = FILLED
+        return row if run.params.reject_error else -1
+    if q > 0.0 and fill_order(run, row, int(q)):
         state[s, WORKING] = -1.0
     return -1
 
 
-@numba.njit(cache=True)
-def _square_off(
-    i: int,
-    s: int,
-    price: float,
-    state: np.ndarray,
-    acct: np.ndarray,
-    counters: np.ndarray,
-    order_ints: np.ndarray,
-    order_floats: np.ndarray,
-    fill_ints: np.ndarray,
-    fill_floats: np.ndarray,
-    scratch: np.ndarray,
-    volume: np.ndarray,
-    high: np.ndarray,
-    low: np.ndarray,
-    prev_close: np.ndarray,
-    lot: np.ndarray,
-    tick: np.ndarray,
-    sigma: np.ndarray,
-    rates: np.ndarray,
-    day: np.ndarray,
-    fprm: np.ndarray,
-    iprm: np.ndarray,
-) -> None:
+@compiled()
+def _square_off(run: Run, i: int, s: int, price: float) -> None:
     # Intraday (MIS) square-off: cancel the working order and close the position at ``price``;
     # the broker's square-off ignores volume caps and circuits. Trading stops for the session.
-    state[s, SQ_DAY] = day[i]
+    state, order_ints = run.ledger.state, run.ledger.order_ints
+    state[s, SQ_DAY] = run.bars.day[i]
     state[s, TARGET] = math.nan
     w = int(state[s, WORKING])
     if w >= 0:
-        close_order(order_ints, w, CANCELLED, R_SQUARED_OFF)
+        close_order(run, w, EV_CANCEL, R_SQUARED_OFF)
         state[s, WORKING] = -1.0
     pos = state[s, POS]
     if pos == 0.0:
         return
-    row = new_order(
-        counters, order_ints, order_floats, i, s, pos < 0, MARKET, DAY, abs(pos), math.nan,
-        math.nan,
-    )  # fmt: skip
-    state[s, WORKING] = row
-    q, _ = execute(
-        state, acct, counters, fill_ints, fill_floats, scratch, s, i, day[i],
-        order_ints[row, O_ID], pos < 0, abs(pos), price, volume[i], high[i], low[i],
-        prev_close[i], lot[i], tick[i],
-        sigma[i], fprm[P_PARTICIPATION], iprm[I_SLIP_KIND], fprm[P_SLIP], iprm[I_COST_KIND],
-        fprm[P_FLAT_RATE], rates[day[i]], True, iprm[I_FUNDING], iprm[I_FUTURES] == 1,
-        fprm[P_MARGIN], True,
-    )  # fmt: skip
-    order_ints[row, O_FILLED] = int(q)
-    order_ints[row, O_STATUS] = FILLED
+    row = new_order(run, i, s, -pos, DAY)
+    # Forced, it fills in full.
+    q, _ = execute(run, i, order_ints[row, O_ID], -pos, price, True)
+    fill_order(run, row, int(q))
     order_ints[row, O_REASON] = R_SQUARED_OFF
-    state[s, WORKING] = -1.0
 
 
 # --------------------------------------------------------------------------- inputs and state
 # What the compiled replay (signal strategies) and the Python event loop (event strategies,
-# quantcli.backtest.events) share: the prepared bar arrays and the mutable book of a run.
+# quantcli.backtest.events) share: the prepared inputs and the mutable book of a run.
 
 # Bars per kernel call or per chunk of the event loop: buffers grow and progress is reported
 # between chunks.
 CHUNK = 1 << 20
 
-# How each segment funds its fills (see quantcli.backtest.fills).
-FUNDING = {
-    "delivery": FUND_CASH,
-    "intraday": FUND_MARGIN,
-    "futures": FUND_MARGIN,
-    "options": FUND_PREMIUM,
-}
-
 
 @dataclass(frozen=True)
 class Prepared:
-    """The replay's inputs: bar arrays sorted by (ts, symbol) and per-run tables."""
+    """The replay's inputs: the bars (in (ts, symbol) order), corporate actions and the
+    run's symbols, sessions and timestamps."""
 
     symbols: list[str]
     days: list[date]
     n: int
     ts: np.ndarray
-    sym: np.ndarray
-    day: np.ndarray
-    flags: np.ndarray
-    open: np.ndarray
-    high: np.ndarray
-    low: np.ndarray
-    close: np.ndarray
-    volume: np.ndarray
-    prev_close: np.ndarray
-    tick: np.ndarray
-    sigma: np.ndarray
-    lot: np.ndarray
-    target: np.ndarray
-    rates: np.ndarray
-    act_bar: np.ndarray
-    act_sym: np.ndarray
-    act_ratio: np.ndarray
-    act_amount: np.ndarray
+    bars: Bars
+    actions: Actions
     adjust: np.ndarray  # each bar's split/bonus factor: what strategies see is traded x adjust
     n_ts: int
+
+    @property
+    def target(self) -> np.ndarray:
+        """A signal strategy's target per bar in replay order (NaN = no opinion)."""
+        return self.bars.target
 
 
 @dataclass
@@ -488,60 +344,82 @@ class Output:
     event_floats: np.ndarray
 
 
-class Book:
-    """The mutable arrays of one run (state, account, counters and the growable buffers)."""
+def params_for(config: BacktestConfig, *, weights: bool = False) -> Params:
+    """The compiled parameters of ``config`` (``weights``: targets are weights of equity).
 
-    def __init__(self, prep: Prepared, config: BacktestConfig) -> None:
-        self.state, self.acct, self.counters = new_state(len(prep.symbols), config.cash)
+    Every field is converted to its exact Python type: numba compiles one specialisation per
+    combination of types, and its on-disk cache should hold one."""
+    costs = parse_costs(config.costs)
+    slip = parse_slippage(config.slippage)
+    return Params(
+        participation=float(config.participation),
+        slip=slip.formula,
+        slip_param=float(slip.param),
+        cost_kind=int(costs.kind),
+        flat_rate=float(costs.flat_rate),
+        margin=float(config.margin),
+        funding=FUNDING[config.segment],
+        fill_close=config.fill == "close",
+        weights=bool(weights),
+        intraday=config.segment == "intraday",
+        shortable=bool(config.allow_short and config.segment != "delivery"),
+        futures=config.segment == "futures",
+        reject_error=config.on_reject == "error",
+    )
+
+
+class Book:
+    """The mutable state of one run (:class:`Ledger`, whose buffers grow) and its inputs."""
+
+    def __init__(self, prep: Prepared, config: BacktestConfig, *, weights: bool = False) -> None:
+        state, acct, counters = new_state(len(prep.symbols), config.cash)
         cap = 256
-        self.order_ints = np.zeros((cap, O_INT_COLS), dtype=np.int64)
-        self.order_floats = np.zeros((cap, O_FLOAT_COLS), dtype=np.float64)
-        self.fill_ints = np.zeros((cap, F_INT_COLS), dtype=np.int64)
-        self.fill_floats = np.zeros((cap, F_FLOAT_COLS), dtype=np.float64)
-        self.equity = np.zeros((prep.n_ts, 4), dtype=np.float64)
-        self.equity_bar = np.zeros(prep.n_ts, dtype=np.int64)
-        n_act = prep.act_bar.shape[0]
-        self.event_ints = np.zeros((n_act, EVENT_INT_COLS), dtype=np.int64)
-        self.event_floats = np.zeros((n_act, EVENT_FLOAT_COLS), dtype=np.float64)
-        costs = parse_costs(config.costs)
-        slip = parse_slippage(config.slippage)
-        self.fprm = np.zeros(N_FPRM, dtype=np.float64)
-        self.fprm[P_PARTICIPATION] = config.participation
-        self.fprm[P_SLIP] = slip.param
-        self.fprm[P_FLAT_RATE] = costs.flat_rate
-        self.fprm[P_MARGIN] = config.margin
-        self.iprm = np.zeros(N_IPRM, dtype=np.int64)
-        self.iprm[I_SLIP_KIND] = slip.kind
-        self.iprm[I_COST_KIND] = costs.kind
-        self.iprm[I_FILL_CLOSE] = config.fill == "close"
-        self.iprm[I_INTRADAY] = config.segment == "intraday"
-        self.iprm[I_SHORTABLE] = config.allow_short and config.segment != "delivery"
-        self.iprm[I_FUNDING] = FUNDING[config.segment]
-        self.iprm[I_FUTURES] = config.segment == "futures"
-        self.iprm[I_REJECT_ERROR] = config.on_reject == "error"
+        n_act = prep.actions.bar.shape[0]
+        self.prep = prep
+        self.params = params_for(config, weights=weights)
+        self.ledger = Ledger(
+            state=state,
+            acct=acct,
+            counters=counters,
+            order_ints=np.zeros((cap, O_INT_COLS), dtype=np.int64),
+            order_floats=np.zeros((cap, O_FLOAT_COLS), dtype=np.float64),
+            fill_ints=np.zeros((cap, F_INT_COLS), dtype=np.int64),
+            fill_floats=np.zeros((cap, F_FLOAT_COLS), dtype=np.float64),
+            equity=np.zeros((prep.n_ts, 4), dtype=np.float64),
+            equity_bar=np.zeros(prep.n_ts, dtype=np.int64),
+            event_ints=np.zeros((n_act, EVENT_INT_COLS), dtype=np.int64),
+            event_floats=np.zeros((n_act, EVENT_FLOAT_COLS), dtype=np.float64),
+            scratch=np.zeros(F_FLOAT_COLS - F_CHARGES - 1, dtype=np.float64),
+        )
+        self.run = Run(prep.bars, prep.actions, self.params, self.ledger)
 
     def ensure_room(self, extra: int = 8) -> None:
         """Double the order and fill buffers when fewer than ``extra`` rows are left."""
-        if self.counters[N_ORDERS] + extra > self.order_ints.shape[0]:
-            self.order_ints = _grow(self.order_ints)
-            self.order_floats = _grow(self.order_floats)
-        if self.counters[N_FILLS] + extra > self.fill_ints.shape[0]:
-            self.fill_ints = _grow(self.fill_ints)
-            self.fill_floats = _grow(self.fill_floats)
+        led = self.ledger
+        if led.counters[N_ORDERS] + extra > led.order_ints.shape[0]:
+            led = led._replace(
+                order_ints=_grow(led.order_ints), order_floats=_grow(led.order_floats)
+            )
+        if led.counters[N_FILLS] + extra > led.fill_ints.shape[0]:
+            led = led._replace(fill_ints=_grow(led.fill_ints), fill_floats=_grow(led.fill_floats))
+        if led is not self.ledger:
+            self.ledger = led
+            self.run = self.run._replace(ledger=led)
 
     def output(self) -> Output:
         """Trimmed copies of the buffers."""
-        n_o, n_f = int(self.counters[N_ORDERS]), int(self.counters[N_FILLS])
-        n_e, n_ev = int(self.counters[N_EQUITY]), int(self.counters[N_EVENTS])
+        led = self.ledger
+        n_o, n_f = int(led.counters[N_ORDERS]), int(led.counters[N_FILLS])
+        n_e, n_ev = int(led.counters[N_EQUITY]), int(led.counters[N_EVENTS])
         return Output(
-            order_ints=self.order_ints[:n_o],
-            order_floats=self.order_floats[:n_o],
-            fill_ints=self.fill_ints[:n_f],
-            fill_floats=self.fill_floats[:n_f],
-            equity=self.equity[:n_e],
-            equity_bar=self.equity_bar[:n_e],
-            event_ints=self.event_ints[:n_ev],
-            event_floats=self.event_floats[:n_ev],
+            order_ints=led.order_ints[:n_o],
+            order_floats=led.order_floats[:n_o],
+            fill_ints=led.fill_ints[:n_f],
+            fill_floats=led.fill_floats[:n_f],
+            equity=led.equity[:n_e],
+            equity_bar=led.equity_bar[:n_e],
+            event_ints=led.event_ints[:n_ev],
+            event_floats=led.event_floats[:n_ev],
         )
 
 

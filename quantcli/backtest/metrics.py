@@ -189,7 +189,7 @@ def monthly_returns(equity: pl.DataFrame, initial_cash: float) -> pl.DataFrame:
     return month_end.select("year", "month").with_columns(ret=pl.Series(rets, dtype=pl.Float64))
 
 
-def compute_metrics(
+def compute_metrics(  # noqa: PLR0913 - keyword-only: every input is named where it is passed
     *,
     equity: pl.DataFrame,
     trades: pl.DataFrame,

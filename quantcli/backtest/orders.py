@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+import numba
 import numpy as np
 import polars as pl
 
@@ -27,8 +28,32 @@ ORDER_TYPES = ("market", "limit", "stop", "stop_limit")
 DAY, IOC, GTC = 0, 1, 2
 TIFS = ("DAY", "IOC", "GTC")
 
-OPEN, FILLED, PARTIAL, CANCELLED, EXPIRED, REJECTED = 0, 1, 2, 3, 4, 5
-STATUSES = ("open", "filled", "partially_filled", "cancelled", "expired", "rejected")
+# The order lifecycle (nautilus_trader's orders/base model): an order's status changes only
+# through :func:`transition`, by one table of (status, event) -> status. A working order is
+# OPEN, or OPEN_PARTIAL once part of it has filled (both reported as "open"); every other
+# status is terminal and refuses every event. PARTIAL is an order that ended (cancelled,
+# expired, rejected) after filling part of its quantity.
+OPEN, FILLED, PARTIAL, CANCELLED, EXPIRED, REJECTED, OPEN_PARTIAL = range(7)
+STATUSES = ("open", "filled", "partially_filled", "cancelled", "expired", "rejected", "open")
+WORKING_STATUSES = (OPEN, OPEN_PARTIAL)
+EV_FILL, EV_FILL_ALL, EV_CANCEL, EV_EXPIRE, EV_REJECT = range(5)
+EVENTS = ("fill", "fill_all", "cancel", "expire", "reject")  # EV_FILL: part of what is left
+
+TRANSITIONS = np.full((len(STATUSES), len(EVENTS)), -1, dtype=np.int64)  # -1: illegal
+TRANSITIONS[OPEN] = (OPEN_PARTIAL, FILLED, CANCELLED, EXPIRED, REJECTED)
+TRANSITIONS[OPEN_PARTIAL] = (OPEN_PARTIAL, FILLED, PARTIAL, PARTIAL, PARTIAL)
+TRANSITIONS.setflags(write=False)
+
+
+@numba.njit(cache=True)
+def transition(status: int, event: int) -> int:
+    """The status an order moves to on ``event`` (EV_*) from ``status``; raises ValueError on
+    an illegal transition (any event on a finished order), which is a bug in the caller."""
+    new = TRANSITIONS[status, event]
+    if new < 0:
+        raise ValueError("illegal order status transition")
+    return int(new)
+
 
 # Why an order ended without filling completely (index into REASONS; 0 = no reason).
 NO_REASON, R_SHORT, R_CASH, R_MARGIN, R_LOT, R_SQUARED_OFF, R_SUPERSEDED, R_ACTION, R_USER = (
@@ -145,7 +170,7 @@ class Order:
     @property
     def is_open(self) -> bool:
         """Still working."""
-        return self.status == OPEN
+        return self.status in WORKING_STATUSES
 
 
 def labels(codes: np.ndarray, names: Sequence[str | None]) -> pl.Series:
