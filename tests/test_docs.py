@@ -6,7 +6,8 @@ In the style of sqlite-utils' documentation tests:
   answers ``--help``, and appears in a code block or code span of README.md.
 - Every line of a ```sh block that starts with ``quantcli`` runs through the CLI, in its own
   copy of a prepared directory (see ``prepared``: the input files the examples name, and the
-  default store ``./datasets`` holding ``nse@v1`` and ``nse@v2`` plus one saved backtest run),
+  default store ``./datasets`` holding ``nse@v1`` and ``nse@v2`` plus one saved backtest run,
+  a feature set and a model),
   and must exit 0, or N when its comment says ``exits N``. A line stands for several runs: its
   ``[optional parts]`` left out, then each put in, one run per alternative ``a|b``; the
   placeholders RUN, N and FILE become the prepared run's id, 1 and a file name. Unquoted globs
@@ -332,7 +333,8 @@ class Prepared:
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prepared]:
     """The README's inputs, and the default store ``./datasets`` with ``nse@v1`` (the bundled
-    sample), ``nse@v2`` (new-days.csv appended) and one saved run of sma_cross on nse@v1."""
+    sample), ``nse@v2`` (new-days.csv appended), one saved run of sma_cross on nse@v1, the
+    basic feature set ``nse-basic@v1`` of nse@v1 and model ``up5@v1`` trained on it."""
     folder = tmp_path_factory.mktemp("readme")
     # The examples use the default store; a quantcli.toml above the temp directory would
     # send them (and their writes) to another one.
@@ -347,6 +349,13 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prepared]:
         res = _cli(
             "--json", "backtest", "--dataset", "nse@v1", "--strategy", "sma_cross",
             "--from", "2010-01-01",
+        )  # fmt: skip
+        # The Models section's examples show, remove and reproduce this version.
+        _cli("-q", "features", "build", "nse-basic", "--dataset", "nse@v1", "--spec", "basic")
+        _cli(
+            "-q", "model", "train", "up5", "--features", "nse-basic@v1", "--label",
+            "direction:5", "--model", "hgb", "-p", "max_iter=50", "--train-from", "2010-01-01",
+            "--train-to", "2016-12-31", "--test-to", "2019-12-31", "--seed", "7",
         )  # fmt: skip
         yield Prepared(folder, json.loads(res.stdout)["run_id"])
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,15 +13,32 @@ import polars as pl
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from test_features import make_bars
 
 from quantcli.errors import DataError, IntegrityError, NotFoundError, UsageError
-from quantcli.models import load, registry, train_on_frames
+from quantcli.features import FeatureSet, build_features, open_feature_set
+from quantcli.models import load, registry, train, train_on_frames
 from quantcli.models.evaluate import final_train, walk_forward
 from quantcli.models.kinds import TRUSTED_TYPES, make_kind
 from quantcli.models.metrics import evaluate, information_coefficient
 from quantcli.models.reproduce import reproduce, reproduce_on_frames
+from quantcli.models.train import frame_sha256
+from quantcli.store.catalog import remove_version
+from quantcli.store.manifest import SourceInfo
+from quantcli.store.publish import publish
 
 TZ = "Asia/Kolkata"
+USER_FEATURES = """
+import polars as pl
+
+class Trend:
+    window: int = 10
+
+    def features(self):
+        close = pl.col("close")
+        mean = close.rolling_mean(self.params.window).over("symbol")
+        return {"trend": close / mean - 1, "ret_1": close.pct_change().over("symbol")}
+"""
 START = dt.date(2020, 1, 1)
 
 
@@ -370,43 +388,109 @@ def test_single_class_labels_are_refused(tmp_path: Path) -> None:
 # Reproduction.
 
 
-class FeatureSet:
-    """A stand-in with the feature set interface of quantcli.features (not on this branch)."""
+def published_feature_set(root: Path, days: int = 200, spec: str = "basic") -> FeatureSet:
+    """Feature set fs@v1 built with ``spec`` from dataset bars@v1: random walks of four
+    symbols on ``days`` weekdays from 2023-01-02."""
+    publish(
+        root,
+        "bars",
+        make_bars(days, ("AAA", "BBB", "CCC", "DDD"), seed=3),
+        interval="1d",
+        source=SourceInfo("csv"),
+    )
+    build_features(root, "fs", "bars@v1", spec)
+    return open_feature_set("fs@v1", root)
 
-    def __init__(self, f: pl.DataFrame, lab: pl.DataFrame, data_hash: str = "d" * 64) -> None:
-        self.ref, self.content_hash = "fs@v1", "f" * 64
-        self.dataset_ref, self.dataset_hash = "bars@v1", data_hash
-        self.columns = [c for c in f.columns if c not in ("symbol", "ts")]
-        self._f, self._lab = f, lab
 
-    def frame(self) -> pl.DataFrame:
-        return self._f
+def train_on_set(root: Path, **kw: Any) -> Any:
+    """Model m trained on fs@v1 (rf, small) with direction:5."""
+    args: dict[str, Any] = {
+        "features": "fs@v1",
+        "label": "direction:5",
+        "model": "rf",
+        "params": {"n_estimators": "5"},
+        "train_from": dt.date(2023, 1, 1),
+        "train_to": dt.date(2023, 6, 30),
+        "test_to": dt.date(2023, 10, 31),
+        "seed": 7,
+        "root": root,
+        **kw,
+    }
+    return train("m", **args)
 
-    def labels(self, spec: str) -> pl.DataFrame:
-        return self._lab
+
+def edit_metadata(root: Path, ref: str, change: Callable[[dict[str, Any]], None]) -> None:
+    """Rewrite a version's metadata.json, as if it had been recorded elsewhere."""
+    name, _, version = ref.partition("@")
+    path = registry.models_root(root) / name / version / "metadata.json"
+    meta = json.loads(path.read_text())
+    change(meta)
+    path.chmod(0o644)
+    path.write_text(json.dumps(meta))
+
+
+def test_labels_come_from_the_feature_set(tmp_path: Path) -> None:
+    fs = published_feature_set(tmp_path)
+    meta = train_on_set(tmp_path).metadata
+    assert meta["labels_sha256"] == frame_sha256(fs.labels("direction:5"))
+    assert meta["features_sha256"] == frame_sha256(fs.frame())
+    assert meta["source"]["spec"] == "basic" and meta["source"]["params"] == fs.params
+    assert [d["name"] for d in meta["input_schema"]] == list(fs.columns)
 
 
 def test_reproduce_is_identical_then_names_what_changed(tmp_path: Path) -> None:
-    f, lab = frames()
-    fs = FeatureSet(f, lab)
-    from quantcli.models.train import feature_source
-
-    run(
-        tmp_path,
-        kind="rf",
-        params={"n_estimators": "5"},
-        frames=(f, lab),
-        source=feature_source(fs),
-    )
-    same = reproduce(tmp_path, "m@v1", open_features=lambda ref, root: fs)
+    fs = published_feature_set(tmp_path)
+    train_on_set(tmp_path)
+    same = reproduce(tmp_path, "m@v1")
     assert same.identical, same.differences
-    moved = FeatureSet(f.with_columns(ret_1=pl.col("ret_1").shuffle(1)), lab, data_hash="e" * 64)
-    changed = reproduce(tmp_path, "m@v1", open_features=lambda ref, root: moved)
-    assert not changed.identical
-    text = changed.summary()
-    assert "data: dataset bars@v1 hash dddddddddddd -> eeeeeeeeeeee" in text
+    assert same.summary() == "m@v1: reproduced (metrics, predictions and artifact identical)"
+    shuffled = fs.frame().with_columns(ret_1=pl.col("ret_1").shuffle(1))
+    moved = reproduce_on_frames(tmp_path, "m@v1", shuffled, fs.labels("direction:5"))
+    text = moved.summary()
     assert "data: the features differ" in text
     assert "metrics: " in text and "predictions: sha256" in text
+
+    def elsewhere(meta: dict[str, Any]) -> None:
+        meta["source"]["dataset_hash"] = "e" * 64
+        meta["libraries"]["scikit-learn"] = "0.1"
+
+    edit_metadata(tmp_path, "m@v1", elsewhere)
+    changed = reproduce(tmp_path, "m@v1")
+    assert not changed.identical
+    text = changed.summary()
+    assert f"data: dataset bars@v1 hash eeeeeeeeeeee -> {fs.dataset_hash[:12]}" in text
+    assert "library versions: scikit-learn 0.1 -> 1.9.1" in text
+
+
+def test_reproduce_rebuilds_a_removed_feature_set(tmp_path: Path) -> None:
+    fs = published_feature_set(tmp_path)
+    train_on_set(tmp_path)
+    remove_version(tmp_path, "fs@v1", force=True)
+    with pytest.raises(NotFoundError):
+        open_feature_set("fs@v1", tmp_path)
+    rebuilt = reproduce(tmp_path, "m@v1")
+    assert rebuilt.identical, rebuilt.differences
+    edit_metadata(tmp_path, "m@v1", lambda m: m["source"].update(spec_sha256="a" * 64))
+    changed = reproduce(tmp_path, "m@v1")
+    assert changed.differences == [
+        f"feature definition: basic sha256 aaaaaaaaaaaa -> {fs.spec_hash[:12]}"
+    ]
+    remove_version(tmp_path, "bars@v1", force=True)
+    with pytest.raises(NotFoundError, match="neither its feature set fs@v1 nor its dataset"):
+        reproduce(tmp_path, "m@v1")
+
+
+def test_reproduce_rebuilds_from_the_recorded_user_definition(tmp_path: Path) -> None:
+    path = tmp_path / "mine.py"
+    path.write_text(USER_FEATURES)
+    published_feature_set(tmp_path, spec=f"{path}:Trend")
+    meta = train_on_set(tmp_path, model="logistic", params={}).metadata
+    assert meta["source"]["params"] == {"window": 10}
+    remove_version(tmp_path, "fs@v1", force=True)
+    # The file changed since: the rebuild uses the definition the model recorded.
+    path.write_text(USER_FEATURES.replace("rolling_mean", "rolling_max"))
+    rebuilt = reproduce(tmp_path, "m@v1")
+    assert rebuilt.identical, rebuilt.differences
 
 
 def test_reproduce_names_a_changed_artifact(tmp_path: Path) -> None:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-import types
 from pathlib import Path
-from typing import Any
 
 import pytest
 from startup import modules_loaded
-from test_models import run
+from test_models import edit_metadata, published_feature_set, run
 
+from quantcli.features import FeatureSet
 from quantcli.models import registry
 
 MODEL_LIBRARIES = ("sklearn", "skops", "scipy", "tensorflow")
@@ -25,9 +23,11 @@ TRAIN = [
     "--model",
     "logistic",
     "--train-from",
-    "2020-01-01",
+    "2023-01-01",
     "--train-to",
-    "2020-06-30",
+    "2023-06-30",
+    "--test-to",
+    "2023-10-31",
     "--seed",
     "1",
 ]
@@ -139,20 +139,13 @@ def test_train_bad_input_is_one_line_and_leaves_nothing(
 
 
 @pytest.fixture
-def feature_set(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """``fs@v1`` served by a stand-in ``quantcli.features`` (that package is built in parallel
-    and not on this branch); replaced by the real one once it is."""
-    from test_models import FeatureSet, frames
-
-    fs = FeatureSet(*frames(days=200))
-    module = types.ModuleType("quantcli.features")
-    module.open_feature_set = lambda ref, root: fs  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "quantcli.features", module)
-    return fs
+def feature_set(store: Path) -> FeatureSet:
+    """fs@v1: the basic feature set of a small published dataset bars@v1."""
+    return published_feature_set(store)
 
 
-def test_train_then_reproduce_through_the_cli(cli, store: Path, feature_set: Any) -> None:
-    args = [*TRAIN, "--test-to", "2020-10-31", "-p", "c=0.5", "--json"]
+def test_train_then_reproduce_through_the_cli(cli, store: Path, feature_set: FeatureSet) -> None:
+    args = [*TRAIN, "-p", "c=0.5", "--json"]
     res = cli(*args)
     assert res.exit_code == 0, res.stderr
     doc = res.json()
@@ -168,23 +161,41 @@ def test_train_then_reproduce_through_the_cli(cli, store: Path, feature_set: Any
     assert same.exit_code == 0, same.stdout
     assert same.json()["identical"] is True
     assert cli("model", "reproduce", "m@v1").stdout.startswith("m@v1: reproduced")
-    feature_set.dataset_hash = "0" * 64
+    edit_metadata(store, "m@v1", lambda m: m["source"].update(dataset_hash="0" * 64))
     changed = cli("model", "reproduce", "m@v1")
     assert changed.exit_code == 1
-    assert "data: dataset bars@v1 hash dddddddddddd -> 000000000000" in one_line_error(changed)
+    expected = f"data: dataset bars@v1 hash 000000000000 -> {feature_set.dataset_hash[:12]}"
+    assert expected in one_line_error(changed)
 
 
-def test_train_errors_from_the_data_are_one_line(cli, store: Path, feature_set: Any) -> None:
+def test_reproduce_rebuilds_a_removed_feature_set(
+    cli, store: Path, feature_set: FeatureSet
+) -> None:
+    assert cli(*TRAIN).exit_code == 0
+    assert cli("data", "rm", "fs@v1", "--force").exit_code == 0
+    res = cli("model", "reproduce", "m@v1", "--json")
+    assert res.exit_code == 0, res.stdout
+    assert res.json()["identical"] is True
+    assert cli("model", "reproduce", "m@v1").stdout.startswith("m@v1: reproduced")
+    assert cli("data", "rm", "bars@v1", "--force").exit_code == 0
+    gone = cli("model", "reproduce", "m@v1")
+    assert gone.exit_code == 1
+    assert "neither its feature set fs@v1 nor its dataset bars@v1" in one_line_error(gone)
+
+
+def test_train_errors_from_the_data_are_one_line(cli, store: Path, feature_set: FeatureSet) -> None:
     res = cli(*TRAIN, "--label", "direction:400")  # the last --label wins
     assert res.exit_code == 65
-    assert "longer than the data" in one_line_error(res)
-    res = cli(*TRAIN, "--train-from", "2031-01-01", "--train-to", "2031-06-30")
+    assert "horizon of 400 sessions is longer than" in one_line_error(res)
+    res = cli(
+        *TRAIN, "--train-from", "2031-01-01", "--train-to", "2031-06-30", "--test-to", "2031-12-31"
+    )
     assert res.exit_code == 65
     assert "no rows between --train-from 2031-01-01" in one_line_error(res)
     assert registry.names(store) == []
 
 
-def test_a_held_lock_is_exit_75(cli, store: Path, feature_set: Any) -> None:
+def test_a_held_lock_is_exit_75(cli, store: Path, feature_set: FeatureSet) -> None:
     from quantcli.store.lock import dataset_lock
 
     with dataset_lock(registry.models_root(store), "m", what="model"):

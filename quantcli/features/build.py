@@ -22,7 +22,7 @@ import polars as pl
 
 from quantcli.errors import NotFoundError, StrategyError, UsageError
 from quantcli.features.labels import LabelSpec, make_labels
-from quantcli.features.spec import WHAT, LoadedFeatures, feature_view, load_features
+from quantcli.features.spec import BUILTINS, WHAT, LoadedFeatures, feature_view, load_features
 from quantcli.store.manifest import (
     Manifest,
     SourceInfo,
@@ -34,6 +34,7 @@ from quantcli.store.manifest import (
 from quantcli.store.schema import FEATURES_KIND
 
 if TYPE_CHECKING:
+    from quantcli.market.corporate_actions import CorporateAction
     from quantcli.store.catalog import DatasetSummary
     from quantcli.store.publish import PublishResult
     from quantcli.store.reader import DatasetVersion
@@ -86,6 +87,49 @@ def check_point_in_time(view: pl.DataFrame, loaded: LoadedFeatures, features: pl
         )
 
 
+def source_view(root: Path, source: DatasetVersion) -> tuple[pl.DataFrame, list[CorporateAction]]:
+    """The feature view of dataset version ``source`` (see spec.feature_view) and the
+    corporate actions it was adjusted with."""
+    from quantcli.market.calendar import using_store
+    from quantcli.store.reader import reading
+
+    with reading(source):
+        # One chunk per column: per-symbol windows over many chunks cost twice as much.
+        bars = source.frame().rechunk()
+    actions = list(source.actions())
+    with using_store(root):
+        return feature_view(bars, actions), actions
+
+
+def rebuild_features(
+    root: Path,
+    dataset: str,
+    spec: str,
+    params: Mapping[str, object],
+    definition: str,
+) -> tuple[pl.DataFrame, str]:
+    """The features a build of ``spec`` with parsed ``params`` made from dataset version
+    ``dataset`` (``NAME@<content hash>``), recomputed without publishing, from the recorded
+    ``definition`` source (a user file that has changed since is not read). The same frame
+    as FeatureSet.frame() of that build when nothing else changed, with the sha256 of the
+    definition used (a built-in's current source)."""
+    import tempfile
+
+    from quantcli.store.reader import open_dataset
+
+    raw = {k: str(v).lower() if isinstance(v, bool | None) else str(v) for k, v in params.items()}
+    source = open_dataset(dataset, root)
+    with tempfile.TemporaryDirectory(prefix="quantcli-features-") as tmp:
+        if spec in BUILTINS:
+            loaded = load_features(spec, raw)
+        else:
+            path = Path(tmp) / "definition.py"
+            path.write_text(definition, encoding="utf-8")
+            loaded = load_features(f"{path}:{spec.rpartition(':')[2]}", raw)
+        view, _ = source_view(root, source)
+        return compute_features(view, loaded), loaded.source_hash
+
+
 def is_feature_set(manifest: Manifest) -> bool:
     """Whether a version holds a feature set (rather than bars)."""
     return manifest.source.kind == FEATURES_KIND
@@ -108,9 +152,8 @@ def build_features(
     Errors (an unknown dataset or definition, a bad parameter, a definition that raises or
     looks ahead, a name holding bars) leave nothing in the store.
     """
-    from quantcli.market.calendar import using_store
     from quantcli.store.publish import check_kind, publish
-    from quantcli.store.reader import open_dataset, reading
+    from quantcli.store.reader import open_dataset
 
     def step(fraction: float) -> None:
         if progress is not None:
@@ -125,16 +168,10 @@ def build_features(
     source = open_dataset(dataset_ref, root)
     if is_feature_set(source.manifest):
         raise UsageError(f"{source.ref} is a feature set; build features from a bar dataset")
-    with reading(source):
-        # One chunk per column: per-symbol windows over many chunks cost twice as much.
-        bars = source.frame().rechunk()
+    view, actions = source_view(root, source)
     step(0.2)
-    actions = source.actions()
     # The splits and bonuses decide the adjusted view, so they are recorded by their hash.
     actions_doc = json.dumps([a.to_dict() for a in actions], sort_keys=True)
-    with using_store(root):
-        view = feature_view(bars, actions)
-    del bars
     features = compute_features(view, loaded)
     step(0.5)
     check_point_in_time(view, loaded, features)
@@ -242,17 +279,19 @@ class FeatureSet:
     def labels(self, spec: LabelSpec | str) -> pl.DataFrame:
         """symbol, ts, label, forward_return from the source dataset's bars (see
         quantcli.features.labels.make_labels), on the same rows as :meth:`frame`."""
-        from quantcli.store.reader import reading
-
-        label = spec if isinstance(spec, LabelSpec) else LabelSpec.parse(spec)
-        source = self.dataset()
-        with reading(source):
-            bars = source.frame(columns=_label_columns(source))
-        return make_labels(bars, label, actions=source.actions())
+        return dataset_labels(self.dataset(), spec)
 
 
-def _label_columns(source: DatasetVersion) -> list[str]:
-    return [c for c in ("symbol", "ts", "close", "prev_close") if c in source.manifest.schema]
+def dataset_labels(source: DatasetVersion, spec: LabelSpec | str) -> pl.DataFrame:
+    """symbol, ts, label, forward_return of every bar of dataset version ``source`` (see
+    quantcli.features.labels.make_labels)."""
+    from quantcli.store.reader import reading
+
+    label = spec if isinstance(spec, LabelSpec) else LabelSpec.parse(spec)
+    columns = [c for c in ("symbol", "ts", "close", "prev_close") if c in source.manifest.schema]
+    with reading(source):
+        bars = source.frame(columns=columns)
+    return make_labels(bars, label, actions=source.actions())
 
 
 def open_feature_set(ref: str, root: Path) -> FeatureSet:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -64,12 +63,13 @@ def reproduce_on_frames(
 
     ``found`` holds differences already seen by the caller (the feature set's hashes).
     """
+    from quantcli.features.labels import LabelSpec
     from quantcli.models import registry
     from quantcli.models.train import (
         fit_and_evaluate,
         frame_sha256,
+        label_task,
         library_versions,
-        parse_label,
         prepare,
     )
     from quantcli.output import to_json
@@ -91,7 +91,8 @@ def reproduce_on_frames(
     for what, frame in (("features", features), ("labels", labels)):
         if frame_sha256(frame) != meta[f"{what}_sha256"]:
             diffs.append(f"data: the {what} differ from those the model was trained on")
-    task, horizon = parse_label(str(meta["label"]))
+    spec = LabelSpec.parse(str(meta["label"]))
+    task, horizon = label_task(spec), spec.horizon
     window = meta["window"]
     test_to = window["test_to"]
     prepared = prepare(
@@ -137,14 +138,15 @@ def reproduce_on_frames(
     )
 
 
-def reproduce(
-    root: Path, ref: str, *, open_features: Callable[[str, Path], Any] | None = None
-) -> ReproduceReport:
-    """Re-train model version ``ref`` from its metadata against its pinned feature set (opened
-    with ``open_features``, default quantcli.features.open_feature_set) and compare."""
+def reproduce(root: Path, ref: str) -> ReproduceReport:
+    """Re-train model version ``ref`` from its metadata against its pinned feature set and
+    compare; when that feature-set version is gone but its dataset is not, the features are
+    rebuilt from the definition and parameters the model recorded."""
+    from quantcli.features import open_feature_set
+    from quantcli.features.build import dataset_labels, rebuild_features
     from quantcli.models import registry
     from quantcli.models.train import feature_source
-    from quantcli.models.train import open_features as default_opener
+    from quantcli.store.reader import open_dataset
 
     meta = registry.metadata(root, ref)
     source = meta.get("source", {})
@@ -153,7 +155,32 @@ def reproduce(
             f"{meta['ref']} was trained on frames, not on a feature set: reproduce it with "
             "quantcli.models.reproduce.reproduce_on_frames"
         )
-    fs = (open_features or default_opener)(str(source["features_ref"]), root)
+    label = str(meta["label"])
+    try:
+        fs = open_feature_set(str(source["features_ref"]), root)
+    except NotFoundError:
+        # Rebuilt from the dataset version the model recorded, found by its content hash.
+        dataset = f"{source['dataset_ref'].partition('@')[0]}@{source['dataset_hash']}"
+        try:
+            bars = open_dataset(dataset, root)
+        except NotFoundError:
+            raise NotFoundError(
+                f"{meta['ref']}: neither its feature set {source['features_ref']} nor its "
+                f"dataset {source['dataset_ref']} (hash {source['dataset_hash'][:12]}) is in "
+                "the store; restore one of them to reproduce it"
+            ) from None
+        features, spec_sha256 = rebuild_features(
+            root, dataset, str(source["spec"]), source["params"], str(source["definition"])
+        )
+        found = []
+        if spec_sha256 != source["spec_sha256"]:
+            found.append(
+                f"feature definition: {source['spec']} sha256 {source['spec_sha256'][:12]} -> "
+                f"{spec_sha256[:12]}"
+            )
+        return reproduce_on_frames(
+            root, meta["ref"], features, dataset_labels(bars, label), found=found
+        )
     now = feature_source(fs)
     found = []
     if now["dataset_hash"] != source["dataset_hash"]:
@@ -166,6 +193,4 @@ def reproduce(
             f"feature definition: {source['features_ref']} hash "
             f"{source['features_hash'][:12]} -> {now['features_hash'][:12]}"
         )
-    return reproduce_on_frames(
-        root, meta["ref"], fs.frame(), fs.labels(str(meta["label"])), found=found
-    )
+    return reproduce_on_frames(root, meta["ref"], fs.frame(), fs.labels(label), found=found)

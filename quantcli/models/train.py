@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -35,13 +34,15 @@ from typing import TYPE_CHECKING, Any
 
 from quantcli import __version__
 from quantcli.errors import DataError, UsageError
+from quantcli.features.labels import LabelSpec
 from quantcli.models.kinds import CLASSIFIER, FIT_THREADS, REGRESSOR
 
 if TYPE_CHECKING:
     import numpy as np
     import polars as pl
 
-LABEL_RE = re.compile(r"^(direction|return):([1-9][0-9]*)$")
+    from quantcli.features import FeatureSet
+
 KEYS = ("symbol", "ts")
 LABEL_COLUMNS = ("label", "forward_return")
 LIBRARIES = ("numpy", "scipy", "scikit-learn", "skops", "polars", "threadpoolctl")
@@ -49,14 +50,9 @@ LIBRARIES = ("numpy", "scipy", "scikit-learn", "skops", "polars", "threadpoolctl
 FORMAT = 1
 
 
-def parse_label(spec: str) -> tuple[str, int]:
-    """``(task, horizon)`` of a label spec: ``direction:H`` is a classifier, ``return:H`` a
-    regressor."""
-    match = LABEL_RE.match(spec)
-    if not match:
-        raise UsageError(f"invalid label {spec!r}: use direction:H or return:H (--label)")
-    task = CLASSIFIER if match.group(1) == "direction" else REGRESSOR
-    return task, int(match.group(2))
+def label_task(label: LabelSpec) -> str:
+    """The task a label trains: ``direction:H`` a classifier, ``return:H`` a regressor."""
+    return CLASSIFIER if label.kind == "direction" else REGRESSOR
 
 
 def library_versions() -> dict[str, str]:
@@ -337,7 +333,8 @@ def train_on_frames(
     from quantcli.models.kinds import kind_class, parse_kind_params
 
     registry.check_model_name(name)
-    task, horizon = parse_label(label)
+    spec = LabelSpec.parse(label)
+    task, horizon = label_task(spec), spec.horizon
     parsed = parse_kind_params(kind, params or {})
     embargo = horizon if embargo is None else embargo
     if seed < 0:
@@ -426,14 +423,15 @@ def train(
 ) -> TrainResult:
     """What ``quantcli model train`` does: train model kind ``model`` on feature set
     ``features`` (a reference) with label ``label`` and register it as ``name``."""
+    from quantcli.features import open_feature_set
     from quantcli.models.kinds import parse_kind_params
     from quantcli.models.registry import check_model_name
 
     # The cheap checks first: a typo is reported before the feature set is read.
     check_model_name(name)
-    parse_label(label)
+    LabelSpec.parse(label)
     parse_kind_params(model, params or {})
-    fs = open_features(features, root)
+    fs = open_feature_set(features, root)
     return train_on_frames(
         root,
         name,
@@ -453,28 +451,17 @@ def train(
     )
 
 
-def open_features(ref: str, root: Path) -> Any:
-    """The feature set ``ref`` names (quantcli.features.open_feature_set)."""
-    import importlib
-
-    try:
-        # By name: the features package is built alongside this one (issue 9).
-        features = importlib.import_module("quantcli.features")
-    except ImportError:
-        from quantcli.errors import NotFoundError
-
-        raise NotFoundError(
-            f"feature set {ref!r} cannot be opened: this quantcli has no feature sets"
-        ) from None
-    return features.open_feature_set(ref, root)
-
-
-def feature_source(fs: Any) -> dict[str, Any]:
-    """What a model records about its feature set: refs and content hashes."""
+def feature_source(fs: FeatureSet) -> dict[str, Any]:
+    """What a model records about its feature set: refs and content hashes, and the definition
+    with its parameters (to rebuild the set from its dataset when the version is gone)."""
     return {
-        "features_ref": str(fs.ref),
-        "features_hash": str(fs.content_hash),
-        "dataset_ref": str(fs.dataset_ref),
-        "dataset_hash": str(fs.dataset_hash),
+        "features_ref": fs.ref,
+        "features_hash": fs.content_hash,
+        "dataset_ref": fs.dataset_ref,
+        "dataset_hash": fs.dataset_hash,
         "columns": list(fs.columns),
+        "spec": fs.spec,
+        "spec_sha256": fs.spec_hash,
+        "params": fs.params,
+        "definition": fs.definition,
     }
