@@ -220,6 +220,23 @@ def _predictions_sha256(p: Prepared, rows: np.ndarray, score: np.ndarray) -> str
     return digest.hexdigest()
 
 
+def _score_rows(
+    model: Any, p: Prepared, rows: np.ndarray, last_session: int
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """The rows a fitted kind scores, their scores, and how many it could not score.
+
+    A sequence kind also sees the features (never the labels) of every earlier row, so a test
+    block's first rows have their history; rows it still scores NaN (a symbol's first rows)
+    are dropped and counted.
+    """
+    import numpy as np
+
+    context = np.flatnonzero(p.session <= last_session) if model.sequences else rows
+    score = model.score(p.x[context], p.symbols[context])[np.isin(context, rows)]
+    keep = ~np.isnan(score)
+    return rows[keep], score[keep], int(len(rows) - keep.sum())
+
+
 def fit_and_evaluate(
     p: Prepared,
     *,
@@ -255,8 +272,13 @@ def fit_and_evaluate(
             )
         _check_classes(task, p.y[train_rows], f"fold {fold.number}'s training rows")
         model = make_kind(kind, params, task=task, seed=seed, features=p.features)
-        model.fit(p.x[train_rows], p.y[train_rows])
-        score = model.score(p.x[test_rows])
+        model.fit(p.x[train_rows], p.y[train_rows], p.symbols[train_rows])
+        test_rows, score, short = _score_rows(model, p, test_rows, fold.test_end)
+        if len(test_rows) == 0:
+            raise DataError(
+                f"fold {fold.number} has no test rows with enough history for model kind "
+                f"{kind}; widen the window or give fewer --folds"
+            )
         fold_docs.append(
             {
                 "fold": fold.number,
@@ -268,6 +290,7 @@ def fit_and_evaluate(
                 "metrics": evaluate(
                     task, p.y[test_rows], score, p.session[test_rows], p.forward_return[test_rows]
                 ),
+                **({"short_history_rows": short} if model.sequences else {}),
             }
         )
         oos_rows.append(test_rows)
@@ -283,7 +306,7 @@ def fit_and_evaluate(
         )
     _check_classes(task, p.y[final_rows], "the training window")
     final = make_kind(kind, params, task=task, seed=seed, features=p.features)
-    final.fit(p.x[final_rows], p.y[final_rows])
+    final.fit(p.x[final_rows], p.y[final_rows], p.symbols[final_rows])
     return Trained(
         model=final,
         folds=fold_docs,
