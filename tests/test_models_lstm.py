@@ -178,3 +178,48 @@ def test_bad_parameters_leave_nothing(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="no symbol has 500 rows"):
         train(tmp_path, params={**PARAMS, "lookback": "500"})
     assert registry.names(tmp_path) == []
+
+
+def record(root: Path, meta: dict[str, Any], *, cpu: str, shift: float) -> None:
+    """Rewrite version 1's metadata as if it had been trained on ``cpu`` with each float
+    metric ``shift`` away and other predictions (what oneDNN on another CPU may give)."""
+    doc = {
+        **meta,
+        "cpu": cpu,
+        "predictions_sha256": "0" * 64,
+        "metrics": {
+            k: v + shift if isinstance(v, float) else v for k, v in meta["metrics"].items()
+        },
+    }
+    path = artifact(root, meta).parent / "metadata.json"
+    path.chmod(0o644)
+    path.write_bytes(registry.metadata_bytes(doc))
+
+
+@pytest.mark.parametrize("kind", ["lstm", "logistic"])
+def test_reproduce_allows_a_stated_tolerance_only_for_lstm_on_another_cpu(
+    tmp_path: Path, kind: str
+) -> None:
+    from quantcli.models.lstm import CROSS_CPU_TOLERANCE
+    from quantcli.models.train import cpu_name
+
+    params = PARAMS if kind == "lstm" else {}
+    meta = dict(run(tmp_path, kind=kind, **{**SMALL, "params": params}).metadata)
+    assert meta["cpu"] == cpu_name()
+    f, lab = SMALL["frames"]
+    small = CROSS_CPU_TOLERANCE / 10
+    record(tmp_path, meta, cpu="another CPU", shift=small)
+    report = reproduce_on_frames(tmp_path, "m@v1", f, lab)
+    if kind == "lstm":
+        assert report.identical, report.differences
+        assert "reproduced on another CPU (metrics within 0.0001" in report.summary()
+        assert {"tensorflow-cpu", "keras", "h5py"} <= set(meta["libraries"])
+    else:
+        assert not report.identical and "predictions: sha256" in report.summary()
+    record(tmp_path, meta, cpu="another CPU", shift=CROSS_CPU_TOLERANCE * 10)
+    assert "metrics: " in reproduce_on_frames(tmp_path, "m@v1", f, lab).summary()
+    if kind == "lstm":
+        # On the CPU it was recorded on, nothing may differ.
+        record(tmp_path, meta, cpu=cpu_name(), shift=small)
+        same_cpu = reproduce_on_frames(tmp_path, "m@v1", f, lab)
+        assert not same_cpu.identical and same_cpu.tolerance == 0.0

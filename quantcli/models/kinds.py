@@ -74,6 +74,10 @@ class ModelKind:
     name: ClassVar[str]
     artifact_name: ClassVar[str] = "model.skops"
     sequences: ClassVar[bool] = False
+    # Distributions beyond train.LIBRARIES whose versions decide this kind's numbers.
+    libraries: ClassVar[tuple[str, ...]] = ()
+    # Largest metric change reproduce accepts when re-training on another CPU (0: none).
+    cross_cpu_tolerance: ClassVar[float] = 0.0
 
     @dataclass(frozen=True)
     class Params:

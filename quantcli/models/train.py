@@ -29,6 +29,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -59,11 +60,28 @@ def parse_label(spec: str) -> tuple[str, int]:
     return task, int(match.group(2))
 
 
-def library_versions() -> dict[str, str]:
-    """The versions of Python, quantcli and every library that decides a model's numbers."""
+def library_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
+    """The versions of Python, quantcli and every library that decides a model's numbers
+    (``extra``: a kind's own, such as TensorFlow)."""
     out = {"python": platform.python_version(), "quantcli": __version__}
-    out.update({name: package_version(name) for name in LIBRARIES})
+    for name in (*LIBRARIES, *extra):
+        try:
+            out[name] = package_version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
     return out
+
+
+def cpu_name() -> str:
+    """The CPU model (with the architecture): where a kind's floating-point results may change."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            names = [
+                line.split(":", 1)[1].strip() for line in info if line.startswith("model name")
+            ]
+    except OSError:
+        names = []
+    return f"{platform.machine()} {names[0] if names else platform.processor()}".strip()
 
 
 def frame_sha256(frame: pl.DataFrame) -> str:
@@ -382,7 +400,7 @@ def train_on_frames(
         "folds": folds,
         "embargo": embargo,
         "fit_threads": FIT_THREADS,
-        "libraries": library_versions(),
+        "libraries": library_versions(kind_class(kind).libraries),
     }
     identity = _identity(inputs)
     existing = registry.find(root, name, identity)
@@ -423,6 +441,7 @@ def train_on_frames(
             "artifact": artifact_name,
             "artifact_sha256": artifact_sha,
             "files": {artifact_name: artifact_sha},
+            "cpu": cpu_name(),
             "created_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
         }
         return meta, artifact_name, trained.artifact
