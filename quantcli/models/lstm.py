@@ -41,6 +41,8 @@ INTER_OP_THREADS = 1
 # oneDNN's kernels may sum in another order there, and float32 rounding differences grow
 # through the epochs. On the recorded CPU nothing may differ.
 CROSS_CPU_TOLERANCE = 1e-4
+# Sequences per prediction call: large batches amortise the per-call cost.
+PREDICT_BATCH = 8192
 # What metadata.json's date_saved is rewritten to: the save time is not part of the model.
 _SAVED = "1980-01-01@00:00:00"
 # Keras names objects shared between layers after their id() when saved.
@@ -133,6 +135,7 @@ class LSTM(ModelKind):
                 "(-p learning_rate=)"
             )
         self.model: Any = None
+        self._serve: Any = None
 
     def _groups(self, groups: np.ndarray | None) -> np.ndarray:
         if groups is None:
@@ -180,6 +183,7 @@ class LSTM(ModelKind):
             verbose=0,
         )
         self.model = model
+        self._serve = None
 
     def score(self, x: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
         """One score per row of ``x``; NaN for a row without a full sequence."""
@@ -194,10 +198,18 @@ class LSTM(ModelKind):
         """Scores of ready-made sequences (rows x lookback x features)."""
         import tensorflow as tf
 
-        batch = self.params.batch_size
+        if self._serve is None:
+            # One traced graph for every batch size: an eager call, or Keras' predict(),
+            # costs far more than the LSTM itself for a single sequence.
+            shape = [None, self.params.lookback, len(self.features)]
+            model = self.model
+            self._serve = tf.function(
+                lambda t: model(t, training=False),
+                input_signature=[tf.TensorSpec(shape, tf.float32)],
+            )
         outs = [
-            self.model(tf.constant(seq[i : i + batch]), training=False).numpy()[:, 0]
-            for i in range(0, len(seq), batch)
+            self._serve(tf.constant(seq[i : i + PREDICT_BATCH])).numpy()[:, 0]
+            for i in range(0, len(seq), PREDICT_BATCH)
         ]
         return np.concatenate(outs).astype(np.float64) if outs else np.empty(0)
 
@@ -234,6 +246,7 @@ class LSTM(ModelKind):
             path.write_bytes(data)
             try:
                 self.model = keras.saving.load_model(path, safe_mode=True, compile=False)
+                self._serve = None
             except Exception as exc:
                 text = " ".join(str(exc).split())
                 raise IntegrityError(f"refusing to load the artifact: {text}") from None
