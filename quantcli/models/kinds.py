@@ -41,6 +41,7 @@ KINDS: dict[str, str] = {
     "logistic": "quantcli.models.kinds:Logistic",
     "hgb": "quantcli.models.kinds:HistGradientBoosting",
     "rf": "quantcli.models.kinds:RandomForest",
+    "lstm": "quantcli.models.lstm:LSTM",
 }
 
 # The only non-default types a quantcli artifact may hold (beyond skops' own trusted
@@ -52,7 +53,7 @@ TRUSTED_TYPES: tuple[str, ...] = (
 # skops names each node (``"__id__": N``) and array file (``"N.npy"``) after id() of the object:
 # renumbered in order of appearance so that equal models give equal bytes.
 _OBJECT_ID = re.compile(r'(?<="__id__": )([0-9]+)|(?<=")([0-9]+)(?=\.npy")')
-_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 _DEFLATED = zipfile.ZIP_DEFLATED
 
 
@@ -63,10 +64,20 @@ class ModelKind:
     nest a frozen dataclass ``Params`` and implement ``fit``, ``score``, ``dumps`` and
     ``loads``. ``task`` is :data:`CLASSIFIER` or :data:`REGRESSOR`; ``features`` are the column
     names of ``x``, in order.
+
+    ``fit`` and ``score`` also receive ``groups``, each row's symbol, with rows of one symbol in
+    time order. A kind that reads a row's history (``sequences = True``) builds its inputs within
+    a symbol from them; training lets it see earlier rows' features when scoring a test block,
+    and drops (and counts) the rows it scores NaN for lack of history.
     """
 
     name: ClassVar[str]
     artifact_name: ClassVar[str] = "model.skops"
+    sequences: ClassVar[bool] = False
+    # Distributions beyond train.LIBRARIES whose versions decide this kind's numbers.
+    libraries: ClassVar[tuple[str, ...]] = ()
+    # Largest metric change reproduce accepts when re-training on another CPU (0: none).
+    cross_cpu_tolerance: ClassVar[float] = 0.0
 
     @dataclass(frozen=True)
     class Params:
@@ -78,11 +89,11 @@ class ModelKind:
         self.seed = seed
         self.features = features
 
-    def fit(self, x: np.ndarray, y: np.ndarray) -> None:
+    def fit(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> None:
         """Fit on ``x`` (rows x features, float64) and labels ``y``."""
         raise NotImplementedError
 
-    def score(self, x: np.ndarray) -> np.ndarray:
+    def score(self, x: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
         """One float64 score per row of ``x``: P(class 1) or the predicted return."""
         raise NotImplementedError
 
@@ -153,11 +164,11 @@ class Baseline(ModelKind):
             )
         return self.features.index(feature)
 
-    def fit(self, x: np.ndarray, y: np.ndarray) -> None:
+    def fit(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> None:
         """Nothing to learn; checks that the feature exists."""
         self._column()
 
-    def score(self, x: np.ndarray) -> np.ndarray:
+    def score(self, x: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
         """The sign (classifier) or value (regressor) of the chosen feature."""
         values = x[:, self._column()].astype(np.float64)
         return (values > 0).astype(np.float64) if self.task == CLASSIFIER else values
@@ -188,7 +199,7 @@ class SklearnKind(ModelKind):
         """A new unfitted estimator for ``self.task``."""
         raise NotImplementedError
 
-    def fit(self, x: np.ndarray, y: np.ndarray) -> None:
+    def fit(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> None:
         """Fit a fresh estimator with at most FIT_THREADS threads."""
         from threadpoolctl import threadpool_limits
 
@@ -197,7 +208,7 @@ class SklearnKind(ModelKind):
             model.fit(x, y)
         self.model = model
 
-    def score(self, x: np.ndarray) -> np.ndarray:
+    def score(self, x: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
         """P(class 1) for a classifier, the prediction for a regressor."""
         if self.task == CLASSIFIER:
             return np.asarray(self.model.predict_proba(x)[:, 1], dtype=np.float64)
@@ -220,16 +231,22 @@ class SklearnKind(ModelKind):
             raise IntegrityError(f"refusing to load the artifact: {text}") from None
 
 
+def renumber_ids(pattern: re.Pattern[str], text: str) -> tuple[str, dict[str, str]]:
+    """``text`` with each match of ``pattern`` (an id() of an object when saved) renumbered
+    0, 1, ... in order of first appearance, and the old-to-new mapping."""
+    ids: dict[str, str] = {}
+
+    def renumber(match: re.Match[str]) -> str:
+        return ids.setdefault(match.group(0), str(len(ids)))
+
+    return pattern.sub(renumber, text), ids
+
+
 def _canonical_zip(data: bytes) -> bytes:
     """skops' zip with object ids renumbered 0, 1, ... and fixed member times."""
     with zipfile.ZipFile(io.BytesIO(data)) as src:
         schema = src.read("schema.json").decode("utf-8")
-        ids: dict[str, str] = {}
-
-        def renumber(match: re.Match[str]) -> str:
-            return ids.setdefault(match.group(0), str(len(ids)))
-
-        schema = _OBJECT_ID.sub(renumber, schema)
+        schema, ids = renumber_ids(_OBJECT_ID, schema)
         out = io.BytesIO()
         with zipfile.ZipFile(out, "w", _DEFLATED) as dst:
             arrays = {
@@ -238,8 +255,8 @@ def _canonical_zip(data: bytes) -> bytes:
                 if n != "schema.json"
             }
             for new in sorted(arrays, key=lambda n: int(n.removesuffix(".npy"))):
-                dst.writestr(zipfile.ZipInfo(new, _ZIP_TIME), src.read(arrays[new]), _DEFLATED)
-            dst.writestr(zipfile.ZipInfo("schema.json", _ZIP_TIME), schema, _DEFLATED)
+                dst.writestr(zipfile.ZipInfo(new, ZIP_TIME), src.read(arrays[new]), _DEFLATED)
+            dst.writestr(zipfile.ZipInfo("schema.json", ZIP_TIME), schema, _DEFLATED)
     return out.getvalue()
 
 

@@ -225,7 +225,9 @@ class LoadedModel:
                     f"trained on {dtype}"
                 )
         x = features.select(pl.col(c).cast(pl.Float64) for c, _ in schema).to_numpy()
-        return np.asarray(self.model.score(x), dtype=np.float64)
+        # A sequence kind builds each row's history from the rows of its symbol.
+        groups = features.get_column("symbol").to_numpy() if "symbol" in have else None
+        return np.asarray(self.model.score(x, groups), dtype=np.float64)
 
 
 def load(root: Path, ref: str) -> LoadedModel:

@@ -28,6 +28,7 @@ import platform
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,11 +56,28 @@ def label_task(label: LabelSpec) -> str:
     return CLASSIFIER if label.kind == "direction" else REGRESSOR
 
 
-def library_versions() -> dict[str, str]:
-    """The versions of Python, quantcli and every library that decides a model's numbers."""
+def library_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
+    """The versions of Python, quantcli and every library that decides a model's numbers
+    (``extra``: a kind's own, such as TensorFlow)."""
     out = {"python": platform.python_version(), "quantcli": __version__}
-    out.update({name: package_version(name) for name in LIBRARIES})
+    for name in (*LIBRARIES, *extra):
+        try:
+            out[name] = package_version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
     return out
+
+
+def cpu_name() -> str:
+    """The CPU model (with the architecture): where a kind's floating-point results may change."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            names = [
+                line.split(":", 1)[1].strip() for line in info if line.startswith("model name")
+            ]
+    except OSError:
+        names = []
+    return f"{platform.machine()} {names[0] if names else platform.processor()}".strip()
 
 
 def frame_sha256(frame: pl.DataFrame) -> str:
@@ -216,6 +234,23 @@ def _predictions_sha256(p: Prepared, rows: np.ndarray, score: np.ndarray) -> str
     return digest.hexdigest()
 
 
+def _score_rows(
+    model: Any, p: Prepared, rows: np.ndarray, last_session: int
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """The rows a fitted kind scores, their scores, and how many it could not score.
+
+    A sequence kind also sees the features (never the labels) of every earlier row, so a test
+    block's first rows have their history; rows it still scores NaN (a symbol's first rows)
+    are dropped and counted.
+    """
+    import numpy as np
+
+    context = np.flatnonzero(p.session <= last_session) if model.sequences else rows
+    score = model.score(p.x[context], p.symbols[context])[np.isin(context, rows)]
+    keep = ~np.isnan(score)
+    return rows[keep], score[keep], int(len(rows) - keep.sum())
+
+
 def fit_and_evaluate(
     p: Prepared,
     *,
@@ -251,8 +286,13 @@ def fit_and_evaluate(
             )
         _check_classes(task, p.y[train_rows], f"fold {fold.number}'s training rows")
         model = make_kind(kind, params, task=task, seed=seed, features=p.features)
-        model.fit(p.x[train_rows], p.y[train_rows])
-        score = model.score(p.x[test_rows])
+        model.fit(p.x[train_rows], p.y[train_rows], p.symbols[train_rows])
+        test_rows, score, short = _score_rows(model, p, test_rows, fold.test_end)
+        if len(test_rows) == 0:
+            raise DataError(
+                f"fold {fold.number} has no test rows with enough history for model kind "
+                f"{kind}; widen the window or give fewer --folds"
+            )
         fold_docs.append(
             {
                 "fold": fold.number,
@@ -264,6 +304,7 @@ def fit_and_evaluate(
                 "metrics": evaluate(
                     task, p.y[test_rows], score, p.session[test_rows], p.forward_return[test_rows]
                 ),
+                **({"short_history_rows": short} if model.sequences else {}),
             }
         )
         oos_rows.append(test_rows)
@@ -279,7 +320,7 @@ def fit_and_evaluate(
         )
     _check_classes(task, p.y[final_rows], "the training window")
     final = make_kind(kind, params, task=task, seed=seed, features=p.features)
-    final.fit(p.x[final_rows], p.y[final_rows])
+    final.fit(p.x[final_rows], p.y[final_rows], p.symbols[final_rows])
     return Trained(
         model=final,
         folds=fold_docs,
@@ -356,7 +397,7 @@ def train_on_frames(
         "folds": folds,
         "embargo": embargo,
         "fit_threads": FIT_THREADS,
-        "libraries": library_versions(),
+        "libraries": library_versions(kind_class(kind).libraries),
     }
     identity = _identity(inputs)
     existing = registry.find(root, name, identity)
@@ -397,6 +438,7 @@ def train_on_frames(
             "artifact": artifact_name,
             "artifact_sha256": artifact_sha,
             "files": {artifact_name: artifact_sha},
+            "cpu": cpu_name(),
             "created_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
         }
         return meta, artifact_name, trained.artifact
