@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -223,3 +224,14 @@ def test_reproduce_allows_a_stated_tolerance_only_for_lstm_on_another_cpu(
         record(tmp_path, meta, cpu=cpu_name(), shift=small)
         same_cpu = reproduce_on_frames(tmp_path, "m@v1", f, lab)
         assert not same_cpu.identical and same_cpu.tolerance == 0.0
+
+
+def test_keras_leaves_the_home_directory_alone(tmp_path: Path) -> None:
+    home, cache = tmp_path / "home", tmp_path / "cache"
+    home.mkdir()
+    env = {**os.environ, "HOME": str(home), "QUANTCLI_CACHE_DIR": str(cache)}
+    env.pop("KERAS_HOME", None)
+    code = "from quantcli.models.lstm import _keras; _keras()"
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300)
+    assert list(home.iterdir()) == []
+    assert (cache / "keras").is_dir()

@@ -51,8 +51,13 @@ _SHARED_ID = re.compile(r'(?<="shared_object_id": )[0-9]+')
 
 def _keras() -> Any:
     """Keras on TensorFlow, configured for determinism before any TensorFlow op runs."""
+    from quantcli.market.calendar import cache_dir
+
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ["KERAS_BACKEND"] = "tensorflow"
+    # Keras writes its keras.json into ~/.keras on import: keep it with quantcli's other
+    # rebuildable files, so a cron job or CI run leaves the home directory as it found it.
+    os.environ.setdefault("KERAS_HOME", str(cache_dir() / "keras"))
     if "tensorflow" not in sys.modules:
         # TensorFlow's C++ logging writes start-up notices to fd 2 before any setting can
         # silence it, which would break quantcli's one-line errors; import errors still raise.
