@@ -44,6 +44,9 @@ def pytest_configure(config: pytest.Config) -> None:
     for name in [n for n in os.environ if n.startswith("QUANTCLI_") or n in TERMINAL_ENV]:
         del os.environ[name]
     os.environ["QUANTCLI_CACHE_DIR"] = tempfile.mkdtemp(prefix="quantcli-test-cache-")
+    # TensorFlow, imported by a test before quantcli configures Keras, would write
+    # ~/.keras/keras.json: the run keeps it in its own cache too.
+    os.environ["KERAS_HOME"] = os.path.join(os.environ["QUANTCLI_CACHE_DIR"], "keras")
     # No per-example time limit: a cold machine's first examples (numba compiling, caches
     # filling) take longer than a warm one's, and that is not a failure. Failures print the
     # blob that replays them.
