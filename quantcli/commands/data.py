@@ -18,7 +18,9 @@ from quantcli.output import emit, info, settings_of, stdout, table
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from quantcli.settings import Settings
     from quantcli.store.manifest import Manifest
+    from quantcli.store.verify import VerifyReport
 
 app = typer.Typer(
     help="Versioned datasets: list, inspect, query, tag and clean up.",
@@ -274,12 +276,19 @@ def verify_cmd(
     ] = None,
 ) -> None:
     """Recompute every hash; exit 1 naming missing, extra or changed files."""
-    from dataclasses import asdict
-
-    from quantcli.store.verify import failure, verify
+    from quantcli.store.verify import verify
 
     settings = settings_of(ctx)
-    reports = verify(settings.root, ref)
+    emit_verify(settings, verify(settings.root, ref), nothing="no versions to verify")
+
+
+def emit_verify(settings: Settings, reports: list[VerifyReport], *, nothing: str) -> None:
+    """Print verify ``reports`` (of datasets or models): one summary line each, or ``nothing``;
+    exit 1 naming the first failure."""
+    from dataclasses import asdict
+
+    from quantcli.store.verify import failure
+
     payload = {
         "ok": all(r.ok for r in reports),
         "versions": [{**asdict(r), "ok": r.ok} for r in reports],
@@ -289,7 +298,7 @@ def verify_cmd(
         for r in reports:
             console.print(r.summary())
         if not reports:
-            console.print("no versions to verify")
+            console.print(nothing)
 
     emit(settings, payload, render, error=failure(reports))
 

@@ -197,25 +197,13 @@ def verify_cmd(
     json_output: JsonOption = False,
 ) -> None:
     """Recompute every artifact hash; exit 1 naming missing, extra or changed files."""
-    from dataclasses import asdict
-
+    from quantcli.commands.data import emit_verify
     from quantcli.models import registry
-    from quantcli.store.verify import failure
 
     settings = _settings(ctx, json_output)
-    reports = registry.verify(settings.root, ref)
-    payload = {
-        "ok": all(r.ok for r in reports),
-        "versions": [{**asdict(r), "ok": r.ok} for r in reports],
-    }
-
-    def render(console: Console) -> None:
-        for r in reports:
-            console.print(r.summary())
-        if not reports:
-            console.print("no model versions to verify")
-
-    emit(settings, payload, render, error=failure(reports))
+    emit_verify(
+        settings, registry.verify(settings.root, ref), nothing="no model versions to verify"
+    )
 
 
 @app.command("rm")
