@@ -151,8 +151,9 @@ def backtest(
     settings = _settings(ctx, json_output)
     if dataset is None or strategy is None:
         raise UsageError("backtest needs --dataset and --strategy (or a sub-command)")
-    from quantcli.backtest.config import BacktestConfig
+    from quantcli.backtest.config import BacktestConfig, Fill, OnReject, choice
     from quantcli.backtest.runs import execute
+    from quantcli.market.segments import Segment
 
     config = BacktestConfig(
         dataset=dataset,
@@ -162,15 +163,15 @@ def backtest(
         start=parse_date(start, "--from"),
         end=parse_date(end, "--to"),
         cash=cash,
-        segment=segment,
+        segment=choice(Segment, segment, "segment"),
         broker=broker,
         costs=costs,
         slippage=slippage,
-        fill=fill,
+        fill=choice(Fill, fill, "fill"),
         participation=participation,
         allow_short=short,
         margin=margin,
-        on_reject=on_reject,
+        on_reject=choice(OnReject, on_reject, "on_reject"),
         seed=seed,
         risk_free=risk_free,
     )
