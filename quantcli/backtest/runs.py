@@ -240,29 +240,31 @@ def _actions_input(
 
 
 def _charges_inputs(config: BacktestConfig, days: tuple[date, date] | None) -> dict[str, Any]:
-    from quantcli.backtest.costs import STATUTORY, parse_costs
-    from quantcli.market.charges import load_profile, profile_source, rates_in_effect
+    # The cost model's dated rates and the broker profile it read; its name and parameter are
+    # in the options.
+    from quantcli.backtest.costs import parse_costs
+    from quantcli.market.charges import load_profile, profile_source
 
-    if parse_costs(config.costs).kind != STATUTORY or days is None:
-        unused = {"sha256": _digest(None), "used": False}
-        return {"charge_rates": unused, "broker": dict(unused)}
-    profile = load_profile(config.broker)
-    periods = rates_in_effect(config.segment, *days, profile)
-    return {
-        "charge_rates": {
+    model = parse_costs(config.costs)
+    unused = {"sha256": _digest(None), "used": False}
+    periods = None if days is None else model.schedule(config.segment, config.broker, *days)
+    entries: dict[str, Any] = {"charge_rates": unused, "broker": dict(unused)}
+    if periods is not None:
+        entries["charge_rates"] = {
             "sha256": _digest([(start.isoformat(), list(rates)) for start, rates in periods]),
             "periods": len(periods),
-        },
-        "broker": {
+        }
+    if model.uses_broker and days is not None:
+        entries["broker"] = {
             "sha256": hashlib.sha256(profile_source(config.broker)).hexdigest(),
-            "name": profile.name,
-        },
-    }
+            "name": load_profile(config.broker).name,
+        }
+    return entries
 
 
 def _user_files(config: BacktestConfig, strategy_hash: str) -> dict[str, bytes]:
     """The user files ``config`` read, by their name in the run directory."""
-    from quantcli.backtest.costs import STATUTORY, parse_costs
+    from quantcli.backtest.costs import parse_costs
     from quantcli.backtest.strategy import BUILTINS
     from quantcli.market.charges import bundled_profiles, profile_source
 
@@ -276,7 +278,7 @@ def _user_files(config: BacktestConfig, strategy_hash: str) -> dict[str, bytes]:
         if hashlib.sha256(source).hexdigest() != strategy_hash:
             raise ConflictError(f"strategy file {path} changed while the backtest ran: run again")
         files[STRATEGY_COPY] = source
-    if parse_costs(config.costs).kind == STATUTORY and config.broker not in bundled_profiles():
+    if parse_costs(config.costs).uses_broker and config.broker not in bundled_profiles():
         files[BROKER_COPY] = profile_source(config.broker)
     return files
 
