@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+from test_backtest_results_runs import fake_result, no_store  # noqa: F401 (autouse fixture)
 
+from quantcli.backtest import runs
 from quantcli.backtest.config import BacktestConfig, Fill, OnReject
 from quantcli.errors import UsageError
 from quantcli.market import charges
@@ -43,3 +46,61 @@ def test_a_bad_segment_on_the_cli_is_one_line(cli, tmp_path: Path) -> None:
     assert res.stderr.strip().splitlines() == [
         "error: unknown segment 'cash': --segment takes delivery | intraday | futures | options"
     ]
+
+
+# --- the run manifest ------------------------------------------------------------------------
+
+
+def _saved(tmp_path: Path) -> tuple[runs.Run, dict[str, Any]]:
+    run = runs.save_run(fake_result(), tmp_path / "runs", root=tmp_path)
+    return run, json.loads((run.path / runs.MANIFEST).read_text())
+
+
+def test_the_run_manifest_is_typed_and_round_trips_to_the_same_bytes(tmp_path: Path) -> None:
+    run, raw = _saved(tmp_path)
+    manifest = runs.RunManifest.from_dict(raw)
+    assert manifest == run.manifest and manifest.format == runs.FORMAT_VERSION == raw["format"]
+    assert (
+        isinstance(manifest.config, BacktestConfig) and manifest.config.segment is Segment.DELIVERY
+    )
+    assert manifest.dataset.content_hash == "c0ffee" * 10 and manifest.strategy.name == "sma_cross"
+    assert manifest.to_dict() == raw
+    written = (run.path / runs.MANIFEST).read_text()
+    assert written == json.dumps(manifest.to_dict(), indent=2, sort_keys=True) + "\n"
+
+
+def _damage(raw: dict[str, Any], key: str, value: object) -> None:
+    section, _, field = key.rpartition(".")
+    target = raw[section] if section else raw
+    if value is None:
+        del target[field]
+    else:
+        target[field] = value
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("format", 3, "run manifest format 3 is not one this quantcli reads (1, 2): upgrade"),
+        ("format", "2", "damaged run manifest: 'format' is str, not int"),
+        ("outputs", None, "damaged run manifest: no 'outputs'"),
+        ("bars", "many", "damaged run manifest: 'bars' is str, not int"),
+        ("dataset.version", True, "damaged run manifest: 'version' is bool, not int"),
+        ("config.segment", "cash", "damaged run manifest: 'config': unknown segment 'cash'"),
+        ("inputs.options", {"hash": "x"}, "damaged run manifest: an 'inputs' entry has no sha256"),
+        ("warnings", [1], "damaged run manifest: 'warnings' is not a list of strings"),
+    ],
+)
+def test_a_damaged_or_unknown_manifest_is_one_line(
+    cli, tmp_path: Path, key: str, value: object, message: str
+) -> None:
+    run, raw = _saved(tmp_path)
+    _damage(raw, key, value)
+    (run.path / runs.MANIFEST).write_text(json.dumps(raw))
+    for command in ("show", "reproduce"):
+        res = cli("backtest", command, str(run.path))
+        assert res.exit_code == 1, res.stdout
+        (line,) = res.stderr.strip().splitlines()
+        assert line.startswith(f"error: {run.path / runs.MANIFEST}: {message}"), line
+    # Listing skips what it cannot read rather than failing on it.
+    assert runs.list_runs(tmp_path / "runs") == []
