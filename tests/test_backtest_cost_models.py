@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import math
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -15,16 +15,16 @@ import pytest
 from numba import cfunc
 from test_backtest_engine import Script, Targets, cfg, flat, loaded, make_bars
 
+# The cli fixture runs on this store: dataset px, one symbol on the sessions of 2023 H1.
+from test_runs_identity import store  # noqa: F401
+
 from quantcli.backtest import costs
 from quantcli.backtest.costs import FORMULA, CostModel, parse_costs, rate_table
 from quantcli.backtest.engine import simulate
 from quantcli.errors import UsageError
-from quantcli.market.calendar import sessions
 from quantcli.market.charges import Segment
-from quantcli.store.manifest import TIMEZONE, SourceInfo
-from quantcli.store.publish import publish
 
-CUTOVER = date(2024, 1, 4)  # the stepped fee doubles on this session
+CUTOVER = date(2023, 3, 1)  # the stepped fee doubles on this session
 
 
 def _fee(raw: str, spec: str) -> float:
@@ -108,9 +108,11 @@ def registered(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _round_trip() -> pl.DataFrame:
-    # Buy 10 at bar 1's open (2024-01-02), sell them at bar 4's open (2024-01-05).
+    # Buy 10 at bar 1's open (2023-02-28), sell them at bar 4's open (2023-03-03).
     rows = flat(6)
-    return make_bars({"AAA": rows}).with_columns(tgt=pl.Series([10.0, None, None, 0.0, None, None]))
+    return make_bars({"AAA": rows}, start=date(2023, 2, 27)).with_columns(
+        tgt=pl.Series([10.0, None, None, 0.0, None, None])
+    )
 
 
 def test_a_per_fill_fee_charges_signal_fills(registered: None) -> None:
@@ -137,7 +139,7 @@ def test_a_models_per_session_rows_reach_its_formula(registered: None) -> None:
         _round_trip(), cfg(costs="stepped:0.001"), strategy=loaded(Targets(), "targets")
     )
     fills = result.fills
-    # The buy on 2024-01-02 pays the old fee, the sale on 2024-01-05 the new one plus 0.1 % of
+    # The buy on 2023-02-28 pays the old fee, the sale on 2023-03-03 the new one plus 0.1 % of
     # its Rs 1,000 turnover.
     assert fills["charge_brokerage"].to_list() == [10.0, 20.0]
     assert fills["charge_stt"].to_list() == pytest.approx([0.0, 1.0])
@@ -168,31 +170,10 @@ def test_builtin_models_keep_their_specs() -> None:
 # --- through the CLI --------------------------------------------------------------------------
 
 
-@pytest.fixture
-def px(tmp_path: Path) -> Path:
-    """A store with dataset ``px``: one symbol on the NSE sessions of January 2024, a wavy close."""
-    root = tmp_path / "store"
-    days = sessions(date(2024, 1, 1), date(2024, 1, 31))
-    close = [100.0 + 10.0 * math.sin(i / 2.0) for i in range(len(days))]
-    bars = pl.DataFrame(
-        {
-            "symbol": ["AAA"] * len(days),
-            "ts": [datetime.combine(d, datetime.min.time()) for d in days],
-            "open": close,
-            "high": [c + 1.0 for c in close],
-            "low": [c - 1.0 for c in close],
-            "close": close,
-            "volume": [1_000_000] * len(days),
-        }
-    ).with_columns(pl.col("ts").dt.replace_time_zone(TIMEZONE))
-    publish(root, "px", bars, interval="1d", source=SourceInfo(kind="test"))
-    return root
-
-
-def _backtest(cli, store: Path, spec: str):
+def _backtest(cli, spec: str):
     res = cli(
         "--json", "backtest", "-d", "px", "-s", "sma_cross", "-p", "fast=2", "-p", "slow=4",
-        "-p", "qty=10", "--costs", spec, root=store,
+        "-p", "qty=10", "--costs", spec,
     )  # fmt: skip
     assert res.exit_code == 0, res.stderr
     out = res.json()
@@ -200,9 +181,9 @@ def _backtest(cli, store: Path, spec: str):
 
 
 def test_a_registered_model_runs_from_the_cli_and_is_in_the_run_identity(
-    cli, px: Path, registered: None
+    cli, registered: None
 ) -> None:
-    out, manifest = _backtest(cli, px, "fee:20")
+    out, manifest = _backtest(cli, "fee:20")
     fills = pl.read_parquet(Path(out["run_dir"]) / "fills.parquet")
     assert fills.height > 0
     assert out["charges_brokerage"] == out["charges_total"] == pytest.approx(20.0 * fills.height)
@@ -210,21 +191,21 @@ def test_a_registered_model_runs_from_the_cli_and_is_in_the_run_identity(
     # Its identity is the spec (hashed with the options): no dated rates, no broker profile.
     inputs = manifest["inputs"]
     assert inputs["charge_rates"]["used"] is False and inputs["broker"]["used"] is False
-    other, _ = _backtest(cli, px, "fee:21")
+    other, _ = _backtest(cli, "fee:21")
     assert other["run_id"] != out["run_id"]
-    res = cli("backtest", "reproduce", out["run_id"], root=px)
+    res = cli("backtest", "reproduce", out["run_id"])
     assert res.exit_code == 0 and res.stdout.startswith("reproduced:"), res.stdout
 
 
 def test_a_models_dated_rates_are_hashed_into_the_manifest(
-    cli, px: Path, registered: None, monkeypatch: pytest.MonkeyPatch
+    cli, registered: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    out, manifest = _backtest(cli, px, "stepped:0")
+    out, manifest = _backtest(cli, "stepped:0")
     entry = manifest["inputs"]["charge_rates"]
-    assert entry["periods"] == 2  # January 2024 spans the cutover
+    assert entry["periods"] == 2  # 2023 H1 spans the cutover
     assert manifest["inputs"]["broker"]["used"] is False
     # A model whose dated rates change is named as the changed input on reproduce.
     shifted = [(date.min, (10.0,)), (CUTOVER, (30.0,))]
     monkeypatch.setattr(SteppedFee, "schedule", lambda self, *args: shifted)
-    res = cli("backtest", "reproduce", out["run_id"], root=px)
+    res = cli("backtest", "reproduce", out["run_id"])
     assert "input changed: charge rates" in res.stdout
