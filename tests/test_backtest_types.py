@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 import json
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_backtest_results_runs import fake_result, no_store  # noqa: F401 (autouse fixture)
 
 from quantcli.backtest import runs
@@ -104,3 +107,46 @@ def test_a_damaged_or_unknown_manifest_is_one_line(
         assert line.startswith(f"error: {run.path / runs.MANIFEST}: {message}"), line
     # Listing skips what it cannot read rather than failing on it.
     assert runs.list_runs(tmp_path / "runs") == []
+
+
+configs = st.builds(
+    BacktestConfig,
+    dataset=st.sampled_from(["px", "px@v2", "nse@c0ffee"]),
+    strategy=st.sampled_from(["sma_cross", "strats/dip.py:Dip"]),
+    params=st.dictionaries(st.sampled_from(["fast", "slow", "qty"]), st.from_regex(r"[0-9]{1,3}")),
+    symbols=st.none() | st.lists(st.sampled_from(["AAA", "BBB"]), min_size=1).map(tuple),
+    start=st.none() | st.dates(date(2010, 1, 1), date(2015, 1, 1)),
+    cash=st.floats(1.0, 1e9),
+    segment=st.sampled_from(list(Segment)) | st.sampled_from([s.value for s in Segment]),
+    fill=st.sampled_from(["open", "close"]),
+    on_reject=st.sampled_from(list(OnReject)),
+    costs=st.sampled_from(["statutory", "flat:0.05%"]),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    config=configs, fmt=st.sampled_from(runs.FORMATS), prices=st.none() | st.just("split_adjusted")
+)
+def test_any_manifest_round_trips_through_json(config: BacktestConfig, fmt: int, prices) -> None:
+    strategy = runs.StrategyInfo(config.strategy, "s", "ab" * 32, config.params)
+    inputs = {"strategy": {"sha256": "ab" * 32}, "dataset": {"sha256": "cd" * 32}}
+    manifest = runs.RunManifest(
+        run_id="s-px-0123456789ab",
+        created_at="2026-12-01T00:00:00+00:00",
+        config=config,
+        dataset=runs.DatasetInfo(config.dataset, "px", 2, "cd" * 32, prices),
+        strategy=strategy,
+        seed=config.seed,
+        bars=7,
+        versions={"quantcli": "0"},
+        outputs={"fills.parquet": "ef" * 32},
+        summary={"final_equity": 1.5, "start": None},
+        inputs=inputs if fmt == 1 else {**inputs, "options": {"sha256": "0" * 64, "n": 1}},
+        warnings=("one", "two"),
+        format=fmt,
+    )
+    text = json.dumps(manifest.to_dict(), sort_keys=True)
+    again = runs.RunManifest.from_dict(json.loads(text))
+    assert again == manifest
+    assert json.dumps(again.to_dict(), sort_keys=True) == text
