@@ -2,8 +2,10 @@
 
 A run is reproducible from its config plus the dataset version and strategy source it names, so
 the config is a frozen value with a lossless ``to_dict``/``from_dict`` round trip (stored in the
-run manifest). Model specs (costs, slippage) stay strings here and are parsed in one place each
-(quantcli.backtest.costs, quantcli.backtest.slippage).
+run manifest). The closed choices are enums (``StrEnum``: equal to their text, so
+``config.segment == "intraday"`` holds), the segment being the market model's own
+:class:`~quantcli.market.segments.Segment`. Model specs (costs, slippage) stay strings here and
+are parsed in one place each (quantcli.backtest.costs, quantcli.backtest.slippage).
 """
 
 from __future__ import annotations
@@ -11,12 +13,37 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import date
+from enum import StrEnum
+from typing import TypeVar
 
 from quantcli.errors import UsageError
+from quantcli.market.segments import Segment
 
-SEGMENTS = ("delivery", "intraday", "futures", "options")
-FILL_MODES = ("open", "close")
-REJECT_MODES = ("record", "error")
+E = TypeVar("E", bound=StrEnum)
+
+
+class Fill(StrEnum):
+    """Which price a market order fills at."""
+
+    OPEN = "open"  # the next bar's open
+    CLOSE = "close"  # the same bar's close
+
+
+class OnReject(StrEnum):
+    """What a rejected order does to the run."""
+
+    RECORD = "record"  # kept with status "rejected" and a reason
+    ERROR = "error"  # stops the run with a StrategyError (for strategies never to be rejected)
+
+
+def choice(kind: type[E], value: str, name: str) -> E:
+    """``value`` as a member of ``kind`` for the config field ``name``, else a UsageError
+    naming the flag that sets it (``--`` and the name, dashed)."""
+    try:
+        return kind(value)
+    except ValueError:
+        flag = "--" + name.replace("_", "-")
+        raise UsageError(f"unknown {name} {value!r}: {flag} takes {' | '.join(kind)}") from None
 
 
 def _sorted_params(params: Mapping[str, str]) -> dict[str, str]:
@@ -38,32 +65,25 @@ class BacktestConfig:
     start: date | None = None
     end: date | None = None
     cash: float = 1_000_000.0
-    segment: str = "delivery"
+    segment: Segment = Segment.DELIVERY
     broker: str = "zerodha"
     costs: str = "statutory"
     slippage: str = "none"
-    fill: str = "open"
+    fill: Fill = Fill.OPEN
     participation: float = 0.10
     allow_short: bool = False
     margin: float = 0.20
     risk_free: float = 0.0
     seed: int = 0
-    # "record": a rejected order is kept with status "rejected" and a reason; "error": it stops
-    # the run with a StrategyError (for strategies that must never be rejected).
-    on_reject: str = "record"
+    on_reject: OnReject = OnReject.RECORD
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "params", _sorted_params(self.params))
         if self.symbols is not None:
             object.__setattr__(self, "symbols", tuple(self.symbols))
-        if self.segment not in SEGMENTS:
-            raise UsageError(f"unknown segment {self.segment!r} (expected one of {SEGMENTS})")
-        if self.fill not in FILL_MODES:
-            raise UsageError(f"unknown fill {self.fill!r} (expected one of {FILL_MODES})")
-        if self.on_reject not in REJECT_MODES:
-            raise UsageError(
-                f"unknown on_reject {self.on_reject!r} (expected one of {REJECT_MODES})"
-            )
+        # Python callers and from_dict may pass the choices as text.
+        for name, kind in (("segment", Segment), ("fill", Fill), ("on_reject", OnReject)):
+            object.__setattr__(self, name, choice(kind, getattr(self, name), name))
         if not self.cash > 0:
             raise UsageError(f"cash must be positive, got {self.cash}")
         if not 0 < self.participation <= 1:
@@ -74,11 +94,13 @@ class BacktestConfig:
             raise UsageError(f"start {self.start} is after end {self.end}")
 
     def to_dict(self) -> dict[str, object]:
-        """A JSON-ready dict (dates as ISO strings, symbols as a list)."""
+        """A JSON-ready dict (dates as ISO strings, choices as their text, symbols as a list)."""
         out: dict[str, object] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, date):
+            if isinstance(value, StrEnum):
+                value = value.value
+            elif isinstance(value, date):
                 value = value.isoformat()
             elif isinstance(value, tuple):
                 value = list(value)

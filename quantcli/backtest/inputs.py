@@ -58,7 +58,7 @@ class Bars(NamedTuple):
     slip_input: Floats  # the slippage model's per-bar input (sqrt: recent volatility)
     lot: Floats
     target: Floats  # a signal strategy's target (NaN = no opinion)
-    rates: Floats  # one row of charge rates per session
+    rates: Floats  # the cost model's row per session (statutory: the charge rates)
 
 
 class Actions(NamedTuple):
@@ -76,8 +76,8 @@ class Params(NamedTuple):
     participation: float
     slip: Callable[[float, float, float, float], float]  # the slippage model's cfunc
     slip_param: float
-    cost_kind: int
-    flat_rate: float
+    costs: Callable[[float, Floats, bool, float, float, Floats], None]  # the cost model's cfunc
+    cost_param: float
     margin: float
     funding: int
     fill_close: bool

@@ -34,18 +34,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from quantcli import __version__
+from quantcli.backtest.config import BacktestConfig
 from quantcli.errors import ConflictError, IntegrityError, NotFoundError, QuantcliError, UsageError
 
 if TYPE_CHECKING:
     import numpy as np
     import polars as pl
 
-    from quantcli.backtest.config import BacktestConfig
     from quantcli.backtest.engine import BacktestResult
     from quantcli.backtest.metrics import Metric
 
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 2  # of the run manifest written
+FORMATS = (1, 2)  # those read
 FRAMES = ("orders", "fills", "equity", "trades")
 OUTPUTS = (*(f"{name}.parquet" for name in FRAMES), "metrics.json", "report.html")
 SUMMARY_KEYS = ("start", "end", "final_equity", "total_return", "trades")
@@ -76,13 +77,188 @@ PARQUET_OPTIONS: dict[str, Any] = {
 }
 
 
+def _damaged(detail: str) -> IntegrityError:
+    return IntegrityError(f"damaged run manifest: {detail}")
+
+
+def _typed(data: Mapping[str, Any], key: str, kind: type) -> Any:
+    """``data[key]`` when it is a ``kind``, else the damaged-manifest error naming the key."""
+    if key not in data:
+        raise _damaged(f"no {key!r}")
+    value = data[key]
+    # bool is an int in Python, never a count or a version here.
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+        raise _damaged(f"{key!r} is {type(value).__name__}, not {kind.__name__}")
+    return value
+
+
+def _section(data: Mapping[str, Any], key: str) -> dict[str, Any]:
+    section: dict[str, Any] = _typed(data, key, dict)
+    return section
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """The dataset version a run read: the reference given, and the version it resolved to."""
+
+    ref: str
+    name: str
+    version: int
+    content_hash: str
+    prices: str | None = None  # recorded only when not raw
+
+    def to_dict(self) -> dict[str, object]:
+        """The manifest's ``dataset`` object."""
+        out: dict[str, object] = {
+            "ref": self.ref,
+            "name": self.name,
+            "version": self.version,
+            "content_hash": self.content_hash,
+        }
+        if self.prices is not None:
+            out["prices"] = self.prices
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> DatasetInfo:
+        """Inverse of :meth:`to_dict` (IntegrityError when a field is missing or mistyped)."""
+        prices = d.get("prices")
+        if prices is not None and not isinstance(prices, str):
+            raise _damaged("'prices' is not a string")
+        return cls(
+            _typed(d, "ref", str),
+            _typed(d, "name", str),
+            _typed(d, "version", int),
+            _typed(d, "content_hash", str),
+            prices,
+        )
+
+
+@dataclass(frozen=True)
+class StrategyInfo:
+    """The strategy a run executed: its spec, short name, source sha256 and parameters."""
+
+    spec: str
+    name: str
+    source_hash: str
+    params: Mapping[str, str]
+
+    def to_dict(self) -> dict[str, object]:
+        """The manifest's ``strategy`` object."""
+        return {
+            "spec": self.spec,
+            "name": self.name,
+            "source_hash": self.source_hash,
+            "params": dict(self.params),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> StrategyInfo:
+        """Inverse of :meth:`to_dict` (IntegrityError when a field is missing or mistyped)."""
+        params = _section(d, "params")
+        return cls(
+            _typed(d, "spec", str),
+            _typed(d, "name", str),
+            _typed(d, "source_hash", str),
+            {str(k): str(v) for k, v in params.items()},
+        )
+
+
+@dataclass(frozen=True)
+class RunManifest:
+    """The immutable description of one saved run (``manifest.json``): what it ran, every input
+    that decides its numbers (``inputs``, each with its sha256) and the sha256 of each output.
+
+    ``format`` 2 is written; format 1 (before ``inputs`` existed) is still read, its inputs
+    being the strategy source and the dataset it pinned. ``created_at`` is informational:
+    reproduce and the run id ignore it.
+    """
+
+    run_id: str
+    created_at: str
+    config: BacktestConfig
+    dataset: DatasetInfo
+    strategy: StrategyInfo
+    seed: int
+    bars: int
+    versions: Mapping[str, str]
+    outputs: Mapping[str, str]
+    summary: Mapping[str, object]
+    inputs: Mapping[str, Mapping[str, object]]
+    warnings: tuple[str, ...] = ()
+    format: int = FORMAT_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready form written to ``manifest.json``."""
+        return {
+            "format": self.format,
+            "run_id": self.run_id,
+            "created_at": self.created_at,
+            "config": self.config.to_dict(),
+            "dataset": self.dataset.to_dict(),
+            "strategy": self.strategy.to_dict(),
+            "seed": self.seed,
+            "bars": self.bars,
+            "warnings": list(self.warnings),
+            "versions": dict(self.versions),
+            "outputs": dict(sorted(self.outputs.items())),
+            "summary": dict(self.summary),
+            "inputs": {name: dict(entry) for name, entry in self.inputs.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> RunManifest:
+        """Inverse of :meth:`to_dict`: IntegrityError (one line, naming the field) for a
+        damaged manifest or a format this quantcli does not read."""
+        fmt = _typed(d, "format", int)
+        if fmt not in FORMATS:
+            raise IntegrityError(
+                f"run manifest format {fmt} is not one this quantcli reads "
+                f"({', '.join(map(str, FORMATS))}): upgrade quantcli"
+            )
+        try:
+            config = BacktestConfig.from_dict(_section(d, "config"))
+        except (QuantcliError, TypeError, ValueError) as exc:
+            raise _damaged(f"'config': {exc}") from None
+        dataset = DatasetInfo.from_dict(_section(d, "dataset"))
+        strategy = StrategyInfo.from_dict(_section(d, "strategy"))
+        if fmt == 1:
+            # A format-1 manifest pins only the dataset and the strategy source.
+            inputs: dict[str, Any] = {
+                "strategy": {"sha256": strategy.source_hash},
+                "dataset": {"sha256": dataset.content_hash},
+            }
+        else:
+            inputs = _section(d, "inputs")
+        if any(not isinstance(entry, dict) or "sha256" not in entry for entry in inputs.values()):
+            raise _damaged("an 'inputs' entry has no sha256")
+        warnings = d.get("warnings", [])
+        if not isinstance(warnings, list) or not all(isinstance(w, str) for w in warnings):
+            raise _damaged("'warnings' is not a list of strings")
+        return cls(
+            run_id=_typed(d, "run_id", str),
+            created_at=str(d.get("created_at", "")),
+            config=config,
+            dataset=dataset,
+            strategy=strategy,
+            seed=_typed(d, "seed", int),
+            bars=_typed(d, "bars", int),
+            versions={str(k): str(v) for k, v in _section(d, "versions").items()},
+            outputs={str(k): str(v) for k, v in _section(d, "outputs").items()},
+            summary=_section(d, "summary"),
+            inputs=inputs,
+            warnings=tuple(warnings),
+            format=fmt,
+        )
+
+
 @dataclass(frozen=True)
 class Run:
     """A saved run: its id, directory and parsed manifest."""
 
     run_id: str
     path: Path
-    manifest: dict[str, Any]
+    manifest: RunManifest
     unchanged: bool = False  # saving found this run already there, byte-identical
 
     def metrics(self) -> dict[str, Any]:
@@ -240,29 +416,31 @@ def _actions_input(
 
 
 def _charges_inputs(config: BacktestConfig, days: tuple[date, date] | None) -> dict[str, Any]:
-    from quantcli.backtest.costs import STATUTORY, parse_costs
-    from quantcli.market.charges import load_profile, profile_source, rates_in_effect
+    # The cost model's dated rates and the broker profile it read; its name and parameter are
+    # in the options.
+    from quantcli.backtest.costs import parse_costs
+    from quantcli.market.charges import load_profile, profile_source
 
-    if parse_costs(config.costs).kind != STATUTORY or days is None:
-        unused = {"sha256": _digest(None), "used": False}
-        return {"charge_rates": unused, "broker": dict(unused)}
-    profile = load_profile(config.broker)
-    periods = rates_in_effect(config.segment, *days, profile)
-    return {
-        "charge_rates": {
+    model = parse_costs(config.costs)
+    unused = {"sha256": _digest(None), "used": False}
+    periods = None if days is None else model.schedule(config.segment, config.broker, *days)
+    entries: dict[str, Any] = {"charge_rates": unused, "broker": dict(unused)}
+    if periods is not None:
+        entries["charge_rates"] = {
             "sha256": _digest([(start.isoformat(), list(rates)) for start, rates in periods]),
             "periods": len(periods),
-        },
-        "broker": {
+        }
+    if model.uses_broker and days is not None:
+        entries["broker"] = {
             "sha256": hashlib.sha256(profile_source(config.broker)).hexdigest(),
-            "name": profile.name,
-        },
-    }
+            "name": load_profile(config.broker).name,
+        }
+    return entries
 
 
 def _user_files(config: BacktestConfig, strategy_hash: str) -> dict[str, bytes]:
     """The user files ``config`` read, by their name in the run directory."""
-    from quantcli.backtest.costs import STATUTORY, parse_costs
+    from quantcli.backtest.costs import parse_costs
     from quantcli.backtest.strategy import BUILTINS
     from quantcli.market.charges import bundled_profiles, profile_source
 
@@ -276,7 +454,7 @@ def _user_files(config: BacktestConfig, strategy_hash: str) -> dict[str, bytes]:
         if hashlib.sha256(source).hexdigest() != strategy_hash:
             raise ConflictError(f"strategy file {path} changed while the backtest ran: run again")
         files[STRATEGY_COPY] = source
-    if parse_costs(config.costs).kind == STATUTORY and config.broker not in bundled_profiles():
+    if parse_costs(config.costs).uses_broker and config.broker not in bundled_profiles():
         files[BROKER_COPY] = profile_source(config.broker)
     return files
 
@@ -316,6 +494,7 @@ def write_outputs(
 
 
 def _dataset_info(ref: str, content_hash: str, root: Path) -> dict[str, object]:
+    # The manifest's ``dataset`` object (DatasetInfo's JSON form).
     from quantcli.store.manifest import RAW
     from quantcli.store.reader import open_dataset
 
@@ -340,31 +519,27 @@ def build_manifest(
     outputs: Mapping[str, str],
     metrics: Mapping[str, Metric],
     inputs: Mapping[str, Mapping[str, object]],
-) -> dict[str, object]:
+) -> RunManifest:
     """The manifest of a run (``created_at`` is informational; reproduce ignores it)."""
     from quantcli.backtest.metrics import fixed_float
 
     config = result.config
-    return {
-        "format": FORMAT_VERSION,
-        "run_id": run_id,
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "config": config.to_dict(),
-        "dataset": _dataset_info(config.dataset, result.dataset_hash, root),
-        "strategy": {
-            "spec": config.strategy,
-            "name": strategy_name(config.strategy),
-            "source_hash": result.strategy_hash,
-            "params": dict(config.params),
-        },
-        "seed": config.seed,
-        "bars": result.bars,
-        "warnings": list(result.warnings),
-        "versions": versions(),
-        "outputs": dict(sorted(outputs.items())),
-        "summary": {k: fixed_float(metrics.get(k)) for k in SUMMARY_KEYS},
-        "inputs": {name: dict(entry) for name, entry in inputs.items()},
-    }
+    return RunManifest(
+        run_id=run_id,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        config=config,
+        dataset=DatasetInfo.from_dict(_dataset_info(config.dataset, result.dataset_hash, root)),
+        strategy=StrategyInfo(
+            config.strategy, strategy_name(config.strategy), result.strategy_hash, config.params
+        ),
+        seed=config.seed,
+        bars=result.bars,
+        versions=versions(),
+        outputs=outputs,
+        summary={k: fixed_float(metrics.get(k)) for k in SUMMARY_KEYS},
+        inputs=inputs,
+        warnings=tuple(result.warnings),
+    )
 
 
 def save_run(result: BacktestResult, runs_dir: Path, *, root: Path) -> Run:
@@ -393,7 +568,7 @@ def save_run(result: BacktestResult, runs_dir: Path, *, root: Path) -> Run:
         manifest = build_manifest(
             result, run_id=run_id, root=root, outputs=outputs, metrics=metrics, inputs=inputs
         )
-        _write_json_synced(tmp / MANIFEST, manifest)
+        _write_json_synced(tmp / MANIFEST, manifest.to_dict())
         if _place(tmp, final):
             return Run(run_id, final, manifest)
         different = _differing_files(tmp, final)
@@ -490,8 +665,11 @@ def find_run(runs_dir: Path, ref: str) -> Run:
 
 
 def _load(path: Path) -> Run:
-    manifest = _read_json(path / MANIFEST)
-    return Run(str(manifest.get("run_id", path.name)), path, manifest)
+    try:
+        manifest = RunManifest.from_dict(_read_json(path / MANIFEST))
+    except IntegrityError as exc:
+        raise IntegrityError(f"{path / MANIFEST}: {exc.message}") from None
+    return Run(manifest.run_id, path, manifest)
 
 
 def list_runs(runs_dir: Path) -> list[Run]:
@@ -503,19 +681,19 @@ def list_runs(runs_dir: Path) -> list[Run]:
         if path.name.startswith(".") or not (path / MANIFEST).is_file():
             continue
         try:
-            run = _load(path)
+            # Not e.g. a dataset version of a dataset named "runs": that is no run manifest.
+            runs.append(_load(path))
         except QuantcliError:
             continue
-        if "run_id" in run.manifest:  # not e.g. a dataset version of a dataset named "runs"
-            runs.append(run)
-    return sorted(runs, key=lambda r: (str(r.manifest.get("created_at", "")), r.run_id))
+    return sorted(runs, key=lambda r: (r.manifest.created_at, r.run_id))
 
 
-def pinned_config(manifest: Mapping[str, Any], run_dir: Path) -> BacktestConfig:
+def pinned_config(manifest: RunManifest | Mapping[str, Any], run_dir: Path) -> BacktestConfig:
     """The run's config with the dataset pinned to the exact version (``NAME@<hash>``) and the
-    user files it read replaced by the run directory's copies of them."""
-    from quantcli.backtest.config import BacktestConfig
-
+    user files it read replaced by the run directory's copies of them (``manifest`` typed or
+    in its JSON form, of which ``config``, ``dataset`` and ``inputs`` are read)."""
+    if isinstance(manifest, RunManifest):
+        manifest = manifest.to_dict()
     config = BacktestConfig.from_dict(manifest["config"])
     dataset = manifest["dataset"]
     inputs = manifest.get("inputs", {})
@@ -530,17 +708,6 @@ def pinned_config(manifest: Mapping[str, Any], run_dir: Path) -> BacktestConfig:
         if name is not None and not (run_dir / name).is_file():
             raise IntegrityError(f"{run_dir / name}: missing (the run's copy of a file it read)")
     return dataclasses.replace(config, **changes)
-
-
-def _recorded_inputs(manifest: Mapping[str, Any]) -> dict[str, Any]:
-    inputs: dict[str, Any] = manifest.get("inputs", {})
-    if inputs:
-        return inputs
-    # A format-1 manifest pins only the dataset and the strategy source.
-    return {
-        "strategy": {"sha256": manifest["strategy"]["source_hash"]},
-        "dataset": {"sha256": manifest["dataset"]["content_hash"]},
-    }
 
 
 def reproduce(
@@ -561,22 +728,23 @@ def reproduce(
             "(use --root for the store the run was made from)"
         ) from None
     result = run_backtest(config, root=root, progress=progress)
-    pinned = _recorded_inputs(manifest)
-    inputs = run_inputs(result, config=manifest["config"], root=root)
+    pinned = manifest.inputs
+    recorded_config = manifest.config.to_dict()
+    inputs = run_inputs(result, config=recorded_config, root=root)
     inputs_changed = tuple(
         label
         for name, label in INPUTS.items()
         if name in pinned and pinned[name].get("sha256") != inputs[name]["sha256"]
     )
-    expected: dict[str, str] = manifest["outputs"]
+    expected = manifest.outputs
     with tempfile.TemporaryDirectory(prefix="quantcli-reproduce-") as tmp:
-        actual, _ = write_outputs(Path(tmp), result, run_id=run.run_id, config=manifest["config"])
+        actual, _ = write_outputs(Path(tmp), result, run_id=run.run_id, config=recorded_config)
         different = tuple(sorted(n for n in expected if actual.get(n) != expected[n]))
         keys: tuple[str, ...] = ()
         if "metrics.json" in different:
             keys = _differing_keys(run.metrics(), _read_json(Path(tmp) / "metrics.json"))
     identical = tuple(sorted(n for n in expected if n not in different))
-    recorded: dict[str, str] = manifest.get("versions", {})
+    recorded = manifest.versions
     now = versions()
     changed = tuple(
         f"{name} {recorded.get(name, '?')} -> {now[name]}"

@@ -6,7 +6,7 @@ Heavy libraries (polars, numba, ...) are imported inside the functions so `--hel
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -151,8 +151,9 @@ def backtest(
     settings = _settings(ctx, json_output)
     if dataset is None or strategy is None:
         raise UsageError("backtest needs --dataset and --strategy (or a sub-command)")
-    from quantcli.backtest.config import BacktestConfig
+    from quantcli.backtest.config import BacktestConfig, Fill, OnReject, choice
     from quantcli.backtest.runs import execute
+    from quantcli.market.segments import Segment
 
     config = BacktestConfig(
         dataset=dataset,
@@ -162,15 +163,15 @@ def backtest(
         start=parse_date(start, "--from"),
         end=parse_date(end, "--to"),
         cash=cash,
-        segment=segment,
+        segment=choice(Segment, segment, "segment"),
         broker=broker,
         costs=costs,
         slippage=slippage,
-        fill=fill,
+        fill=choice(Fill, fill, "fill"),
         participation=participation,
         allow_short=short,
         margin=margin,
-        on_reject=on_reject,
+        on_reject=choice(OnReject, on_reject, "on_reject"),
         seed=seed,
         risk_free=risk_free,
     )
@@ -185,7 +186,7 @@ def backtest(
         info(settings, f"unchanged: {run.path} already holds this run, byte-identical")
     else:
         info(settings, f"saved {run.path}")
-    warnings = run.manifest["warnings"]
+    warnings = list(run.manifest.warnings)
     for line in warnings:
         warn(settings, line)
     metrics = run.metrics()
@@ -257,16 +258,16 @@ def reproduce(
 
 def _summary_row(run: Run) -> dict[str, Any]:
     manifest = run.manifest
-    summary = manifest.get("summary", {})
+    summary = manifest.summary
     return {
         "run_id": run.run_id,
-        "strategy": manifest.get("strategy", {}).get("name"),
-        "dataset": manifest.get("config", {}).get("dataset"),
+        "strategy": manifest.strategy.name,
+        "dataset": manifest.config.dataset,
         "start": summary.get("start"),
         "end": summary.get("end"),
         "final_equity": summary.get("final_equity"),
         "total_return": summary.get("total_return"),
-        "created_at": manifest.get("created_at"),
+        "created_at": manifest.created_at,
         "path": str(run.path),
     }
 
@@ -317,36 +318,28 @@ def show(
     payload = {
         "run_id": run.run_id,
         "path": str(run.path),
-        "manifest": run.manifest,
+        "manifest": run.manifest.to_dict(),
         "metrics": metrics,
     }
 
     def render(console: Console) -> None:
         manifest = run.manifest
-        dataset = manifest.get("dataset", {})
-        strategy = manifest.get("strategy", {})
+        dataset, strategy = manifest.dataset, manifest.strategy
         rows = [
             ("path", str(run.path)),
-            ("created", manifest.get("created_at")),
-            (
-                "dataset",
-                f"{dataset.get('name')} v{dataset.get('version')} "
-                f"({str(dataset.get('content_hash'))[:12]})",
-            ),
-            ("strategy", f"{strategy.get('spec')} ({str(strategy.get('source_hash'))[:12]})"),
-            ("params", ", ".join(f"{k}={v}" for k, v in strategy.get("params", {}).items())),
+            ("created", manifest.created_at),
+            ("dataset", f"{dataset.name} v{dataset.version} ({dataset.content_hash[:12]})"),
+            ("strategy", f"{strategy.spec} ({strategy.source_hash[:12]})"),
+            ("params", ", ".join(f"{k}={v}" for k, v in strategy.params.items())),
         ]
         rows += [
             (k, str(v))
-            for k, v in sorted(manifest.get("config", {}).items())
+            for k, v in sorted(manifest.config.to_dict().items())
             if k not in ("dataset", "strategy", "params")
         ]
+        rows += [("versions", ", ".join(f"{k} {v}" for k, v in manifest.versions.items()))]
         rows += [
-            ("versions", ", ".join(f"{k} {v}" for k, v in manifest.get("versions", {}).items()))
-        ]
-        rows += [
-            (f"input: {name}", _describe_input(entry))
-            for name, entry in manifest.get("inputs", {}).items()
+            (f"input: {name}", _describe_input(entry)) for name, entry in manifest.inputs.items()
         ]
         console.print(table(run.run_id, ["field", "value"], rows))
         _render_metrics(console, "metrics", metrics)
@@ -354,7 +347,7 @@ def show(
     emit(settings, payload, render)
 
 
-def _describe_input(entry: dict[str, Any]) -> str:
+def _describe_input(entry: Mapping[str, object]) -> str:
     """``sha256 prefix (what it was)`` of one manifest input."""
     details = ", ".join(f"{k} {v}" for k, v in sorted(entry.items()) if k != "sha256")
     digest = str(entry.get("sha256"))[:12]

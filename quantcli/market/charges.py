@@ -28,6 +28,7 @@ import numba
 import numpy as np
 
 from quantcli.errors import CoverageError, DataError, NotFoundError, UsageError
+from quantcli.market.segments import Segment
 
 if TYPE_CHECKING:
     import polars as pl
@@ -55,15 +56,6 @@ __all__ = [
     "rates_in_effect",
     "round_trip",
 ]
-
-
-class Segment(StrEnum):
-    """NSE equity segments with distinct charge rates."""
-
-    DELIVERY = "delivery"
-    INTRADAY = "intraday"
-    FUTURES = "futures"
-    OPTIONS = "options"
 
 
 class Side(StrEnum):
