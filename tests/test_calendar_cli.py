@@ -8,7 +8,7 @@ from datetime import datetime, tzinfo
 
 import pytest
 
-import quantcli.commands.calendar as calendar_cmd
+import quantcli.core.timezone
 
 
 def test_holidays_table(cli) -> None:
@@ -143,7 +143,7 @@ def test_next_defaults_to_today_in_ist(cli, monkeypatch: pytest.MonkeyPatch) -> 
         def now(cls, tz: tzinfo | None = None) -> Frozen:
             return cls(2024, 1, 19, 20, 0, tzinfo=tz)
 
-    monkeypatch.setattr(calendar_cmd, "datetime", Frozen)
+    monkeypatch.setattr(quantcli.core.timezone, "datetime", Frozen)
     res = cli("--json", "calendar", "next")
     assert res.exit_code == 0
     assert (res.json()["after"], res.json()["date"]) == ("2024-01-19", "2024-01-20")

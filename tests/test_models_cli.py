@@ -196,7 +196,7 @@ def test_train_errors_from_the_data_are_one_line(cli, store: Path, feature_set: 
 
 
 def test_a_held_lock_is_exit_75(cli, store: Path, feature_set: FeatureSet) -> None:
-    from quantcli.store.lock import dataset_lock
+    from quantcli.core.lock import dataset_lock
 
     with dataset_lock(registry.models_root(store), "m", what="model"):
         res = cli(*TRAIN)
@@ -206,7 +206,7 @@ def test_a_held_lock_is_exit_75(cli, store: Path, feature_set: FeatureSet) -> No
 
 
 def test_gc_removes_abandoned_publishes_only(cli, store: Path) -> None:
-    from quantcli.store.files import make_temp_dir
+    from quantcli.core.files import make_temp_dir
 
     run(store)
     assert cli("model", "gc").stdout.strip() == "nothing to collect"

@@ -11,12 +11,13 @@ import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
 
+from quantcli.core.timezone import today_ist
 from quantcli.errors import CoverageError, UsageError
 from quantcli.output import emit, info, settings_of, table, warn
 
@@ -187,7 +188,7 @@ def next_cmd(
     """The next session after DAY (default today, IST) with its open and close times."""
     from quantcli.market import calendar
 
-    after = parse_day(day, "DATE") if day is not None else datetime.now(calendar.IST).date()
+    after = parse_day(day, "DATE") if day is not None else today_ist()
     sess = calendar.session(calendar.next_session(after))
     payload = {"after": after.isoformat(), **_session_json(sess)}
     payload["open"] = calendar.session_open(sess.day).isoformat()

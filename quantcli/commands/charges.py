@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from quantcli.core.timezone import today_ist
 from quantcli.errors import UsageError
 from quantcli.output import emit, settings_of, table
 
@@ -35,10 +36,7 @@ def parse_fill(spec: str, option: str) -> tuple[float, float]:
 
 def _parse_date(text: str | None) -> date:
     if text is None:
-        from datetime import datetime
-        from zoneinfo import ZoneInfo
-
-        return datetime.now(ZoneInfo("Asia/Kolkata")).date()
+        return today_ist()
     try:
         return date.fromisoformat(text)
     except ValueError:
