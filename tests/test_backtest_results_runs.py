@@ -298,7 +298,10 @@ def test_cli_list_and_show(cli, tmp_path: Path) -> None:
     [
         ([], "needs --dataset and --strategy"),
         (["-d", "x", "-s", "sma_cross", "-p", "fast"], "expected NAME=VALUE"),
-        (["-d", "x", "-s", "sma_cross", "--from", "2024-13-01"], "expected a date"),
+        (
+            ["-d", "x", "-s", "sma_cross", "--from", "2024-13-01"],
+            "--from: expected a date YYYY-MM-DD",
+        ),
         (["-d", "x", "-s", "sma_cross", "--symbols", " , "], "no symbol"),
         (["-d", "x", "-s", "sma_cross", "--fill", "mid"], "unknown fill"),
         (["-d", "x", "-s", "sma_cross", "--on-reject", "maybe"], "unknown on_reject"),

@@ -59,8 +59,14 @@ def test_sessions_table(cli) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--from", "2024/03/01", "--to", "2024-03-04"], "bad --from '2024/03/01'"),
-        (["--from", "2024-03-01", "--to", "2024-02-30"], "bad --to '2024-02-30'"),
+        (
+            ["--from", "2024/03/01", "--to", "2024-03-04"],
+            "--from: expected a date YYYY-MM-DD, got '2024/03/01'",
+        ),
+        (
+            ["--from", "2024-03-01", "--to", "2024-02-30"],
+            "--to: expected a date YYYY-MM-DD, got '2024-02-30'",
+        ),
         (["--from", "2024-03-05", "--to", "2024-03-04"], "after end"),
     ],
 )
@@ -109,8 +115,8 @@ def test_is_session_json(cli) -> None:
 @pytest.mark.parametrize(
     ("day", "code", "message"),
     [
-        ("2026-1-4", 2, "bad DATE '2026-1-4': expected a date as YYYY-MM-DD"),
-        ("tomorrow", 2, "bad DATE 'tomorrow'"),
+        ("2026-1-4", 2, "DATE: expected a date YYYY-MM-DD, got '2026-1-4'"),
+        ("tomorrow", 2, "DATE: expected a date YYYY-MM-DD, got 'tomorrow'"),
         (
             "2027-01-04",
             3,

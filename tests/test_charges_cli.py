@@ -111,7 +111,11 @@ def test_default_date_is_today(cli) -> None:
         (["--buy", "a@b"], 2, "expected QTY@PRICE"),
         ([], 2, "give --buy"),
         (["--buy", "1@1", "--sell", "2@1"], 2, "quantities differ"),
-        (["--buy", "1@1", "--date", "2025-13-01"], 2, "expected YYYY-MM-DD"),
+        (
+            ["--buy", "1@1", "--date", "2025-13-01"],
+            2,
+            "--date: expected a date YYYY-MM-DD, got '2025-13-01'",
+        ),
         (["--buy", "1@1", "--date", "2009-12-31"], 1, "no charge rates for 2009-12-31"),
         (["--buy", "1@1", "--broker", "nobody"], 1, "unknown broker profile"),
     ],

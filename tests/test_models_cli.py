@@ -116,7 +116,11 @@ def test_reproduce_of_a_frames_model_is_one_line(cli, store: Path) -> None:
         ({"--model": "xgb"}, 2, "unknown model kind 'xgb'"),
         ({"--label": "up:5"}, 2, "invalid label 'up:5'"),
         ({"-p": "c=high"}, 2, "parameter c: expected float, got 'high'"),
-        ({"--train-to": "2020-13-01"}, 2, "--train-to '2020-13-01': expected a date"),
+        (
+            {"--train-to": "2020-13-01"},
+            2,
+            "--train-to: expected a date YYYY-MM-DD, got '2020-13-01'",
+        ),
         ({}, 1, "fs@v1"),  # the feature set does not exist
     ],
 )

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import date
 
+from quantcli.core.dates import parse_date
 from quantcli.errors import UsageError
 
 SEGMENTS = ("delivery", "intraday", "futures", "options")
@@ -98,7 +99,7 @@ class BacktestConfig:
         for key in ("start", "end"):
             value = kwargs.get(key)
             if isinstance(value, str):
-                kwargs[key] = date.fromisoformat(value)
+                kwargs[key] = parse_date(value, key)
         symbols = kwargs.get("symbols")
         if isinstance(symbols, list | tuple):
             kwargs["symbols"] = tuple(str(s) for s in symbols)

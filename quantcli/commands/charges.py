@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from quantcli.core.dates import parse_date
 from quantcli.core.timezone import today_ist
 from quantcli.errors import UsageError
 from quantcli.output import emit, settings_of, table
@@ -32,15 +33,6 @@ def parse_fill(spec: str, option: str) -> tuple[float, float]:
     if not (math.isfinite(price) and price > 0):
         raise UsageError(f"{option} {spec!r}: price must be positive")
     return quantity, price
-
-
-def _parse_date(text: str | None) -> date:
-    if text is None:
-        return today_ist()
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise UsageError(f"--date {text!r}: expected YYYY-MM-DD") from None
 
 
 def _payload(
@@ -133,7 +125,7 @@ def charges(
     settings = settings_of(ctx)
     if buy is None and sell is None:
         raise UsageError("give --buy QTY@PRICE, --sell QTY@PRICE or both")
-    trade_day = _parse_date(day)
+    trade_day = today_ist() if day is None else parse_date(day, "--date")
     profile = lib.load_profile(broker)
     fills = {
         side: parse_fill(spec, f"--{side}")

@@ -15,6 +15,7 @@ from typing import Final
 import numpy as np
 import polars as pl
 
+from quantcli.core.dates import parse_date
 from quantcli.core.dtypes import TS_DTYPE
 from quantcli.core.timezone import DAY_US, IST_OFFSET_US
 from quantcli.errors import CoverageError, UsageError
@@ -125,10 +126,7 @@ def parse(files: Sequence[Path], options: Mapping[str, str]) -> ParsedSource:
     if any(k.startswith("map.") for k in options):
         raise UsageError("source 'synthetic' takes no --map")
     raw_end = options.get("end")
-    try:
-        end = date.fromisoformat(raw_end) if raw_end else None
-    except ValueError:
-        raise UsageError(f"--end must be an ISO date (YYYY-MM-DD), not {raw_end!r}") from None
+    end = parse_date(raw_end, "--end") if raw_end else None
     frame = generate(
         _positive_int(options, "symbols"),
         _positive_int(options, "days"),
