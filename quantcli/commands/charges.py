@@ -100,7 +100,7 @@ def _render(payload: dict[str, Any]) -> Any:
 def charges(
     ctx: typer.Context,
     segment: Annotated[
-        str, typer.Option("--segment", "-s", help="delivery | intraday | futures | options.")
+        str, typer.Option("--segment", help="delivery | intraday | futures | options.")
     ] = "delivery",
     buy: Annotated[
         str | None, typer.Option("--buy", metavar="QTY@PRICE", help="Buy fill, e.g. 100@1500.")
