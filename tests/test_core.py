@@ -1,8 +1,11 @@
-"""The bottom layer's helpers: IST arithmetic, the timestamp dtype and sha256 digests."""
+"""The bottom layer's helpers: IST arithmetic, the timestamp dtype, sha256 digests, and what
+importing them costs."""
 
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -10,6 +13,7 @@ import polars as pl
 from hypothesis import given
 from hypothesis import strategies as st
 
+import quantcli.core as quantcli_core
 from quantcli.core.dtypes import TS_DTYPE
 from quantcli.core.hashing import sha256_file, sha256_hex
 from quantcli.core.timezone import DAY_US, IST, IST_OFFSET_US, TIMEZONE, ist_datetime
@@ -53,3 +57,19 @@ def test_sha256_of_bytes_and_of_a_file(tmp_path: Path) -> None:
     (tmp_path / "empty").write_bytes(b"")
     assert sha256_file(tmp_path / "empty") == hashlib.sha256(b"").hexdigest()
     assert sha256_hex(b"x") != sha256_hex(b"y")
+
+
+def test_only_dtypes_loads_polars() -> None:
+    # Reading commands (data list, data query) use core without the data-frame libraries.
+    light = ["dates", "files", "hashing", "intervals", "lock", "timezone"]
+    code = (
+        "import sys\n"
+        + "".join(f"import quantcli.core.{name}\n" for name in light)
+        + "print('polars' in sys.modules)\n"
+        + "import quantcli.core.dtypes\n"
+        + "print('polars' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"]
+    modules = sorted(p.stem for p in Path(quantcli_core.__file__).parent.glob("[!_]*.py"))
+    assert modules == sorted([*light, "dtypes"])  # a new core module is listed above
