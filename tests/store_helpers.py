@@ -14,8 +14,9 @@ from pathlib import Path
 
 import polars as pl
 
-from quantcli.store.files import TMP_DIR
-from quantcli.store.manifest import TIMEZONE, SourceInfo
+from quantcli.core.files import TMP_DIR
+from quantcli.core.timezone import TIMEZONE
+from quantcli.store.manifest import SourceInfo
 from quantcli.store.publish import DATA_DIR
 
 SOURCE = SourceInfo(kind="test")

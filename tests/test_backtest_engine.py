@@ -23,10 +23,10 @@ from quantcli.backtest.strategy import (
     SignalStrategy,
     load_strategy,
 )
+from quantcli.core.dtypes import TS_DTYPE
 from quantcli.errors import DataError, NotFoundError, QuantcliError, StrategyError, UsageError
 from quantcli.market.calendar import sessions
 from quantcli.market.corporate_actions import CorporateAction
-from quantcli.store.schema import TS_DTYPE
 
 Row = tuple[float, float, float, float, int]
 

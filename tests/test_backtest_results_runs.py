@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 
 from quantcli.backtest import runs
 from quantcli.backtest.config import BacktestConfig
+from quantcli.core.hashing import sha256_file
 from quantcli.errors import ConflictError, NotFoundError, QuantcliError, UsageError
 from quantcli.market.charges import CHARGE_COMPONENTS
 
@@ -116,7 +118,7 @@ def test_save_run_writes_every_output(tmp_path: Path) -> None:
     assert names == sorted([*runs.OUTPUTS, "manifest.json"])
     manifest = json.loads((run.path / "manifest.json").read_text())
     for name, digest in manifest["outputs"].items():
-        assert runs.sha256_file(run.path / name) == digest
+        assert sha256_file(run.path / name) == digest
     assert manifest["config"]["params"] == {"fast": "2"}
     assert manifest["strategy"]["source_hash"] == "beef" * 16
     assert manifest["dataset"]["content_hash"] == "c0ffee" * 10
@@ -205,6 +207,24 @@ def test_failed_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert list((tmp_path / "runs").iterdir()) == []
 
 
+def test_a_saved_run_is_durable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every file and the directory reach the disk before the rename publishes the run, and
+    # the runs directory (holding the rename) after it: the store's own publish order.
+    synced: list[Path] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(Path(os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    run = runs.save_run(fake_result(), tmp_path / "runs", root=tmp_path)
+    assert synced[-1] == tmp_path / "runs"
+    (tmp,) = {p.parent for p in synced if p.parent.name.startswith(".tmp-")}
+    assert tmp in synced[:-1]
+    assert {p.name for p in synced if p.parent == tmp} == {p.name for p in run.path.iterdir()}
+
+
 def test_list_and_find_runs(tmp_path: Path) -> None:
     assert runs.list_runs(tmp_path / "none") == []
     a = runs.save_run(fake_result(dataset="aa"), tmp_path, root=tmp_path)
@@ -278,7 +298,10 @@ def test_cli_list_and_show(cli, tmp_path: Path) -> None:
     [
         ([], "needs --dataset and --strategy"),
         (["-d", "x", "-s", "sma_cross", "-p", "fast"], "expected NAME=VALUE"),
-        (["-d", "x", "-s", "sma_cross", "--from", "2024-13-01"], "expected a date"),
+        (
+            ["-d", "x", "-s", "sma_cross", "--from", "2024-13-01"],
+            "--from: expected a date YYYY-MM-DD",
+        ),
         (["-d", "x", "-s", "sma_cross", "--symbols", " , "], "no symbol"),
         (["-d", "x", "-s", "sma_cross", "--fill", "mid"], "unknown fill"),
         (["-d", "x", "-s", "sma_cross", "--on-reject", "maybe"], "unknown on_reject"),

@@ -8,7 +8,7 @@ from datetime import datetime, tzinfo
 
 import pytest
 
-import quantcli.commands.calendar as calendar_cmd
+import quantcli.core.timezone
 
 
 def test_holidays_table(cli) -> None:
@@ -59,8 +59,14 @@ def test_sessions_table(cli) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--from", "2024/03/01", "--to", "2024-03-04"], "bad --from '2024/03/01'"),
-        (["--from", "2024-03-01", "--to", "2024-02-30"], "bad --to '2024-02-30'"),
+        (
+            ["--from", "2024/03/01", "--to", "2024-03-04"],
+            "--from: expected a date YYYY-MM-DD, got '2024/03/01'",
+        ),
+        (
+            ["--from", "2024-03-01", "--to", "2024-02-30"],
+            "--to: expected a date YYYY-MM-DD, got '2024-02-30'",
+        ),
         (["--from", "2024-03-05", "--to", "2024-03-04"], "after end"),
     ],
 )
@@ -109,8 +115,8 @@ def test_is_session_json(cli) -> None:
 @pytest.mark.parametrize(
     ("day", "code", "message"),
     [
-        ("2026-1-4", 2, "bad DATE '2026-1-4': expected a date as YYYY-MM-DD"),
-        ("tomorrow", 2, "bad DATE 'tomorrow'"),
+        ("2026-1-4", 2, "DATE: expected a date YYYY-MM-DD, got '2026-1-4'"),
+        ("tomorrow", 2, "DATE: expected a date YYYY-MM-DD, got 'tomorrow'"),
         (
             "2027-01-04",
             3,
@@ -143,7 +149,7 @@ def test_next_defaults_to_today_in_ist(cli, monkeypatch: pytest.MonkeyPatch) -> 
         def now(cls, tz: tzinfo | None = None) -> Frozen:
             return cls(2024, 1, 19, 20, 0, tzinfo=tz)
 
-    monkeypatch.setattr(calendar_cmd, "datetime", Frozen)
+    monkeypatch.setattr(quantcli.core.timezone, "datetime", Frozen)
     res = cli("--json", "calendar", "next")
     assert res.exit_code == 0
     assert (res.json()["after"], res.json()["date"]) == ("2024-01-19", "2024-01-20")

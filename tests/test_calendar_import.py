@@ -310,14 +310,14 @@ def test_the_warning_moves_with_the_coverage(cli, imported: Path) -> None:
 def test_next_without_a_date_warns_by_today(cli, monkeypatch: pytest.MonkeyPatch) -> None:
     from datetime import datetime, tzinfo
 
-    import quantcli.commands.calendar as calendar_cmd
+    import quantcli.core.timezone
 
     class Frozen(datetime):
         @classmethod
         def now(cls, tz: tzinfo | None = None) -> Frozen:
             return cls(2026, 12, 20, 10, 0, tzinfo=tz)
 
-    monkeypatch.setattr(calendar_cmd, "datetime", Frozen)
+    monkeypatch.setattr(quantcli.core.timezone, "datetime", Frozen)
     res = cli("calendar", "next")
     assert res.exit_code == 0 and res.stderr.strip() == WARNING
 

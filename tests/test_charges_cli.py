@@ -46,7 +46,7 @@ def test_round_trip_json(cli) -> None:
 def test_table_output(cli) -> None:
     res = cli(
         "charges",
-        "-s",
+        "--segment",
         "intraday",
         "--buy",
         "100@1500",
@@ -64,7 +64,9 @@ def test_table_output(cli) -> None:
 
 
 def test_single_side_breakeven(cli) -> None:
-    res = cli("--json", "charges", "-s", "options", "--sell", "75@100", "--date", "2025-06-02")
+    res = cli(
+        "--json", "charges", "--segment", "options", "--sell", "75@100", "--date", "2025-06-02"
+    )
     assert res.exit_code == 0, res.stderr
     doc = res.json()
     assert doc["buy"] is None and doc["sell"]["charges"]["total"] == pytest.approx(34.72)
@@ -74,7 +76,7 @@ def test_single_side_breakeven(cli) -> None:
 
 
 def test_single_side_without_breakeven_prints_none(cli) -> None:
-    res = cli("charges", "-s", "options", "--sell", "1@0.05", "--date", "2025-06-02")
+    res = cli("charges", "--segment", "options", "--sell", "1@0.05", "--date", "2025-06-02")
     assert res.exit_code == 0, res.stderr
     assert "breakeven price: none" in res.stdout
 
@@ -111,7 +113,11 @@ def test_default_date_is_today(cli) -> None:
         (["--buy", "a@b"], 2, "expected QTY@PRICE"),
         ([], 2, "give --buy"),
         (["--buy", "1@1", "--sell", "2@1"], 2, "quantities differ"),
-        (["--buy", "1@1", "--date", "2025-13-01"], 2, "expected YYYY-MM-DD"),
+        (
+            ["--buy", "1@1", "--date", "2025-13-01"],
+            2,
+            "--date: expected a date YYYY-MM-DD, got '2025-13-01'",
+        ),
         (["--buy", "1@1", "--date", "2009-12-31"], 1, "no charge rates for 2009-12-31"),
         (["--buy", "1@1", "--broker", "nobody"], 1, "unknown broker profile"),
     ],

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from quantcli.core.dtypes import TS_DTYPE
 from quantcli.errors import ConflictError, DataError, LockHeldError, NotFoundError
 from quantcli.market import corporate_actions as ca
 from quantcli.market.corporate_actions import (
@@ -24,7 +25,6 @@ from quantcli.market.corporate_actions import (
     parse_purpose,
     user_table,
 )
-from quantcli.store.schema import TS_DTYPE
 from tests.conftest import load_sample
 
 HEADER = (

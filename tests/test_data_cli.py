@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 from store_helpers import SOURCE, make_bars
 
-from quantcli.store.files import make_temp_dir
+from quantcli.core.files import make_temp_dir
 from quantcli.store.publish import publish
 
 
@@ -149,7 +149,7 @@ def test_gc(cli, root: Path) -> None:
 
 
 def test_gc_reports_locked(cli, root: Path) -> None:
-    from quantcli.store.lock import dataset_lock
+    from quantcli.core.lock import dataset_lock
 
     tmp = make_temp_dir(root, "d", "publish")
     with dataset_lock(root, "d"):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from store_helpers import SOURCE, make_bars
 
-from quantcli.store.files import make_temp_dir
+from quantcli.core.files import make_temp_dir
 from quantcli.store.publish import publish
 
 CORPUS = Path(__file__).parent / "corpus"

@@ -64,8 +64,8 @@ def test_build_prints_the_version_and_rerun_is_unchanged(cli: Any, demo: Path) -
 
 def test_build_with_parameters_makes_a_new_version(cli: Any, demo: Path) -> None:
     spec = f"{demo}:Trailing"
-    assert cli("features", "build", "t", "-d", "demo", "-s", spec).exit_code == 0
-    res = cli("--json", "features", "build", "t", "-d", "demo", "-s", spec, "-p", "window=3")
+    assert cli("features", "build", "t", "-d", "demo", "--spec", spec).exit_code == 0
+    res = cli("--json", "features", "build", "t", "-d", "demo", "--spec", spec, "-p", "window=3")
     doc = res.json()
     assert (doc["ref"], doc["created"], doc["params"]) == ("t@v2", True, {"window": 3})
 

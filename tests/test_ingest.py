@@ -12,12 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from quantcli.core.dtypes import TS_DTYPE
 from quantcli.errors import ConflictError, DataError, NotFoundError, UsageError
 from quantcli.store.ingest import drop_exact_duplicates, infer_interval, ingest, merge_append
 from quantcli.store.manifest import InputFile, SourceInfo
 from quantcli.store.publish import publish
 from quantcli.store.reader import open_dataset
-from quantcli.store.schema import TS_DTYPE
 
 IST = ZoneInfo("Asia/Kolkata")
 CORPUS = Path(__file__).parent / "corpus"

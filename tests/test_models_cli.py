@@ -116,7 +116,11 @@ def test_reproduce_of_a_frames_model_is_one_line(cli, store: Path) -> None:
         ({"--model": "xgb"}, 2, "unknown model kind 'xgb'"),
         ({"--label": "up:5"}, 2, "invalid label 'up:5'"),
         ({"-p": "c=high"}, 2, "parameter c: expected float, got 'high'"),
-        ({"--train-to": "2020-13-01"}, 2, "--train-to '2020-13-01': expected a date"),
+        (
+            {"--train-to": "2020-13-01"},
+            2,
+            "--train-to: expected a date YYYY-MM-DD, got '2020-13-01'",
+        ),
         ({}, 1, "fs@v1"),  # the feature set does not exist
     ],
 )
@@ -196,7 +200,7 @@ def test_train_errors_from_the_data_are_one_line(cli, store: Path, feature_set: 
 
 
 def test_a_held_lock_is_exit_75(cli, store: Path, feature_set: FeatureSet) -> None:
-    from quantcli.store.lock import dataset_lock
+    from quantcli.core.lock import dataset_lock
 
     with dataset_lock(registry.models_root(store), "m", what="model"):
         res = cli(*TRAIN)
@@ -206,7 +210,7 @@ def test_a_held_lock_is_exit_75(cli, store: Path, feature_set: FeatureSet) -> No
 
 
 def test_gc_removes_abandoned_publishes_only(cli, store: Path) -> None:
-    from quantcli.store.files import make_temp_dir
+    from quantcli.core.files import make_temp_dir
 
     run(store)
     assert cli("model", "gc").stdout.strip() == "nothing to collect"

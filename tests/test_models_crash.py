@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from quantcli.core.files import TMP_DIR
 from quantcli.models import load, registry
-from quantcli.store.files import TMP_DIR
 
 TRIALS = 6
 TIMEOUT = 120

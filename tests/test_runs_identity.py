@@ -15,9 +15,10 @@ import polars as pl
 import pytest
 
 from quantcli.backtest import runs
+from quantcli.core.timezone import TIMEZONE
 from quantcli.market.calendar import sessions
 from quantcli.settings import resolve_runs_dir
-from quantcli.store.manifest import TIMEZONE, SourceInfo
+from quantcli.store.manifest import SourceInfo
 from quantcli.store.publish import publish
 
 STRATEGY = """\

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from quantcli.core.dtypes import TS_DTYPE
 from quantcli.errors import DataError, NotFoundError, UsageError
-from quantcli.store.schema import TS_DTYPE
 from quantcli.store.sources import FILE_COL, KINDS, ROW_COL, parse_source
 
 IST = ZoneInfo("Asia/Kolkata")

@@ -65,7 +65,7 @@ def test_symbol_names_sort_in_order() -> None:
         ({"symbols": "x"}, "--symbols must be an integer"),
         ({"days": "0"}, "--days must be positive"),
         ({"seed": "-1"}, "--seed must be positive"),
-        ({"end": "31-12-2026"}, "--end must be an ISO date"),
+        ({"end": "31-12-2026"}, "--end: expected a date YYYY-MM-DD, got '31-12-2026'"),
         ({"days": "100000"}, "--days 100000: the calendar has only"),
         ({"map.x": "ts"}, "takes no --map"),
         ({"series": "EQ"}, "does not take option"),

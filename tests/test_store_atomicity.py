@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from store_helpers import KillPoint, kill_during_publish, publish_dirs, staged_files
 
+from quantcli.core.files import TMP_DIR
 from quantcli.store.catalog import gc
-from quantcli.store.files import TMP_DIR
 from quantcli.store.manifest import MANIFEST, VERSION_DIR_RE, read_manifest, version_numbers
 from quantcli.store.reader import open_dataset
 from quantcli.store.verify import check, verify

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from store_helpers import SOURCE, make_bars
 
+from quantcli.core.files import make_temp_dir
+from quantcli.core.lock import dataset_lock
 from quantcli.errors import ConflictError, LockHeldError, NotFoundError, UsageError
 from quantcli.store import catalog
-from quantcli.store.files import make_temp_dir
-from quantcli.store.lock import dataset_lock
 from quantcli.store.manifest import MANIFEST, next_version, version_dir, version_numbers
 from quantcli.store.publish import publish
 

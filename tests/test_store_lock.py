@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from store_helpers import SOURCE, make_bars
 
+from quantcli.core.lock import dataset_lock, lock_path
 from quantcli.errors import LockHeldError
-from quantcli.store.lock import dataset_lock, lock_path
 from quantcli.store.manifest import version_numbers
 from quantcli.store.publish import PublishResult, publish
 
@@ -58,7 +58,7 @@ def test_lock_held_by_another_process(store: Path, cli) -> None:
     code = (
         "import sys, time\n"
         "from pathlib import Path\n"
-        "from quantcli.store.lock import dataset_lock\n"
+        "from quantcli.core.lock import dataset_lock\n"
         "with dataset_lock(Path(sys.argv[1]), 'd'):\n"
         "    print('held', flush=True)\n"
         "    time.sleep(60)\n"

@@ -16,10 +16,11 @@ from hypothesis import strategies as st
 from store_helpers import SOURCE, make_bars
 
 from quantcli import __version__
+from quantcli.core import files as files_mod
+from quantcli.core.dtypes import TS_DTYPE
+from quantcli.core.files import atomic_write_bytes
 from quantcli.errors import ConflictError, DataError, NotFoundError, UsageError
-from quantcli.store import files as files_mod
 from quantcli.store import publish as publish_mod
-from quantcli.store.files import atomic_write_bytes
 from quantcli.store.manifest import (
     InputFile,
     Manifest,
@@ -30,7 +31,6 @@ from quantcli.store.manifest import (
 )
 from quantcli.store.publish import conform, data_path, publish
 from quantcli.store.reader import open_dataset
-from quantcli.store.schema import TS_DTYPE
 
 
 def test_publish_writes_a_complete_version(store: Path) -> None:

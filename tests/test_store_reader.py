@@ -11,10 +11,10 @@ import pyarrow as pa
 import pytest
 from store_helpers import SOURCE, make_bars
 
+from quantcli.core.dtypes import TS_DTYPE
 from quantcli.errors import NotFoundError, UsageError
 from quantcli.store.publish import publish
 from quantcli.store.reader import TimeRange, open_dataset
-from quantcli.store.schema import TS_DTYPE
 
 
 @pytest.fixture

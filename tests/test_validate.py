@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 import polars as pl
 import pytest
 
+from quantcli.core.dtypes import TS_DTYPE
 from quantcli.errors import DataError
 from quantcli.market import calendar
-from quantcli.store.schema import TS_DTYPE
 from quantcli.store.sources import FILE_COL, ROW_COL, parse_source
 from quantcli.store.validate import (
     CHECKS,

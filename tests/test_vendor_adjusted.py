@@ -165,7 +165,9 @@ def test_csv_takes_the_prices_flag(cli: Any, store: Path, tmp_path: Path) -> Non
     line = one_line(cli("data", "ingest", "x", "--prices", "adjusted", str(path)), 2)
     assert "--prices must be one of raw|split-adjusted|total-return-adjusted" in line
     yahoo = write_yahoo(tmp_path / "AAA.NS.csv", vendor_bars())
-    line = one_line(cli("data", "ingest", "x", "-s", "yahoo", "--prices", "raw", str(yahoo)), 2)
+    line = one_line(
+        cli("data", "ingest", "x", "--source", "yahoo", "--prices", "raw", str(yahoo)), 2
+    )
     assert "does not take option(s): --prices" in line
     assert not (store / "x").exists()
 
@@ -225,7 +227,7 @@ def test_an_append_of_another_kind_is_refused(cli: Any, store: Path, tmp_path: P
     assert "cannot append split_adjusted bars to d@v1, whose prices are raw" in line
     assert "pass --prices raw" in line
     yahoo = write_yahoo(tmp_path / "new" / "AAA.NS.csv", bars.tail(100))
-    line = one_line(cli("data", "ingest", "d", "--append", "-s", "yahoo", str(yahoo)), 1)
+    line = one_line(cli("data", "ingest", "d", "--append", "--source", "yahoo", str(yahoo)), 1)
     assert "whose prices are raw" in line and "yahoo source reads the kind from the file" in line
     assert [v["version"] for v in cli("--json", "data", "list", "d").json()] == [1]
     # The same kind appends.
@@ -312,9 +314,9 @@ def test_a_dividend_applies_to_split_adjusted_prices_only(
     cli: Any, store: Path, tmp_path: Path
 ) -> None:
     bars = vendor_bars()
-    ingest(cli, "split", "-s", "yahoo", str(write_yahoo(tmp_path / "AAA.NS.csv", bars)))
+    ingest(cli, "split", "--source", "yahoo", str(write_yahoo(tmp_path / "AAA.NS.csv", bars)))
     total = write_yahoo(tmp_path / "t" / "AAA.NS.csv", bars, adj_close=False)
-    ingest(cli, "total", "-s", "yahoo", str(total))
+    ingest(cli, "total", "--source", "yahoo", str(total))
     runs = tmp_path / "runs"
     base = {name: backtest(cli, runs, name).json()["final_equity"] for name in ("split", "total")}
     assert base["split"] == base["total"]
@@ -345,7 +347,7 @@ def prev_close_on_ex_date(store: Path, name: str) -> float:
 def test_derived_prev_close_divides_only_raw_prices(cli: Any, store: Path, tmp_path: Path) -> None:
     import_action(cli, tmp_path, SPLIT, ex_date(), "split")
     vendor = vendor_bars()
-    ingest(cli, "yf", "-s", "yahoo", str(write_yahoo(tmp_path / "AAA.NS.csv", vendor)))
+    ingest(cli, "yf", "--source", "yahoo", str(write_yahoo(tmp_path / "AAA.NS.csv", vendor)))
     assert prev_close_on_ex_date(store, "yf") == vendor["close"][SPLIT_AT - 1]
     ingest(cli, "raw", str(write_csv(tmp_path / "AAA.csv", raw_bars())))
     assert prev_close_on_ex_date(store, "raw") == pytest.approx(

@@ -22,7 +22,7 @@ import polars as pl
 
 from quantcli.backtest.inputs import compiled
 from quantcli.backtest.orders import F_BAR, F_PRICE, F_QTY, F_SYM, labels, timestamps
-from quantcli.store.schema import TS_DTYPE
+from quantcli.core.dtypes import TS_DTYPE
 
 if TYPE_CHECKING:
     from quantcli.backtest.inputs import Run

@@ -16,6 +16,7 @@ from datetime import date
 from enum import StrEnum
 from typing import TypeVar
 
+from quantcli.core.dates import parse_date
 from quantcli.errors import UsageError
 from quantcli.market.segments import Segment
 
@@ -120,7 +121,7 @@ class BacktestConfig:
         for key in ("start", "end"):
             value = kwargs.get(key)
             if isinstance(value, str):
-                kwargs[key] = date.fromisoformat(value)
+                kwargs[key] = parse_date(value, key)
         symbols = kwargs.get("symbols")
         if isinstance(symbols, list | tuple):
             kwargs["symbols"] = tuple(str(s) for s in symbols)

@@ -33,23 +33,23 @@ from quantcli.backtest import kernel
 from quantcli.backtest.accounting import round_trips
 from quantcli.backtest.config import BacktestConfig
 from quantcli.backtest.costs import eras, parse_costs, rate_table
-from quantcli.backtest.events import EventRun, ist
+from quantcli.backtest.events import EventRun
 from quantcli.backtest.inputs import EOD, LAST_OF_TS, SQUARE_OFF, Actions, Bars
 from quantcli.backtest.kernel import CHUNK, Book, Output, Prepared
 from quantcli.backtest.orders import REASONS, fills_frame, orders_frame, timestamps
 from quantcli.backtest.slippage import parse_slippage
 from quantcli.backtest.strategy import LoadedStrategy, load_strategy
+from quantcli.core.dtypes import TS_DTYPE
+from quantcli.core.timezone import DAY_US, IST_OFFSET_US, ist_datetime
 from quantcli.errors import DataError, NotFoundError, QuantcliError, StrategyError, UsageError
 from quantcli.market.corporate_actions import PRICE_COLUMNS, VOLUME_COLUMNS, split_ratios
-from quantcli.store.schema import REQUIRED, TS_DTYPE
+from quantcli.store.schema import REQUIRED
 
 if TYPE_CHECKING:
     from quantcli.market.corporate_actions import CorporateAction
 
 # Intraday (MIS) positions are squared off by the broker from 15:20 (Zerodha's MIS policy).
 SQUARE_OFF_US = (15 * 60 + 20) * 60 * 1_000_000
-_DAY_US = 86_400 * 1_000_000
-_IST_OFFSET_US = 19_800 * 1_000_000  # IST is UTC+05:30 all year (no daylight saving)
 _EPOCH_DAY = date(1970, 1, 1)
 # The segments whose runs apply corporate actions (cash equity: derivatives are adjusted by
 # the exchange), and so can tell an unexplained gap from a recorded split.
@@ -397,7 +397,7 @@ def _in_time_order(
             flags[k] |= EOD
         if k == n - 1 or utc[order[k + 1]] != utc[j]:
             flags[k] |= LAST_OF_TS
-        if square_off_us >= 0 and (utc[j] + _IST_OFFSET_US) % _DAY_US >= square_off_us:
+        if square_off_us >= 0 and (utc[j] + IST_OFFSET_US) % DAY_US >= square_off_us:
             flags[k] |= SQUARE_OFF
 
 
@@ -427,9 +427,9 @@ def _epoch_days(utc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(sorted distinct IST epoch days, index of each bar's day) without sorting the bars:
     epoch days span a small range, so a presence table does it in linear time."""
     index = np.empty(utc.shape[0], dtype=np.int64)
-    low = high = (utc[0] + _IST_OFFSET_US) // _DAY_US
+    low = high = (utc[0] + IST_OFFSET_US) // DAY_US
     for k in range(utc.shape[0]):
-        d = (utc[k] + _IST_OFFSET_US) // _DAY_US
+        d = (utc[k] + IST_OFFSET_US) // DAY_US
         index[k] = d
         low = min(low, d)
         high = max(high, d)
@@ -672,7 +672,7 @@ def _check_lots(prep: Prepared, config: BacktestConfig, strategy: LoadedStrategy
     hint = f"-p qty={size}" if "qty" in strategy.params else f"a multiple of {size}"
     raise UsageError(
         f"strategy {strategy.name} targets {target[k]:g} {symbols[int(sym[k])]} on "
-        f"{ist(ts[k]).date().isoformat()}, below the {config.segment} lot size of {size}: "
+        f"{ist_datetime(ts[k]).date().isoformat()}, below the {config.segment} lot size of {size}: "
         f"it can never trade; target whole lots (e.g. {hint})"
     )
 
@@ -832,8 +832,8 @@ def _run_signals(
 def _reject_error(book: Book, row: int, prep: Prepared) -> StrategyError:
     ints = book.ledger.order_ints[row]
     return StrategyError(
-        f"order {ints[0]} for {prep.symbols[ints[2]]} at {ist(prep.ts[ints[1]])} rejected: "
-        f"{REASONS[ints[9]]} (on_reject=error)"
+        f"order {ints[0]} for {prep.symbols[ints[2]]} at {ist_datetime(prep.ts[ints[1]])} "
+        f"rejected: {REASONS[ints[9]]} (on_reject=error)"
     )
 
 

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import numba
 import numpy as np
@@ -60,17 +59,9 @@ from quantcli.backtest.orders import (
     transition,
 )
 from quantcli.backtest.strategy import LoadedStrategy
+from quantcli.core.timezone import ist_datetime
 from quantcli.errors import QuantcliError, StrategyError
 from quantcli.market.instruments import ROUND_DOWN, ROUND_UP, round_to_tick_kernel, tick_kind
-from quantcli.store.manifest import TIMEZONE
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_IST = ZoneInfo(TIMEZONE)
-
-
-def ist(micros: int | np.integer[Any]) -> datetime:
-    """The IST datetime of epoch-µs ``micros``."""
-    return (_EPOCH + timedelta(microseconds=int(micros))).astimezone(_IST)
 
 
 class Bar:
@@ -114,7 +105,7 @@ class Bar:
     @property
     def ts(self) -> datetime:
         """The bar's timestamp (IST)."""
-        return ist(self.ts_us)
+        return ist_datetime(self.ts_us)
 
     def __repr__(self) -> str:
         return (
@@ -136,7 +127,7 @@ class Context:
     @property
     def ts(self) -> datetime:
         """Timestamp of the bar being processed."""
-        return ist(self._run.prep.ts[self._run.i])
+        return ist_datetime(self._run.prep.ts[self._run.i])
 
     @property
     def cash(self) -> float:
@@ -333,8 +324,9 @@ class EventRun:
         order.reason = reason
         if event == EV_REJECT and self.config.on_reject == "error":
             raise StrategyError(
-                f"order {order.order_id} for {order.symbol} at {ist(self.prep.ts[self.i])} "
-                f"rejected: {REASONS[reason]} (on_reject=error)"
+                f"order {order.order_id} for {order.symbol} at "
+                f"{ist_datetime(self.prep.ts[self.i])} rejected: {REASONS[reason]} "
+                "(on_reject=error)"
             )
 
     def _fill(self, order: Order, price: float, forced: bool = False) -> None:
@@ -361,7 +353,7 @@ class EventRun:
         fill = Fill(
             fill_id=int(led.fill_ints[n, F_ID]),
             order_id=order.order_id,
-            ts=ist(self.prep.ts[self.i]),
+            ts=ist_datetime(self.prep.ts[self.i]),
             symbol=order.symbol,
             side="buy" if order.is_buy else "sell",
             quantity=int(q),
@@ -379,7 +371,7 @@ class EventRun:
         except Exception as exc:
             text = " ".join(str(exc).split())[:300]
             raise StrategyError(
-                f"strategy {self.strategy.name} raised at {ist(self.prep.ts[self.i])}: "
+                f"strategy {self.strategy.name} raised at {ist_datetime(self.prep.ts[self.i])}: "
                 f"{type(exc).__name__}: {text}"
             ) from exc
 
@@ -528,4 +520,4 @@ def _entry_point(fn: Any, *args: Any) -> Callable[..., Any]:
     return entry
 
 
-__all__ = ["Bar", "Context", "EventRun", "ist"]
+__all__ = ["Bar", "Context", "EventRun"]

@@ -15,8 +15,8 @@ import numba
 import numpy as np
 import polars as pl
 
+from quantcli.core.dtypes import TS_DTYPE
 from quantcli.market.charges import CHARGE_COMPONENTS
-from quantcli.store.schema import TS_DTYPE
 
 # Order types (index into ORDER_TYPES).
 MARKET, LIMIT, STOP, STOP_LIMIT = 0, 1, 2, 3

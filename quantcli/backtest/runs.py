@@ -19,7 +19,6 @@ listing runs reads JSON only and starts fast.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib.metadata
 import json
 import os
@@ -29,12 +28,15 @@ import shutil
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from quantcli import __version__
 from quantcli.backtest.config import BacktestConfig
+from quantcli.core.files import fsync_dir, fsync_file, write_new
+from quantcli.core.hashing import sha256_file, sha256_hex
+from quantcli.core.timezone import ist_datetime
 from quantcli.errors import ConflictError, IntegrityError, NotFoundError, QuantcliError, UsageError
 
 if TYPE_CHECKING:
@@ -300,16 +302,7 @@ def _canonical(payload: object) -> bytes:
 
 
 def _digest(payload: object) -> str:
-    return hashlib.sha256(_canonical(payload)).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return sha256_hex(_canonical(payload))
 
 
 def _slug(text: str) -> str:
@@ -371,18 +364,9 @@ def _calendar_fingerprint(root: Path) -> str:
 
 def _run_days(ts: np.ndarray) -> tuple[date, date] | None:
     """The first and last session date (IST) of the replayed bars."""
-    from zoneinfo import ZoneInfo
-
-    from quantcli.store.manifest import TIMEZONE
-
     if len(ts) == 0:
         return None
-    epoch, zone = datetime(1970, 1, 1, tzinfo=UTC), ZoneInfo(TIMEZONE)
-    first, last = (
-        (epoch + timedelta(microseconds=int(us))).astimezone(zone).date()
-        for us in (ts.min(), ts.max())
-    )
-    return first, last
+    return ist_datetime(ts.min()).date(), ist_datetime(ts.max()).date()
 
 
 def _actions_input(
@@ -432,7 +416,7 @@ def _charges_inputs(config: BacktestConfig, days: tuple[date, date] | None) -> d
         }
     if model.uses_broker and days is not None:
         entries["broker"] = {
-            "sha256": hashlib.sha256(profile_source(config.broker)).hexdigest(),
+            "sha256": sha256_hex(profile_source(config.broker)),
             "name": load_profile(config.broker).name,
         }
     return entries
@@ -451,7 +435,7 @@ def _user_files(config: BacktestConfig, strategy_hash: str) -> dict[str, bytes]:
             source = path.read_bytes()
         except OSError as exc:
             raise NotFoundError(f"strategy file {path}: {exc.strerror}") from None
-        if hashlib.sha256(source).hexdigest() != strategy_hash:
+        if sha256_hex(source) != strategy_hash:
             raise ConflictError(f"strategy file {path} changed while the backtest ran: run again")
         files[STRATEGY_COPY] = source
     if parse_costs(config.costs).uses_broker and config.broker not in bundled_profiles():
@@ -563,8 +547,10 @@ def save_run(result: BacktestResult, runs_dir: Path, *, root: Path) -> Run:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         outputs, metrics = write_outputs(tmp, result, run_id=run_id, config=config)
+        for name in OUTPUTS:
+            fsync_file(tmp / name)
         for name, data in files.items():
-            (tmp / name).write_bytes(data)
+            write_new(tmp / name, data)
         manifest = build_manifest(
             result, run_id=run_id, root=root, outputs=outputs, metrics=metrics, inputs=inputs
         )
@@ -584,23 +570,23 @@ def save_run(result: BacktestResult, runs_dir: Path, *, root: Path) -> Run:
 
 
 def _write_json_synced(path: Path, payload: object) -> None:
-    with path.open("w", encoding="utf-8") as fh:
-        fh.write(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+    write_new(path, (json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n").encode())
 
 
 def _place(src: Path, dst: Path) -> bool:
-    """Rename ``src`` to ``dst`` unless ``dst`` exists; False when it does (renaming onto a
-    non-empty directory fails, so a run saved concurrently is never replaced either)."""
+    """Rename the complete (fsynced) directory ``src`` to ``dst`` unless ``dst`` exists, and
+    make the rename durable; False when it exists (renaming onto a non-empty directory fails,
+    so a run saved concurrently is never replaced either)."""
     if dst.exists():
         return False
+    fsync_dir(src)
     try:
         src.rename(dst)
     except OSError:
         if dst.exists():
             return False
         raise
+    fsync_dir(dst.parent)
     return True
 
 

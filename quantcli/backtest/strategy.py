@@ -35,7 +35,6 @@ str. The instance is built as ``cls(params)`` and reads ``self.params``.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib
 import importlib.util
 import inspect
@@ -49,6 +48,7 @@ from typing import Any, ClassVar
 
 import polars as pl
 
+from quantcli.core.hashing import sha256_hex
 from quantcli.errors import NotFoundError, StrategyError, UsageError
 
 BUILTINS: dict[str, tuple[str, str]] = {
@@ -148,7 +148,7 @@ def load_strategy(spec: str, raw_params: Mapping[str, str]) -> LoadedStrategy:
         name=spec,
         instance=instance,
         kind=kind,
-        source_hash=hashlib.sha256(source).hexdigest(),
+        source_hash=sha256_hex(source),
         params=dataclasses.asdict(params),
     )
 
@@ -173,7 +173,7 @@ def load_class(
         if not path.is_file():
             raise NotFoundError(f"{what} file {path} not found")
         source = path.read_bytes()
-        module = _import_file(path, hashlib.sha256(source).hexdigest(), what)
+        module = _import_file(path, sha256_hex(source), what)
     cls = getattr(module, class_name, None)
     if not isinstance(cls, type):
         raise StrategyError(f"{what} {spec}: no class {class_name} in {module.__name__}")

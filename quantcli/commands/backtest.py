@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping
-from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from quantcli.core.dates import parse_date
 from quantcli.errors import UsageError
 from quantcli.output import emit, info, progress, settings_of, table, warn
 from quantcli.settings import Settings, resolve_runs_dir
@@ -47,16 +47,6 @@ def parse_params(pairs: list[str]) -> dict[str, str]:
             raise UsageError(f"-p {pair!r}: expected NAME=VALUE")
         out[name.strip()] = value.strip()
     return out
-
-
-def parse_date(text: str | None, option: str) -> date | None:
-    """An ISO date option (``YYYY-MM-DD``) or None."""
-    if text is None:
-        return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise UsageError(f"{option} {text!r}: expected a date YYYY-MM-DD") from None
 
 
 def parse_symbols(text: str | None) -> tuple[str, ...] | None:

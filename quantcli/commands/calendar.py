@@ -7,17 +7,17 @@ library is imported inside the commands so ``quantcli --help`` does not load exc
 
 from __future__ import annotations
 
-import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
 
-from quantcli.errors import CoverageError, UsageError
+from quantcli.core.dates import parse_date
+from quantcli.core.timezone import today_ist
+from quantcli.errors import CoverageError
 from quantcli.output import emit, info, settings_of, table, warn
 
 if TYPE_CHECKING:
@@ -72,18 +72,6 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-_ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
-
-def parse_day(text: str, what: str) -> date:
-    """A YYYY-MM-DD date, else UsageError naming the argument."""
-    try:
-        if _ISO_DAY.match(text):
-            return date.fromisoformat(text)
-    except ValueError:
-        pass
-    raise UsageError(f"bad {what} {text!r}: expected a date as YYYY-MM-DD")
-
 
 def _hours(sess: Session) -> str:
     return ", ".join(f"{a:%H:%M}-{b:%H:%M}" for a, b in sess.windows)
@@ -130,7 +118,7 @@ def sessions_cmd(
     """Sessions between two dates, with their kind and trading hours (IST)."""
     from quantcli.market import calendar
 
-    days = calendar.sessions(parse_day(start, "--from"), parse_day(end, "--to"))
+    days = calendar.sessions(parse_date(start, "--from"), parse_date(end, "--to"))
     found = [calendar.session(day) for day in days]
 
     def render(console: Console) -> None:
@@ -157,7 +145,7 @@ def is_session_cmd(
     (for cron: `... is-session $(date +%F) && run`)."""
     from quantcli.market import calendar
 
-    when = parse_day(day, "DATE")
+    when = parse_date(day, "DATE")
     try:
         reason = calendar.closure_reason(when)
     except CoverageError as exc:
@@ -187,7 +175,7 @@ def next_cmd(
     """The next session after DAY (default today, IST) with its open and close times."""
     from quantcli.market import calendar
 
-    after = parse_day(day, "DATE") if day is not None else datetime.now(calendar.IST).date()
+    after = parse_date(day, "DATE") if day is not None else today_ist()
     sess = calendar.session(calendar.next_session(after))
     payload = {"after": after.isoformat(), **_session_json(sess)}
     payload["open"] = calendar.session_open(sess.day).isoformat()

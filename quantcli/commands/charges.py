@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from quantcli.core.dates import parse_date
+from quantcli.core.timezone import today_ist
 from quantcli.errors import UsageError
 from quantcli.output import emit, settings_of, table
 
@@ -31,18 +33,6 @@ def parse_fill(spec: str, option: str) -> tuple[float, float]:
     if not (math.isfinite(price) and price > 0):
         raise UsageError(f"{option} {spec!r}: price must be positive")
     return quantity, price
-
-
-def _parse_date(text: str | None) -> date:
-    if text is None:
-        from datetime import datetime
-        from zoneinfo import ZoneInfo
-
-        return datetime.now(ZoneInfo("Asia/Kolkata")).date()
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise UsageError(f"--date {text!r}: expected YYYY-MM-DD") from None
 
 
 def _payload(
@@ -110,7 +100,7 @@ def _render(payload: dict[str, Any]) -> Any:
 def charges(
     ctx: typer.Context,
     segment: Annotated[
-        str, typer.Option("--segment", "-s", help="delivery | intraday | futures | options.")
+        str, typer.Option("--segment", help="delivery | intraday | futures | options.")
     ] = "delivery",
     buy: Annotated[
         str | None, typer.Option("--buy", metavar="QTY@PRICE", help="Buy fill, e.g. 100@1500.")
@@ -135,7 +125,7 @@ def charges(
     settings = settings_of(ctx)
     if buy is None and sell is None:
         raise UsageError("give --buy QTY@PRICE, --sell QTY@PRICE or both")
-    trade_day = _parse_date(day)
+    trade_day = today_ist() if day is None else parse_date(day, "--date")
     profile = lib.load_profile(broker)
     fills = {
         side: parse_fill(spec, f"--{side}")

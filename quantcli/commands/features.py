@@ -58,7 +58,7 @@ def build(
         str, typer.Option("--dataset", "-d", help="Source dataset reference: NAME[@vN|@tag].")
     ],
     spec: Annotated[
-        str, typer.Option("--spec", "-s", help="basic or path/to/file.py:ClassName.")
+        str, typer.Option("--spec", help="basic or path/to/file.py:ClassName.")
     ] = "basic",
     params: Annotated[
         list[str] | None, typer.Option("--param", "-p", help="Definition parameter NAME=VALUE.")

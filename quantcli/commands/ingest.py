@@ -37,9 +37,7 @@ def ingest(
     source: Annotated[
         str,
         typer.Option(
-            "--source",
-            "-s",
-            help="Input kind: csv, parquet, nifty50, bhavcopy, yahoo or synthetic.",
+            "--source", help="Input kind: csv, parquet, nifty50, bhavcopy, yahoo or synthetic."
         ),
     ] = "csv",
     interval: Annotated[

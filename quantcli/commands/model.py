@@ -11,13 +11,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from quantcli.commands.backtest import JsonOption, parse_date, parse_params
-from quantcli.errors import QuantcliError, UsageError
+from quantcli.commands.backtest import JsonOption, parse_params
+from quantcli.core.dates import parse_date
+from quantcli.errors import QuantcliError
 from quantcli.output import emit, info, settings_of, table
 
 if TYPE_CHECKING:
-    from datetime import date
-
     from rich.console import Console
 
     from quantcli.settings import Settings
@@ -32,13 +31,6 @@ app = typer.Typer(
 def _settings(ctx: typer.Context, json_output: bool) -> Settings:
     settings = settings_of(ctx)
     return dataclasses.replace(settings, json=True) if json_output else settings
-
-
-def _required_date(text: str, option: str) -> date:
-    value = parse_date(text, option)
-    if value is None:  # pragma: no cover - typer requires the option
-        raise UsageError(f"{option} is required")
-    return value
 
 
 def _summary(meta: dict[str, Any]) -> dict[str, Any]:
@@ -96,8 +88,8 @@ def train_cmd(
         label=label,
         model=model,
         params=parse_params(params or []),
-        train_from=_required_date(train_from, "--train-from"),
-        train_to=_required_date(train_to, "--train-to"),
+        train_from=parse_date(train_from, "--train-from"),
+        train_to=parse_date(train_to, "--train-to"),
         test_to=parse_date(test_to, "--test-to"),
         folds=folds,
         seed=seed,

@@ -11,11 +11,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from quantcli.core.timezone import DAY_US, IST_OFFSET_US
 from quantcli.features.spec import FeatureSpec
-
-# 1970-01-01 was a Thursday (ISO weekday 4); IST is UTC+05:30 all year.
-_IST_OFFSET_US = 19_800 * 1_000_000
-_DAY_US = 86_400 * 1_000_000
 
 
 def previous_close() -> pl.Expr:
@@ -70,7 +67,7 @@ class Basic(FeatureSpec):
         loss = (-change).clip(lower_bound=0).ewm_mean(**smooth)
         volume = pl.col("volume")
         vw = p.volume_window
-        ts_us = pl.col("ts").dt.epoch("us") + _IST_OFFSET_US
+        ts_us = pl.col("ts").dt.epoch("us") + IST_OFFSET_US
         windowed = {
             "ret_5": compounded(r, 5),
             "ret_20": compounded(r, 20),
@@ -83,5 +80,5 @@ class Basic(FeatureSpec):
         return {
             "ret_1": r,
             **{name: expr.over("symbol") for name, expr in windowed.items()},
-            "day_of_week": (ts_us // _DAY_US + 3) % 7 + 1,
+            "day_of_week": (ts_us // DAY_US + 3) % 7 + 1,  # 1970-01-01 was a Thursday
         }

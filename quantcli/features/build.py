@@ -9,7 +9,6 @@ inputs give equal bytes, so re-running a build publishes nothing new.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 
+from quantcli.core.hashing import sha256_hex
 from quantcli.errors import NotFoundError, StrategyError, UsageError
 from quantcli.features.labels import LabelSpec, make_labels
 from quantcli.features.spec import BUILTINS, WHAT, LoadedFeatures, feature_view, load_features
@@ -183,7 +183,7 @@ def build_features(
         "spec": spec,
         "spec_sha256": loaded.source_hash,
         "params": json.dumps(loaded.params, sort_keys=True),
-        "actions_sha256": hashlib.sha256(actions_doc.encode("utf-8")).hexdigest(),
+        "actions_sha256": sha256_hex(actions_doc.encode("utf-8")),
     }
     result = publish(
         root,

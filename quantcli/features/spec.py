@@ -14,7 +14,6 @@ are distorted is refused at build time.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from quantcli.backtest.strategy import load_class, parse_params
+from quantcli.core.hashing import sha256_hex
 from quantcli.errors import StrategyError
 
 if TYPE_CHECKING:
@@ -112,7 +112,7 @@ def load_features(spec: str, raw_params: Mapping[str, str]) -> LoadedFeatures:
             instance.params = params
     except Exception as exc:
         raise StrategyError(f"{WHAT} {spec}: constructor raised {_describe(exc)}") from exc
-    digest = hashlib.sha256(source).hexdigest()
+    digest = sha256_hex(source)
     text = source.decode("utf-8", errors="replace")
     return LoadedFeatures(spec, instance, digest, dataclasses.asdict(params), text)
 

@@ -40,8 +40,11 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
-from zoneinfo import ZoneInfo
 
+from quantcli.core.files import atomic_write_bytes
+from quantcli.core.intervals import INTERVALS
+from quantcli.core.lock import dataset_lock
+from quantcli.core.timezone import DAY_US, IST, IST_OFFSET_US
 from quantcli.errors import (
     ConflictError,
     CoverageError,
@@ -54,7 +57,6 @@ from quantcli.errors import (
 if TYPE_CHECKING:
     import polars as pl
 
-IST = ZoneInfo("Asia/Kolkata")
 # XBOM must be built from 1997 (its default start is 20 years back, which silently drops older
 # data), and cannot be built past 2026: its holidays, like NSE's published lists, stop there.
 # LAST_DAY is the end of the bundled coverage; a store's imports carry it further.
@@ -375,8 +377,6 @@ def _read_sessions(path: Path) -> list[date] | None:
 
 
 def _write_sessions(path: Path, days: list[date]) -> None:
-    from quantcli.store.files import atomic_write_bytes
-
     text = "".join(f"{d.isoformat()}\n" for d in days) + _END_MARK + "\n"
     # A read-only or odd cache location means no cache, with the same answers.
     with contextlib.suppress(OSError):
@@ -653,9 +653,6 @@ def import_year(root: Path, path: Path, *, replace: bool = False) -> CalendarImp
     changes nothing; a different list for an imported year is a ConflictError unless
     ``replace``. The table is written atomically under the store's metadata lock.
     """
-    from quantcli.store.files import atomic_write_bytes
-    from quantcli.store.lock import dataset_lock
-
     parsed = parse_holiday_list(path)
     content = parsed.content()
     folder = imports_dir(root)
@@ -854,9 +851,6 @@ def holidays(year: int) -> list[Holiday]:
 # row per calendar day of the coverage: windows are computed once per date, never per bar, so
 # ten million bars take about 0.3 s.
 
-_DAY_US = 86_400_000_000
-# Asia/Kolkata has kept UTC+05:30, without daylight saving, since 1945.
-_IST_OFFSET_US = 19_800_000_000
 _EPOCH = date(1970, 1, 1)
 _TO_US = {"ns": (1, 1000), "us": (1, 1), "ms": (1000, 1)}  # (multiply, floor-divide)
 
@@ -874,7 +868,7 @@ def _local_micros(ts: pl.Series) -> pl.Series:
         raise DataError(f"expected a Datetime series, got {dtype}")
     multiply, divide = _TO_US[dtype.time_unit]
     micros = ts.cast(pl.Int64) * multiply // divide
-    return micros if dtype.time_zone is None else micros + _IST_OFFSET_US
+    return micros if dtype.time_zone is None else micros + IST_OFFSET_US
 
 
 def _epoch_days(days: pl.Series) -> pl.Series:
@@ -883,7 +877,7 @@ def _epoch_days(days: pl.Series) -> pl.Series:
 
     if days.dtype == pl.Date:
         return days.cast(pl.Int64)
-    return _local_micros(days) // _DAY_US
+    return _local_micros(days) // DAY_US
 
 
 def _day_index(epoch_days: pl.Series) -> pl.Series:
@@ -909,18 +903,16 @@ def bars_outside_sessions(ts: pl.Series, interval: str) -> pl.Series:
     """
     import polars as pl
 
-    from quantcli.store.manifest import INTERVALS
-
     if interval not in INTERVALS:
         raise UsageError(f"unknown interval {interval!r} (one of {', '.join(INTERVALS)})")
     if interval == "1d":
         return ~session_mask(ts)
     micros = _local_micros(ts)
-    epoch_days = micros // _DAY_US
+    epoch_days = micros // DAY_US
     windows = (
         calendar()
         .day_table.select(pl.exclude("is_session").gather(_day_index(epoch_days)))
-        .with_columns(tod=micros - epoch_days * _DAY_US)
+        .with_columns(tod=micros - epoch_days * DAY_US)
     )
     tod = pl.col("tod")
     inside = ((tod >= pl.col("s1")) & (tod < pl.col("e1"))) | (

@@ -30,6 +30,8 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
+from quantcli.core.files import atomic_write_bytes
+from quantcli.core.lock import dataset_lock
 from quantcli.errors import ConflictError, DataError, NotFoundError
 
 if TYPE_CHECKING:
@@ -367,8 +369,6 @@ def import_actions(root: Path, path: Path, *, skip_rights: bool = False) -> Impo
     ``ConflictError`` when a row contradicts an action already in the table (same symbol,
     ex-date and kind, different terms): fix the file rather than silently overwrite.
     """
-    from quantcli.store.lock import dataset_lock
-
     incoming = parse_actions_csv(path, skip_rights=skip_rights)
     table = user_table(root)
     with dataset_lock(root, META_DIR):
@@ -466,7 +466,7 @@ def _factor_steps(events: Sequence[CorporateAction]) -> tuple[pl.DataFrame, int]
     join by symbol plus a few comparisons beats sorting millions of bars for an as-of join."""
     import polars as pl
 
-    from quantcli.store.schema import TS_DTYPE
+    from quantcli.core.dtypes import TS_DTYPE
 
     ratios = split_ratios(events)
     width = max(len(days) for days in ratios.values())
@@ -508,8 +508,6 @@ def _row_key(rec: dict[str, str]) -> tuple[str, date, str]:
 
 
 def _write_table(table: Path, rows: Sequence[dict[str, str]]) -> None:
-    from quantcli.store.files import atomic_write_bytes
-
     ordered = sorted(rows, key=lambda r: (r["SYMBOL"].upper(), parse_ex_date(r["EX-DATE"])))
     out = io.StringIO()
     writer = csv.writer(out, quoting=csv.QUOTE_ALL, lineterminator="\n")

@@ -11,13 +11,13 @@ refused before any byte of it is deserialised.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from quantcli.core.hashing import sha256_hex
 from quantcli.errors import DataError, IntegrityError, UsageError
 from quantcli.store.manifest import VERSION_DIR_RE, check_name, version_dir, version_numbers
 
@@ -181,8 +181,8 @@ def verify(root: Path, ref: str | None = None) -> list[VerifyReport]:
 
 def remove(root: Path, ref: str, *, force: bool = False, wait: float = 0) -> dict[str, Any]:
     """Delete the model version ``ref`` names (refused without ``force``); its metadata."""
+    from quantcli.core.lock import dataset_lock
     from quantcli.store.catalog import remove_locked
-    from quantcli.store.lock import dataset_lock
 
     name, version = resolve(root, ref)
     if not force:
@@ -242,7 +242,7 @@ def load(root: Path, ref: str) -> LoadedModel:
         data = path.read_bytes()
     except OSError as exc:
         raise IntegrityError(f"{path}: cannot read the artifact: {exc.strerror}") from None
-    if hashlib.sha256(data).hexdigest() != meta["artifact_sha256"]:
+    if sha256_hex(data) != meta["artifact_sha256"]:
         raise IntegrityError(
             f"{path}: artifact sha256 does not match the metadata; refusing to load it "
             "(model verify shows what changed)"

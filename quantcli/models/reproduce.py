@@ -3,13 +3,13 @@ not: the data, the feature definition, the library versions or the artifact."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from quantcli.core.hashing import sha256_hex
 from quantcli.errors import NotFoundError
 
 if TYPE_CHECKING:
@@ -138,7 +138,7 @@ def reproduce_on_frames(
     )
     # Through JSON, as recorded (NaN as null); a float's repr survives the round trip.
     metrics = json.loads(to_json(trained.metrics))
-    artifact_sha = hashlib.sha256(trained.artifact).hexdigest()
+    artifact_sha = sha256_hex(trained.artifact)
     tolerance = kind.cross_cpu_tolerance if meta.get("cpu") != cpu_name() else 0.0
     exact = trained.predictions_sha256 == meta["predictions_sha256"]
     if exact or not (tolerance and _within(meta["metrics"], metrics, tolerance)):

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from quantcli import __version__
+from quantcli.core.hashing import sha256_hex
 from quantcli.errors import DataError, UsageError
 from quantcli.features.labels import LabelSpec
 from quantcli.models.kinds import CLASSIFIER, FIT_THREADS, REGRESSOR
@@ -343,7 +344,7 @@ class TrainResult:
 
 def _identity(inputs: Mapping[str, Any]) -> str:
     text = json.dumps(inputs, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return sha256_hex(text.encode("utf-8"))
 
 
 def train_on_frames(
@@ -416,7 +417,7 @@ def train_on_frames(
         test_window=test_to is not None,
     )
     artifact_name = kind_class(kind).artifact_name
-    artifact_sha = hashlib.sha256(trained.artifact).hexdigest()
+    artifact_sha = sha256_hex(trained.artifact)
 
     def build(version: int) -> tuple[dict[str, Any], str, bytes]:
         meta = {

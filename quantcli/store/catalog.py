@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from quantcli.core.files import TMP_DIR, atomic_write_bytes, fsync_dir, make_temp_dir
+from quantcli.core.lock import dataset_lock
 from quantcli.errors import ConflictError, LockHeldError, NotFoundError, UsageError
-from quantcli.store.files import TMP_DIR, atomic_write_bytes, fsync_dir, make_temp_dir
-from quantcli.store.lock import dataset_lock
 from quantcli.store.manifest import (
     MANIFEST,
     NAME_RE,

@@ -6,7 +6,6 @@ parsed frame is validated in memory and handed to ``publish``, which is atomic.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,10 +13,12 @@ from typing import Final
 
 import polars as pl
 
+from quantcli.core.dtypes import TS_DTYPE
+from quantcli.core.hashing import sha256_file
+from quantcli.core.intervals import INTERVALS
 from quantcli.errors import ConflictError, DataError, NotFoundError, UsageError
 from quantcli.market.calendar import using_store
 from quantcli.store.manifest import (
-    INTERVALS,
     RAW,
     InputFile,
     Manifest,
@@ -26,7 +27,7 @@ from quantcli.store.manifest import (
     partition_actions,
     prices_flag,
 )
-from quantcli.store.schema import ALL_COLUMNS, TS_DTYPE, column_order
+from quantcli.store.schema import ALL_COLUMNS, column_order
 from quantcli.store.sources import BOOKKEEPING, FILE_COL, ROW_COL, parse_source, takes_prices
 from quantcli.store.validate import (
     ValidationReport,
@@ -88,15 +89,6 @@ class IngestReport:
             "ignored_columns": list(self.ignored_columns),
             "validation": self.validation.to_dict(),
         }
-
-
-def file_sha256(path: Path) -> str:
-    """The hex SHA-256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def infer_interval(frame: pl.DataFrame) -> str:
@@ -335,7 +327,7 @@ def _mixed_prices(kind: str, prices: str, latest: Manifest) -> str:
 
 
 def _input_files(paths: Sequence[Path]) -> tuple[InputFile, ...]:
-    return tuple(InputFile(str(p), file_sha256(p), p.stat().st_size) for p in paths)
+    return tuple(InputFile(str(p), sha256_file(p), p.stat().st_size) for p in paths)
 
 
 def ingest(

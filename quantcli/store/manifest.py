@@ -7,7 +7,6 @@ being written can never be seen.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -16,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
+from quantcli.core.hashing import sha256_hex
 from quantcli.errors import IntegrityError, UsageError
 
 if TYPE_CHECKING:
@@ -26,9 +26,6 @@ MANIFEST = "manifest.json"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 VERSION_DIR_RE = re.compile(r"^v([1-9][0-9]*)$")
 REMOVED_SUFFIX = ".removed"
-# Every version stores exchange time, at one of these bar intervals (recorded in its manifest).
-TIMEZONE: Final = "Asia/Kolkata"
-INTERVALS: Final[tuple[str, ...]] = ("1m", "5m", "15m", "1h", "1d")
 # What a version's prices already hold: the corporate-action kinds the vendor has adjusted them
 # for (Yahoo's Close: splits and bonuses; yfinance's auto_adjust: dividends too). Applying one
 # of those again would count it twice, so these kinds decide which actions apply (see
@@ -340,7 +337,7 @@ def content_hash(
     }
     if prices != RAW:
         doc["prices"] = prices
-    return hashlib.sha256(json.dumps(doc, separators=(",", ":")).encode()).hexdigest()
+    return sha256_hex(json.dumps(doc, separators=(",", ":")).encode())
 
 
 def read_manifest(directory: Path) -> Manifest:

@@ -23,14 +23,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from quantcli import __version__
+from quantcli.core.dtypes import TS_DTYPE
+from quantcli.core.files import fsync_dir, make_temp_dir, write_new
+from quantcli.core.hashing import sha256_hex
+from quantcli.core.intervals import INTERVALS
+from quantcli.core.lock import dataset_lock
+from quantcli.core.timezone import TIMEZONE
 from quantcli.errors import ConflictError, DataError, NotFoundError, UsageError
-from quantcli.store.files import fsync_dir, make_temp_dir, write_new
-from quantcli.store.lock import dataset_lock
 from quantcli.store.manifest import (
-    INTERVALS,
     MANIFEST,
     RAW,
-    TIMEZONE,
     Manifest,
     Partition,
     SourceInfo,
@@ -48,7 +50,6 @@ from quantcli.store.schema import (
     FEATURES_KIND,
     KEY_COLUMNS,
     REQUIRED,
-    TS_DTYPE,
     column_dtype,
     column_order,
 )
@@ -287,7 +288,7 @@ def _write_chunk(
     # Converted per file, so the whole frame is never held twice (polars and Arrow).
     table = bars.slice(chunk.start, end - chunk.start).to_arrow().cast(schema)
     data = _encode(table, tuple(c - chunk.start for c in chunk.cuts))
-    sha = hashlib.sha256(data).hexdigest()
+    sha = sha256_hex(data)
     rel = data_path(sha)
     target = dest / rel
     source = reuse.get(sha)

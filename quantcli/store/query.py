@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from quantcli.core.files import atomic_write_bytes
+from quantcli.core.timezone import TIMEZONE
 from quantcli.errors import QuantcliError, UsageError
-from quantcli.store.files import atomic_write_bytes
-from quantcli.store.manifest import TIMEZONE
 from quantcli.store.reader import (
     DatasetVersion,
     open_dataset,

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
-from zoneinfo import ZoneInfo
 
+from quantcli.core.timezone import IST, TIMEZONE
 from quantcli.errors import IntegrityError, NotFoundError, QuantcliError, UsageError
 from quantcli.store.catalog import resolve_version
-from quantcli.store.manifest import TIMEZONE, Manifest, read_manifest, version_dir
+from quantcli.store.manifest import Manifest, read_manifest, version_dir
 
 if TYPE_CHECKING:
     import duckdb
@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 
     from quantcli.market.corporate_actions import CorporateAction
 
-IST = ZoneInfo(TIMEZONE)
 # Arrow type names in manifest.json -> DuckDB types, declared so nothing is inferred.
 DUCKDB_TYPES = {
     "string": "VARCHAR",
@@ -318,7 +317,7 @@ def read_failure(
     Readers name the file in most errors; otherwise, with ``rehash``, the files are hashed
     against their manifests, which costs a full read but only once something has failed.
     """
-    from quantcli.store.verify import sha256_file
+    from quantcli.core.hashing import sha256_file
 
     # Only the first line: DuckDB goes on to quote the statement, which lists every file.
     text = str(exc).strip()

@@ -10,9 +10,7 @@ from typing import Final
 
 import polars as pl
 
-from quantcli.store.manifest import TIMEZONE
-
-TS_DTYPE: Final = pl.Datetime("us", TIMEZONE)
+from quantcli.core.dtypes import TS_DTYPE
 
 REQUIRED: Final[dict[str, pl.DataType]] = {
     "symbol": pl.String(),

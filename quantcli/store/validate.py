@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 import polars as pl
 
+from quantcli.core.timezone import DAY_US, IST_OFFSET_US
 from quantcli.errors import DataError
 from quantcli.store.manifest import RAW, partition_actions
 from quantcli.store.schema import REQUIRED
@@ -63,20 +64,18 @@ DEFAULT_SPLIT_THRESHOLD: Final = 0.35
 DEFAULT_MAX_EXAMPLES: Final = 20
 PRICES: Final = ("open", "high", "low", "close")
 _NO_FILE: Final = 1 << 30
-_US_PER_DAY: Final = 86_400_000_000
-_IST_OFFSET_US: Final = 19_800_000_000  # +05:30; IST has had no daylight saving since 1945
 
 
 def ist_day(ts: pl.Expr) -> pl.Expr:
     """The IST date of a timestamp by integer arithmetic: ``dt.date()`` on a zoned column looks
     the offset up per row and costs seconds on 10M rows, while IST's offset is fixed."""
-    local = ts.dt.epoch("us") + _IST_OFFSET_US
-    return local.floordiv(_US_PER_DAY).cast(pl.Int32).cast(pl.Date)
+    local = ts.dt.epoch("us") + IST_OFFSET_US
+    return local.floordiv(DAY_US).cast(pl.Int32).cast(pl.Date)
 
 
 def ist_time_us(ts: pl.Expr) -> pl.Expr:
     """Microseconds since IST midnight (0 for a daily bar's stamp)."""
-    return (ts.dt.epoch("us") + _IST_OFFSET_US) % _US_PER_DAY
+    return (ts.dt.epoch("us") + IST_OFFSET_US) % DAY_US
 
 
 def show_ts(ts: datetime | date | None, interval: str) -> str:

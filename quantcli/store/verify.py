@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from quantcli.core.hashing import sha256_file
 from quantcli.errors import IntegrityError
 from quantcli.store.catalog import datasets, resolve_version
 from quantcli.store.manifest import (
@@ -52,12 +52,6 @@ class VerifyReport:
         if not self.content_hash_ok:
             parts.append("content hash does not match the manifest")
         return f"{self.ref}: " + "; ".join(parts)
-
-
-def sha256_file(path: Path) -> str:
-    """The sha256 hex digest of a file."""
-    with path.open("rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def _on_disk(folder: Path, marker: str) -> set[str]:

@@ -23,9 +23,11 @@ from typing import Final, NamedTuple
 
 import polars as pl
 
+from quantcli.core.dtypes import TS_DTYPE
+from quantcli.core.timezone import TIMEZONE
 from quantcli.errors import DataError, QuantcliError, UsageError
-from quantcli.store.manifest import RAW, TIMEZONE, check_prices
-from quantcli.store.schema import ALL_COLUMNS, REQUIRED, TS_DTYPE
+from quantcli.store.manifest import RAW, check_prices
+from quantcli.store.schema import ALL_COLUMNS, REQUIRED
 
 FILE_COL: Final = "__file"
 ROW_COL: Final = "__row"

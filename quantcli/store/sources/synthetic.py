@@ -15,15 +15,15 @@ from typing import Final
 import numpy as np
 import polars as pl
 
+from quantcli.core.dates import parse_date
+from quantcli.core.dtypes import TS_DTYPE
+from quantcli.core.timezone import DAY_US, IST_OFFSET_US
 from quantcli.errors import CoverageError, UsageError
-from quantcli.store.schema import TS_DTYPE
 from quantcli.store.sources.base import ParsedSource, check_options
 
 OPTIONS = ("symbols", "days", "seed", "end")
 DEFAULTS: Final = {"symbols": "50", "days": "5000", "seed": "42"}
 _MIN_PRICE: Final = 0.05  # one NSE tick: a walk that sinks further is floored, not zeroed
-_US_PER_DAY: Final = 86_400_000_000
-_IST_OFFSET_US: Final = 19_800_000_000  # 05:30; IST has had no daylight saving since 1945
 
 
 def _positive_int(options: Mapping[str, str], key: str) -> int:
@@ -102,7 +102,7 @@ def generate(symbols: int, days: int, seed: int, end: date | None) -> pl.DataFra
     wick_up += np.maximum(log_open, log_close)
     wick_down = np.minimum(log_open, log_close) - wick_down
     day_us = np.array([d.toordinal() - date(1970, 1, 1).toordinal() for d in sessions], np.int64)
-    stamps = np.tile(day_us * _US_PER_DAY - _IST_OFFSET_US, symbols)
+    stamps = np.tile(day_us * DAY_US - IST_OFFSET_US, symbols)
     names = pl.Series("symbol", symbol_names(symbols))
     return pl.DataFrame(
         {
@@ -126,10 +126,7 @@ def parse(files: Sequence[Path], options: Mapping[str, str]) -> ParsedSource:
     if any(k.startswith("map.") for k in options):
         raise UsageError("source 'synthetic' takes no --map")
     raw_end = options.get("end")
-    try:
-        end = date.fromisoformat(raw_end) if raw_end else None
-    except ValueError:
-        raise UsageError(f"--end must be an ISO date (YYYY-MM-DD), not {raw_end!r}") from None
+    end = parse_date(raw_end, "--end") if raw_end else None
     frame = generate(
         _positive_int(options, "symbols"),
         _positive_int(options, "days"),

@@ -1,6 +1,6 @@
-"""Durable file-system primitives of the store: atomic replacement, fsynced creation, and the
-temporary directories versions are built in (on the store's own file system, so a rename
-publishes them atomically).
+"""Durable file-system primitives: atomic replacement (with the directory fsync that makes the
+rename itself survive a crash), fsynced creation, and the temporary directories a store builds
+versions in (on the store's own file system, so a rename publishes them atomically).
 
 Kept apart from publishing so that reading commands (list, show, query) do not import the
 data-frame libraries that publishing needs.
@@ -18,6 +18,15 @@ TMP_DIR = ".tmp"
 def fsync_dir(path: Path) -> None:
     """Make the entries of directory ``path`` (creations, renames) durable."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_file(path: Path) -> None:
+    """Make the contents of the file at ``path``, written by someone else, durable."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:

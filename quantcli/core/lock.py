@@ -1,8 +1,9 @@
-"""The per-dataset writer lock: an exclusive ``fcntl.flock`` on ``<root>/<name>/.lock``.
+"""The writer lock of one store entry (a dataset, a model, the store's ``_meta`` tables): an
+exclusive ``fcntl.flock`` on ``<root>/<name>/.lock``.
 
-Every operation that changes a dataset (publish, tag, rm, gc) holds it; readers never take it,
-because versions are immutable and appear by one atomic rename. The kernel drops a flock when
-its holder dies, so a killed writer never leaves a stale lock behind.
+Every operation that changes an entry (publish, tag, rm, gc, an import) holds it; readers never
+take it, because versions are immutable and appear by one atomic rename. The kernel drops a
+flock when its holder dies, so a killed writer never leaves a stale lock behind.
 """
 
 from __future__ import annotations
