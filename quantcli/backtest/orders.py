@@ -79,11 +79,17 @@ REASONS = (
     "cancelled by the strategy",
 )
 
-# Columns of the integer and float order buffers shared by the kernel and the event loop.
+# Columns of the integer and float order buffers: every order of a run (signal or event) is a
+# row of them. O_NEXT links a symbol's working orders oldest first (-1 ends the list, whose
+# head is the symbol's WORKING state); O_DAY is the session a DAY order works in (-1 until it
+# first becomes eligible); O_FLAGS holds TRIGGERED and AT_CLOSE.
 O_ID, O_BAR, O_SYM, O_SIDE, O_TYPE, O_TIF, O_QTY, O_STATUS, O_FILLED, O_REASON = range(10)
-O_INT_COLS = 10
+O_NEXT, O_DAY, O_FLAGS = 10, 11, 12
+O_INT_COLS = 13
 O_LIMIT, O_STOP = 0, 1
 O_FLOAT_COLS = 2
+TRIGGERED = 1  # a stop order's stop has been reached
+AT_CLOSE = 2  # a market order placed in on_bar with fill="close": it works at closes
 
 # Columns of the fill buffers: ints (ids, bar, symbol, signed quantity) and floats (price,
 # slippage cost in rupees, the seven charge components, their total).
@@ -141,9 +147,10 @@ class Fill:
     raw_price: float
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Order:
-    """A working or finished order of an event strategy (mutable: it fills over time)."""
+    """An event strategy's order as it stands when read (``Context.open_orders``): a copy of
+    its row in the run's order buffers, which are the only record of it."""
 
     order_id: int
     bar: int
@@ -161,6 +168,30 @@ class Order:
     triggered: bool = False
     day: int = -1  # the session index a DAY order works in (set when it first becomes eligible)
     at_close: bool = False  # a market order placed in on_bar with fill="close"
+
+    @classmethod
+    def of_row(cls, ints: np.ndarray, floats: np.ndarray, symbols: Sequence[str]) -> Order:
+        """The order of one row of the integer and float order buffers."""
+        values = ints.tolist()
+        flags = values[O_FLAGS]
+        return cls(
+            order_id=values[O_ID],
+            bar=values[O_BAR],
+            symbol=symbols[values[O_SYM]],
+            sym=values[O_SYM],
+            is_buy=values[O_SIDE] > 0,
+            type=values[O_TYPE],
+            tif=values[O_TIF],
+            quantity=values[O_QTY],
+            limit_price=float(floats[O_LIMIT]),
+            stop_price=float(floats[O_STOP]),
+            status=values[O_STATUS],
+            filled=values[O_FILLED],
+            reason=values[O_REASON],
+            triggered=bool(flags & TRIGGERED),
+            day=values[O_DAY],
+            at_close=bool(flags & AT_CLOSE),
+        )
 
     @property
     def remaining(self) -> int:
