@@ -232,9 +232,9 @@ def call_formula(address: int, param: float, quantity: float, volume: float, x: 
 def _call_formula_compiled(address: Any, param: Any, quantity: Any, volume: Any, x: Any) -> Any:
     del address, param, quantity, volume, x
 
-    def impl(address: int, param: float, quantity: float, volume: float, x: float) -> float:
-        price: float = _call_at(address, param, quantity, volume, x)
-        return price
+    # numba requires the implementation's parameters to be exactly the typing function's.
+    def impl(address: Any, param: Any, quantity: Any, volume: Any, x: Any) -> Any:
+        return _call_at(address, param, quantity, volume, x)
 
     return impl
 

@@ -201,7 +201,7 @@ def advance(run: Run, stop: int) -> int:
             _start_match(run, s)
         if phase == PH_MATCH_OPEN:
             if counters[C_CURSOR] >= 0:
-                code = _match(run, i, False)
+                code = _match(run, i, phase == PH_MATCH_CLOSE)
                 if code != AT_STOP:
                     break
             phase = PH_MARK
@@ -223,7 +223,7 @@ def advance(run: Run, stop: int) -> int:
             _start_match(run, s)
         if phase == PH_MATCH_CLOSE:
             if fill_close and counters[C_CURSOR] >= 0:
-                code = _match(run, i, True)
+                code = _match(run, i, phase == PH_MATCH_CLOSE)
                 if code != AT_STOP:
                     break
             phase = PH_CLOSE
@@ -266,7 +266,7 @@ def _book_action(run: Run, ap: int, i: int) -> None:
             if run.params.events:
                 _convert(run, i, row, ratio)
             else:
-                finish_order(run, row, EV_CANCEL, R_ACTION)
+                finish_order(run, row, int(EV_CANCEL), int(R_ACTION))
             row = nxt
     ledger = run.ledger
     ledger.event_ints[ap, E_BAR] = i
@@ -287,7 +287,7 @@ def _convert(run: Run, i: int, row: int, ratio: float) -> None:
     filled = order_ints[row, O_FILLED]
     left = int((order_ints[row, O_QTY] - filled) * ratio) // lot * lot
     if left == 0:
-        finish_order(run, row, EV_CANCEL, R_ACTION)
+        finish_order(run, row, int(EV_CANCEL), int(R_ACTION))
         return
     order_ints[row, O_QTY] = filled + left
     s = order_ints[row, O_SYM]
@@ -309,7 +309,7 @@ def _square_off(run: Run, i: int, s: int, price: float) -> bool:
     state[s, SQ_DAY] = run.bars.day[i]
     state[s, TARGET] = math.nan
     while state[s, WORKING] >= 0.0:
-        finish_order(run, int(state[s, WORKING]), EV_CANCEL, R_SQUARED_OFF)
+        finish_order(run, int(state[s, WORKING]), int(EV_CANCEL), int(R_SQUARED_OFF))
     pos = state[s, POS]
     if pos == 0.0:
         return False
@@ -317,7 +317,7 @@ def _square_off(run: Run, i: int, s: int, price: float) -> bool:
     row = new_order(run, request)
     order_ints[row, O_REASON] = R_SQUARED_OFF
     # Forced, it fills in full.
-    q, _ = execute(run, i, order_ints[row, O_ID], -pos, price, True)
+    q, _ = execute(run, i, order_ints[row, O_ID], -pos, price, bool(True))  # noqa: UP018
     fill_order(run, row, int(q))
     return True
 
@@ -330,7 +330,7 @@ def _place_target(run: Run, i: int, s: int, target: float, price: float) -> None
     state = run.ledger.state
     state[s, TARGET] = target
     while state[s, WORKING] >= 0.0:
-        finish_order(run, int(state[s, WORKING]), EV_CANCEL, R_SUPERSEDED)
+        finish_order(run, int(state[s, WORKING]), int(EV_CANCEL), int(R_SUPERSEDED))
     shares = target * run.ledger.acct[EQUITY_REF] / price if run.params.weights else target
     lot = run.bars.lot[i]
     delta = math.trunc((shares - state[s, POS]) / lot) * lot
@@ -374,7 +374,7 @@ def _match(run: Run, i: int, at_close: bool) -> int:
         if _working(status) and (order_ints[row, O_FLAGS] & AT_CLOSE) == want:
             if order_ints[row, O_TIF] == DAY and order_ints[row, O_DAY] != d:
                 if order_ints[row, O_DAY] >= 0:
-                    finish_order(run, row, EV_EXPIRE, NO_REASON)
+                    finish_order(run, row, int(EV_EXPIRE), int(NO_REASON))
                     row = nxt
                     continue
                 order_ints[row, O_DAY] = d
@@ -382,9 +382,10 @@ def _match(run: Run, i: int, at_close: bool) -> int:
             if not math.isnan(price):
                 remaining = float(order_ints[row, O_QTY] - order_ints[row, O_FILLED])
                 signed = remaining if order_ints[row, O_SIDE] > 0 else -remaining
-                q, reason = execute(run, i, order_ints[row, O_ID], signed, price, False)
+                forced = bool(False)  # noqa: UP018 - not a literal (see finish_order)
+                q, reason = execute(run, i, order_ints[row, O_ID], signed, price, forced)
                 if reason != NO_REASON:
-                    finish_order(run, row, EV_REJECT, reason)
+                    finish_order(run, row, int(EV_REJECT), reason)
                     if run.params.reject_error:
                         counters[C_REJECT] = row
                         return AT_REJECT
@@ -419,7 +420,7 @@ def _trigger(run: Run, i: int, row: int) -> float:
 def _expire_ioc(run: Run, row: int) -> None:
     order_ints = run.ledger.order_ints
     if order_ints[row, O_TIF] == IOC and _working(order_ints[row, O_STATUS]):
-        finish_order(run, row, EV_EXPIRE, NO_REASON)
+        finish_order(run, row, int(EV_EXPIRE), int(NO_REASON))
 
 
 @compiled()
@@ -513,7 +514,10 @@ def _unlink(run: Run, row: int) -> None:
 
 @compiled()
 def finish_order(run: Run, row: int, event: int, reason: int) -> None:
-    """End a working order by ``event`` (cancel, expire or reject) for ``reason``."""
+    """End a working order by ``event`` (cancel, expire or reject) for ``reason``.
+
+    Compiled callers pass constant codes as ``int(EV_CANCEL)`` (and flags as ``bool(True)``):
+    numba compiles a callee once per literal argument value otherwise."""
     order_ints = run.ledger.order_ints
     order_ints[row, O_STATUS] = transition(order_ints[row, O_STATUS], event)
     order_ints[row, O_REASON] = reason
@@ -554,9 +558,9 @@ def place(run: Run, request: OrderRequest) -> int:
         ),
     )
     if quantity == 0:
-        finish_order(run, row, EV_REJECT, R_LOT)
+        finish_order(run, row, int(EV_REJECT), int(R_LOT))
     elif run.params.intraday and run.ledger.state[s, SQ_DAY] == d:
-        finish_order(run, row, EV_REJECT, R_SQUARED_OFF)
+        finish_order(run, row, int(EV_REJECT), int(R_SQUARED_OFF))
     else:
         _link(run, row)
     return row
@@ -567,7 +571,7 @@ def cancel(run: Run, row: int) -> bool:
     """Cancel working order ``row`` for the strategy; False when it is not working."""
     if not _working(run.ledger.order_ints[row, O_STATUS]):
         return False
-    finish_order(run, row, EV_CANCEL, R_USER)
+    finish_order(run, row, int(EV_CANCEL), int(R_USER))
     return True
 
 
