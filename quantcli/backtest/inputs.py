@@ -167,14 +167,31 @@ def entry(fn: Any, *args: Any) -> Callable[..., Any]:
         # Swapped for its Python original (tests run the replay interpreted).
         python: Callable[..., Any] = fn
         return python
-    typeof: Any = numba.typeof  # untyped in numba's stubs
-    signature = tuple(_any_layout(typeof(a), readonly=True) for a in args)
-    overload: Any = fn.overloads.get(signature)
-    if overload is None:
-        fn.compile(signature)
-        overload = fn.overloads[signature]
-    entry_point: Callable[..., Any] = overload.entry_point
-    return entry_point
+    # numba.typeof of a Run takes ~0.7 ms (a sweep's run pays it once per entry): the
+    # entries are remembered by what decides the signature, the arrays' dtypes and dimensions.
+    key = (fn, *(_kind(a) for a in args))
+    found = _ENTRIES.get(key)
+    if found is None:
+        typeof: Any = numba.typeof  # untyped in numba's stubs
+        signature = tuple(_any_layout(typeof(a), readonly=True) for a in args)
+        overload: Any = fn.overloads.get(signature)
+        if overload is None:
+            fn.compile(signature)
+            overload = fn.overloads[signature]
+        found = _ENTRIES[key] = overload.entry_point
+    return found
+
+
+_ENTRIES: dict[tuple[Any, ...], Callable[..., Any]] = {}
+
+
+def _kind(value: Any) -> Any:
+    # What numba's type of ``value`` depends on, once layout and writability are set aside.
+    if isinstance(value, np.ndarray):
+        return value.dtype.str, value.ndim, value.flags.aligned
+    if isinstance(value, tuple):
+        return type(value), tuple(_kind(v) for v in value)
+    return type(value)
 
 
 def _any_layout(ty: Any, *, readonly: bool) -> Any:
