@@ -198,7 +198,7 @@ def advance(run: Run, stop: int) -> int:
                 if not blocked and pend != state[s, TARGET]:
                     _place_target(run, int(state[s, PEND_BAR]), s, pend, open_[i])
             phase = PH_MATCH_OPEN
-            _start_match(run, s)
+            _start_match(run.ledger, s)
         if phase == PH_MATCH_OPEN:
             if counters[C_CURSOR] >= 0:
                 code = _match(run, i, phase == PH_MATCH_CLOSE)
@@ -220,7 +220,7 @@ def advance(run: Run, stop: int) -> int:
                 elif not (intraday and state[s, SQ_DAY] == d) and t != state[s, TARGET]:
                     _place_target(run, i, s, t, close[i])
             phase = PH_MATCH_CLOSE
-            _start_match(run, s)
+            _start_match(run.ledger, s)
         if phase == PH_MATCH_CLOSE:
             if fill_close and counters[C_CURSOR] >= 0:
                 code = _match(run, i, phase == PH_MATCH_CLOSE)
@@ -266,7 +266,7 @@ def _book_action(run: Run, ap: int, i: int) -> None:
             if run.params.events:
                 _convert(run, i, row, ratio)
             else:
-                finish_order(run, row, int(EV_CANCEL), int(R_ACTION))
+                finish_order(run.ledger, row, int(EV_CANCEL), int(R_ACTION))
             row = nxt
     ledger = run.ledger
     ledger.event_ints[ap, E_BAR] = i
@@ -287,7 +287,7 @@ def _convert(run: Run, i: int, row: int, ratio: float) -> None:
     filled = order_ints[row, O_FILLED]
     left = int((order_ints[row, O_QTY] - filled) * ratio) // lot * lot
     if left == 0:
-        finish_order(run, row, int(EV_CANCEL), int(R_ACTION))
+        finish_order(run.ledger, row, int(EV_CANCEL), int(R_ACTION))
         return
     order_ints[row, O_QTY] = filled + left
     s = order_ints[row, O_SYM]
@@ -309,7 +309,7 @@ def _square_off(run: Run, i: int, s: int, price: float) -> bool:
     state[s, SQ_DAY] = run.bars.day[i]
     state[s, TARGET] = math.nan
     while state[s, WORKING] >= 0.0:
-        finish_order(run, int(state[s, WORKING]), int(EV_CANCEL), int(R_SQUARED_OFF))
+        finish_order(run.ledger, int(state[s, WORKING]), int(EV_CANCEL), int(R_SQUARED_OFF))
     pos = state[s, POS]
     if pos == 0.0:
         return False
@@ -318,7 +318,7 @@ def _square_off(run: Run, i: int, s: int, price: float) -> bool:
     order_ints[row, O_REASON] = R_SQUARED_OFF
     # Forced, it fills in full.
     q, _ = execute(run, i, order_ints[row, O_ID], -pos, price, bool(True))  # noqa: UP018
-    fill_order(run, row, int(q))
+    fill_order(run.ledger, row, int(q))
     return True
 
 
@@ -330,22 +330,22 @@ def _place_target(run: Run, i: int, s: int, target: float, price: float) -> None
     state = run.ledger.state
     state[s, TARGET] = target
     while state[s, WORKING] >= 0.0:
-        finish_order(run, int(state[s, WORKING]), int(EV_CANCEL), int(R_SUPERSEDED))
+        finish_order(run.ledger, int(state[s, WORKING]), int(EV_CANCEL), int(R_SUPERSEDED))
     shares = target * run.ledger.acct[EQUITY_REF] / price if run.params.weights else target
     lot = run.bars.lot[i]
     delta = math.trunc((shares - state[s, POS]) / lot) * lot
     if delta == 0.0 or not math.isfinite(delta):
         return
     request = OrderRequest(i, i, s, delta > 0.0, MARKET, GTC, int(abs(delta)), math.nan, math.nan)
-    _link(run, new_order(run, request))
+    _link(run.ledger, new_order(run, request))
 
 
 @compiled()
-def _start_match(run: Run, s: int) -> None:
+def _start_match(ledger: Ledger, s: int) -> None:
     # A matching pass over symbol ``s``'s working orders: the orders placed during it (by an
     # on_fill) wait for the next pass.
-    counters = run.ledger.counters
-    counters[C_CURSOR] = int(run.ledger.state[s, WORKING])
+    counters = ledger.counters
+    counters[C_CURSOR] = int(ledger.state[s, WORKING])
     counters[C_SNAP] = counters[N_ORDERS]
     counters[C_PENDING] = 0
 
@@ -366,7 +366,7 @@ def _match(run: Run, i: int, at_close: bool) -> int:
     snap = counters[C_SNAP]
     if counters[C_PENDING]:
         counters[C_PENDING] = 0
-        _expire_ioc(run, row)
+        _expire_ioc(run.ledger, row)
         row = order_ints[row, O_NEXT]
     while 0 <= row < snap:
         nxt = order_ints[row, O_NEXT]
@@ -374,7 +374,7 @@ def _match(run: Run, i: int, at_close: bool) -> int:
         if _working(status) and (order_ints[row, O_FLAGS] & AT_CLOSE) == want:
             if order_ints[row, O_TIF] == DAY and order_ints[row, O_DAY] != d:
                 if order_ints[row, O_DAY] >= 0:
-                    finish_order(run, row, int(EV_EXPIRE), int(NO_REASON))
+                    finish_order(run.ledger, row, int(EV_EXPIRE), int(NO_REASON))
                     row = nxt
                     continue
                 order_ints[row, O_DAY] = d
@@ -385,17 +385,17 @@ def _match(run: Run, i: int, at_close: bool) -> int:
                 forced = bool(False)  # noqa: UP018 - not a literal (see finish_order)
                 q, reason = execute(run, i, order_ints[row, O_ID], signed, price, forced)
                 if reason != NO_REASON:
-                    finish_order(run, row, int(EV_REJECT), reason)
+                    finish_order(run.ledger, row, int(EV_REJECT), reason)
                     if run.params.reject_error:
                         counters[C_REJECT] = row
                         return AT_REJECT
                 elif q > 0.0:
-                    fill_order(run, row, int(q))
+                    fill_order(run.ledger, row, int(q))
                     if run.params.events:
                         counters[C_CURSOR] = row
                         counters[C_PENDING] = 1
                         return AT_FILL
-            _expire_ioc(run, row)
+            _expire_ioc(run.ledger, row)
         row = nxt
     counters[C_CURSOR] = -1
     return AT_STOP
@@ -417,10 +417,10 @@ def _trigger(run: Run, i: int, row: int) -> float:
 
 
 @compiled()
-def _expire_ioc(run: Run, row: int) -> None:
-    order_ints = run.ledger.order_ints
+def _expire_ioc(ledger: Ledger, row: int) -> None:
+    order_ints = ledger.order_ints
     if order_ints[row, O_TIF] == IOC and _working(order_ints[row, O_STATUS]):
-        finish_order(run, row, int(EV_EXPIRE), int(NO_REASON))
+        finish_order(ledger, row, int(EV_EXPIRE), int(NO_REASON))
 
 
 @compiled()
@@ -476,9 +476,9 @@ def new_order(run: Run, request: OrderRequest) -> int:
 
 
 @compiled()
-def _link(run: Run, row: int) -> None:
+def _link(ledger: Ledger, row: int) -> None:
     # Append order ``row`` to its symbol's working orders.
-    state, order_ints = run.ledger.state, run.ledger.order_ints
+    state, order_ints = ledger.state, ledger.order_ints
     s = order_ints[row, O_SYM]
     tail = int(state[s, LAST_WORKING])
     if tail >= 0:
@@ -486,14 +486,14 @@ def _link(run: Run, row: int) -> None:
     else:
         state[s, WORKING] = row
     state[s, LAST_WORKING] = row
-    run.ledger.counters[N_WORKING] += 1
+    ledger.counters[N_WORKING] += 1
 
 
 @compiled()
-def _unlink(run: Run, row: int) -> None:
+def _unlink(ledger: Ledger, row: int) -> None:
     # Take order ``row`` out of its symbol's working orders (if it is in them). Its O_NEXT is
     # kept, so a matching pass standing on it still finds the orders after it.
-    state, order_ints = run.ledger.state, run.ledger.order_ints
+    state, order_ints = ledger.state, ledger.order_ints
     s = order_ints[row, O_SYM]
     prev = -1
     cur = int(state[s, WORKING])
@@ -509,31 +509,31 @@ def _unlink(run: Run, row: int) -> None:
         state[s, WORKING] = nxt
     if nxt < 0:
         state[s, LAST_WORKING] = prev
-    run.ledger.counters[N_WORKING] -= 1
+    ledger.counters[N_WORKING] -= 1
 
 
 @compiled()
-def finish_order(run: Run, row: int, event: int, reason: int) -> None:
+def finish_order(ledger: Ledger, row: int, event: int, reason: int) -> None:
     """End a working order by ``event`` (cancel, expire or reject) for ``reason``.
 
     Compiled callers pass constant codes as ``int(EV_CANCEL)`` (and flags as ``bool(True)``):
     numba compiles a callee once per literal argument value otherwise."""
-    order_ints = run.ledger.order_ints
+    order_ints = ledger.order_ints
     order_ints[row, O_STATUS] = transition(order_ints[row, O_STATUS], event)
     order_ints[row, O_REASON] = reason
-    _unlink(run, row)
+    _unlink(ledger, row)
 
 
 @compiled()
-def fill_order(run: Run, row: int, quantity: int) -> None:
+def fill_order(ledger: Ledger, row: int, quantity: int) -> None:
     """Record a fill of ``quantity`` (> 0) shares of order ``row``."""
-    order_ints = run.ledger.order_ints
+    order_ints = ledger.order_ints
     filled = order_ints[row, O_FILLED] + quantity
     order_ints[row, O_FILLED] = filled
     event = EV_FILL_ALL if filled == order_ints[row, O_QTY] else EV_FILL
     order_ints[row, O_STATUS] = transition(order_ints[row, O_STATUS], event)
     if event == EV_FILL_ALL:
-        _unlink(run, row)
+        _unlink(ledger, row)
 
 
 @compiled()
@@ -558,11 +558,11 @@ def place(run: Run, request: OrderRequest) -> int:
         ),
     )
     if quantity == 0:
-        finish_order(run, row, int(EV_REJECT), int(R_LOT))
+        finish_order(run.ledger, row, int(EV_REJECT), int(R_LOT))
     elif run.params.intraday and run.ledger.state[s, SQ_DAY] == d:
-        finish_order(run, row, int(EV_REJECT), int(R_SQUARED_OFF))
+        finish_order(run.ledger, row, int(EV_REJECT), int(R_SQUARED_OFF))
     else:
-        _link(run, row)
+        _link(run.ledger, row)
     return row
 
 
@@ -571,7 +571,7 @@ def cancel(run: Run, row: int) -> bool:
     """Cancel working order ``row`` for the strategy; False when it is not working."""
     if not _working(run.ledger.order_ints[row, O_STATUS]):
         return False
-    finish_order(run, row, int(EV_CANCEL), int(R_USER))
+    finish_order(run.ledger, row, int(EV_CANCEL), int(R_USER))
     return True
 
 
