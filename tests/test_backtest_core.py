@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from test_backtest_engine import Row, Script, cfg, flat, loaded, make_bars
+from test_backtest_engine import Row, Script, cfg, flat, loaded, make_bars, run_script
 
-from quantcli.backtest import kernel
+from quantcli.backtest import kernel, orders
 from quantcli.backtest.engine import prepare, simulate
 from quantcli.backtest.strategy import EventStrategy, load_strategy
 
@@ -80,6 +80,22 @@ def test_an_order_placed_by_on_fill_waits_for_the_next_pass() -> None:
     # One fill per bar: each order placed in an on_fill trades at the next bar's open.
     assert result.fills["ts"].to_list() == result.equity["ts"][1:4].to_list()
     assert [f.order_id for f in script.fills] == [1, 2, 3]
+
+
+def test_an_order_read_earlier_follows_its_fills() -> None:
+    # Orders are rows of the run's buffers; what open_orders returns is a view of them.
+    held: list[Any] = []
+
+    def place(ctx: Any, bar: Any) -> None:
+        ctx.buy("AAA", 250, tif="GTC")
+        held.extend(ctx.open_orders("AAA"))
+
+    result, _ = run_script({"AAA": [(100, 101, 99, 100, 1_000)] * 4}, {0: place})
+    assert result.fills["quantity"].to_list() == [100, 100, 50]
+    (order,) = held
+    assert (order.filled, order.remaining, order.status) == (250, 0, orders.FILLED)
+    assert not order.is_open and order.order_id == 1 and order.is_buy
+    assert repr(order) == "Order(1 buy 250 AAA market GTC filled, filled 250)"
 
 
 def test_every_run_enters_the_replay_through_one_signature() -> None:

@@ -168,7 +168,7 @@ class Context:
         run = self._run
         s = None if symbol is None else run.code(symbol)
         led = run.ledger()
-        ints, floats = led.order_ints, led.order_floats
+        ints = led.order_ints
         if s is None:
             status = ints[: led.counters[N_ORDERS], O_STATUS]
             rows = np.flatnonzero(np.isin(status, WORKING_STATUSES)).tolist()
@@ -178,7 +178,7 @@ class Context:
             while row >= 0:
                 rows.append(row)
                 row = int(ints[row, O_NEXT])
-        return [Order.of_row(ints[r], floats[r], self.symbols) for r in rows]
+        return [Order(run.book, r, self.symbols[int(ints[r, O_SYM])]) for r in rows]
 
     def buy(
         self,
@@ -354,10 +354,14 @@ class EventRun:
 
     def cancel(self, order_id: int) -> bool:
         """Cancel the strategy's working order ``order_id``; False when it is not working."""
+        if isinstance(order_id, bool) or not isinstance(order_id, int | np.integer):
+            raise StrategyError(
+                f"strategy {self.strategy.name}: an order id is an integer, got {order_id!r}"
+            )
         led = self.ledger()
         if not 1 <= order_id <= led.counters[N_ORDERS]:
             return False
-        return self.book.cancel(order_id - 1)
+        return self.book.cancel(int(order_id) - 1)
 
     def _rejected(self, row: int, bar: int) -> StrategyError:
         # Order ``row`` rejected in bar ``bar`` under on_reject="error".

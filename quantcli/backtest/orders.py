@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import numba
 import numpy as np
@@ -147,51 +148,100 @@ class Fill:
     raw_price: float
 
 
-@dataclass(frozen=True, slots=True)
 class Order:
-    """An event strategy's order as it stands when read (``Context.open_orders``): a copy of
-    its row in the run's order buffers, which are the only record of it."""
+    """An event strategy's order (``Context.open_orders``): a view of its row in the run's
+    order buffers, which are the only record of it, so it follows the order as it fills,
+    expires or is converted on a split. ``book`` is anything with the run's current
+    ``ledger`` (the buffers are replaced when they grow)."""
 
-    order_id: int
-    bar: int
-    symbol: str
-    sym: int
-    is_buy: bool
-    type: int
-    tif: int
-    quantity: int
-    limit_price: float = float("nan")
-    stop_price: float = float("nan")
-    status: int = OPEN
-    filled: int = 0
-    reason: int = NO_REASON
-    triggered: bool = False
-    day: int = -1  # the session index a DAY order works in (set when it first becomes eligible)
-    at_close: bool = False  # a market order placed in on_bar with fill="close"
+    __slots__ = ("_book", "_row", "symbol")
 
-    @classmethod
-    def of_row(cls, ints: np.ndarray, floats: np.ndarray, symbols: Sequence[str]) -> Order:
-        """The order of one row of the integer and float order buffers."""
-        values = ints.tolist()
-        flags = values[O_FLAGS]
-        return cls(
-            order_id=values[O_ID],
-            bar=values[O_BAR],
-            symbol=symbols[values[O_SYM]],
-            sym=values[O_SYM],
-            is_buy=values[O_SIDE] > 0,
-            type=values[O_TYPE],
-            tif=values[O_TIF],
-            quantity=values[O_QTY],
-            limit_price=float(floats[O_LIMIT]),
-            stop_price=float(floats[O_STOP]),
-            status=values[O_STATUS],
-            filled=values[O_FILLED],
-            reason=values[O_REASON],
-            triggered=bool(flags & TRIGGERED),
-            day=values[O_DAY],
-            at_close=bool(flags & AT_CLOSE),
-        )
+    def __init__(self, book: Any, row: int, symbol: str) -> None:
+        """The order in row ``row`` of ``book.ledger``'s buffers, for ``symbol``."""
+        self._book = book
+        self._row = row
+        self.symbol = symbol
+
+    def _int(self, column: int) -> int:
+        return int(self._book.ledger.order_ints[self._row, column])
+
+    def _float(self, column: int) -> float:
+        return float(self._book.ledger.order_floats[self._row, column])
+
+    @property
+    def order_id(self) -> int:
+        """The order's id (its place in the run's orders, from 1)."""
+        return self._int(O_ID)
+
+    @property
+    def bar(self) -> int:
+        """The bar it was placed in."""
+        return self._int(O_BAR)
+
+    @property
+    def sym(self) -> int:
+        """The symbol's code in the run."""
+        return self._int(O_SYM)
+
+    @property
+    def is_buy(self) -> bool:
+        """A buy (else a sell)."""
+        return self._int(O_SIDE) > 0
+
+    @property
+    def type(self) -> int:
+        """MARKET, LIMIT, STOP or STOP_LIMIT."""
+        return self._int(O_TYPE)
+
+    @property
+    def tif(self) -> int:
+        """DAY, IOC or GTC."""
+        return self._int(O_TIF)
+
+    @property
+    def quantity(self) -> int:
+        """Traded shares ordered (multiplied by a split while working)."""
+        return self._int(O_QTY)
+
+    @property
+    def limit_price(self) -> float:
+        """Traded limit price (NaN: none)."""
+        return self._float(O_LIMIT)
+
+    @property
+    def stop_price(self) -> float:
+        """Traded stop price (NaN: none)."""
+        return self._float(O_STOP)
+
+    @property
+    def status(self) -> int:
+        """Its status (an index into STATUSES)."""
+        return self._int(O_STATUS)
+
+    @property
+    def filled(self) -> int:
+        """Shares filled so far."""
+        return self._int(O_FILLED)
+
+    @property
+    def reason(self) -> int:
+        """Why it ended without filling completely (an index into REASONS)."""
+        return self._int(O_REASON)
+
+    @property
+    def triggered(self) -> bool:
+        """A stop order's stop has been reached."""
+        return bool(self._int(O_FLAGS) & TRIGGERED)
+
+    @property
+    def day(self) -> int:
+        """The session index a DAY order works in (-1 until it first becomes eligible)."""
+        return self._int(O_DAY)
+
+    @property
+    def at_close(self) -> bool:
+        """A market order placed in on_bar with fill="close" (it works at closes)."""
+        return bool(self._int(O_FLAGS) & AT_CLOSE)
 
     @property
     def remaining(self) -> int:
@@ -202,6 +252,14 @@ class Order:
     def is_open(self) -> bool:
         """Still working."""
         return self.status in WORKING_STATUSES
+
+    def __repr__(self) -> str:
+        side = "buy" if self.is_buy else "sell"
+        return (
+            f"Order({self.order_id} {side} {self.quantity} {self.symbol} "
+            f"{ORDER_TYPES[self.type]} {TIFS[self.tif]} {STATUSES[self.status]}, "
+            f"filled {self.filled})"
+        )
 
 
 def labels(codes: np.ndarray, names: Sequence[str | None]) -> pl.Series:
