@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 from test_backtest_engine import Row, Script, cfg, flat, loaded, make_bars, run_script
 
 from quantcli.backtest import kernel, orders
 from quantcli.backtest.engine import prepare, simulate
 from quantcli.backtest.strategy import EventStrategy, load_strategy
+from quantcli.errors import StrategyError
 
 
 class Reader(EventStrategy):
@@ -96,6 +98,11 @@ def test_an_order_read_earlier_follows_its_fills() -> None:
     assert (order.filled, order.remaining, order.status) == (250, 0, orders.FILLED)
     assert not order.is_open and order.order_id == 1 and order.is_buy
     assert repr(order) == "Order(1 buy 250 AAA market GTC filled, filled 250)"
+
+
+def test_cancel_names_an_order_id_that_is_not_an_integer() -> None:
+    with pytest.raises(StrategyError, match=r"an order id is an integer, got 1\.5"):
+        run_script({"AAA": flat(3)}, {1: lambda ctx, bar: ctx.cancel(1.5)})
 
 
 def test_every_run_enters_the_replay_through_one_signature() -> None:
