@@ -1,7 +1,8 @@
 """Differential test of the two strategy kinds: a signal strategy and its hand-written event
 twin (which places, at each target change, the market order the signal path would) give
-identical fills and equity, through next-open and close fills, the intraday square-off, a
-split on record and the participation cap."""
+identical fills and equity, through next-open and close fills, the intraday square-off (also
+of orders still working under the participation cap), a split on record, futures settlement
+and the participation cap: both run through the one compiled replay loop."""
 
 from __future__ import annotations
 
@@ -92,8 +93,10 @@ def five_minute(days: int) -> list[datetime]:
     return stamps
 
 
-def twins(bars: pl.DataFrame, actions: list[CorporateAction], **options: Any) -> tuple[Any, Any]:
-    params = {"fast": "3", "slow": "8", "qty": "40"}
+def twins(
+    bars: pl.DataFrame, actions: list[CorporateAction], qty: str = "40", **options: Any
+) -> tuple[Any, Any]:
+    params = {"fast": "3", "slow": "8", "qty": qty}
     if options.get("allow_short"):
         params["short"] = "true"
     config = cfg(strategy="sma_cross", params=params, **options)
@@ -152,5 +155,29 @@ def test_twins_with_a_split_on_record() -> None:
     a, b = twins(bars, actions, fill="open")
     assert not a.warnings
     assert a.fills.filter(pl.col("symbol") == "AAA")["ts"].dt.date().max() >= ex
+    assert a.fills.equals(b.fills)
+    assert a.equity.equals(b.equity)
+
+
+def test_twins_through_the_square_off_with_orders_still_working() -> None:
+    # Thin bars: orders fill over several bars and some are still working at 15:20.
+    bars = random_walk(["AAA", "BBB"], five_minute(6), seed=11)
+    a, b = twins(bars, [], fill="close", segment="intraday", allow_short=True, participation=0.05)
+    reasons = a.orders["reason"].to_list()
+    assert "position squared off for the day (intraday)" in reasons
+    assert a.orders.filter(pl.col("filled_quantity") < pl.col("quantity")).height > 0
+    assert a.fills.equals(b.fills)
+    assert a.equity.equals(b.equity)
+
+
+@pytest.mark.parametrize("fill", ["open", "close"])
+def test_twins_in_futures(fill: str) -> None:
+    # Daily settlement moves the cash of both runs alike; NIFTY's lot is 50 (a target of 100
+    # is two lots).
+    bars = random_walk(["NIFTY"], daily(160), seed=5).with_columns(
+        [pl.col(c) * 200 for c in ("open", "high", "low", "close")]
+    )
+    a, b = twins(bars, [], qty="100", fill=fill, segment="futures", allow_short=True)
+    assert a.fills.height > 10
     assert a.fills.equals(b.fills)
     assert a.equity.equals(b.equity)

@@ -1,7 +1,7 @@
 """The book: cash and per-symbol positions, updated only by the compiled functions here.
 
-Both replay paths (the signal kernel and the Python event loop) keep their state in the same
-arrays and book every cash movement through these functions, so the identity
+Both strategy kinds replay through the one compiled loop (quantcli.backtest.kernel), which keeps
+its state in these arrays and books every cash movement through these functions, so the identity
 ``equity = cash + holdings`` holds by construction at every step:
 
 - cash segments (delivery, intraday): a fill moves ``quantity * price`` between cash and the
@@ -29,16 +29,23 @@ if TYPE_CHECKING:
     from quantcli.backtest.kernel import Output
 
 # Per-symbol state columns (one row per symbol, float64; counts stored exactly as floats).
-# DP_DAY: the session index of the symbol's last fill that paid the DP charge.
+# DP_DAY: the session index of the symbol's last fill that paid the DP charge. WORKING and
+# LAST_WORKING: the first and last rows of the symbol's list of working orders (-1: none).
+# LAST_BAR: the symbol's latest bar replayed so far (-1: none yet).
 POS, MARK, REF, TARGET, PEND, PEND_BAR, SQ_DAY, USED, USED_BAR, WORKING, DP_DAY = range(11)
-STATE_COLS = 11
+LAST_WORKING, LAST_BAR = 11, 12
+STATE_COLS = 13
 
 # Account scalars.
 CASH, EQUITY_REF = 0, 1
 
-# Counters.
-N_FILLS, N_ORDERS, N_EQUITY, N_EVENTS = range(4)
-COUNTERS = 4
+# Counters: rows used in the buffers, working orders, and where the replay stands (bar,
+# phase, the order row a matching pass resumes at, the end of the orders that pass sees,
+# whether the resumed row still needs its IOC check, and the row of an order rejected under
+# on_reject="error").
+N_FILLS, N_ORDERS, N_EQUITY, N_EVENTS, N_WORKING = range(5)
+C_BAR, C_PHASE, C_CURSOR, C_SNAP, C_PENDING, C_REJECT = range(5, 11)
+COUNTERS = 11
 
 # Corporate-action events applied to positions (for round-trip accounting).
 E_BAR, E_SYM, E_SEQ = 0, 1, 2  # ints: bar, symbol, number of fills booked before the event
@@ -57,8 +64,12 @@ def new_state(n_symbols: int, cash: float) -> tuple[np.ndarray, np.ndarray, np.n
     state[:, USED_BAR] = -1.0
     state[:, WORKING] = -1.0
     state[:, DP_DAY] = -1.0
+    state[:, LAST_WORKING] = -1.0
+    state[:, LAST_BAR] = -1.0
     acct = np.array([cash, cash], dtype=np.float64)
-    return state, acct, np.zeros(COUNTERS, dtype=np.int64)
+    counters = np.zeros(COUNTERS, dtype=np.int64)
+    counters[C_CURSOR] = counters[C_REJECT] = -1
+    return state, acct, counters
 
 
 @compiled()

@@ -5,10 +5,9 @@ on an in-memory bar frame. :func:`prepare` validates the bars, keeps NSE session
 replay's arrays (quantcli.backtest.kernel.Prepared) in one deterministic order, (ts, symbol);
 strategies see the bars split/bonus-adjusted with the traded values beside them
 (:func:`strategy_view`), and signal strategies' targets are checked by :func:`check_lookahead`.
-Signal strategies then run through the compiled kernel (quantcli.backtest.kernel), event
-strategies through the Python loop of quantcli.backtest.events, which shares the kernel's fill
-rules and book. The result keeps the run's buffers; its frames are built from them when first
-read.
+Both strategy kinds then run through the one compiled replay loop (quantcli.backtest.kernel);
+an event strategy's callbacks are called from quantcli.backtest.events. The result keeps the
+run's buffers; its frames are built from them when first read.
 """
 
 from __future__ import annotations
@@ -30,13 +29,22 @@ import numpy as np
 import polars as pl
 
 from quantcli.backtest import kernel
-from quantcli.backtest.accounting import round_trips
+from quantcli.backtest.accounting import C_REJECT, round_trips
 from quantcli.backtest.config import BacktestConfig
 from quantcli.backtest.costs import eras, parse_costs, rate_table
 from quantcli.backtest.events import EventRun
 from quantcli.backtest.inputs import EOD, LAST_OF_TS, SQUARE_OFF, Actions, Bars
 from quantcli.backtest.kernel import CHUNK, Book, Output, Prepared
-from quantcli.backtest.orders import REASONS, fills_frame, orders_frame, timestamps
+from quantcli.backtest.orders import (
+    O_BAR,
+    O_ID,
+    O_REASON,
+    O_SYM,
+    REASONS,
+    fills_frame,
+    orders_frame,
+    timestamps,
+)
 from quantcli.backtest.slippage import parse_slippage
 from quantcli.backtest.strategy import LoadedStrategy, load_strategy
 from quantcli.core.dtypes import TS_DTYPE
@@ -818,22 +826,26 @@ def _run_signals(
     progress: Callable[[float], None] | None,
 ) -> Output:
     book = Book(prep, config, weights=strategy.kind == "weights")
-    i = 0
-    while i < prep.n:
-        book.ensure_room(16)
-        i, err = kernel.replay(book.run, i, min(prep.n, i + CHUNK))
-        if err >= 0:
-            raise _reject_error(book, err, prep)
+    stop = 0
+    while stop < prep.n:
+        stop = min(prep.n, stop + CHUNK)
+        code = book.advance(stop)
+        while code == kernel.AT_ROOM:
+            book.ensure_room(16)
+            code = book.advance(stop)
+        if code == kernel.AT_REJECT:
+            raise _reject_error(book, int(book.ledger.counters[C_REJECT]), prep)
         if progress is not None:
-            progress(i / prep.n)
+            progress(stop / prep.n)
     return book.output()
 
 
 def _reject_error(book: Book, row: int, prep: Prepared) -> StrategyError:
     ints = book.ledger.order_ints[row]
     return StrategyError(
-        f"order {ints[0]} for {prep.symbols[ints[2]]} at {ist_datetime(prep.ts[ints[1]])} "
-        f"rejected: {REASONS[ints[9]]} (on_reject=error)"
+        f"order {ints[O_ID]} for {prep.symbols[ints[O_SYM]]} at "
+        f"{ist_datetime(prep.ts[ints[O_BAR]])} rejected: {REASONS[ints[O_REASON]]} "
+        "(on_reject=error)"
     )
 
 

@@ -1,9 +1,10 @@
-"""The Python replay loop for event strategies.
+"""Event strategies: the Python side of their replay.
 
 :class:`EventRun` walks the prepared bars in (ts, symbol) order and calls the strategy's
-``on_bar`` with a :class:`Bar`; the strategy trades through its :class:`Context`. Orders work
-until filled, cancelled or expired, and fill by the same rules and into the same book as the
-compiled signal kernel (quantcli.backtest.fills.execute, quantcli.backtest.kernel.Book).
+``on_bar`` with a :class:`Bar`; the strategy trades through its :class:`Context`. Its orders
+are rows of the run's order buffers and everything that happens to them (matching, fills,
+expiry, square-off, conversion on a split) is done by the one compiled replay loop that also
+runs signal strategies (quantcli.backtest.kernel); this module only calls back.
 """
 
 from __future__ import annotations
@@ -11,96 +12,97 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import NamedTuple
 
-import numba
 import numpy as np
 
-from quantcli.backtest import kernel
 from quantcli.backtest.accounting import (
+    C_BAR,
+    C_REJECT,
     CASH,
-    MARK,
+    LAST_BAR,
     N_FILLS,
+    N_ORDERS,
+    N_WORKING,
     POS,
-    SQ_DAY,
-    apply_action,
+    WORKING,
     holdings,
-    settle,
 )
 from quantcli.backtest.config import BacktestConfig
-from quantcli.backtest.fills import execute, trigger_price
-from quantcli.backtest.inputs import EOD, LAST_OF_TS, SQUARE_OFF
-from quantcli.backtest.kernel import CHUNK, Book, Output, Prepared
+from quantcli.backtest.inputs import Ledger, OrderRequest
+from quantcli.backtest.kernel import AT_FILL, AT_ROOM, AT_STOP, CHUNK, Book, Output, Prepared
 from quantcli.backtest.orders import (
-    DAY,
-    EV_CANCEL,
-    EV_EXPIRE,
-    EV_FILL,
-    EV_FILL_ALL,
-    EV_REJECT,
+    F_BAR,
     F_ID,
+    F_ORDER,
     F_PRICE,
-    IOC,
+    F_QTY,
+    F_SYM,
     LIMIT,
     MARKET,
-    NO_REASON,
-    O_FLOAT_COLS,
-    O_INT_COLS,
-    R_ACTION,
-    R_LOT,
-    R_SQUARED_OFF,
-    R_USER,
+    O_ID,
+    O_NEXT,
+    O_REASON,
+    O_STATUS,
+    O_SYM,
     REASONS,
+    REJECTED,
     STOP,
     STOP_LIMIT,
     TIFS,
+    WORKING_STATUSES,
     Fill,
     Order,
-    transition,
 )
 from quantcli.backtest.strategy import LoadedStrategy
 from quantcli.core.timezone import ist_datetime
 from quantcli.errors import QuantcliError, StrategyError
-from quantcli.market.instruments import ROUND_DOWN, ROUND_UP, round_to_tick_kernel, tick_kind
 
 
-class Bar:
-    """The bar an event strategy sees (plain Python values; ``ts`` built on first access).
+class Bar(NamedTuple):
+    """The bar an event strategy sees.
 
     ``open``, ``high``, ``low``, ``close`` and ``volume`` are split/bonus-adjusted like a signal
     strategy's columns (quantcli.backtest.engine.strategy_view); ``raw_open`` ... ``raw_volume``
-    are the traded values.
+    are the traded values and ``factor`` the adjustment (prices are multiplied by it and the
+    volume divided). A tuple, so the replay builds one per bar at the cost of a tuple; ``ts``
+    and the adjusted values are computed when read.
     """
 
-    __slots__ = (
-        "close", "high", "index", "low", "open", "raw_close", "raw_high", "raw_low", "raw_open",
-        "raw_volume", "symbol", "ts_us", "volume",
-    )  # fmt: skip
+    index: int  # type: ignore[assignment]  # the bar's replay index (shadows tuple.index)
+    symbol: str
+    ts_us: int
+    raw_open: float
+    raw_high: float
+    raw_low: float
+    raw_close: float
+    raw_volume: float
+    factor: float = 1.0
 
-    def __init__(
-        self,
-        index: int,
-        symbol: str,
-        ts_us: int,
-        ohlcv: tuple[float, float, float, float, float],
-        factor: float = 1.0,
-    ) -> None:
-        """A bar from its traded (open, high, low, close, volume) and its adjustment
-        ``factor`` (prices are multiplied by it and the volume divided)."""
-        open_, high, low, close, volume = ohlcv
-        self.index = index
-        self.symbol = symbol
-        self.ts_us = ts_us
-        self.raw_open = open_
-        self.raw_high = high
-        self.raw_low = low
-        self.raw_close = close
-        self.raw_volume = volume
-        self.open = open_ * factor
-        self.high = high * factor
-        self.low = low * factor
-        self.close = close * factor
-        self.volume = volume / factor
+    @property
+    def open(self) -> float:
+        """Adjusted open."""
+        return self.raw_open * self.factor
+
+    @property
+    def high(self) -> float:
+        """Adjusted high."""
+        return self.raw_high * self.factor
+
+    @property
+    def low(self) -> float:
+        """Adjusted low."""
+        return self.raw_low * self.factor
+
+    @property
+    def close(self) -> float:
+        """Adjusted close."""
+        return self.raw_close * self.factor
+
+    @property
+    def volume(self) -> float:
+        """Adjusted volume."""
+        return self.raw_volume / self.factor
 
     @property
     def ts(self) -> datetime:
@@ -132,31 +134,42 @@ class Context:
     @property
     def cash(self) -> float:
         """Cash now."""
-        return float(self._run.book.ledger.acct[CASH])
+        return float(self._run.ledger().acct[CASH])
 
     @property
     def equity(self) -> float:
         """Cash plus holdings at the last prices."""
-        led = self._run.book.ledger
+        led = self._run.ledger()
         value, _ = holdings(led.state, self._run.futures)
         return float(led.acct[CASH] + value)
 
     def position(self, symbol: str) -> int:
         """Signed position in ``symbol`` (0 when flat)."""
-        return int(self._run.book.ledger.state[self._run.code(symbol), POS])
+        s = self._run.code(symbol)
+        return int(self._run.ledger().state[s, POS])
 
     @property
     def positions(self) -> dict[str, int]:
         """Non-zero positions by symbol."""
-        pos = self._run.book.ledger.state[:, POS]
+        pos = self._run.ledger().state[:, POS]
         return {self.symbols[k]: int(pos[k]) for k in np.flatnonzero(pos)}
 
     def open_orders(self, symbol: str | None = None) -> list[Order]:
         """Working orders (of one symbol, or all), oldest first."""
         run = self._run
-        if symbol is not None:
-            return list(run.working[run.code(symbol)])
-        return sorted((o for w in run.working for o in w), key=lambda o: o.order_id)
+        s = None if symbol is None else run.code(symbol)
+        led = run.ledger()
+        ints = led.order_ints
+        if s is None:
+            status = ints[: led.counters[N_ORDERS], O_STATUS]
+            rows = np.flatnonzero(np.isin(status, WORKING_STATUSES)).tolist()
+        else:
+            rows = []
+            row = int(led.state[s, WORKING])
+            while row >= 0:
+                rows.append(row)
+                row = int(ints[row, O_NEXT])
+        return [Order(run.book, r, self.symbols[int(ints[r, O_SYM])]) for r in rows]
 
     def buy(
         self,
@@ -174,7 +187,7 @@ class Context:
         bonus ex-date the symbol's working orders are converted like its position (traded
         prices divided by the ratio, the quantity left multiplied), so they keep their meaning.
         """
-        return self._run.place(symbol, True, quantity, limit, stop, tif)
+        return self._run.place(symbol, True, quantity, (limit, stop), tif)
 
     def sell(
         self,
@@ -186,14 +199,14 @@ class Context:
         tif: str = "DAY",
     ) -> int:
         """Place a sell order (see :meth:`buy` for the units)."""
-        return self._run.place(symbol, False, quantity, limit, stop, tif)
+        return self._run.place(symbol, False, quantity, (limit, stop), tif)
 
     def order_target(self, symbol: str, target: int, *, tif: str = "DAY") -> int | None:
         """Market order for the difference between ``target`` and the position (None if 0)."""
         delta = int(target) - self.position(symbol)
         if delta == 0:
             return None
-        return self._run.place(symbol, delta > 0, abs(delta), None, None, tif)
+        return self._run.place(symbol, delta > 0, abs(delta), (None, None), tif)
 
     def cancel(self, order_id: int) -> bool:
         """Cancel a working order; False when it is not working."""
@@ -201,28 +214,62 @@ class Context:
 
 
 class EventRun:
-    """The Python replay loop for event strategies."""
+    """The Python side of an event strategy's replay: it builds the bars and calls the
+    strategy's callbacks; the book work between them is the compiled loop's
+    (quantcli.backtest.kernel.advance), entered once per bar at most.
+
+    While no order is working (and, intraday, no position is open) nothing the loop does can
+    call the strategy back, so the book is left behind and caught up (in one compiled call)
+    only when the strategy reads it or places an order: a strategy that trades rarely costs
+    a tuple and a call per bar."""
 
     def __init__(self, prep: Prepared, config: BacktestConfig, strategy: LoadedStrategy) -> None:
         self.prep = prep
         self.config = config
         self.strategy = strategy
-        self.book = Book(prep, config)
-        self.orders: list[Order] = []
-        self.working: list[list[Order]] = [[] for _ in prep.symbols]
+        self.book = Book(prep, config, events=True)
         self.codes = {s: k for k, s in enumerate(prep.symbols)}
         self.futures = config.segment == "futures"
         self.intraday = config.segment == "intraday"
-        self.fill_close = config.fill == "close"
-        self.i = 0
+        self.i = 0  # the bar whose callback runs
+        self.synced = -1  # the book is at this bar's strategy point (-1: behind)
+        self.quiet = True  # nothing the book does next can call the strategy back
+        self.in_fill = False  # an on_fill is running: the book stands at its fill
         self.ctx = Context(self)
-        self._execute = _entry_point(execute, self.book.run, 0, 0, 0.0, 0.0, False)
 
     def code(self, symbol: str) -> int:
+        """The symbol's code (StrategyError for a symbol not in the run)."""
         k = self.codes.get(symbol)
         if k is None:
             raise StrategyError(f"strategy {self.strategy.name}: unknown symbol {symbol!r}")
         return k
+
+    def ledger(self) -> Ledger:
+        """The book as of the bar (or fill) being called back."""
+        if self.synced != self.i and not self.in_fill:
+            self.sync(self.i)
+        return self.book.ledger
+
+    def sync(self, stop: int) -> None:
+        """Replay the book to bar ``stop``'s strategy point, calling on_fill for each fill."""
+        book = self.book
+        while True:
+            code = book.advance(stop)
+            if code == AT_STOP:
+                break
+            if code == AT_ROOM:
+                book.ensure_room(16)
+            elif code == AT_FILL:
+                self._on_fill()
+            else:
+                counters = book.ledger.counters
+                raise self._rejected(int(counters[C_REJECT]), int(counters[C_BAR]))
+        self.synced = stop
+        self.quiet = self._quiet()
+
+    def _quiet(self) -> bool:
+        led = self.book.ledger
+        return led.counters[N_WORKING] == 0 and not (self.intraday and led.state[:, POS].any())
 
     # -- orders
 
@@ -231,10 +278,10 @@ class EventRun:
         symbol: str,
         is_buy: bool,
         quantity: int,
-        limit: float | None,
-        stop: float | None,
+        prices: tuple[float | None, float | None],
         tif: str,
     ) -> int:
+        """Place an order for the strategy (see Context.buy); returns its id."""
         s = self.code(symbol)
         tif_code = TIFS.index(tif.upper()) if tif.upper() in TIFS else -1
         if tif_code < 0:
@@ -250,6 +297,7 @@ class EventRun:
                 f"strategy {self.strategy.name}: order quantity must be a positive integer, "
                 f"got {quantity!r}"
             )
+        limit, stop = prices
         kind = MARKET
         if limit is not None and stop is not None:
             kind = STOP_LIMIT
@@ -257,267 +305,134 @@ class EventRun:
             kind = LIMIT
         elif stop is not None:
             kind = STOP
+        state = self.ledger().state
         i = self.i
-        at = i if self.prep.bars.sym[i] == s else self._latest_bar(s)
+        at = i if self.prep.bars.sym[i] == s else self._latest_bar(s, int(state[s, LAST_BAR]))
         factor = float(self.prep.adjust[at])
-        # Rounded to the tick against the trader: a buy limit down, a buy stop up.
-        lim = math.nan if limit is None else self._on_tick(symbol, limit, factor, up=not is_buy)
-        stp = math.nan if stop is None else self._on_tick(symbol, stop, factor, up=is_buy)
-        lot = int(self.prep.bars.lot[at])
-        qty = int(quantity) // lot * lot
-        order = Order(
-            order_id=len(self.orders) + 1,
+        request = OrderRequest(
             bar=i,
-            symbol=symbol,
+            at=at,
             sym=s,
-            is_buy=is_buy,
-            type=kind,
+            buy=bool(is_buy),
+            kind=kind,
             tif=tif_code,
-            quantity=qty,
-            limit_price=lim,
-            stop_price=stp,
-            at_close=kind == MARKET and self.fill_close,
+            quantity=int(quantity),
+            limit=self._traded(limit, factor),
+            stop=self._traded(stop, factor),
         )
-        self.orders.append(order)
-        if qty == 0:
-            self._finish(order, EV_REJECT, R_LOT)
-        elif self.intraday and self.book.ledger.state[s, SQ_DAY] == self.prep.bars.day[i]:
-            self._finish(order, EV_REJECT, R_SQUARED_OFF)
-        else:
-            self.working[s].append(order)
-        return order.order_id
+        row = self.book.place(request)
+        self.quiet = self.quiet and self.book.ledger.counters[N_WORKING] == 0
+        led = self.book.ledger
+        if led.order_ints[row, O_STATUS] == REJECTED and self.config.on_reject == "error":
+            raise self._rejected(row, i)
+        return row + 1
 
-    def _on_tick(self, symbol: str, price: float, factor: float, *, up: bool) -> float:
-        # The traded price of an order price in adjusted units, on the tick.
-        from quantcli.market.instruments import tick_size
-
+    def _traded(self, price: float | None, factor: float) -> float:
+        # The traded price of an order price in adjusted units (rounded to the tick by place).
+        if price is None:
+            return math.nan
         if not (isinstance(price, int | float) and math.isfinite(price) and price > 0):
             raise StrategyError(
                 f"strategy {self.strategy.name}: order price must be a positive number, "
                 f"got {price!r}"
             )
-        traded = float(price) / factor
-        day = self.prep.days[int(self.prep.bars.day[self.i])]
-        tick = tick_size(traded, day, tick_kind(self.config.segment, symbol))
-        return float(round_to_tick_kernel(traded, tick, ROUND_UP if up else ROUND_DOWN))
+        return float(price) / factor
 
-    def _latest_bar(self, s: int) -> int:
+    def _latest_bar(self, s: int, last: int) -> int:
         # The symbol's latest bar so far (its first bar when it has not traded yet): its lot
         # and adjustment factor are the ones in force for an order placed now.
-        sym = self.prep.bars.sym
-        mine = np.flatnonzero(sym[: self.i + 1] == s)
-        return int(mine[-1]) if mine.size else int(np.flatnonzero(sym == s)[0])
+        return last if last >= 0 else int(np.flatnonzero(self.prep.bars.sym == s)[0])
 
     def cancel(self, order_id: int) -> bool:
-        if not 1 <= order_id <= len(self.orders):
-            return False
-        order = self.orders[order_id - 1]
-        if not order.is_open:
-            return False
-        self.working[order.sym].remove(order)
-        self._finish(order, EV_CANCEL, R_USER)
-        return True
-
-    def _finish(self, order: Order, event: int, reason: int) -> None:
-        # End an order by ``event`` (cancel, expire or reject) for ``reason``.
-        order.status = transition(order.status, event)
-        order.reason = reason
-        if event == EV_REJECT and self.config.on_reject == "error":
+        """Cancel the strategy's working order ``order_id``; False when it is not working."""
+        if isinstance(order_id, bool) or not isinstance(order_id, int | np.integer):
             raise StrategyError(
-                f"order {order.order_id} for {order.symbol} at "
-                f"{ist_datetime(self.prep.ts[self.i])} rejected: {REASONS[reason]} "
-                "(on_reject=error)"
+                f"strategy {self.strategy.name}: an order id is an integer, got {order_id!r}"
             )
+        led = self.ledger()
+        if not 1 <= order_id <= led.counters[N_ORDERS]:
+            return False
+        return self.book.cancel(int(order_id) - 1)
 
-    def _fill(self, order: Order, price: float, forced: bool = False) -> None:
-        book = self.book
-        book.ensure_room()
-        signed = float(order.remaining if order.is_buy else -order.remaining)
-        q, reason = self._execute(book.run, self.i, order.order_id, signed, price, forced)
-        if reason != NO_REASON:
-            self.working[order.sym].remove(order)
-            self._finish(order, EV_REJECT, reason)
-        elif q > 0:
-            order.filled += int(q)
-            done = order.filled == order.quantity
-            order.status = transition(order.status, EV_FILL_ALL if done else EV_FILL)
-            if done:
-                self.working[order.sym].remove(order)
-        if q > 0:
-            self._on_fill(order, q)
+    def _rejected(self, row: int, bar: int) -> StrategyError:
+        # Order ``row`` rejected in bar ``bar`` under on_reject="error".
+        ints = self.book.ledger.order_ints[row]
+        return StrategyError(
+            f"order {ints[O_ID]} for {self.prep.symbols[ints[O_SYM]]} at "
+            f"{ist_datetime(self.prep.ts[bar])} rejected: {REASONS[ints[O_REASON]]} "
+            "(on_reject=error)"
+        )
 
-    def _on_fill(self, order: Order, q: float) -> None:
+    def _on_fill(self) -> None:
         led = self.book.ledger
         n = int(led.counters[N_FILLS]) - 1
-        traded = float(led.fill_floats[n, F_PRICE])
+        fill_ints, fill_floats = led.fill_ints[n].tolist(), led.fill_floats[n]
+        bar, qty = fill_ints[F_BAR], fill_ints[F_QTY]
+        traded = float(fill_floats[F_PRICE])
         fill = Fill(
-            fill_id=int(led.fill_ints[n, F_ID]),
-            order_id=order.order_id,
-            ts=ist_datetime(self.prep.ts[self.i]),
-            symbol=order.symbol,
-            side="buy" if order.is_buy else "sell",
-            quantity=int(q),
-            price=traded * float(self.prep.adjust[self.i]),
-            charges=float(led.fill_floats[n, -1]),
+            fill_id=fill_ints[F_ID],
+            order_id=fill_ints[F_ORDER],
+            ts=ist_datetime(self.prep.ts[bar]),
+            symbol=self.prep.symbols[fill_ints[F_SYM]],
+            side="buy" if qty > 0 else "sell",
+            quantity=abs(qty),
+            price=traded * float(self.prep.adjust[bar]),
+            charges=float(fill_floats[-1]),
             raw_price=traded,
         )
-        self._call(self.strategy.instance.on_fill, fill)
-
-    def _call(self, fn: Callable[[Context, Any], None], arg: Any) -> None:
+        i, self.i, self.in_fill = self.i, bar, True
         try:
-            fn(self.ctx, arg)
+            self.strategy.instance.on_fill(self.ctx, fill)
         except QuantcliError:
             raise
         except Exception as exc:
-            text = " ".join(str(exc).split())[:300]
-            raise StrategyError(
-                f"strategy {self.strategy.name} raised at {ist_datetime(self.prep.ts[self.i])}: "
-                f"{type(exc).__name__}: {text}"
-            ) from exc
+            raise self._raised(exc) from exc
+        finally:
+            self.i, self.in_fill = i, False
 
-    def _match(self, s: int, at_close: bool) -> None:
-        bars, i = self.prep.bars, self.i
-        d = int(bars.day[i])
-        for order in list(self.working[s]):
-            if order.at_close != at_close or not order.is_open:
-                continue
-            if order.tif == DAY:
-                if order.day < 0:
-                    order.day = d
-                elif order.day != d:
-                    self.working[s].remove(order)
-                    self._finish(order, EV_EXPIRE, NO_REASON)
-                    continue
-            if order.type == MARKET:
-                price = bars.close[i] if at_close else bars.open[i]
-            else:
-                price, order.triggered = trigger_price(
-                    order.type, order.is_buy, order.limit_price, order.stop_price,
-                    order.triggered, bars.open[i], bars.high[i], bars.low[i],
-                )  # fmt: skip
-            if not math.isnan(price):
-                self._fill(order, float(price))
-            if order.tif == IOC and order.is_open:
-                self.working[s].remove(order)
-                self._finish(order, EV_EXPIRE, NO_REASON)
-
-    def _square_off(self, s: int, price: float) -> None:
-        state, i = self.book.ledger.state, self.i
-        state[s, SQ_DAY] = self.prep.bars.day[i]
-        for order in list(self.working[s]):
-            self.working[s].remove(order)
-            self._finish(order, EV_CANCEL, R_SQUARED_OFF)
-        pos = int(state[s, POS])
-        if pos == 0:
-            return
-        order = Order(
-            len(self.orders) + 1, i, self.prep.symbols[s], s, pos < 0, MARKET, DAY, abs(pos)
+    def _raised(self, exc: Exception) -> StrategyError:
+        # A callback's exception, at the bar being called back.
+        text = " ".join(str(exc).split())[:300]
+        return StrategyError(
+            f"strategy {self.strategy.name} raised at {ist_datetime(self.prep.ts[self.i])}: "
+            f"{type(exc).__name__}: {text}"
         )
-        order.reason = R_SQUARED_OFF
-        self.orders.append(order)
-        self.working[s].append(order)
-        self._fill(order, price, forced=True)
 
     # -- the loop
 
     def replay(self, progress: Callable[[float], None] | None) -> Output:
-        prep, book = self.prep, self.book
-        bars, led = prep.bars, book.ledger
+        """Replay every bar through the strategy's callbacks; the run's buffers."""
+        prep = self.prep
+        bars = prep.bars
         on_bar = self.strategy.instance.on_bar
-        names = prep.symbols
-        state = led.state
-        working = self.working
-        act_bar = prep.actions.bar.tolist()
-        ap = 0
-        n_act = len(act_bar)
-        futures, intraday, fill_close = self.futures, self.intraday, self.fill_close
-        step = max(1, prep.n // 100)
-        for lo in range(0, prep.n, CHUNK):
-            hi = min(prep.n, lo + CHUNK)
-            cols = [
-                a[lo:hi].tolist()
-                for a in (
-                    bars.sym, prep.ts, bars.open, bars.high, bars.low, bars.close, bars.volume,
-                    bars.flags, prep.adjust,
-                )
-            ]  # fmt: skip
-            for j, (s, t, o, h, lw, c, v, f, adj) in enumerate(zip(*cols, strict=True)):
-                i = lo + j
-                self.i = i
-                while ap < n_act and act_bar[ap] == i:
-                    self._action(ap)
-                    ap += 1
-                if intraday and f & SQUARE_OFF and state[s, SQ_DAY] != bars.day[i]:
-                    self._square_off(s, o)
-                if working[s]:
-                    self._match(s, False)
-                state[s, MARK] = c
-                self._call(on_bar, Bar(i, names[s], t, (o, h, lw, c, v), adj))
-                if fill_close and working[s]:
-                    self._match(s, True)
-                if f & EOD:
-                    if intraday and state[s, SQ_DAY] != bars.day[i]:
-                        self._square_off(s, c)
-                    if futures:
-                        settle(state, led.acct, s)
-                if f & LAST_OF_TS:
-                    kernel.snapshot(led, i, futures)
-                if progress is not None and i % step == 0:
-                    progress(i / prep.n)
-        return self._output()
-
-    def _action(self, ap: int) -> None:
-        acts, led = self.prep.actions, self.book.ledger
-        s = int(acts.sym[ap])
-        ratio, cash = apply_action(led.state, led.acct, s, acts.ratio[ap], acts.amount[ap])
-        if ratio != 1.0:
-            for order in list(self.working[s]):
-                self._convert(order, ratio)
-        kernel.record_action(self.book.run, ap, self.i, ratio, cash)
-
-    def _convert(self, order: Order, ratio: float) -> None:
-        # A split or bonus: the order's traded prices divided by the ratio (on the tick,
-        # against the trader, as when placed) and the quantity left multiplied (in lots); one
-        # with nothing left (a consolidation of a small order) is cancelled.
-        lot = int(self.prep.bars.lot[self.i])
-        left = int(order.remaining * ratio) // lot * lot
-        if left == 0:
-            self.working[order.sym].remove(order)
-            self._finish(order, EV_CANCEL, R_ACTION)
-            return
-        order.quantity = order.filled + left
-        if not math.isnan(order.limit_price):
-            order.limit_price = self._on_tick(
-                order.symbol, order.limit_price, ratio, up=not order.is_buy
-            )
-        if not math.isnan(order.stop_price):
-            order.stop_price = self._on_tick(order.symbol, order.stop_price, ratio, up=order.is_buy)
-
-    def _output(self) -> Output:
-        n = len(self.orders)
-        ints = np.zeros((n, O_INT_COLS), dtype=np.int64)
-        floats = np.zeros((n, O_FLOAT_COLS), dtype=np.float64)
-        for k, o in enumerate(self.orders):
-            ints[k] = (
-                o.order_id, o.bar, o.sym, 1 if o.is_buy else -1, o.type, o.tif, o.quantity,
-                o.status, o.filled, o.reason,
-            )  # fmt: skip
-            floats[k] = (o.limit_price, o.stop_price)
-        out = self.book.output()
-        out.order_ints = ints
-        out.order_floats = floats
-        return out
-
-
-def _entry_point(fn: Any, *args: Any) -> Callable[..., Any]:
-    """The compiled entry of numba function ``fn`` for the types of ``args``: it converts its
-    arguments by those types instead of typing them at each call, which for a Run (with its
-    slippage formula) costs about a millisecond; the event loop calls ``execute`` per fill."""
-    typeof: Any = numba.typeof  # untyped in numba's stubs
-    signature = tuple(typeof(a) for a in args)
-    fn.compile(signature)
-    entry: Callable[..., Any] = fn.overloads[signature].entry_point
-    return entry
+        ctx = self.ctx
+        names = np.array(prep.symbols, dtype=object)
+        make = tuple.__new__
+        # Progress is reported at the start of each chunk.
+        step = max(1, min(CHUNK, prep.n // 100))
+        try:
+            for lo in range(0, prep.n, step):
+                if progress is not None:
+                    progress(lo / prep.n)
+                hi = min(prep.n, lo + step)
+                cols = (
+                    range(lo, hi), names[bars.sym[lo:hi]].tolist(), prep.ts[lo:hi].tolist(),
+                    *(a[lo:hi].tolist() for a in (bars.open, bars.high, bars.low, bars.close)),
+                    bars.volume[lo:hi].tolist(), prep.adjust[lo:hi].tolist(),
+                )  # fmt: skip
+                for row in zip(*cols, strict=True):
+                    i = row[0]
+                    if not self.quiet:
+                        self.sync(i)
+                    self.i = i
+                    on_bar(ctx, make(Bar, row))
+            self.i = prep.n - 1
+            self.sync(prep.n)
+        except QuantcliError:
+            raise
+        except Exception as exc:
+            raise self._raised(exc) from exc
+        return self.book.output()
 
 
 __all__ = ["Bar", "Context", "EventRun"]

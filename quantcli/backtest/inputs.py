@@ -10,7 +10,9 @@ error.
 
 The compiled functions that take these structures are compiled by :func:`compiled`, without
 numba's reference counting: they allocate no arrays, and counting references on every array
-of a structure at each call made the replay three times slower.
+of a structure at each call made the replay three times slower. Python enters them through
+:func:`entry`, which compiles one signature per function whatever the arrays' layouts (a
+broadcast tick column and a contiguous one share it) and skips numba's per-call typing.
 """
 
 from __future__ import annotations
@@ -74,7 +76,7 @@ class Params(NamedTuple):
     """A run's scalar parameters, as the compiled code reads them."""
 
     participation: float
-    slip: Callable[[float, float, float, float], float]  # the slippage model's cfunc
+    slip: int  # address of the slippage model's cfunc (see fills.call_formula)
     slip_param: float
     costs: Callable[[float, Floats, bool, float, float, Floats], None]  # the cost model's cfunc
     cost_param: float
@@ -86,6 +88,34 @@ class Params(NamedTuple):
     shortable: bool
     futures: bool
     reject_error: bool  # on_reject="error": a rejected order stops the run
+    events: bool  # an event strategy: the replay stops for its callbacks and converts its
+    # working orders on a split (a signal strategy's working order is cancelled)
+
+
+class Ticks(NamedTuple):
+    """The run's tick schedule (quantcli.market.instruments.TICK_SCHEDULES) as arrays, for
+    pricing event orders on the tick: symbol ``s`` on session ``d`` uses row
+    ``era[kind[s], d]`` of ``bounds`` (inclusive upper price bounds, padded with +inf) and
+    ``ticks``. Signal runs price no orders and carry an empty table."""
+
+    kind: Ints
+    era: Ints
+    bounds: Floats
+    ticks: Floats
+
+
+class OrderRequest(NamedTuple):
+    """An event strategy's order as placed: prices in traded units, before tick rounding."""
+
+    bar: int  # the bar being replayed
+    at: int  # the symbol's latest bar (its lot applies)
+    sym: int
+    buy: bool
+    kind: int
+    tif: int
+    quantity: int
+    limit: float  # NaN: none
+    stop: float
 
 
 class Ledger(NamedTuple):
@@ -112,6 +142,7 @@ class Run(NamedTuple):
     bars: Bars
     actions: Actions
     params: Params
+    ticks: Ticks
     ledger: Ledger
 
 
@@ -121,3 +152,56 @@ def compiled(*, nogil: bool = False) -> Callable[[F], F]:
     options: dict[str, Any] = {"cache": True, "nogil": nogil, "_nrt": False}
     jit: Callable[[F], F] = numba.njit(**options)
     return jit
+
+
+def entry(fn: Any, *args: Any) -> Callable[..., Any]:
+    """The compiled entry of :func:`compiled` function ``fn`` for arguments like ``args``.
+
+    Every array is typed with layout "A" (any strides), so a zero-stride column and a
+    contiguous one share one specialisation, and the arrays of the bars, actions and tick
+    table read-only (the ledger's stay writable): one signature per function, compiled or
+    loaded from the cache once. The entry converts its arguments by that signature instead of
+    typing them at each call, which for a Run costs ~1 ms; a call costs about a microsecond.
+    """
+    if not isinstance(fn, numba.core.registry.CPUDispatcher):
+        # Swapped for its Python original (tests run the replay interpreted).
+        python: Callable[..., Any] = fn
+        return python
+    # numba.typeof of a Run takes ~0.7 ms (a sweep's run pays it once per entry): the
+    # entries are remembered by what decides the signature, the arrays' dtypes and dimensions.
+    key = (fn, *(_kind(a) for a in args))
+    found = _ENTRIES.get(key)
+    if found is None:
+        typeof: Any = numba.typeof  # untyped in numba's stubs
+        signature = tuple(_any_layout(typeof(a), readonly=True) for a in args)
+        overload: Any = fn.overloads.get(signature)
+        if overload is None:
+            fn.compile(signature)
+            overload = fn.overloads[signature]
+        found = _ENTRIES[key] = overload.entry_point
+    return found
+
+
+_ENTRIES: dict[tuple[Any, ...], Callable[..., Any]] = {}
+
+
+def _kind(value: Any) -> Any:
+    # What numba's type of ``value`` depends on, once layout and writability are set aside.
+    if isinstance(value, np.ndarray):
+        return value.dtype.str, value.ndim, value.flags.aligned
+    if isinstance(value, tuple):
+        return type(value), tuple(_kind(v) for v in value)
+    return type(value)
+
+
+def _any_layout(ty: Any, *, readonly: bool) -> Any:
+    if isinstance(ty, numba.types.Array):
+        return ty.copy(layout="A", readonly=readonly)
+    if isinstance(ty, numba.types.BaseNamedTuple):
+        named: Any = ty
+        # The ledger is the one structure the replay writes.
+        keep = readonly and named.instance_class is not Ledger
+        fields = [_any_layout(t, readonly=keep) for t in named.types]
+        from_types: Any = numba.types.BaseTuple.from_types
+        return from_types(fields, named.instance_class)
+    return ty

@@ -1,14 +1,22 @@
-"""The compiled replay loop for signal strategies, and the run inputs and state it shares with
-the event loop (:class:`Prepared`, :class:`Book`).
+"""The one compiled replay loop, for signal and event strategies alike, and the run inputs and
+state it works on (:class:`Prepared`, :class:`Book`).
 
-Bars arrive as flat arrays sorted by (ts, symbol). A signal strategy has already turned them into
-one target per bar (shares or a weight of equity; NaN = no opinion). The loop acts on a target
-when it changes: at the next bar's open (``fill="open"``) or at the same bar's close
-(``fill="close"``), so a target computed from bar t never trades inside bar t's range.
+Bars arrive as flat arrays sorted by (ts, symbol). :func:`advance` does every bar's book work:
+corporate actions (a split converts an event strategy's working orders, and cancels a signal
+strategy's working target order), the intraday square-off, matching the working orders of
+every type and time in force (fills by quantcli.backtest.fills.execute), futures settlement
+and the equity snapshot. A bar's work is a sequence of phases; the loop's position (bar and
+phase, and within a matching pass the order it resumes at) lives in the ledger's counters, so
+it can stop anywhere and resume:
 
-The loop is resumable: it stops before the fill or order buffers could overflow and returns the
-bar to resume from, so the caller can grow the buffers (and report progress) without the kernel
-allocating.
+- a signal strategy has already turned the bars into one target per bar (shares or a weight
+  of equity; NaN = no opinion). The loop acts on a target when it changes: at the next bar's
+  open (``fill="open"``) or at the same bar's close (``fill="close"``), so a target computed
+  from bar t never trades inside bar t's range. It runs to the end in one call, stopping only
+  to let the caller grow the buffers (and report progress);
+- an event strategy's orders are rows of the same order buffers, placed by :func:`place` and
+  cancelled by :func:`cancel`; the loop returns to Python at a bar's strategy point (for
+  ``on_bar``) and after each fill (for ``on_fill``), see quantcli.backtest.events.
 """
 
 from __future__ import annotations
@@ -16,10 +24,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 import numpy as np
 
 from quantcli.backtest.accounting import (
+    C_BAR,
+    C_CURSOR,
+    C_PENDING,
+    C_PHASE,
+    C_REJECT,
+    C_SNAP,
     CASH,
     E_BAR,
     E_CASH,
@@ -29,11 +44,14 @@ from quantcli.backtest.accounting import (
     EQUITY_REF,
     EVENT_FLOAT_COLS,
     EVENT_INT_COLS,
+    LAST_BAR,
+    LAST_WORKING,
     MARK,
     N_EQUITY,
     N_EVENTS,
     N_FILLS,
     N_ORDERS,
+    N_WORKING,
     PEND,
     PEND_BAR,
     POS,
@@ -47,7 +65,7 @@ from quantcli.backtest.accounting import (
 )
 from quantcli.backtest.config import BacktestConfig
 from quantcli.backtest.costs import parse_costs
-from quantcli.backtest.fills import execute
+from quantcli.backtest.fills import execute, trigger_price
 from quantcli.backtest.inputs import (
     EOD,
     FUNDING,
@@ -56,13 +74,18 @@ from quantcli.backtest.inputs import (
     Actions,
     Bars,
     Ledger,
+    OrderRequest,
     Params,
     Run,
+    Ticks,
     compiled,
+    entry,
 )
 from quantcli.backtest.orders import (
+    AT_CLOSE,
     DAY,
     EV_CANCEL,
+    EV_EXPIRE,
     EV_FILL,
     EV_FILL_ALL,
     EV_REJECT,
@@ -70,14 +93,18 @@ from quantcli.backtest.orders import (
     F_FLOAT_COLS,
     F_INT_COLS,
     GTC,
+    IOC,
     MARKET,
     NO_REASON,
     O_BAR,
+    O_DAY,
     O_FILLED,
+    O_FLAGS,
     O_FLOAT_COLS,
     O_ID,
     O_INT_COLS,
     O_LIMIT,
+    O_NEXT,
     O_QTY,
     O_REASON,
     O_SIDE,
@@ -87,62 +114,48 @@ from quantcli.backtest.orders import (
     O_TIF,
     O_TYPE,
     OPEN,
+    OPEN_PARTIAL,
     R_ACTION,
+    R_LOT,
     R_SQUARED_OFF,
     R_SUPERSEDED,
+    R_USER,
+    TRIGGERED,
     transition,
 )
-from quantcli.backtest.slippage import parse_slippage
+from quantcli.backtest.slippage import FORMULA, parse_slippage
+from quantcli.errors import UsageError
+from quantcli.market.instruments import ROUND_DOWN, ROUND_UP, round_to_tick_kernel
 
-# Room each bar may need in the buffers: a target order and its fill, plus a square-off.
+# A bar's phases, in order (counters[C_PHASE] is the next one to do). An event strategy's
+# on_bar runs at PH_STRATEGY.
+(
+    PH_ACTIONS,
+    PH_OPEN,
+    PH_TARGET_OPEN,
+    PH_MATCH_OPEN,
+    PH_MARK,
+    PH_STRATEGY,
+    PH_MATCH_CLOSE,
+    PH_CLOSE,
+    PH_SETTLE,
+    PH_SNAPSHOT,
+) = range(10)
+
+# Why advance returned: it reached the stop (or the end), booked a fill of an event
+# strategy's order (on_fill is due), needs bigger buffers, or an order was rejected under
+# on_reject="error" (its row is counters[C_REJECT]).
+AT_STOP, AT_FILL, AT_ROOM, AT_REJECT = range(4)
+
+# Rows each phase may add to the buffers before the loop checks again: two orders and two
+# fills (an intraday square-off, and a target order and its fill).
 _ROOM = 4
 
 
-@compiled()
-def new_order(run: Run, bar: int, s: int, signed: float, tif: int) -> int:
-    """Append an open market order for ``signed`` shares (positive buys); returns its row."""
-    counters = run.ledger.counters
-    order_ints, order_floats = run.ledger.order_ints, run.ledger.order_floats
-    n = counters[N_ORDERS]
-    counters[N_ORDERS] = n + 1
-    order_ints[n, O_ID] = n + 1
-    order_ints[n, O_BAR] = bar
-    order_ints[n, O_SYM] = s
-    order_ints[n, O_SIDE] = 1 if signed > 0 else -1
-    order_ints[n, O_TYPE] = MARKET
-    order_ints[n, O_TIF] = tif
-    order_ints[n, O_QTY] = int(abs(signed))
-    order_ints[n, O_STATUS] = OPEN
-    order_ints[n, O_FILLED] = 0
-    order_ints[n, O_REASON] = NO_REASON
-    order_floats[n, O_LIMIT] = math.nan
-    order_floats[n, O_STOP] = math.nan
-    return int(n)
-
-
-@compiled()
-def close_order(run: Run, row: int, event: int, reason: int) -> None:
-    """End a working order by ``event`` (cancel, expire or reject) for ``reason``."""
-    order_ints = run.ledger.order_ints
-    order_ints[row, O_STATUS] = transition(order_ints[row, O_STATUS], event)
-    order_ints[row, O_REASON] = reason
-
-
-@compiled()
-def fill_order(run: Run, row: int, quantity: int) -> bool:
-    """Record a fill of ``quantity`` (> 0) shares of order ``row``; True when it completes it."""
-    order_ints = run.ledger.order_ints
-    filled = order_ints[row, O_FILLED] + quantity
-    order_ints[row, O_FILLED] = filled
-    event = EV_FILL_ALL if filled == order_ints[row, O_QTY] else EV_FILL
-    order_ints[row, O_STATUS] = transition(order_ints[row, O_STATUS], event)
-    return event == EV_FILL_ALL
-
-
 @compiled(nogil=True)
-def replay(run: Run, i0: int, stop_at: int) -> tuple[int, int]:
-    """Replay bars ``i0`` to ``stop_at``; returns (next bar, row of an order rejected under
-    on_reject="error" or -1). Stops early when the buffers are nearly full."""
+def advance(run: Run, stop: int) -> int:
+    """Replay from the ledger's position to bar ``stop``'s strategy point (or to the end when
+    ``stop`` is past the last bar); returns why it stopped (AT_*)."""
     # The loop reads plain local arrays taken out of the structures once: numba counts
     # references on the arrays of a structure held in a local, which costs per bar. The
     # helpers below read fields through ``run`` for the same reason.
@@ -152,85 +165,275 @@ def replay(run: Run, i0: int, stop_at: int) -> tuple[int, int]:
     act_bar = run.actions.bar
     state, acct, counters = led.state, led.acct, led.counters
     fill_cap, order_cap = led.fill_ints.shape[0] - _ROOM, led.order_ints.shape[0] - _ROOM
-    fill_close, intraday, futures = prm.fill_close, prm.intraday, prm.futures
+    fill_close, intraday, futures, events = prm.fill_close, prm.intraday, prm.futures, prm.events
+    n = sym.shape[0]
     n_act = act_bar.shape[0]
-    ap = counters[N_EVENTS]
-    for i in range(i0, stop_at):
+    i = counters[C_BAR]
+    phase = counters[C_PHASE]
+    code = AT_STOP
+    while i < n:
         if counters[N_FILLS] > fill_cap or counters[N_ORDERS] > order_cap:
-            return i, -1
+            code = AT_ROOM
+            break
         s = sym[i]
         d = day[i]
-        while ap < n_act and act_bar[ap] == i:
-            _book_action(run, ap, i)
-            ap += 1
-        blocked = intraday and state[s, SQ_DAY] == d
-        if intraday and not blocked and flags[i] & SQUARE_OFF:
-            _square_off(run, i, s, open_[i])
-            blocked = True
-        if not fill_close:
+        if phase == PH_ACTIONS:
+            ap = counters[N_EVENTS]
+            while ap < n_act and act_bar[ap] == i:
+                _book_action(run, ap, i)
+                ap += 1
+            phase = PH_OPEN
+        if phase == PH_OPEN:
+            phase = PH_TARGET_OPEN
+            squaring = intraday and state[s, SQ_DAY] != d and flags[i] & SQUARE_OFF
+            if squaring and _square_off(run, i, s, open_[i]) and events:
+                code = AT_FILL
+                break
+        if phase == PH_TARGET_OPEN:
+            # A signal strategy's target from the previous bar, at this bar's open.
             pend = state[s, PEND]
-            state[s, PEND] = math.nan
-            if not blocked and not math.isnan(pend) and pend != state[s, TARGET]:
-                _place(run, int(state[s, PEND_BAR]), s, pend, open_[i])
-            if state[s, WORKING] >= 0.0:
-                err = _work(run, i, s, open_[i])
-                if err >= 0:
-                    return i + 1, err
-        state[s, MARK] = close[i]
-        t = target[i]
-        if not math.isnan(t):
-            if not fill_close:
-                state[s, PEND] = t
-                state[s, PEND_BAR] = i
-            elif not blocked and t != state[s, TARGET]:
-                _place(run, i, s, t, close[i])
-        if fill_close and state[s, WORKING] >= 0.0:
-            err = _work(run, i, s, close[i])
-            if err >= 0:
-                return i + 1, err
-        if flags[i] & EOD:
-            if intraday and state[s, SQ_DAY] != d:
-                _square_off(run, i, s, close[i])
-            if futures:
+            if not math.isnan(pend):
+                state[s, PEND] = math.nan
+                blocked = intraday and state[s, SQ_DAY] == d
+                if not blocked and pend != state[s, TARGET]:
+                    _place_target(run, int(state[s, PEND_BAR]), s, pend, open_[i])
+            phase = PH_MATCH_OPEN
+            _start_match(run.ledger, s)
+        if phase == PH_MATCH_OPEN:
+            if counters[C_CURSOR] >= 0:
+                code = _match(run, i, phase == PH_MATCH_CLOSE)
+                if code != AT_STOP:
+                    break
+            phase = PH_MARK
+        if phase == PH_MARK:
+            state[s, MARK] = close[i]
+            state[s, LAST_BAR] = i
+            phase = PH_STRATEGY
+        if phase == PH_STRATEGY:
+            if i == stop:
+                break
+            t = target[i]
+            if not (events or math.isnan(t)):
+                if not fill_close:
+                    state[s, PEND] = t
+                    state[s, PEND_BAR] = i
+                elif not (intraday and state[s, SQ_DAY] == d) and t != state[s, TARGET]:
+                    _place_target(run, i, s, t, close[i])
+            phase = PH_MATCH_CLOSE
+            _start_match(run.ledger, s)
+        if phase == PH_MATCH_CLOSE:
+            if fill_close and counters[C_CURSOR] >= 0:
+                code = _match(run, i, phase == PH_MATCH_CLOSE)
+                if code != AT_STOP:
+                    break
+            phase = PH_CLOSE
+        if phase == PH_CLOSE:
+            phase = PH_SETTLE
+            squaring = flags[i] & EOD and intraday and state[s, SQ_DAY] != d
+            if squaring and _square_off(run, i, s, close[i]) and events:
+                code = AT_FILL
+                break
+        if phase == PH_SETTLE:
+            if futures and flags[i] & EOD:
                 settle(state, acct, s)
+            phase = PH_SNAPSHOT
         if flags[i] & LAST_OF_TS:
-            snapshot(led, i, futures)
-    return stop_at, -1
+            _snapshot(run, i)
+        i += 1
+        phase = PH_ACTIONS
+    counters[C_BAR] = i
+    counters[C_PHASE] = phase
+    return code
+
+
+# --------------------------------------------------------------------------- the phases
 
 
 @compiled()
 def _book_action(run: Run, ap: int, i: int) -> None:
-    # Corporate action ``ap`` before bar ``i``: a split or bonus cancels the working order.
+    # Corporate action ``ap`` before bar ``i``. A split or bonus converts an event strategy's
+    # working orders (they keep their meaning) and cancels a signal strategy's working target
+    # order (the next target is computed on the converted position).
     a = run.actions.sym[ap]
+    state = run.ledger.state
     ratio, cash = apply_action(
-        run.ledger.state, run.ledger.acct, a, run.actions.ratio[ap], run.actions.amount[ap]
+        state, run.ledger.acct, a, run.actions.ratio[ap], run.actions.amount[ap]
     )
-    w = int(run.ledger.state[a, WORKING])
-    if w >= 0 and ratio != 1.0:
-        close_order(run, w, EV_CANCEL, R_ACTION)
-        run.ledger.state[a, WORKING] = -1.0
-    record_action(run, ap, i, ratio, cash)
+    if ratio != 1.0:
+        row = int(state[a, WORKING])
+        while row >= 0:
+            nxt = run.ledger.order_ints[row, O_NEXT]
+            if run.params.events:
+                _convert(run, i, row, ratio)
+            else:
+                finish_order(run.ledger, row, int(EV_CANCEL), int(R_ACTION))
+            row = nxt
+    ledger = run.ledger
+    ledger.event_ints[ap, E_BAR] = i
+    ledger.event_ints[ap, E_SYM] = a
+    ledger.event_ints[ap, E_SEQ] = ledger.counters[N_FILLS]
+    ledger.event_floats[ap, E_RATIO] = ratio
+    ledger.event_floats[ap, E_CASH] = cash
+    ledger.counters[N_EVENTS] = ap + 1
 
 
 @compiled()
-def record_action(run: Run, ap: int, i: int, ratio: float, cash: float) -> None:
-    """Record corporate action ``ap`` as booked before bar ``i`` (for round trips)."""
-    run.ledger.event_ints[ap, E_BAR] = i
-    run.ledger.event_ints[ap, E_SYM] = run.actions.sym[ap]
-    run.ledger.event_ints[ap, E_SEQ] = run.ledger.counters[N_FILLS]
-    run.ledger.event_floats[ap, E_RATIO] = ratio
-    run.ledger.event_floats[ap, E_CASH] = cash
-    run.ledger.counters[N_EVENTS] = ap + 1
+def _convert(run: Run, i: int, row: int, ratio: float) -> None:
+    # A split or bonus: the order's traded prices divided by the ratio (on the tick, against
+    # the trader, as when placed) and the quantity left multiplied (in lots); one with nothing
+    # left (a consolidation of a small order) is cancelled.
+    order_ints, order_floats = run.ledger.order_ints, run.ledger.order_floats
+    lot = int(run.bars.lot[i])
+    filled = order_ints[row, O_FILLED]
+    left = int((order_ints[row, O_QTY] - filled) * ratio) // lot * lot
+    if left == 0:
+        finish_order(run.ledger, row, int(EV_CANCEL), int(R_ACTION))
+        return
+    order_ints[row, O_QTY] = filled + left
+    s = order_ints[row, O_SYM]
+    d = run.bars.day[i]
+    buy = order_ints[row, O_SIDE] > 0
+    limit, stop = order_floats[row, O_LIMIT], order_floats[row, O_STOP]
+    if not math.isnan(limit):
+        order_floats[row, O_LIMIT] = on_tick(run, s, d, limit / ratio, not buy)
+    if not math.isnan(stop):
+        order_floats[row, O_STOP] = on_tick(run, s, d, stop / ratio, buy)
 
 
 @compiled()
-def snapshot(ledger: Ledger, bar: int, futures: bool) -> None:
-    """Append the equity row (cash, holdings, equity, gross exposure) after ``bar``.
+def _square_off(run: Run, i: int, s: int, price: float) -> bool:
+    # Intraday (MIS) square-off: cancel the symbol's working orders and close the position at
+    # ``price``; the broker's square-off ignores volume caps and circuits. Trading stops for
+    # the session. True when it booked a fill.
+    state, order_ints = run.ledger.state, run.ledger.order_ints
+    state[s, SQ_DAY] = run.bars.day[i]
+    state[s, TARGET] = math.nan
+    while state[s, WORKING] >= 0.0:
+        finish_order(run.ledger, int(state[s, WORKING]), int(EV_CANCEL), int(R_SQUARED_OFF))
+    pos = state[s, POS]
+    if pos == 0.0:
+        return False
+    request = OrderRequest(i, i, s, pos < 0.0, MARKET, DAY, int(abs(pos)), math.nan, math.nan)
+    row = new_order(run, request)
+    order_ints[row, O_REASON] = R_SQUARED_OFF
+    # Forced, it fills in full.
+    q, _ = execute(run, i, order_ints[row, O_ID], -pos, price, bool(True))  # noqa: UP018
+    fill_order(run.ledger, row, int(q))
+    return True
 
-    It takes the ledger rather than the run: the event loop calls it from Python at every
-    timestamp, and a call with the whole run (its slippage formula) costs ~0.4 ms to type."""
+
+@compiled()
+def _place_target(run: Run, i: int, s: int, target: float, price: float) -> None:
+    # A signal strategy's new target supersedes its working order; the order for the
+    # difference is stamped with the bar that produced the target (with fill="open" it first
+    # trades at the next bar).
+    state = run.ledger.state
+    state[s, TARGET] = target
+    while state[s, WORKING] >= 0.0:
+        finish_order(run.ledger, int(state[s, WORKING]), int(EV_CANCEL), int(R_SUPERSEDED))
+    shares = target * run.ledger.acct[EQUITY_REF] / price if run.params.weights else target
+    lot = run.bars.lot[i]
+    delta = math.trunc((shares - state[s, POS]) / lot) * lot
+    if delta == 0.0 or not math.isfinite(delta):
+        return
+    request = OrderRequest(i, i, s, delta > 0.0, MARKET, GTC, int(abs(delta)), math.nan, math.nan)
+    _link(run.ledger, new_order(run, request))
+
+
+@compiled()
+def _start_match(ledger: Ledger, s: int) -> None:
+    # A matching pass over symbol ``s``'s working orders: the orders placed during it (by an
+    # on_fill) wait for the next pass.
+    counters = ledger.counters
+    counters[C_CURSOR] = int(ledger.state[s, WORKING])
+    counters[C_SNAP] = counters[N_ORDERS]
+    counters[C_PENDING] = 0
+
+
+@compiled()
+def _match(run: Run, i: int, at_close: bool) -> int:
+    # Work bar ``i``'s symbol's orders, oldest first, from the pass's cursor: market orders at
+    # the open (or, placed with fill="close", at the close), limit and stop orders where the
+    # bar trades through their price. A DAY order expires when its session has passed, an IOC
+    # order after its one bar. Returns AT_STOP at the end of the pass, AT_FILL after a fill
+    # of an event strategy's order (the pass resumes after its IOC check), AT_REJECT.
+    bars, led = run.bars, run.ledger
+    counters, order_ints = led.counters, led.order_ints
+    d = bars.day[i]
+    want = AT_CLOSE if at_close else 0
+    market = bars.close[i] if at_close else bars.open[i]
+    row = counters[C_CURSOR]
+    snap = counters[C_SNAP]
+    if counters[C_PENDING]:
+        counters[C_PENDING] = 0
+        _expire_ioc(run.ledger, row)
+        row = order_ints[row, O_NEXT]
+    while 0 <= row < snap:
+        nxt = order_ints[row, O_NEXT]
+        status = order_ints[row, O_STATUS]
+        if _working(status) and (order_ints[row, O_FLAGS] & AT_CLOSE) == want:
+            if order_ints[row, O_TIF] == DAY and order_ints[row, O_DAY] != d:
+                if order_ints[row, O_DAY] >= 0:
+                    finish_order(run.ledger, row, int(EV_EXPIRE), int(NO_REASON))
+                    row = nxt
+                    continue
+                order_ints[row, O_DAY] = d
+            price = market if order_ints[row, O_TYPE] == MARKET else _trigger(run, i, row)
+            if not math.isnan(price):
+                remaining = float(order_ints[row, O_QTY] - order_ints[row, O_FILLED])
+                signed = remaining if order_ints[row, O_SIDE] > 0 else -remaining
+                forced = bool(False)  # noqa: UP018 - not a literal (see finish_order)
+                q, reason = execute(run, i, order_ints[row, O_ID], signed, price, forced)
+                if reason != NO_REASON:
+                    finish_order(run.ledger, row, int(EV_REJECT), reason)
+                    if run.params.reject_error:
+                        counters[C_REJECT] = row
+                        return AT_REJECT
+                elif q > 0.0:
+                    fill_order(run.ledger, row, int(q))
+                    if run.params.events:
+                        counters[C_CURSOR] = row
+                        counters[C_PENDING] = 1
+                        return AT_FILL
+            _expire_ioc(run.ledger, row)
+        row = nxt
+    counters[C_CURSOR] = -1
+    return AT_STOP
+
+
+@compiled()
+def _trigger(run: Run, i: int, row: int) -> float:
+    # The price a limit or stop order trades at in bar ``i`` (NaN: none); remembers a stop
+    # reached.
+    order_ints, order_floats = run.ledger.order_ints, run.ledger.order_floats
+    flags = order_ints[row, O_FLAGS]
+    price, triggered = trigger_price(
+        order_ints[row, O_TYPE], order_ints[row, O_SIDE] > 0, order_floats[row, O_LIMIT],
+        order_floats[row, O_STOP], (flags & TRIGGERED) != 0, run.bars.open[i], run.bars.high[i],
+        run.bars.low[i],
+    )  # fmt: skip
+    order_ints[row, O_FLAGS] = (flags | TRIGGERED) if triggered else (flags & ~TRIGGERED)
+    return price
+
+
+@compiled()
+def _expire_ioc(ledger: Ledger, row: int) -> None:
+    order_ints = ledger.order_ints
+    if order_ints[row, O_TIF] == IOC and _working(order_ints[row, O_STATUS]):
+        finish_order(ledger, row, int(EV_EXPIRE), int(NO_REASON))
+
+
+@compiled()
+def _working(status: int) -> bool:
+    return status in (OPEN, OPEN_PARTIAL)
+
+
+@compiled()
+def _snapshot(run: Run, bar: int) -> None:
+    # Append the equity row (cash, holdings, equity, gross exposure) after ``bar``.
+    ledger = run.ledger
     acct, counters = ledger.acct, ledger.counters
-    value, gross = holdings(ledger.state, futures)
+    value, gross = holdings(ledger.state, run.params.futures)
     n = counters[N_EQUITY]
     counters[N_EQUITY] = n + 1
     total = acct[CASH] + value
@@ -242,71 +445,151 @@ def snapshot(ledger: Ledger, bar: int, futures: bool) -> None:
     acct[EQUITY_REF] = total
 
 
+# --------------------------------------------------------------------------- orders
+
+
 @compiled()
-def _place(run: Run, i: int, s: int, target: float, price: float) -> None:
-    # A new target supersedes the working order; the order for the difference is stamped with
-    # the bar that produced the target (with fill="open" it first trades at the next bar).
-    state = run.ledger.state
-    state[s, TARGET] = target
-    w = int(state[s, WORKING])
-    if w >= 0:
-        close_order(run, w, EV_CANCEL, R_SUPERSEDED)
-        state[s, WORKING] = -1.0
-    shares = target * run.ledger.acct[EQUITY_REF] / price if run.params.weights else target
-    lot = run.bars.lot[i]
-    delta = math.trunc((shares - state[s, POS]) / lot) * lot
-    if delta == 0.0 or not math.isfinite(delta):
+def new_order(run: Run, request: OrderRequest) -> int:
+    """Append an open order (not yet working: see _link) for ``request``, whose prices are
+    final; returns its row. A market order works at closes when the run fills at the close."""
+    counters = run.ledger.counters
+    order_ints, order_floats = run.ledger.order_ints, run.ledger.order_floats
+    n = counters[N_ORDERS]
+    counters[N_ORDERS] = n + 1
+    order_ints[n, O_ID] = n + 1
+    order_ints[n, O_BAR] = request.bar
+    order_ints[n, O_SYM] = request.sym
+    order_ints[n, O_SIDE] = 1 if request.buy else -1
+    order_ints[n, O_TYPE] = request.kind
+    order_ints[n, O_TIF] = request.tif
+    order_ints[n, O_QTY] = request.quantity
+    order_ints[n, O_STATUS] = OPEN
+    order_ints[n, O_FILLED] = 0
+    order_ints[n, O_REASON] = NO_REASON
+    order_ints[n, O_NEXT] = -1
+    order_ints[n, O_DAY] = -1
+    at_close = request.kind == MARKET and run.params.fill_close
+    order_ints[n, O_FLAGS] = AT_CLOSE if at_close else 0
+    order_floats[n, O_LIMIT] = request.limit
+    order_floats[n, O_STOP] = request.stop
+    return int(n)
+
+
+@compiled()
+def _link(ledger: Ledger, row: int) -> None:
+    # Append order ``row`` to its symbol's working orders.
+    state, order_ints = ledger.state, ledger.order_ints
+    s = order_ints[row, O_SYM]
+    tail = int(state[s, LAST_WORKING])
+    if tail >= 0:
+        order_ints[tail, O_NEXT] = row
+    else:
+        state[s, WORKING] = row
+    state[s, LAST_WORKING] = row
+    ledger.counters[N_WORKING] += 1
+
+
+@compiled()
+def _unlink(ledger: Ledger, row: int) -> None:
+    # Take order ``row`` out of its symbol's working orders (if it is in them). Its O_NEXT is
+    # kept, so a matching pass standing on it still finds the orders after it.
+    state, order_ints = ledger.state, ledger.order_ints
+    s = order_ints[row, O_SYM]
+    prev = -1
+    cur = int(state[s, WORKING])
+    while cur >= 0 and cur != row:
+        prev = cur
+        cur = order_ints[cur, O_NEXT]
+    if cur < 0:
         return
-    state[s, WORKING] = new_order(run, i, s, delta, GTC)
+    nxt = order_ints[row, O_NEXT]
+    if prev >= 0:
+        order_ints[prev, O_NEXT] = nxt
+    else:
+        state[s, WORKING] = nxt
+    if nxt < 0:
+        state[s, LAST_WORKING] = prev
+    ledger.counters[N_WORKING] -= 1
 
 
 @compiled()
-def _work(run: Run, i: int, s: int, price: float) -> int:
-    # Fill the symbol's working order at ``price``; returns the order row when it is rejected
-    # under on_reject="error", else -1.
-    state, order_ints = run.ledger.state, run.ledger.order_ints
-    row = int(state[s, WORKING])
-    if row < 0:
-        return -1
-    remaining = float(order_ints[row, O_QTY] - order_ints[row, O_FILLED])
-    signed = remaining if order_ints[row, O_SIDE] > 0 else -remaining
-    q, reason = execute(run, i, order_ints[row, O_ID], signed, price, False)
-    if reason != NO_REASON:
-        close_order(run, row, EV_REJECT, reason)
-        state[s, WORKING] = -1.0
-        return row if run.params.reject_error else -1
-    if q > 0.0 and fill_order(run, row, int(q)):
-        state[s, WORKING] = -1.0
-    return -1
+def finish_order(ledger: Ledger, row: int, event: int, reason: int) -> None:
+    """End a working order by ``event`` (cancel, expire or reject) for ``reason``.
+
+    Compiled callers pass constant codes as ``int(EV_CANCEL)`` (and flags as ``bool(True)``):
+    numba compiles a callee once per literal argument value otherwise."""
+    order_ints = ledger.order_ints
+    order_ints[row, O_STATUS] = transition(order_ints[row, O_STATUS], event)
+    order_ints[row, O_REASON] = reason
+    _unlink(ledger, row)
 
 
 @compiled()
-def _square_off(run: Run, i: int, s: int, price: float) -> None:
-    # Intraday (MIS) square-off: cancel the working order and close the position at ``price``;
-    # the broker's square-off ignores volume caps and circuits. Trading stops for the session.
-    state, order_ints = run.ledger.state, run.ledger.order_ints
-    state[s, SQ_DAY] = run.bars.day[i]
-    state[s, TARGET] = math.nan
-    w = int(state[s, WORKING])
-    if w >= 0:
-        close_order(run, w, EV_CANCEL, R_SQUARED_OFF)
-        state[s, WORKING] = -1.0
-    pos = state[s, POS]
-    if pos == 0.0:
-        return
-    row = new_order(run, i, s, -pos, DAY)
-    # Forced, it fills in full.
-    q, _ = execute(run, i, order_ints[row, O_ID], -pos, price, True)
-    fill_order(run, row, int(q))
-    order_ints[row, O_REASON] = R_SQUARED_OFF
+def fill_order(ledger: Ledger, row: int, quantity: int) -> None:
+    """Record a fill of ``quantity`` (> 0) shares of order ``row``."""
+    order_ints = ledger.order_ints
+    filled = order_ints[row, O_FILLED] + quantity
+    order_ints[row, O_FILLED] = filled
+    event = EV_FILL_ALL if filled == order_ints[row, O_QTY] else EV_FILL
+    order_ints[row, O_STATUS] = transition(order_ints[row, O_STATUS], event)
+    if event == EV_FILL_ALL:
+        _unlink(ledger, row)
+
+
+@compiled()
+def place(run: Run, request: OrderRequest) -> int:
+    """Place an event strategy's order (see events.Context.buy); returns its row. Its
+    quantity is rounded down to the lot of bar ``request.at`` and its prices to the tick
+    against the trader (a buy limit down, a buy stop up). Below one lot, or once the symbol
+    is squared off for the session, it is rejected."""
+    s, bar = request.sym, request.bar
+    lot = int(run.bars.lot[request.at])
+    quantity = request.quantity // lot * lot
+    d = run.bars.day[bar]
+    limit, stop = request.limit, request.stop
+    if not math.isnan(limit):
+        limit = on_tick(run, s, d, limit, not request.buy)
+    if not math.isnan(stop):
+        stop = on_tick(run, s, d, stop, request.buy)
+    row = new_order(
+        run,
+        OrderRequest(
+            bar, request.at, s, request.buy, request.kind, request.tif, quantity, limit, stop
+        ),
+    )
+    if quantity == 0:
+        finish_order(run.ledger, row, int(EV_REJECT), int(R_LOT))
+    elif run.params.intraday and run.ledger.state[s, SQ_DAY] == d:
+        finish_order(run.ledger, row, int(EV_REJECT), int(R_SQUARED_OFF))
+    else:
+        _link(run.ledger, row)
+    return row
+
+
+@compiled()
+def cancel(run: Run, row: int) -> bool:
+    """Cancel working order ``row`` for the strategy; False when it is not working."""
+    if not _working(run.ledger.order_ints[row, O_STATUS]):
+        return False
+    finish_order(run.ledger, row, int(EV_CANCEL), int(R_USER))
+    return True
+
+
+@compiled()
+def on_tick(run: Run, s: int, d: int, price: float, up: bool) -> float:
+    """``price`` of symbol ``s`` on session ``d`` rounded to its tick (up or down)."""
+    ticks = run.ticks
+    row = ticks.era[ticks.kind[s], d]
+    band = 0
+    while band < ticks.bounds.shape[1] and ticks.bounds[row, band] < price:
+        band += 1
+    return round_to_tick_kernel(price, ticks.ticks[row, band], ROUND_UP if up else ROUND_DOWN)
 
 
 # --------------------------------------------------------------------------- inputs and state
-# What the compiled replay (signal strategies) and the Python event loop (event strategies,
-# quantcli.backtest.events) share: the prepared inputs and the mutable book of a run.
 
-# Bars per kernel call or per chunk of the event loop: buffers grow and progress is reported
-# between chunks.
+# Bars per call of the signal replay (between progress reports) and per chunk of the event
+# loop.
 CHUNK = 1 << 20
 
 
@@ -344,16 +627,23 @@ class Output:
     event_floats: np.ndarray
 
 
-def params_for(config: BacktestConfig, *, weights: bool = False) -> Params:
-    """The compiled parameters of ``config`` (``weights``: targets are weights of equity).
+def params_for(config: BacktestConfig, *, weights: bool = False, events: bool = False) -> Params:
+    """The compiled parameters of ``config`` (``weights``: targets are weights of equity;
+    ``events``: an event strategy).
 
     Every field is converted to its exact Python type: numba compiles one specialisation per
     combination of types, and its on-disk cache should hold one."""
     costs = parse_costs(config.costs)
     slip = parse_slippage(config.slippage)
+    formula: Any = slip.formula
+    if getattr(formula, "_sig", None) != FORMULA:
+        # The replay calls the formula by its address: only a cfunc of FORMULA is safe.
+        raise UsageError(
+            f"slippage model {slip.name!r}: its formula must be a numba cfunc of {FORMULA}"
+        )
     return Params(
         participation=float(config.participation),
-        slip=slip.formula,
+        slip=int(formula.address),
         slip_param=float(slip.param),
         costs=costs.formula,
         cost_param=float(costs.param),
@@ -365,18 +655,64 @@ def params_for(config: BacktestConfig, *, weights: bool = False) -> Params:
         shortable=bool(config.allow_short and config.segment != "delivery"),
         futures=config.segment == "futures",
         reject_error=config.on_reject == "error",
+        events=bool(events),
     )
 
 
-class Book:
-    """The mutable state of one run (:class:`Ledger`, whose buffers grow) and its inputs."""
+def tick_table(prep: Prepared, segment: str) -> Ticks:
+    """The tick schedule of ``prep``'s symbols and sessions in ``segment`` (for on_tick)."""
+    from quantcli.market.instruments import TICK_SCHEDULES, tick_kind
 
-    def __init__(self, prep: Prepared, config: BacktestConfig, *, weights: bool = False) -> None:
+    kinds = [tick_kind(segment, s) for s in prep.symbols]
+    names = sorted(set(kinds))
+    ordinals = np.array([d.toordinal() for d in prep.days], dtype=np.int64)
+    era = np.zeros((len(names), len(prep.days)), dtype=np.int64)
+    rows: list[tuple[tuple[float, ...], tuple[float, ...]]] = []
+    for k, name in enumerate(names):
+        schedule = TICK_SCHEDULES[name]
+        starts = np.array([start.toordinal() for start, _, _ in schedule], dtype=np.int64)
+        era[k] = np.searchsorted(starts, ordinals, side="right") - 1 + len(rows)
+        rows += [(bounds, ticks) for _, bounds, ticks in schedule]
+    width = max(len(bounds) for bounds, _ in rows)
+    bounds_table = np.full((len(rows), width), np.inf)
+    ticks_table = np.zeros((len(rows), width + 1))
+    for r, (bounds, ticks) in enumerate(rows):
+        bounds_table[r, : len(bounds)] = bounds
+        ticks_table[r, : len(ticks)] = ticks
+    return Ticks(
+        kind=np.array([names.index(k) for k in kinds], dtype=np.int64),
+        era=era,
+        bounds=bounds_table,
+        ticks=ticks_table,
+    )
+
+
+# Signal strategies price no orders: their runs carry this table.
+_NO_TICKS = Ticks(
+    kind=np.zeros(0, dtype=np.int64),
+    era=np.zeros((0, 0), dtype=np.int64),
+    bounds=np.zeros((0, 0)),
+    ticks=np.zeros((0, 0)),
+)
+
+
+class Book:
+    """The mutable state of one run (:class:`Ledger`, whose buffers grow), its inputs, and
+    the compiled entries that work on them."""
+
+    def __init__(
+        self,
+        prep: Prepared,
+        config: BacktestConfig,
+        *,
+        weights: bool = False,
+        events: bool = False,
+    ) -> None:
         state, acct, counters = new_state(len(prep.symbols), config.cash)
         cap = 256
         n_act = prep.actions.bar.shape[0]
         self.prep = prep
-        self.params = params_for(config, weights=weights)
+        self.params = params_for(config, weights=weights, events=events)
         self.ledger = Ledger(
             state=state,
             acct=acct,
@@ -391,7 +727,31 @@ class Book:
             event_floats=np.zeros((n_act, EVENT_FLOAT_COLS), dtype=np.float64),
             scratch=np.zeros(F_FLOAT_COLS - F_CHARGES - 1, dtype=np.float64),
         )
-        self.run = Run(prep.bars, prep.actions, self.params, self.ledger)
+        ticks = tick_table(prep, config.segment) if events else _NO_TICKS
+        self.run = Run(prep.bars, prep.actions, self.params, ticks, self.ledger)
+        self._advance = entry(advance, self.run, 0)
+        self._place: Any = None
+        self._cancel: Any = None
+
+    def advance(self, stop: int) -> int:
+        """Replay to bar ``stop``'s strategy point (see :func:`advance`); returns AT_*."""
+        code: int = self._advance(self.run, stop)
+        return code
+
+    def place(self, request: OrderRequest) -> int:
+        """Place an event strategy's order (see :func:`place`); returns its row."""
+        self.ensure_room()
+        if self._place is None:
+            self._place = entry(place, self.run, request)
+        row: int = self._place(self.run, request)
+        return row
+
+    def cancel(self, row: int) -> bool:
+        """Cancel working order ``row`` (see :func:`cancel`)."""
+        if self._cancel is None:
+            self._cancel = entry(cancel, self.run, row)
+        done: bool = self._cancel(self.run, row)
+        return done
 
     def ensure_room(self, extra: int = 8) -> None:
         """Double the order and fill buffers when fewer than ``extra`` rows are left."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import numba
 import numpy as np
@@ -79,11 +80,17 @@ REASONS = (
     "cancelled by the strategy",
 )
 
-# Columns of the integer and float order buffers shared by the kernel and the event loop.
+# Columns of the integer and float order buffers: every order of a run (signal or event) is a
+# row of them. O_NEXT links a symbol's working orders oldest first (-1 ends the list, whose
+# head is the symbol's WORKING state); O_DAY is the session a DAY order works in (-1 until it
+# first becomes eligible); O_FLAGS holds TRIGGERED and AT_CLOSE.
 O_ID, O_BAR, O_SYM, O_SIDE, O_TYPE, O_TIF, O_QTY, O_STATUS, O_FILLED, O_REASON = range(10)
-O_INT_COLS = 10
+O_NEXT, O_DAY, O_FLAGS = 10, 11, 12
+O_INT_COLS = 13
 O_LIMIT, O_STOP = 0, 1
 O_FLOAT_COLS = 2
+TRIGGERED = 1  # a stop order's stop has been reached
+AT_CLOSE = 2  # a market order placed in on_bar with fill="close": it works at closes
 
 # Columns of the fill buffers: ints (ids, bar, symbol, signed quantity) and floats (price,
 # slippage cost in rupees, the seven charge components, their total).
@@ -141,26 +148,100 @@ class Fill:
     raw_price: float
 
 
-@dataclass(slots=True)
 class Order:
-    """A working or finished order of an event strategy (mutable: it fills over time)."""
+    """An event strategy's order (``Context.open_orders``): a view of its row in the run's
+    order buffers, which are the only record of it, so it follows the order as it fills,
+    expires or is converted on a split. ``book`` is anything with the run's current
+    ``ledger`` (the buffers are replaced when they grow)."""
 
-    order_id: int
-    bar: int
-    symbol: str
-    sym: int
-    is_buy: bool
-    type: int
-    tif: int
-    quantity: int
-    limit_price: float = float("nan")
-    stop_price: float = float("nan")
-    status: int = OPEN
-    filled: int = 0
-    reason: int = NO_REASON
-    triggered: bool = False
-    day: int = -1  # the session index a DAY order works in (set when it first becomes eligible)
-    at_close: bool = False  # a market order placed in on_bar with fill="close"
+    __slots__ = ("_book", "_row", "symbol")
+
+    def __init__(self, book: Any, row: int, symbol: str) -> None:
+        """The order in row ``row`` of ``book.ledger``'s buffers, for ``symbol``."""
+        self._book = book
+        self._row = row
+        self.symbol = symbol
+
+    def _int(self, column: int) -> int:
+        return int(self._book.ledger.order_ints[self._row, column])
+
+    def _float(self, column: int) -> float:
+        return float(self._book.ledger.order_floats[self._row, column])
+
+    @property
+    def order_id(self) -> int:
+        """The order's id (its place in the run's orders, from 1)."""
+        return self._int(O_ID)
+
+    @property
+    def bar(self) -> int:
+        """The bar it was placed in."""
+        return self._int(O_BAR)
+
+    @property
+    def sym(self) -> int:
+        """The symbol's code in the run."""
+        return self._int(O_SYM)
+
+    @property
+    def is_buy(self) -> bool:
+        """A buy (else a sell)."""
+        return self._int(O_SIDE) > 0
+
+    @property
+    def type(self) -> int:
+        """MARKET, LIMIT, STOP or STOP_LIMIT."""
+        return self._int(O_TYPE)
+
+    @property
+    def tif(self) -> int:
+        """DAY, IOC or GTC."""
+        return self._int(O_TIF)
+
+    @property
+    def quantity(self) -> int:
+        """Traded shares ordered (multiplied by a split while working)."""
+        return self._int(O_QTY)
+
+    @property
+    def limit_price(self) -> float:
+        """Traded limit price (NaN: none)."""
+        return self._float(O_LIMIT)
+
+    @property
+    def stop_price(self) -> float:
+        """Traded stop price (NaN: none)."""
+        return self._float(O_STOP)
+
+    @property
+    def status(self) -> int:
+        """Its status (an index into STATUSES)."""
+        return self._int(O_STATUS)
+
+    @property
+    def filled(self) -> int:
+        """Shares filled so far."""
+        return self._int(O_FILLED)
+
+    @property
+    def reason(self) -> int:
+        """Why it ended without filling completely (an index into REASONS)."""
+        return self._int(O_REASON)
+
+    @property
+    def triggered(self) -> bool:
+        """A stop order's stop has been reached."""
+        return bool(self._int(O_FLAGS) & TRIGGERED)
+
+    @property
+    def day(self) -> int:
+        """The session index a DAY order works in (-1 until it first becomes eligible)."""
+        return self._int(O_DAY)
+
+    @property
+    def at_close(self) -> bool:
+        """A market order placed in on_bar with fill="close" (it works at closes)."""
+        return bool(self._int(O_FLAGS) & AT_CLOSE)
 
     @property
     def remaining(self) -> int:
@@ -171,6 +252,14 @@ class Order:
     def is_open(self) -> bool:
         """Still working."""
         return self.status in WORKING_STATUSES
+
+    def __repr__(self) -> str:
+        side = "buy" if self.is_buy else "sell"
+        return (
+            f"Order({self.order_id} {side} {self.quantity} {self.symbol} "
+            f"{ORDER_TYPES[self.type]} {TIFS[self.tif]} {STATUSES[self.status]}, "
+            f"filled {self.filled})"
+        )
 
 
 def labels(codes: np.ndarray, names: Sequence[str | None]) -> pl.Series:
