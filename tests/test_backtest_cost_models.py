@@ -8,11 +8,12 @@ import json
 import math
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
 import pytest
-from numba import cfunc
+from numba import carray, cfunc
 from test_backtest_engine import Script, Targets, cfg, flat, loaded, make_bars
 
 # The cli fixture runs on this store: dataset px, one symbol on the sessions of 2023 H1.
@@ -39,9 +40,16 @@ def _fee(raw: str, spec: str) -> float:
 
 @cfunc(FORMULA)
 def _fixed_formula(
-    param: float, row: np.ndarray, is_buy: bool, quantity: float, price: float, out: np.ndarray
+    param: float,
+    row: Any,
+    n_row: int,
+    is_buy: int,
+    quantity: float,
+    price: float,
+    out: Any,
+    n_out: int,
 ) -> None:
-    out[0] = param
+    carray(out, n_out)[0] = param
 
 
 class PerFillFee(CostModel):
@@ -58,11 +66,19 @@ class PerFillFee(CostModel):
 
 @cfunc(FORMULA)
 def _stepped_formula(
-    param: float, row: np.ndarray, is_buy: bool, quantity: float, price: float, out: np.ndarray
+    param: float,
+    row: Any,
+    n_row: int,
+    is_buy: int,
+    quantity: float,
+    price: float,
+    out: Any,
+    n_out: int,
 ) -> None:
-    out[0] = row[0]
+    charges = carray(out, n_out)
+    charges[0] = carray(row, n_row)[0]
     if not is_buy:
-        out[1] = param * quantity * price  # a sell-side levy in the STT column
+        charges[1] = param * quantity * price  # a sell-side levy in the STT column
 
 
 class SteppedFee(CostModel):

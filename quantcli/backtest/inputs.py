@@ -78,7 +78,7 @@ class Params(NamedTuple):
     participation: float
     slip: int  # address of the slippage model's cfunc (see fills.call_formula)
     slip_param: float
-    costs: Callable[[float, Floats, bool, float, float, Floats], None]  # the cost model's cfunc
+    costs: int  # address of the cost model's cfunc (see costs.call_costs)
     cost_param: float
     margin: float
     funding: int

@@ -64,7 +64,7 @@ from quantcli.backtest.accounting import (
     settle,
 )
 from quantcli.backtest.config import BacktestConfig
-from quantcli.backtest.costs import parse_costs
+from quantcli.backtest.costs import formula_address, parse_costs
 from quantcli.backtest.fills import execute, trigger_price
 from quantcli.backtest.inputs import (
     EOD,
@@ -645,7 +645,7 @@ def params_for(config: BacktestConfig, *, weights: bool = False, events: bool = 
         participation=float(config.participation),
         slip=int(formula.address),
         slip_param=float(slip.param),
-        costs=costs.formula,
+        costs=formula_address(costs),
         cost_param=float(costs.param),
         margin=float(config.margin),
         funding=FUNDING[config.segment],

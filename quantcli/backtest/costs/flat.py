@@ -4,19 +4,27 @@ comparisons with backtesters that charge one commission rate."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
-import numpy as np
 from numba import cfunc
+from numba.np.numpy_support import carray
 
 from quantcli.backtest.costs import FORMULA, CostModel
 from quantcli.errors import UsageError
 
 
 @cfunc(FORMULA, cache=True)
-def _formula(
-    param: float, rates: np.ndarray, is_buy: bool, quantity: float, price: float, out: np.ndarray
+def _formula(  # noqa: PLR0913, PLR0917 (the C signature FORMULA)
+    param: float,
+    rates: Any,
+    n_rates: int,
+    is_buy: int,
+    quantity: float,
+    price: float,
+    out: Any,
+    n_out: int,
 ) -> None:
-    out[0] = param * quantity * price
+    carray(out, n_out)[0] = param * quantity * price
 
 
 class FlatRate(CostModel):

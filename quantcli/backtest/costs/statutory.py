@@ -8,9 +8,11 @@ by the fill's session: the rate vector of each session is tabulated once and the
 from __future__ import annotations
 
 from datetime import date
+from typing import Any
 
 import numpy as np
 from numba import cfunc
+from numba.np.numpy_support import carray
 
 from quantcli.backtest.costs import FORMULA, CostModel, eras
 from quantcli.errors import CoverageError, UsageError
@@ -25,10 +27,17 @@ from quantcli.market.charges import (
 
 
 @cfunc(FORMULA, cache=True)
-def _formula(
-    param: float, rates: np.ndarray, is_buy: bool, quantity: float, price: float, out: np.ndarray
+def _formula(  # noqa: PLR0913, PLR0917 (the C signature FORMULA)
+    param: float,
+    rates: Any,
+    n_rates: int,
+    is_buy: int,
+    quantity: float,
+    price: float,
+    out: Any,
+    n_out: int,
 ) -> None:
-    charges_kernel(rates, is_buy, quantity, price, out)
+    charges_kernel(carray(rates, n_rates), is_buy != 0, quantity, price, carray(out, n_out))
 
 
 class Statutory(CostModel):
