@@ -13,6 +13,9 @@ from threadpoolctl import threadpool_limits
 from quantcli.models.bitvector import MAX_LEAVES, build_tables, raw_scores
 from quantcli.models.kinds import CLASSIFIER, REGRESSOR, make_kind
 
+# scikit-learn's binning warns on infinite training values (the NaN bin edges they make).
+pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+
 
 def awkward(rng: np.random.Generator, rows: int, columns: int) -> np.ndarray:
     """Normal features with NaNs, +/-inf, a constant column, ties and a few huge values."""
@@ -49,7 +52,6 @@ def kind_score(model: Any, x: np.ndarray) -> np.ndarray:
     return kind.score(x)
 
 
-@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 @settings(max_examples=30, deadline=None)
 @given(
     seed=st.integers(0, 2**32 - 1),
@@ -143,6 +145,19 @@ def test_the_tables_are_built_once_per_fitted_model() -> None:
     kind.loads(kind.dumps())
     assert np.array_equal(kind.score(x), sklearn_score(kind.model, x))  # type: ignore[attr-defined]
     assert kind._tables is not tables  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("leaves", "dtype"), [(31, np.uint32), (33, np.uint64), (64, np.uint64)])
+def test_trees_of_up_to_64_leaves_use_the_tables(leaves: int, dtype: type) -> None:
+    rng = np.random.default_rng(4)
+    x = awkward(rng, 4000, 4)
+    y = np.nan_to_num(x[:, 0] * x[:, 1], nan=0.0, posinf=1.0, neginf=-1.0)
+    model = fit(REGRESSOR, x, y + rng.normal(size=4000), max_iter=3, max_leaf_nodes=leaves)
+    assert max(int(p[0].nodes["is_leaf"].sum()) for p in model._predictors) == leaves
+    tables = build_tables(model)
+    assert tables is not None and tables.table.dtype == dtype
+    fresh = awkward(np.random.default_rng(5), 4000, 4)
+    assert np.array_equal(kind_score(model, fresh), sklearn_score(model, fresh))
 
 
 def test_large_trees_fall_back_to_sklearn() -> None:

@@ -6,7 +6,7 @@ scikit-learn walks each tree node by node, a branch the CPU mispredicts about ha
 branch:
 
 - the leaves of each tree are numbered left to right, so a node's left subtree is a contiguous
-  run of bits in a 64-bit mask (trees with more than :data:`MAX_LEAVES` leaves fall back);
+  run of bits in a 32- or 64-bit mask (trees of more than :data:`MAX_LEAVES` leaves fall back);
 - per feature, the sorted unique thresholds its nodes use across all trees. A value ``x`` maps
   to ``k`` = the number of thresholds ``< x``, so at the node with the ``j``-th threshold the
   row goes right (``x > T[j]``, scikit-learn's ``not x <= threshold``) exactly when ``j < k``.
@@ -34,14 +34,14 @@ from numba.cpython.unsafe.numbers import trailing_zeros
 # The index of a mask's lowest set bit (LLVM's cttz): typed for numba, opaque to mypy.
 _lowest_bit: Any = trailing_zeros
 
-# A tree's leaves are the bits of one uint64.
+# A tree's leaves are the bits of one uint64; of one uint32 when every tree has at most 32
+# (scikit-learn's default is 31), which halves the table rows a score reads.
 MAX_LEAVES = 64
 # The threshold search is two linear counts of WIDTH (SIMD-friendly, no data-dependent branch):
 # over every WIDTH-th threshold, then within the block it lands in.
 WIDTH = 16
 # Rows per parallel block: large enough to amortise scheduling, small enough to share out.
 BLOCK = 4096
-_ALL = (1 << 64) - 1
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class Tables:
     coarse: np.ndarray  # float64 (F, P / WIDTH): the last threshold of each block of WIDTH
     offsets: np.ndarray  # int64 (F,): where feature f's rows start in table
     missing: np.ndarray  # int64 (F,): the index NaN maps to (one past the last threshold)
-    table: np.ndarray  # uint64 (rows, trees)
+    table: np.ndarray  # uint32 or uint64 (rows, trees)
     values: np.ndarray  # float64 (trees, MAX_LEAVES): leaf values, left to right
     baseline: float
 
@@ -100,7 +100,9 @@ def build_tables(estimator: Any) -> Tables | None:
     offsets = np.concatenate([[0], np.cumsum(sizes + 2)[:-1]]).astype(np.int64)
     for i, ts in enumerate(thresholds):
         padded[i, : len(ts)] = ts
-    table = np.full((int((sizes + 2).sum()), len(trees)), _ALL, dtype=np.uint64)
+    dtype = np.uint32 if max(int(nodes["is_leaf"].sum()) for nodes in trees) <= 32 else np.uint64
+    every = int(np.iinfo(dtype).max)
+    table = np.full((int((sizes + 2).sum()), len(trees)), every, dtype=dtype)
     values = np.zeros((len(trees), MAX_LEAVES))
     position = {f: i for i, f in enumerate(used)}
     for t, nodes in enumerate(trees):
@@ -111,7 +113,7 @@ def build_tables(estimator: Any) -> Tables | None:
             threshold = nodes[n]["num_threshold"]
             # The values that go right: k > j for the j-th threshold, every k for NaN.
             first = 0 if np.isnan(threshold) else np.searchsorted(thresholds[i], threshold) + 1
-            keep = np.uint64(_ALL ^ mask)
+            keep = dtype(every ^ mask)
             start, nan = int(offsets[i]), int(offsets[i] + sizes[i] + 1)
             table[start + int(first) : nan, t] &= keep
             # NaN itself goes right unless the node sends missing values left.
@@ -145,7 +147,7 @@ def _raw_scores(
     out = np.empty(n)
     for block in numba.prange((n + BLOCK - 1) // BLOCK):
         rows = np.empty(n_features, dtype=np.int64)
-        acc = np.empty(n_trees, dtype=np.uint64)
+        acc = np.empty(n_trees, dtype=table.dtype)
         for r in range(block * BLOCK, min(n, (block + 1) * BLOCK)):
             for i in range(n_features):
                 v = x[r, features[i]]
