@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from threadpoolctl import threadpool_limits
 
 from quantcli.models.bitvector import MAX_LEAVES, build_tables, raw_scores
-from quantcli.models.kinds import CLASSIFIER, REGRESSOR, make_kind
+from quantcli.models.kinds import CLASSIFIER, REGRESSOR, HistGradientBoosting, make_kind
 
 # scikit-learn's binning warns on infinite training values (the NaN bin edges they make).
 pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
@@ -43,11 +43,17 @@ def sklearn_score(model: Any, x: np.ndarray) -> np.ndarray:
     return np.asarray(model.predict(x))
 
 
+class EveryBatch(HistGradientBoosting):
+    """The hgb kind with its tables used for batches of any size."""
+
+    TABLE_ROWS = 0
+
+
 def kind_score(model: Any, x: np.ndarray) -> np.ndarray:
-    """The hgb kind's score of ``x`` with ``model`` as its fitted estimator."""
+    """The hgb kind's score of ``x`` (tables at any size) with ``model`` as its estimator."""
     task = CLASSIFIER if hasattr(model, "predict_proba") else REGRESSOR
     names = tuple(f"f{i}" for i in range(x.shape[1]))
-    kind = make_kind("hgb", {}, task=task, seed=0, features=names)
+    kind = EveryBatch(EveryBatch.Params(), task=task, seed=0, features=names)
     kind.model = model
     return kind.score(x)
 
@@ -132,18 +138,22 @@ def test_one_leaf_trees_score_their_baseline() -> None:
     assert np.array_equal(raw_scores(tables, x), model.predict(x))
 
 
-def test_the_tables_are_built_once_per_fitted_model() -> None:
+def test_large_batches_use_tables_built_once_small_ones_sklearn() -> None:
     x = awkward(np.random.default_rng(0), 300, 3)
     y = (np.nan_to_num(x[:, 1]) > 0).astype(np.int64)
     kind = make_kind("hgb", {"max_iter": 5}, task=CLASSIFIER, seed=0, features=("a", "b", "c"))
     kind.fit(x, y)
-    kind.score(x)
+    big = awkward(np.random.default_rng(1), HistGradientBoosting.TABLE_ROWS, 3)
+    small = big[:-1]
+    assert np.array_equal(kind.score(small), sklearn_score(kind.model, small))  # type: ignore[attr-defined]
+    assert kind._tables_of is None  # type: ignore[attr-defined]
+    assert np.array_equal(kind.score(big), sklearn_score(kind.model, big))  # type: ignore[attr-defined]
     tables = kind._tables  # type: ignore[attr-defined]
     assert tables is not None
-    kind.score(x[:10])
+    kind.score(big)
     assert kind._tables is tables  # type: ignore[attr-defined]
     kind.loads(kind.dumps())
-    assert np.array_equal(kind.score(x), sklearn_score(kind.model, x))  # type: ignore[attr-defined]
+    assert np.array_equal(kind.score(big), sklearn_score(kind.model, big))  # type: ignore[attr-defined]
     assert kind._tables is not tables  # type: ignore[attr-defined]
 
 
@@ -164,14 +174,14 @@ def test_large_trees_fall_back_to_sklearn() -> None:
     rng = np.random.default_rng(1)
     x = rng.normal(size=(5000, 4))
     y = (x[:, 0] * x[:, 1] + rng.normal(size=5000) > 0).astype(np.int64)
-    params = {"max_iter": 2, "max_leaf_nodes": 100, "min_samples_leaf": 5}
-    kind = make_kind("hgb", params, task=CLASSIFIER, seed=0, features=("a", "b", "c", "d"))
+    params = EveryBatch.Params(max_iter=2, max_leaf_nodes=100, min_samples_leaf=5)
+    kind = EveryBatch(params, task=CLASSIFIER, seed=0, features=("a", "b", "c", "d"))
     kind.fit(x, y)
-    model = kind.model  # type: ignore[attr-defined]
+    model = kind.model
     assert max(int(p[0].nodes["is_leaf"].sum()) for p in model._predictors) > MAX_LEAVES
     assert build_tables(model) is None
     assert np.array_equal(kind.score(x), sklearn_score(model, x))
-    assert kind._tables is None  # type: ignore[attr-defined]
+    assert kind._tables_of is model and kind._tables is None
 
 
 def test_categorical_splits_fall_back_to_sklearn() -> None:
