@@ -38,9 +38,10 @@ COMPILE_PROBE = """
 import json, time
 import numpy as np
 from quantcli.models.kinds import make_kind
-x = np.random.default_rng(0).normal(size=(2000, 10))
+# A batch as large as HistGradientBoosting.TABLE_ROWS: smaller ones skip the scorer.
+x = np.random.default_rng(0).normal(size=(50_000, 10))
 model = make_kind("hgb", {"max_iter": 5}, task="classifier", seed=0, features=tuple("abcdefghij"))
-model.fit(x, (x[:, 0] > 0).astype(np.int64))
+model.fit(x[:2000], (x[:2000, 0] > 0).astype(np.int64))
 times = []
 for _ in range(2):
     start = time.perf_counter()
