@@ -1,19 +1,28 @@
 """Model kinds: batched prediction and hgb training (issue 9).
 
 - batched prediction: the registered kinds' ``score`` on 1 M rows x 10 features (hgb fitted on
-  100 k rows with its defaults, logistic on the same), rows per second, median of 5;
+  100 k rows with its defaults, logistic on the same), rows per second, median of 5 (hgb: 7);
+  for hgb, quantcli's bitvector scorer and scikit-learn's own ``predict_proba`` alternate, one
+  call each for ROUNDS rounds (this shared machine drifts by tens of percent within minutes),
+  with the same-run ratio, the check that both give the same bits, and the scorer's numba
+  compile time on an empty cache (a fresh process);
 - hgb training on 1 M rows x 10 features with its defaults (100 rounds, one fit thread), once;
 - lstm (20 sessions x 10 features, 32 units, its fixed 2 intra-op threads): training on 100 k
   sequences x 5 epochs, once; batched prediction on those 100 k sequences (windowing included),
   sequences per second, median of 3; one symbol's latest prediction in the warm process, p50 of
-  50 calls. ``lstm`` alone: ``bench_models.py lstm``.
+  50 calls. ``lstm`` alone: ``bench_models.py lstm``; the others alone: ``bench_models.py sklearn``.
 
 Usage: .venv/bin/python benchmarks/bench_models.py
 """
 
 from __future__ import annotations
 
+import json
+import os
+import statistics
+import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -23,6 +32,23 @@ from quantcli.models.kinds import make_kind
 
 FEATURES = tuple(f"f{i}" for i in range(10))
 ROWS = 1_000_000
+ROUNDS = 7  # alternating quantcli / scikit-learn hgb prediction rounds, one call each
+# First minus second score of a small hgb model in a fresh process: the numba compile.
+COMPILE_PROBE = """
+import json, time
+import numpy as np
+from quantcli.models.kinds import make_kind
+# A batch as large as HistGradientBoosting.TABLE_ROWS: smaller ones skip the scorer.
+x = np.random.default_rng(0).normal(size=(50_000, 10))
+model = make_kind("hgb", {"max_iter": 5}, task="classifier", seed=0, features=tuple("abcdefghij"))
+model.fit(x[:2000], (x[:2000, 0] > 0).astype(np.int64))
+times = []
+for _ in range(2):
+    start = time.perf_counter()
+    model.score(x)
+    times.append(time.perf_counter() - start)
+print(json.dumps(times))
+"""
 
 
 def data(rows: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -40,21 +66,79 @@ def fitted(kind: str, x: np.ndarray, y: np.ndarray) -> object:
     return model
 
 
+def compile_seconds() -> float:
+    """The hgb scorer's numba compile time: a fresh process with an empty cache."""
+    with tempfile.TemporaryDirectory(prefix="numba-cache-") as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+        out = subprocess.run(
+            [sys.executable, "-c", COMPILE_PROBE], env=env, capture_output=True, check=True
+        )
+    first, warm = json.loads(out.stdout)
+    return float(first - warm)
+
+
+def hgb_prediction(
+    x_small: np.ndarray, y_small: np.ndarray, x: np.ndarray
+) -> list[dict[str, object]]:
+    """quantcli's hgb score against scikit-learn's predict_proba on the same fitted model."""
+    model = fitted("hgb", x_small, y_small)
+    estimator = model.model  # type: ignore[attr-defined]
+    same = np.array_equal(model.score(x), estimator.predict_proba(x)[:, 1])  # type: ignore[attr-defined]
+    ours: list[float] = []
+    theirs: list[float] = []
+    for _ in range(ROUNDS):
+        ours.append(median_time(lambda: model.score(x), repeat=1))  # type: ignore[attr-defined]
+        theirs.append(median_time(lambda: estimator.predict_proba(x), repeat=1))
+    ratios = sorted(t / o for o, t in zip(ours, theirs, strict=True))
+    return [
+        {
+            "benchmark": f"hgb batched prediction, 1 M rows x 10 features (median of {ROUNDS})",
+            "value": ROWS / statistics.median(ours) / 1e6,
+            "unit": "M rows/s",
+            "goal": ">= 1 M rows/s",
+        },
+        {
+            "benchmark": "  scikit-learn predict_proba, same model, alternating rounds",
+            "value": ROWS / statistics.median(theirs) / 1e6,
+            "unit": "M rows/s",
+            "goal": "",
+        },
+        {
+            "benchmark": "  quantcli / scikit-learn speed, per-round ratios lowest .. highest",
+            "value": f"{ratios[0]:.1f} .. {ratios[-1]:.1f}",
+            "unit": "x",
+            "goal": "",
+        },
+        {
+            "benchmark": "  the same bits as predict_proba",
+            "value": same,
+            "unit": "",
+            "goal": "True",
+        },
+        {
+            "benchmark": "  numba compile of the scorer, empty cache, fresh process",
+            "value": compile_seconds(),
+            "unit": "s",
+            "goal": "",
+        },
+    ]
+
+
 def run() -> list[dict[str, object]]:
     x_small, y_small = data(100_000)
     x, y = data(ROWS, seed=1)
-    rows: list[dict[str, object]] = []
-    for kind, goal in (("hgb", ">= 1 M rows/s"), ("logistic", ">= 5 M rows/s")):
-        model = fitted(kind, x_small, y_small)
-        seconds = median_time(lambda m=model: m.score(x))  # type: ignore[attr-defined]
-        rows.append(
-            {
-                "benchmark": f"{kind} batched prediction, 1 M rows x 10 features",
-                "value": ROWS / seconds / 1e6,
-                "unit": "M rows/s",
-                "goal": goal,
-            }
-        )
+    rows = [{"benchmark": "load average (1, 5, 15 min) at start", "value": os.getloadavg()}]
+    rows += hgb_prediction(x_small, y_small, x)
+    model = fitted("logistic", x_small, y_small)
+    seconds = median_time(lambda: model.score(x))  # type: ignore[attr-defined]
+    rows.append(
+        {
+            "benchmark": "logistic batched prediction, 1 M rows x 10 features",
+            "value": ROWS / seconds / 1e6,
+            "unit": "M rows/s",
+            "goal": ">= 5 M rows/s",
+        }
+    )
     start = time.perf_counter()
     fitted("hgb", x, y)
     rows.append(
@@ -109,5 +193,6 @@ def run_lstm() -> list[dict[str, object]]:
 
 
 if __name__ == "__main__":
-    for row in run_lstm() if sys.argv[1:] == ["lstm"] else [*run(), *run_lstm()]:
+    only = {"lstm": run_lstm, "sklearn": run}.get(sys.argv[1] if sys.argv[1:] else "")
+    for row in only() if only else [*run(), *run_lstm()]:
         print(row)

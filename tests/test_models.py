@@ -17,7 +17,7 @@ from test_features import make_bars
 
 from quantcli.errors import DataError, IntegrityError, NotFoundError, UsageError
 from quantcli.features import FeatureSet, build_features, open_feature_set
-from quantcli.models import load, registry, train, train_on_frames
+from quantcli.models import TrainSpec, load, registry, train, train_on_frames
 from quantcli.models.evaluate import final_train, walk_forward
 from quantcli.models.kinds import TRUSTED_TYPES, make_kind
 from quantcli.models.metrics import evaluate, information_coefficient
@@ -87,9 +87,12 @@ def window(days: int = 200, train: int = 120) -> dict[str, dt.date]:
 
 
 def run(root: Path, name: str = "m", kind: str = "logistic", **kw: Any) -> Any:
+    """Train ``name`` on ``frames`` (default: :func:`frames`); ``kw`` are TrainSpec fields
+    and ``source``."""
     f, lab = kw.pop("frames", None) or frames()
+    source = kw.pop("source", None)
     args = {"label": "direction:5", "seed": 7, "folds": 3, **window(), **kw}
-    return train_on_frames(root, name, f, lab, kind=kind, **args)
+    return train_on_frames(root, name, f, lab, TrainSpec(kind=kind, **args), source=source)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -403,20 +406,18 @@ def published_feature_set(root: Path, days: int = 200, spec: str = "basic") -> F
 
 
 def train_on_set(root: Path, **kw: Any) -> Any:
-    """Model m trained on fs@v1 (rf, small) with direction:5."""
+    """Model m trained on fs@v1 (rf, small) with direction:5; ``kw`` are TrainSpec fields."""
     args: dict[str, Any] = {
-        "features": "fs@v1",
         "label": "direction:5",
-        "model": "rf",
+        "kind": "rf",
         "params": {"n_estimators": "5"},
         "train_from": dt.date(2023, 1, 1),
         "train_to": dt.date(2023, 6, 30),
         "test_to": dt.date(2023, 10, 31),
         "seed": 7,
-        "root": root,
         **kw,
     }
-    return train("m", **args)
+    return train("m", TrainSpec(**args), features="fs@v1", root=root)
 
 
 def edit_metadata(root: Path, ref: str, change: Callable[[dict[str, Any]], None]) -> None:
@@ -484,7 +485,7 @@ def test_reproduce_rebuilds_from_the_recorded_user_definition(tmp_path: Path) ->
     path = tmp_path / "mine.py"
     path.write_text(USER_FEATURES)
     published_feature_set(tmp_path, spec=f"{path}:Trend")
-    meta = train_on_set(tmp_path, model="logistic", params={}).metadata
+    meta = train_on_set(tmp_path, kind="logistic", params={}).metadata
     assert meta["source"]["params"] == {"window": 10}
     remove_version(tmp_path, "fs@v1", force=True)
     # The file changed since: the rebuild uses the definition the model recorded.

@@ -222,3 +222,25 @@ def test_gc_removes_abandoned_publishes_only(cli, store: Path) -> None:
     assert res.stdout.strip() == f"removed .tmp/{abandoned.name}"
     assert not abandoned.exists()
     assert cli("model", "verify").exit_code == 0
+
+
+def test_folds_and_embargo_reach_the_walk_forward(
+    cli, store: Path, feature_set: FeatureSet
+) -> None:
+    """--folds sets the test blocks; --embargo (default: the label horizon) keeps the sessions
+    just after a test block out of every later fold's training rows."""
+    default = cli(*TRAIN, "--folds", "2")
+    assert default.exit_code == 0, default.stderr
+    meta = registry.metadata(store, "m@v1")
+    assert meta["folds"] == 2 and meta["embargo"] == 5 and len(meta["fold_results"]) == 2
+    rows = {}
+    for embargo in ("0", "10"):
+        res = cli(*TRAIN, "--folds", "3", "--embargo", embargo, "--json")
+        assert res.exit_code == 0, res.stderr
+        got = registry.metadata(store, res.json()["ref"])
+        assert got["embargo"] == int(embargo)
+        rows[embargo] = [f["train_rows"] for f in got["fold_results"]]
+    # Blocks are contiguous: the sessions after block 1 open block 2, which only fold 3 trains
+    # on; it loses 10 sessions x 4 symbols.
+    assert rows["0"][:2] == rows["10"][:2]
+    assert rows["0"][2] - rows["10"][2] == 10 * 4

@@ -235,3 +235,29 @@ def test_keras_leaves_the_home_directory_alone(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300)
     assert list(home.iterdir()) == []
     assert (cache / "keras").is_dir()
+
+
+def test_model_reproduce_accepts_only_the_stated_tolerance_on_another_cpu(
+    cli: Any, store: Path
+) -> None:
+    """Through the CLI: an lstm recorded on another CPU reproduces (exit 0, saying so) when its
+    metrics moved by at most CROSS_CPU_TOLERANCE, and fails (exit 1, naming the metrics) when
+    they moved by more."""
+    from test_models import published_feature_set
+    from test_models_cli import TRAIN, one_line_error
+
+    from quantcli.models.lstm import CROSS_CPU_TOLERANCE
+
+    published_feature_set(store)
+    args = [*TRAIN[:8], "lstm", *TRAIN[9:]]
+    res = cli(*args, *(f"-p{k}={v}" for k, v in PARAMS.items()), "--folds", "2")
+    assert res.exit_code == 0, res.stderr
+    meta = registry.metadata(store, "m@v1")
+    record(store, meta, cpu="another CPU", shift=CROSS_CPU_TOLERANCE / 2)
+    within = cli("model", "reproduce", "m@v1")
+    assert within.exit_code == 0, within.stderr
+    assert within.stdout.startswith("m@v1: reproduced on another CPU (metrics within 0.0001")
+    record(store, meta, cpu="another CPU", shift=CROSS_CPU_TOLERANCE * 2)
+    beyond = cli("model", "reproduce", "m@v1")
+    assert beyond.exit_code == 1
+    assert "metrics: " in one_line_error(beyond)

@@ -79,14 +79,12 @@ def train_cmd(
     json_output: JsonOption = False,
 ) -> None:
     """Train, evaluate walk-forward and register a model (nothing new if already trained)."""
-    from quantcli.models import train
+    from quantcli.models import TrainSpec, train
 
     settings = _settings(ctx, json_output)
-    result = train(
-        name,
-        features=features,
+    spec = TrainSpec(
         label=label,
-        model=model,
+        kind=model,
         params=parse_params(params or []),
         train_from=parse_date(train_from, "--train-from"),
         train_to=parse_date(train_to, "--train-to"),
@@ -94,8 +92,8 @@ def train_cmd(
         folds=folds,
         seed=seed,
         embargo=embargo,
-        root=settings.root,
     )
+    result = train(name, spec, features=features, root=settings.root)
     meta = result.metadata
     if not result.created:
         info(settings, f"{meta['ref']} was already trained from these inputs; nothing new")

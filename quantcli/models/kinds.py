@@ -287,9 +287,24 @@ class Logistic(SklearnKind):
 
 class HistGradientBoosting(SklearnKind):
     """Histogram gradient boosting; early stopping off, so every fit runs ``max_iter`` rounds
-    (its random validation split would make the model depend on the row count)."""
+    (its random validation split would make the model depend on the row count).
+
+    Batches of :data:`TABLE_ROWS` rows or more are scored from the fitted trees laid out as
+    bitvector tables (:mod:`.bitvector`), built once per fitted or loaded model: the same bits
+    as scikit-learn's, about ten times faster. Smaller ones go through scikit-learn's own walk,
+    which is quicker there than loading the compiled scorer into the process.
+    """
 
     name = "hgb"
+    # scikit-learn walked 50 k rows of 100 trees in 0.26-0.47 s here; loading the compiled scorer
+    # costs 0.3-1 s once a process (several seconds to compile on an empty numba cache).
+    TABLE_ROWS: ClassVar[int] = 50_000
+
+    def __init__(self, params: Any, *, task: str, seed: int, features: tuple[str, ...]) -> None:
+        super().__init__(params, task=task, seed=seed, features=features)
+        # Derived from the fitted model on its first score; rebuilt when the model changes.
+        self._tables: Any = None
+        self._tables_of: Any = None
 
     @dataclass(frozen=True)
     class Params:
@@ -311,6 +326,23 @@ class HistGradientBoosting(SklearnKind):
             else HistGradientBoostingRegressor
         )
         return cls(**dataclasses.asdict(self.params), early_stopping=False, random_state=self.seed)
+
+    def score(self, x: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+        """P(class 1) or the prediction, bit-identical to ``predict_proba``/``predict``."""
+        model = self.model
+        if len(x) < self.TABLE_ROWS:
+            return super().score(x, groups)
+        from quantcli.models import bitvector
+
+        if self._tables_of is not model:
+            self._tables = bitvector.build_tables(model)
+            self._tables_of = model
+        if self._tables is None or x.ndim != 2 or x.shape[1] != model.n_features_in_:
+            # What the tables cannot hold, and input scikit-learn should reject in its words.
+            return super().score(x, groups)
+        # The estimator's own link (expit for a classifier) on scikit-learn's sums.
+        raw = bitvector.raw_scores(self._tables, x)
+        return np.asarray(model._loss.link.inverse(raw), dtype=np.float64)
 
 
 class RandomForest(SklearnKind):

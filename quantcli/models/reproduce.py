@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -81,16 +80,14 @@ def reproduce_on_frames(
 
     ``found`` holds differences already seen by the caller (the feature set's hashes).
     """
-    from quantcli.features.labels import LabelSpec
     from quantcli.models import registry
     from quantcli.models.kinds import kind_class
     from quantcli.models.train import (
+        TrainSpec,
         cpu_name,
         fit_and_evaluate,
         frame_sha256,
-        label_task,
         library_versions,
-        prepare,
     )
     from quantcli.output import to_json
 
@@ -112,30 +109,7 @@ def reproduce_on_frames(
     for what, frame in (("features", features), ("labels", labels)):
         if frame_sha256(frame) != meta[f"{what}_sha256"]:
             diffs.append(f"data: the {what} differ from those the model was trained on")
-    spec = LabelSpec.parse(str(meta["label"]))
-    task, horizon = label_task(spec), spec.horizon
-    window = meta["window"]
-    test_to = window["test_to"]
-    prepared = prepare(
-        features,
-        labels,
-        task,
-        horizon,
-        date.fromisoformat(window["train_from"]),
-        date.fromisoformat(window["train_to"]),
-        None if test_to is None else date.fromisoformat(test_to),
-    )
-    trained = fit_and_evaluate(
-        prepared,
-        task=task,
-        horizon=horizon,
-        kind=str(meta["kind"]),
-        params=meta["params"],
-        seed=int(meta["seed"]),
-        folds=int(meta["folds"]),
-        embargo=int(meta["embargo"]),
-        test_window=test_to is not None,
-    )
+    trained = fit_and_evaluate(features, labels, TrainSpec.from_metadata(meta))
     # Through JSON, as recorded (NaN as null); a float's repr survives the round trip.
     metrics = json.loads(to_json(trained.metrics))
     artifact_sha = sha256_hex(trained.artifact)

@@ -1,5 +1,7 @@
 """Training a model kind on features and labels, evaluating it walk-forward, registering it.
 
+A training request is a :class:`TrainSpec` (label, kind and parameters, window, folds, seed,
+embargo): the CLI builds one from its options, reproduce from a version's metadata.
 ``train`` does what ``quantcli model train`` does: it opens a feature set, takes its labels,
 and calls :func:`train_on_frames`, which does the work on two polars frames:
 
@@ -26,7 +28,7 @@ import hashlib
 import json
 import platform
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
@@ -55,6 +57,85 @@ FORMAT = 1
 def label_task(label: LabelSpec) -> str:
     """The task a label trains: ``direction:H`` a classifier, ``return:H`` a regressor."""
     return CLASSIFIER if label.kind == "direction" else REGRESSOR
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """What a training is asked for, apart from the data and where the model goes.
+
+    ``params`` are the kind's raw ``-p`` strings; ``embargo`` defaults to the label horizon;
+    ``test_to`` (after ``train_to``) tests walk-forward on the sessions after the training
+    window, else the training window is cut into ``folds + 1`` blocks.
+    """
+
+    label: str
+    kind: str
+    train_from: date
+    train_to: date
+    seed: int
+    params: Mapping[str, str] = field(default_factory=dict)
+    test_to: date | None = None
+    folds: int = 3
+    embargo: int | None = None
+
+    @classmethod
+    def from_metadata(cls, meta: Mapping[str, Any]) -> TrainSpec:
+        """The request a registered version was trained from (its recorded parameters,
+        already typed, as the ``-p`` strings that parse back to them)."""
+        window = meta["window"]
+        test_to = window["test_to"]
+        return cls(
+            label=str(meta["label"]),
+            kind=str(meta["kind"]),
+            train_from=date.fromisoformat(window["train_from"]),
+            train_to=date.fromisoformat(window["train_to"]),
+            seed=int(meta["seed"]),
+            params={k: str(v) for k, v in meta["params"].items()},
+            test_to=None if test_to is None else date.fromisoformat(test_to),
+            folds=int(meta["folds"]),
+            embargo=int(meta["embargo"]),
+        )
+
+    @property
+    def label_spec(self) -> LabelSpec:
+        """The parsed label (UsageError if invalid)."""
+        return LabelSpec.parse(self.label)
+
+    @property
+    def embargo_sessions(self) -> int:
+        """Sessions embargoed after each test block: ``embargo``, else the label horizon."""
+        return self.label_spec.horizon if self.embargo is None else self.embargo
+
+    def kind_params(self) -> dict[str, object]:
+        """The kind's parameters, typed (UsageError on an unknown kind or a bad value)."""
+        from quantcli.models.kinds import parse_kind_params
+
+        return parse_kind_params(self.kind, self.params)
+
+    def check(self) -> dict[str, object]:
+        """The cheap checks, before any data is read: label, kind, parameters, seed. Returns
+        the typed parameters."""
+        self.label_spec  # noqa: B018 - parsing is the check
+        params = self.kind_params()
+        if self.seed < 0:
+            raise UsageError(f"--seed must be >= 0, got {self.seed}")
+        return params
+
+    def recorded(self) -> dict[str, Any]:
+        """The request as metadata records it (and identity hashes it)."""
+        return {
+            "label": self.label,
+            "kind": self.kind,
+            "params": self.kind_params(),
+            "seed": self.seed,
+            "window": {
+                "train_from": self.train_from.isoformat(),
+                "train_to": self.train_to.isoformat(),
+                "test_to": None if self.test_to is None else self.test_to.isoformat(),
+            },
+            "folds": self.folds,
+            "embargo": self.embargo_sessions,
+        }
 
 
 def library_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
@@ -117,18 +198,14 @@ class Prepared:
     dropped: dict[str, int]
 
 
-def prepare(
-    features: pl.DataFrame,
-    labels: pl.DataFrame,
-    task: str,
-    horizon: int,
-    train_from: date,
-    train_to: date,
-    test_to: date | None,
-) -> Prepared:
-    """The rows of the window with every feature and a label, as arrays (DataError if none)."""
+def prepare(features: pl.DataFrame, labels: pl.DataFrame, spec: TrainSpec) -> Prepared:
+    """The rows of the spec's window with every feature and a label, as arrays (DataError if
+    none)."""
     import numpy as np
     import polars as pl
+
+    task, horizon = label_task(spec.label_spec), spec.label_spec.horizon
+    train_from, train_to, test_to = spec.train_from, spec.train_to, spec.test_to
 
     for frame, what, needed in (
         (features, "features", KEYS),
@@ -252,25 +329,19 @@ def _score_rows(
     return rows[keep], score[keep], int(len(rows) - keep.sum())
 
 
-def fit_and_evaluate(
-    p: Prepared,
-    *,
-    task: str,
-    horizon: int,
-    kind: str,
-    params: Mapping[str, object],
-    seed: int,
-    folds: int,
-    embargo: int,
-    test_window: bool,
-) -> Trained:
-    """Evaluate kind ``kind`` on the walk-forward folds of ``p`` and fit the final model."""
+def fit_and_evaluate(features: pl.DataFrame, labels: pl.DataFrame, spec: TrainSpec) -> Trained:
+    """Evaluate the spec's kind on the walk-forward folds of these frames and fit the final
+    model (UsageError or DataError on bad input)."""
     import numpy as np
 
     from quantcli.models.evaluate import final_train, walk_forward
     from quantcli.models.kinds import make_kind
     from quantcli.models.metrics import evaluate
 
+    p = prepare(features, labels, spec)
+    task, horizon = label_task(spec.label_spec), spec.label_spec.horizon
+    kind, params, seed, folds = spec.kind, spec.kind_params(), spec.seed, spec.folds
+    embargo, test_window = spec.embargo_sessions, spec.test_to is not None
     first_test = p.train_sessions if test_window else p.train_sessions // (folds + 1)
     n_sessions = len(p.sessions) if test_window else p.train_sessions
     plan = walk_forward(n_sessions, first_test, folds, horizon, embargo)
@@ -352,71 +423,38 @@ def train_on_frames(
     name: str,
     features: pl.DataFrame,
     labels: pl.DataFrame,
+    spec: TrainSpec,
     *,
-    label: str,
-    kind: str,
-    params: Mapping[str, str] | None = None,
-    train_from: date,
-    train_to: date,
-    test_to: date | None = None,
-    folds: int = 3,
-    seed: int,
-    embargo: int | None = None,
     source: Mapping[str, Any] | None = None,
     wait: float = 0,
 ) -> TrainResult:
     """Train, evaluate and register model ``name`` on frames (see the module docstring).
 
-    ``params`` are raw ``-p`` strings for the kind; ``embargo`` defaults to the label horizon;
     ``source`` records where the frames came from (feature set and dataset refs and hashes).
     UsageError or DataError (and nothing written) on bad input.
     """
     from quantcli.models import registry
-    from quantcli.models.kinds import kind_class, parse_kind_params
+    from quantcli.models.kinds import kind_class
 
     registry.check_model_name(name)
-    spec = LabelSpec.parse(label)
-    task, horizon = label_task(spec), spec.horizon
-    parsed = parse_kind_params(kind, params or {})
-    embargo = horizon if embargo is None else embargo
-    if seed < 0:
-        raise UsageError(f"--seed must be >= 0, got {seed}")
+    spec.check()
+    task, horizon = label_task(spec.label_spec), spec.label_spec.horizon
     inputs = {
         "format": FORMAT,
         "source": dict(source or {}),
         "features_sha256": frame_sha256(features),
         "labels_sha256": frame_sha256(labels),
-        "label": label,
-        "kind": kind,
-        "params": parsed,
-        "seed": seed,
-        "window": {
-            "train_from": train_from.isoformat(),
-            "train_to": train_to.isoformat(),
-            "test_to": None if test_to is None else test_to.isoformat(),
-        },
-        "folds": folds,
-        "embargo": embargo,
+        **spec.recorded(),
         "fit_threads": FIT_THREADS,
-        "libraries": library_versions(kind_class(kind).libraries),
+        "libraries": library_versions(kind_class(spec.kind).libraries),
     }
     identity = _identity(inputs)
     existing = registry.find(root, name, identity)
     if existing is not None:
         return TrainResult(existing, created=False)
-    prepared = prepare(features, labels, task, horizon, train_from, train_to, test_to)
-    trained = fit_and_evaluate(
-        prepared,
-        task=task,
-        horizon=horizon,
-        kind=kind,
-        params=parsed,
-        seed=seed,
-        folds=folds,
-        embargo=embargo,
-        test_window=test_to is not None,
-    )
-    artifact_name = kind_class(kind).artifact_name
+    trained = fit_and_evaluate(features, labels, spec)
+    prepared = trained.prepared
+    artifact_name = kind_class(spec.kind).artifact_name
     artifact_sha = sha256_hex(trained.artifact)
 
     def build(version: int) -> tuple[dict[str, Any], str, bytes]:
@@ -448,47 +486,22 @@ def train_on_frames(
     return TrainResult(meta, created)
 
 
-def train(
-    name: str,
-    *,
-    features: str,
-    label: str,
-    model: str,
-    params: Mapping[str, str] | None = None,
-    train_from: date,
-    train_to: date,
-    test_to: date | None = None,
-    folds: int = 3,
-    seed: int,
-    embargo: int | None = None,
-    root: Path,
-    wait: float = 0,
-) -> TrainResult:
-    """What ``quantcli model train`` does: train model kind ``model`` on feature set
-    ``features`` (a reference) with label ``label`` and register it as ``name``."""
+def train(name: str, spec: TrainSpec, *, features: str, root: Path, wait: float = 0) -> TrainResult:
+    """What ``quantcli model train`` does: train ``spec`` on feature set ``features`` (a
+    reference) and its labels, and register the model as ``name``."""
     from quantcli.features import open_feature_set
-    from quantcli.models.kinds import parse_kind_params
     from quantcli.models.registry import check_model_name
 
     # The cheap checks first: a typo is reported before the feature set is read.
     check_model_name(name)
-    LabelSpec.parse(label)
-    parse_kind_params(model, params or {})
+    spec.check()
     fs = open_feature_set(features, root)
     return train_on_frames(
         root,
         name,
         fs.frame(),
-        fs.labels(label),
-        label=label,
-        kind=model,
-        params=params,
-        train_from=train_from,
-        train_to=train_to,
-        test_to=test_to,
-        folds=folds,
-        seed=seed,
-        embargo=embargo,
+        fs.labels(spec.label),
+        spec,
         source=feature_source(fs),
         wait=wait,
     )
