@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 from datetime import date
 
 from quantcli.errors import UsageError
+from quantcli.market.instruments import MIN_MARGIN
 
 SEGMENTS = ("delivery", "intraday", "futures", "options")
 FILL_MODES = ("open", "close")
@@ -45,7 +46,7 @@ class BacktestConfig:
     fill: str = "open"
     participation: float = 0.10
     allow_short: bool = False
-    margin: float = 0.20
+    margin: float = MIN_MARGIN
     risk_free: float = 0.0
     seed: int = 0
     # "record": a rejected order is kept with status "rejected" and a reason; "error": it stops

@@ -93,6 +93,7 @@ from quantcli.backtest.orders import (
     transition,
 )
 from quantcli.backtest.slippage import parse_slippage
+from quantcli.market.instruments import segment_rules
 
 # Room each bar may need in the buffers: a target order and its fill, plus a square-off.
 _ROOM = 4
@@ -351,6 +352,7 @@ def params_for(config: BacktestConfig, *, weights: bool = False) -> Params:
     combination of types, and its on-disk cache should hold one."""
     costs = parse_costs(config.costs)
     slip = parse_slippage(config.slippage)
+    rules = segment_rules(config.segment)
     return Params(
         participation=float(config.participation),
         slip=slip.formula,
@@ -358,12 +360,12 @@ def params_for(config: BacktestConfig, *, weights: bool = False) -> Params:
         cost_kind=int(costs.kind),
         flat_rate=float(costs.flat_rate),
         margin=float(config.margin),
-        funding=FUNDING[config.segment],
+        funding=FUNDING[rules.funding],
         fill_close=config.fill == "close",
         weights=bool(weights),
-        intraday=config.segment == "intraday",
-        shortable=bool(config.allow_short and config.segment != "delivery"),
-        futures=config.segment == "futures",
+        intraday=rules.square_off is not None,
+        shortable=bool(config.allow_short and rules.shortable),
+        futures=rules.marked_to_market,
         reject_error=config.on_reject == "error",
     )
 

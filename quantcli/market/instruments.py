@@ -1,4 +1,4 @@
-"""NSE instruments: lot sizes, tick sizes and derivative expiry dates.
+"""NSE instruments: lot sizes, tick sizes, derivative expiry dates and how each segment trades.
 
 Lot sizes come from an effective-dated master (``data/instruments.csv``, sources per row). A
 master row covers the monthly contracts expiring in ``[valid_from, valid_to]``; the windows run
@@ -17,6 +17,11 @@ launch; in 2024 FINNIFTY monthlies expired on Tuesday (2024-07-30) and MIDCPNIFT
 2025-02-26). Weekly expiries are produced only for NIFTY; the other indices' weeklies (with their
 own weekdays) ended on 2024-11-20 (SEBI circular 2024-10-01: one weekly index per exchange) and
 asking for them before that date raises ``CoverageError`` rather than return wrong dates.
+
+Segment rules (:func:`segment_rules`: funding, shortability, daily mark-to-market, the intraday
+square-off time) and the schedules' change dates (:func:`tick_changes`, :func:`lot_rows`) are
+here too, so a backtest reads every market rule from this module and splits a run into eras on
+the dates the schedules themselves name.
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, time, timedelta
+from enum import StrEnum
 from functools import cache
 from itertools import pairwise
 from pathlib import Path
@@ -208,22 +214,49 @@ def lot_size(
     ``day`` (the near month on that trade day; see the module notes). ``NotFoundError`` for a
     symbol the master does not list, ``CoverageError`` for a day no row covers.
     """
-    seg = segment.lower()
-    if seg in EQUITY_SEGMENTS:
-        return 1
-    if seg not in DERIVATIVE_SEGMENTS:
-        known = ", ".join(sorted(EQUITY_SEGMENTS | DERIVATIVE_SEGMENTS))
-        raise UsageError(f"unknown segment {segment!r} (expected one of {known})")
-    sym = symbol.upper()
-    table = instrument_master() if master is None else master
-    rows = [i for i in table if i.symbol == sym and i.segment == DERIVATIVES]
+    rows = lot_rows(symbol, segment, master=master)
     if not rows:
-        raise NotFoundError(f"no derivative lot size known for {sym}")
+        return 1
     for inst in rows:
         if inst.covers(day):
             return inst.lot_size
     spans = "; ".join(f"{i.valid_from}..{i.valid_to or 'open'}" for i in rows)
-    raise CoverageError(f"no lot size for {sym} on {day.isoformat()} (master covers {spans})")
+    raise CoverageError(
+        f"no lot size for {symbol.upper()} on {day.isoformat()} (master covers {spans})"
+    )
+
+
+def lot_rows(
+    symbol: str, segment: str, *, master: Sequence[Instrument] | None = None
+) -> tuple[Instrument, ...]:
+    """The effective-dated master rows that give ``symbol``'s lot in ``segment``, in date
+    order: empty for equity cash (one share), else each row's ``lot_size`` holds from its
+    ``valid_from`` to its ``valid_to`` (a run's lot eras are these windows). ``UsageError`` for
+    an unknown segment, ``NotFoundError`` for a derivative symbol the master does not list."""
+    seg = segment.lower()
+    if seg in EQUITY_SEGMENTS:
+        return ()
+    if seg not in DERIVATIVE_SEGMENTS:
+        known = ", ".join(sorted(EQUITY_SEGMENTS | DERIVATIVE_SEGMENTS))
+        raise UsageError(f"unknown segment {segment!r} (expected one of {known})")
+    sym = symbol.upper()
+    if master is None:
+        rows = _derivative_rows().get(sym, ())
+    else:
+        rows = tuple(i for i in master if i.symbol == sym and i.segment == DERIVATIVES)
+    if not rows:
+        raise NotFoundError(f"no derivative lot size known for {sym}")
+    return tuple(sorted(rows, key=lambda i: i.valid_from))
+
+
+@cache
+def _derivative_rows() -> dict[str, tuple[Instrument, ...]]:
+    # The bundled master's derivative rows by symbol: a lookup, not a scan, per symbol.
+    out: dict[str, list[Instrument]] = {}
+    for inst in instrument_master():
+        if inst.segment == DERIVATIVES:
+            out.setdefault(inst.symbol, []).append(inst)
+    return {sym: tuple(rows) for sym, rows in out.items()}
 
 
 def load_lot_file(path: Path) -> list[Instrument]:
@@ -320,6 +353,20 @@ def tick_sizes(prices: NDArray[np.float64], day: date, kind: str = "equity") -> 
     return np.asarray(ticks, dtype=np.float64)[idx]
 
 
+def tick_changes(kind: str) -> tuple[date, ...]:
+    """The dates on which the ``kind`` tick schedule changes (each new table applies from its
+    date on), ascending: sessions between two of them share one table, so a run's tick eras
+    come from these dates, not from probing prices."""
+    return tuple(era[0] for era in _tick_schedule(kind)[1:])
+
+
+def tick_table(day: date, kind: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The ``kind`` tick table in force on ``day``: (inclusive upper price bounds, ticks), one
+    more tick than bounds; tick ``i`` applies to ``bounds[i-1] < price <= bounds[i]`` (a single
+    tick and no bounds: every price)."""
+    return _tick_era(day, kind)
+
+
 def round_to_tick(price: float, tick: float, mode: str = "nearest") -> float:
     """Round ``price`` to a multiple of ``tick``: ``nearest`` (halves away from zero), ``up`` or
     ``down``.
@@ -406,6 +453,57 @@ def round_to_lot(quantity: int, lot: int) -> int:
         raise UsageError(f"lot must be a positive integer, got {lot!r}")
     whole = abs(quantity) // lot * lot
     return whole if quantity >= 0 else -whole
+
+
+# --------------------------------------------------------------------------- segment rules
+
+
+class Funding(StrEnum):
+    """How a fill is paid for."""
+
+    CASH = "cash"  # the full value moves between cash and holdings
+    MARGIN = "margin"  # a margin on the gross notional is held against equity
+    PREMIUM = "premium"  # option buyers pay the premium; writers are margined
+
+
+@dataclass(frozen=True)
+class SegmentRules:
+    """How one backtest segment trades (see :data:`SEGMENT_RULES` for the sources)."""
+
+    funding: Funding
+    shortable: bool  # a position may go below zero (when the run allows shorts)
+    marked_to_market: bool  # settled daily against the close (futures)
+    square_off: time | None  # IST time from which the broker closes open positions
+
+
+# The upfront margin floor: SEBI's peak-margin framework (circular
+# SEBI/HO/MRD2/DCAP/CIR/P/2020/127, 2020-07-20) required 100% of the upfront margin from
+# 2021-09-01, which caps intraday leverage at 5x, i.e. a 20% margin on the notional.
+MIN_MARGIN: Final = 0.20
+# Intraday (MIS) positions are squared off by the broker from 15:20 IST (Zerodha's MIS policy;
+# brokers set 15:15-15:25, the exchange closes at 15:30).
+MIS_SQUARE_OFF: Final = time(15, 20)
+# Sources: delivery buys are paid in full and a delivery sale needs the shares (SEBI circular
+# MRD/DoP/SE/Cir-14/2007, 2007-12-20: no naked short sales; a short sale must be delivered);
+# intraday and futures positions are margined (peak-margin circular above), futures are settled
+# daily at the closing price (NSE Clearing's daily mark-to-market settlement), option buyers pay
+# the premium and writers post margin (NSE Clearing's premium settlement).
+SEGMENT_RULES: Final[dict[str, SegmentRules]] = {
+    "delivery": SegmentRules(Funding.CASH, False, False, None),
+    "intraday": SegmentRules(Funding.MARGIN, True, False, MIS_SQUARE_OFF),
+    "futures": SegmentRules(Funding.MARGIN, True, True, None),
+    "options": SegmentRules(Funding.PREMIUM, True, False, None),
+}
+
+
+def segment_rules(segment: str) -> SegmentRules:
+    """The :class:`SegmentRules` of a backtest segment (``delivery``, ``intraday``, ``futures``,
+    ``options``); ``UsageError`` for any other."""
+    rules = SEGMENT_RULES.get(str(segment).lower())
+    if rules is None:
+        known = ", ".join(SEGMENT_RULES)
+        raise UsageError(f"unknown segment {segment!r} (expected one of {known})")
+    return rules
 
 
 # --------------------------------------------------------------------------- expiries
@@ -541,12 +639,17 @@ def _label(item: tuple[int, int, int]) -> str:
 
 
 def _tick_era(day: date, kind: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    schedule = _tick_schedule(kind)
+    era = schedule[bisect_right([e[0] for e in schedule], day) - 1]
+    return era[1], era[2]
+
+
+def _tick_schedule(kind: str) -> tuple[_TickEra, ...]:
     schedule = TICK_SCHEDULES.get(kind)
     if schedule is None:
         known = ", ".join(TICK_SCHEDULES)
         raise UsageError(f"unknown tick kind {kind!r} (expected one of {known})")
-    era = schedule[bisect_right([e[0] for e in schedule], day) - 1]
-    return era[1], era[2]
+    return schedule
 
 
 def _check_price(price: float) -> None:
