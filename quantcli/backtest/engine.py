@@ -18,6 +18,7 @@ import dataclasses
 import functools
 import itertools
 import math
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -169,23 +170,23 @@ def _replay(
     dataset_hash: str,
     progress: Callable[[float], None] | None,
 ) -> BacktestResult:
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        prep, check, warned = _prepare(bars, config, strat, actions, pool, warn=True)
-        # The look-ahead check (and then the split warnings) run beside the replay (the
-        # kernel releases the GIL); the check's verdict is awaited before anything is
-        # returned, and it outranks the replay's errors.
-        try:
-            if strat.kind == "events":
-                out = EventRun(prep, config, strat).replay(progress)
-            else:
-                out = _run_signals(prep, config, strat, progress)
-        except Exception:
-            if check is not None:
-                check.result()
-            raise
+    pool = _pool()
+    prep, check, warned = _prepare(bars, config, strat, actions, pool, warn=True)
+    # The look-ahead check (and then the split warnings) run beside the replay (the
+    # kernel releases the GIL); the check's verdict is awaited before anything is
+    # returned, and it outranks the replay's errors.
+    try:
+        if strat.kind == "events":
+            out = EventRun(prep, config, strat).replay(progress)
+        else:
+            out = _run_signals(prep, config, strat, progress)
+    except Exception:
         if check is not None:
             check.result()
-        warnings = () if warned is None else warned.result()
+        raise
+    if check is not None:
+        check.result()
+    warnings = () if warned is None else warned.result()
     if progress is not None:
         progress(1.0)
     return BacktestResult(
@@ -232,11 +233,26 @@ def prepare(
     arrays are gathered from the (symbol, ts) columns in one compiled pass, and the arrays that
     are constant for a run are zero-stride views, to keep 10M-bar runs small and fast.
     """
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        prep, check, _ = _prepare(bars, config, strategy, actions, pool)
-        if check is not None:
-            check.result()
+    prep, check, _ = _prepare(bars, config, strategy, actions, _pool())
+    if check is not None:
+        check.result()
     return prep
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _pool() -> ThreadPoolExecutor:
+    """The process's worker threads for the work beside a run's main thread (the strategy's
+    polars evaluation, the look-ahead check, the split warnings): started once, as a thread
+    start per run was a noticeable part of a small run's time. A forked child (whose copy has
+    no threads) starts its own (the pools are by process id); one worker per core lets
+    concurrent runs overlap too."""
+    pool = _POOLS.get(os.getpid())
+    if pool is None:
+        fresh = ThreadPoolExecutor(max(2, os.cpu_count() or 1), thread_name_prefix="quantcli")
+        pool = _POOLS.setdefault(os.getpid(), fresh)
+    return pool
 
 
 def _prepare(
@@ -362,7 +378,7 @@ def _prepare(
             raise
     warned = None
     if warn and config.segment in _ACTION_SEGMENTS:
-        warned = pool.submit(_split_warnings, frame, actions)
+        warned = pool.submit(_split_warnings, frame, actions, code, day_of, len(symbols))
     return prep, check, warned
 
 
@@ -712,11 +728,28 @@ def _split_factors(
     return factor
 
 
-def _split_warnings(frame: pl.DataFrame, actions: Sequence[CorporateAction]) -> tuple[str, ...]:
+def _split_warnings(
+    frame: pl.DataFrame,
+    actions: Sequence[CorporateAction],
+    code: np.ndarray,
+    day_of: np.ndarray,
+    n_symbols: int,
+) -> tuple[str, ...]:
     """The ``data validate`` suspected-split findings on the run's bars (sorted by symbol and
-    ts), with the run's actions as the ones on record: one line each (the first few)."""
-    from quantcli.store.validate import suspected_splits
+    ts; ``code`` and ``day_of``: each bar's symbol and session index), with the run's actions
+    as the ones on record: one line each (the first few). The check runs only on the symbols
+    with an overnight move near its threshold, found in one compiled pass: most runs have
+    none, and the check's polars expressions over every bar cost more than the replay."""
+    from quantcli.store.validate import DEFAULT_SPLIT_THRESHOLD, suspected_splits
 
+    # Below the check's threshold, so that float rounding can never drop a symbol it flags.
+    near = 0.99 * DEFAULT_SPLIT_THRESHOLD
+    opens, closes = (frame.get_column(c).to_numpy() for c in ("open", "close"))
+    jumps = _jump_symbols(code, day_of, opens, closes, near, n_symbols)
+    if not jumps.any():
+        return ()
+    if not jumps.all():
+        frame = frame.filter(pl.Series(jumps[code]))
     found, count = suspected_splits(frame, actions)
     fix = " If so, record it with quantcli actions import FILE."
     lines = [f"suspected_split: {f.message}{fix}" for f in found]
@@ -725,6 +758,27 @@ def _split_warnings(frame: pl.DataFrame, actions: Sequence[CorporateAction]) -> 
             f"suspected_split: {count - len(found):,} more (quantcli data validate lists them)"
         )
     return tuple(lines)
+
+
+@numba.njit(cache=True, nogil=True)
+def _jump_symbols(
+    code: np.ndarray,
+    day_of: np.ndarray,
+    opens: np.ndarray,
+    closes: np.ndarray,
+    threshold: float,
+    n_symbols: int,
+) -> np.ndarray:
+    """Which symbols open a session more than ``threshold`` (a fraction) away from their
+    previous bar's close, both prices positive (bars in (symbol, ts) order)."""
+    out = np.zeros(n_symbols, dtype=np.bool_)
+    for j in range(1, code.shape[0]):
+        if code[j] != code[j - 1] or day_of[j] == day_of[j - 1]:
+            continue
+        o, c = opens[j], closes[j - 1]
+        if o > 0.0 and c > 0.0 and abs(o / c - 1.0) > threshold:
+            out[code[j]] = True
+    return out
 
 
 def strategy_view(frame: pl.DataFrame, factor: np.ndarray | None) -> pl.DataFrame:
@@ -843,14 +897,15 @@ def find_lookahead(
     baseline = full[rows] if rows is not None and full is not None else evaluate(head)
     expected = baseline[before]
     prices = [c for c in (_PRICE_COLUMNS if distort is None else distort) if c in frame.columns]
-    later_s = pl.Series(later)
-    for factor in (2.0, 0.5):
+    # One literal each for every column: building polars literals costs more than the slice.
+    later_s = pl.lit(pl.Series(later))
+    for factor in (pl.lit(2.0), pl.lit(0.5)):
         distorted = head.with_columns(
             pl.when(later_s).then(pl.col(c) * factor).otherwise(pl.col(c)).alias(c) for c in prices
         )
         part = evaluate(distorted)[before]
         same = np.isclose(part, expected, rtol=1e-9, atol=1e-12, equal_nan=True)
-        same = same.reshape(same.shape[0], -1).all(axis=1)
+        same = same.all(axis=tuple(range(1, same.ndim)))  # a row of values: all of it
         if not same.all():
             return head.filter(pl.Series(before)).row(int(np.flatnonzero(~same)[0]), named=True)
     return None
