@@ -316,7 +316,8 @@ def _prepare(
         # Two blocks rather than eleven arrays: numpy backs big blocks with huge pages, which
         # makes first touching them several times cheaper.
         ints, floats = np.empty((4, n), dtype=np.int64), np.empty((7, n), dtype=np.float64)
-        _scatter(pos, bounds, _frozen(utc, code, day_of), ints)
+        _scatter(pos, bounds, _frozen(utc), ints)
+        _scatter(pos, bounds, _frozen(code, day_of), ints[1:])
         prices = (frame.get_column(c).to_numpy() for c in ("open", "high", "low", "close"))
         _scatter(pos, bounds, _frozen(*prices), floats)
         _scatter(pos, bounds, _frozen(frame.get_column("volume").to_numpy()), floats[4:])
@@ -326,7 +327,7 @@ def _prepare(
             _scatter(pos, bounds, _frozen(given), floats[5:])
         ts, sym, day_index, flags = ints
         open_, high, low, close, volume, prev_close, target = floats
-        _finish_time_order(ints, floats, has_given, square_off, len(symbols))
+        n_ts = _finish_time_order(ints, floats, has_given, square_off, len(symbols))
         tick = _ticks(open_, day_index, days, config.segment, symbols, sym)
         lot = _lots(symbols, sym, day_index, days, config.segment)
         rates = rate_table(parse_costs(config.costs), config.segment, config.broker, days)
@@ -362,7 +363,7 @@ def _prepare(
         ),
         actions=actions_in,
         adjust=np.broadcast_to(1.0, n) if adjust is None else _in_time(adjust, pos, bounds),
-        n_ts=int(np.count_nonzero(flags & LAST_OF_TS)),
+        n_ts=n_ts,
     )
     check = None
     if targets is None:
@@ -370,11 +371,18 @@ def _prepare(
     else:
         full = targets.result()
         _scatter(pos, bounds, _frozen(full), floats[6:])
-        check = pool.submit(check_lookahead, view, strategy, full, code)
+        # The check gets its small slice of the bars, so that the run's strategy view and
+        # targets are freed when prepare returns.
+        valid = ~np.isnan(full)
+        if valid.any():
+            head, later, rows = _check_slice(view, valid, code)
+            baseline = None if rows is None else full[rows]
+            check = pool.submit(check_lookahead, head, later, baseline, strategy)
         try:
             _check_lots(prep, config, strategy)
         except UsageError:
-            check.result()  # a look-ahead outranks it, as it outranks the replay's errors
+            if check is not None:
+                check.result()  # a look-ahead outranks it, as it outranks the replay's errors
             raise
     warned = None
     if warn and config.segment in _ACTION_SEGMENTS:
@@ -398,7 +406,7 @@ def _time_positions(utc: np.ndarray, day_of: np.ndarray, n_days: int) -> np.ndar
     Bars on whole minutes (daily and minute bars) are counting-sorted by (session, minute of
     the day), in sequential passes over the bars: linear, and without the random memory access
     of a sort of all the timestamps. Other bars fall back to a stable sort."""
-    pos = np.empty(utc.shape[0], dtype=np.int64)
+    pos = np.empty(utc.shape[0], dtype=np.int32 if utc.shape[0] < 2**31 else np.int64)
     if not _minute_positions(utc, day_of, n_days, pos):
         order = np.argsort(utc, kind="stable")  # stable: symbols stay in order within a ts
         pos[order] = np.arange(utc.shape[0])
@@ -496,11 +504,11 @@ def _in_time(values: np.ndarray, pos: np.ndarray, bounds: np.ndarray) -> np.ndar
 @numba.njit(cache=True, nogil=True)
 def _finish_time_order(
     ints: np.ndarray, floats: np.ndarray, has_given: bool, square_off_us: int, n_symbols: int
-) -> None:
+) -> int:
     """Derive each bar's flags and previous close in replay order (``ints``: ts, symbol, day,
     flags; ``floats``: open, high, low, close, volume, previous close): the given previous
     close (``has_given``), else the symbol's previous bar's close; ``square_off_us`` < 0: no
-    square-off flags."""
+    square-off flags. Returns the number of distinct timestamps."""
     ts, sym, day, flags = ints[0], ints[1], ints[2], ints[3]
     close, prev = floats[3], floats[5]
     n = ts.shape[0]
@@ -511,6 +519,7 @@ def _finish_time_order(
         prev[k] = last[s] if math.isnan(p) else p
         last[s] = close[k]
     next_day = np.full(n_symbols, -1, dtype=np.int64)
+    n_ts = 0
     for k in range(n - 1, -1, -1):
         s = sym[k]
         f = 0
@@ -519,21 +528,23 @@ def _finish_time_order(
         next_day[s] = day[k]
         if k == n - 1 or ts[k + 1] != ts[k]:
             f |= LAST_OF_TS
+            n_ts += 1
         if square_off_us >= 0 and (ts[k] + _IST_OFFSET_US) % _DAY_US >= square_off_us:
             f |= SQUARE_OFF
         flags[k] = f
+    return n_ts
 
 
 def _symbol_codes(names: pl.Series) -> tuple[list[str], np.ndarray]:
     """(sorted distinct symbols, each row's index into them). Rows grouped by symbol in sorted
     order (the store's order) take the fast path: the code is the run number."""
     if names.null_count() == 0:
-        code = names.rle_id().to_numpy().astype(np.int64)
+        code = names.rle_id().to_numpy().astype(np.int32)
         runs = names.gather(np.flatnonzero(np.r_[True, code[1:] != code[:-1]])).to_list()
         if all(a < b for a, b in itertools.pairwise(runs)):  # grouped, in sorted order
             return runs, code
     symbols = names.unique().sort().to_list()
-    return symbols, names.cast(pl.Enum(symbols)).to_physical().to_numpy().astype(np.int64)
+    return symbols, names.cast(pl.Enum(symbols)).to_physical().to_numpy().astype(np.int32)
 
 
 @numba.njit(cache=True)
@@ -549,7 +560,7 @@ def _is_sorted(code: np.ndarray, utc: np.ndarray) -> bool:
 def _epoch_days(utc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(sorted distinct IST epoch days, index of each bar's day) without sorting the bars:
     epoch days span a small range, so a presence table does it in linear time."""
-    index = np.empty(utc.shape[0], dtype=np.int64)
+    index = np.empty(utc.shape[0], dtype=np.int32)
     low = high = (utc[0] + _IST_OFFSET_US) // _DAY_US
     for k in range(utc.shape[0]):
         d = (utc[k] + _IST_OFFSET_US) // _DAY_US
@@ -577,7 +588,7 @@ def _session_days(utc: np.ndarray) -> tuple[list[date], np.ndarray, np.ndarray |
     from quantcli.market.calendar import session_mask
 
     if utc.shape[0] == 0:
-        return [], np.zeros(0, dtype=np.int64), None
+        return [], np.zeros(0, dtype=np.int32), None
     epoch_days, index = _epoch_days(utc)
     as_dates = epoch_days.astype("datetime64[D]")
     days: list[date] = as_dates.tolist()
@@ -585,7 +596,7 @@ def _session_days(utc: np.ndarray) -> tuple[list[date], np.ndarray, np.ndarray |
     if on.all():
         return days, index, None
     keep = on[index]
-    rank = np.cumsum(on) - 1
+    rank = (np.cumsum(on) - 1).astype(np.int32)
     return [d for d, ok in zip(days, on, strict=True) if ok], rank[index[keep]], keep
 
 
@@ -615,7 +626,12 @@ def _ticks(
     single = {float(t[0]) for *_, t in pieces if t.shape[0] == 1}
     if len(distinct) == 1 and len(single) == 1 and all(t.shape[0] == 1 for *_, t in pieces):
         return np.broadcast_to(single.pop(), prices.shape[0])
-    kind_of = np.array([distinct.index(k) for k in kinds], dtype=np.int64)[sym]
+    # Each bar's schedule (a zero-stride view when the symbols share one).
+    kind_of = (
+        np.array([distinct.index(k) for k in kinds], dtype=np.int64)[sym]
+        if len(distinct) > 1
+        else np.broadcast_to(np.int64(0), prices.shape[0])
+    )
     out = np.empty(prices.shape[0], dtype=np.float64)
     for a, b, k, bounds, ticks in pieces:
         _band_ticks(prices[a:b], kind_of[a:b], k, bounds, ticks, out[a:b])
@@ -845,17 +861,14 @@ def _all_targets(frame: pl.DataFrame, strategy: LoadedStrategy) -> np.ndarray:
 
 
 def check_lookahead(
-    frame: pl.DataFrame, strategy: LoadedStrategy, full: np.ndarray, code: np.ndarray | None = None
+    head: pl.DataFrame, later: np.ndarray, baseline: np.ndarray | None, strategy: LoadedStrategy
 ) -> None:
-    """Raise StrategyError when ``full``, the strategy's targets over ``frame`` sorted by
-    (symbol, ts), depend on later bars (``code``: each row's symbol number, if known); see
-    :func:`find_lookahead`."""
-    valid = ~np.isnan(full)
-    if not valid.any():
-        return
+    """Raise StrategyError when the strategy's targets over the check's slice ``head`` of the
+    run's bars (from :func:`_check_slice`; ``later``: its bars after the cut; ``baseline``:
+    the targets over it, when at hand) depend on later bars; see :func:`find_lookahead`."""
     expr, features = strategy.expression(), strategy.features()
-    row = find_lookahead(
-        frame, valid, lambda bars: _targets_of(bars, features, expr, strategy), code, full
+    row = _first_distorted(
+        head, later, lambda bars: _targets_of(bars, features, expr, strategy), baseline
     )
     if row is not None:
         raise StrategyError(
@@ -892,11 +905,24 @@ def find_lookahead(
     if code is None:
         code = frame.get_column("symbol").rle_id().to_numpy()
     head, later, rows = _check_slice(frame, valid, code)
-    before = ~later
     # With every symbol in the slice, the full run's values are the undistorted ones.
-    baseline = full[rows] if rows is not None and full is not None else evaluate(head)
-    expected = baseline[before]
-    prices = [c for c in (_PRICE_COLUMNS if distort is None else distort) if c in frame.columns]
+    baseline = full[rows] if rows is not None and full is not None else None
+    return _first_distorted(head, later, evaluate, baseline, distort)
+
+
+def _first_distorted(
+    head: pl.DataFrame,
+    later: np.ndarray,
+    evaluate: Callable[[pl.DataFrame], np.ndarray],
+    baseline: np.ndarray | None,
+    distort: Sequence[str] | None = None,
+) -> dict[str, object] | None:
+    """The first bar of the check's slice ``head`` before the cut (``later``: the bars after
+    it) whose values change when the prices after the cut are distorted, or None
+    (``baseline``: the values over ``head`` when at hand); see :func:`find_lookahead`."""
+    before = ~later
+    expected = (evaluate(head) if baseline is None else baseline)[before]
+    prices = [c for c in (_PRICE_COLUMNS if distort is None else distort) if c in head.columns]
     # One literal each for every column: building polars literals costs more than the slice.
     later_s = pl.lit(pl.Series(later))
     for factor in (pl.lit(2.0), pl.lit(0.5)):
