@@ -431,15 +431,19 @@ def _minute_positions(utc: np.ndarray, day_of: np.ndarray, n_days: int, pos: np.
             minute_rank[m] = width
             width += 1
     # One slot per (session, minute present): bars per slot, then each slot's first row.
+    # (With one minute a day, as daily bars have, the slot is the session.)
     start = np.zeros(n_days * width + 1, dtype=np.int64)
     for j in range(n):
-        minute = (utc[j] + _IST_OFFSET_US) % _DAY_US // _MINUTE_US
-        start[day_of[j] * width + minute_rank[minute] + 1] += 1
+        slot = day_of[j]
+        if width > 1:
+            slot = slot * width + minute_rank[(utc[j] + _IST_OFFSET_US) % _DAY_US // _MINUTE_US]
+        start[slot + 1] += 1
     for k in range(n_days * width):
         start[k + 1] += start[k]
     for j in range(n):
-        minute = (utc[j] + _IST_OFFSET_US) % _DAY_US // _MINUTE_US
-        slot = day_of[j] * width + minute_rank[minute]
+        slot = day_of[j]
+        if width > 1:
+            slot = slot * width + minute_rank[(utc[j] + _IST_OFFSET_US) % _DAY_US // _MINUTE_US]
         pos[j] = start[slot]
         start[slot] += 1
     return True
@@ -830,7 +834,7 @@ def adjusted_view(frame: pl.DataFrame, actions: Sequence[CorporateAction]) -> pl
 def _check_lots(prep: Prepared, config: BacktestConfig, strategy: LoadedStrategy) -> None:
     """UsageError when a share target (in time order) is below its contract's lot: it could
     never trade, and the run would silently place no order for it."""
-    if strategy.kind != "targets" or config.segment not in ("futures", "options"):
+    if strategy.kind != "targets" or config.segment in EQUITY_SEGMENTS:  # one-share lots
         return
     target, lot, sym, ts, symbols = (
         prep.bars.target,
