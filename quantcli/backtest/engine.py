@@ -229,9 +229,11 @@ def prepare(
     """Validate and session-filter ``bars`` and build every array the replay reads.
 
     Bars are replayed in (ts, symbol) order; signals are evaluated in (symbol, ts) order, the
-    store's order (any other input is sorted once), and checked for look-ahead. The replay
-    arrays are gathered from the (symbol, ts) columns in one compiled pass, and the arrays that
-    are constant for a run are zero-stride views, to keep 10M-bar runs small and fast.
+    store's order (any other input is sorted once), and checked for look-ahead. Each bar's
+    replay row comes from a counting sort and the (symbol, ts) columns are scattered into replay
+    order in compiled passes, all linear in the bars; the arrays that are constant for a run
+    are zero-stride views, to keep 10M-bar runs small and fast. Ticks, lots, the square-off
+    time and the segment's funding are the market model's (quantcli.market.instruments).
     """
     prep, check, _ = _prepare(bars, config, strategy, actions, _pool())
     if check is not None:
