@@ -115,11 +115,15 @@ def test_replay_arrays_are_the_bars_sorted_by_ts_then_symbol(
 
 
 @given(
-    stamps=st.lists(st.integers(0, 10**12), min_size=1, max_size=200),
+    stamps=st.one_of(
+        st.lists(st.integers(0, 10**12), min_size=1, max_size=200),
+        st.lists(st.integers(0, 10**6).map(lambda m: m * 60_000_000), min_size=1, max_size=200),
+    ),
     n_symbols=st.integers(1, 5),
 )
 def test_time_positions_are_a_stable_sort_by_time(stamps: list[int], n_symbols: int) -> None:
-    # Any stamps (most not on a minute, so the fallback sort), grouped by symbol.
+    # Any stamps, grouped by symbol: off the minute (the fallback sort), or on whole minutes
+    # (the counting sort, or the sort again when the stamps are too sparse for its table).
     utc = np.array(stamps, dtype=np.int64)
     code = np.arange(utc.shape[0]) % n_symbols
     by_symbol = np.lexsort((utc, code))

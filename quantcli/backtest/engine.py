@@ -419,7 +419,8 @@ def _time_positions(utc: np.ndarray, day_of: np.ndarray, n_days: int) -> np.ndar
 def _minute_positions(utc: np.ndarray, day_of: np.ndarray, n_days: int, pos: np.ndarray) -> bool:
     """Write each bar's row in (ts, symbol) order into ``pos`` by a counting sort on (session,
     minute of the day), and return True; False (``pos`` unwritten) when a bar is not on a
-    whole minute. Bars of one timestamp keep their (symbol) order."""
+    whole minute or the (session, minute) table would be much larger than the bars. Bars of
+    one timestamp keep their (symbol) order."""
     n = utc.shape[0]
     minute_rank = np.full(_DAY_MINUTES, -1, dtype=np.int64)
     for j in range(n):
@@ -433,6 +434,8 @@ def _minute_positions(utc: np.ndarray, day_of: np.ndarray, n_days: int, pos: np.
             minute_rank[m] = width
             width += 1
     # One slot per (session, minute present): bars per slot, then each slot's first row.
+    if n_days * width > 4 * n + 4096:
+        return False  # sparse stamps: the slot table would outgrow the bars
     # (With one minute a day, as daily bars have, the slot is the session.)
     start = np.zeros(n_days * width + 1, dtype=np.int64)
     for j in range(n):
