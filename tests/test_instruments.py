@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from quantcli.errors import CoverageError, DataError, NotFoundError, UsageError
 from quantcli.market import instruments as ins
+from quantcli.market import segments
 from quantcli.market.instruments import (
     ROUND_DOWN,
     ROUND_NEAREST,
@@ -324,6 +325,45 @@ kinds = st.sampled_from(sorted(ins.TICK_SCHEDULES))
 def test_tick_sizes_matches_scalar(values: list[float], day: date, kind: str) -> None:
     vector = tick_sizes(np.array(values, dtype=np.float64), day, kind)
     assert vector.tolist() == [tick_size(p, day, kind) for p in values]
+
+
+@given(days, kinds)
+def test_tick_tables_change_only_on_the_schedules_change_dates(day: date, kind: str) -> None:
+    # Between two change dates one table holds, and it gives tick_size's ticks.
+    changes = ins.tick_changes(kind)
+    assert list(changes) == sorted(changes)
+    assert list(changes) == [era[0] for era in ins.TICK_SCHEDULES[kind][1:]]
+    era_start = max([c for c in changes if c <= day], default=date(2000, 1, 1))
+    assert ins.tick_table(day, kind) == ins.tick_table(max(era_start, date(2000, 1, 1)), kind)
+    bounds, ticks = ins.tick_table(day, kind)
+    assert len(ticks) == len(bounds) + 1
+    for k, tick in enumerate(ticks):
+        price = bounds[k] if k < len(bounds) else 1e6
+        assert tick_size(price, day, kind) == tick
+    with pytest.raises(UsageError, match="unknown tick kind 'bonds'"):
+        ins.tick_changes("bonds")
+
+
+def test_segment_rules_and_their_errors() -> None:
+    rules = {s: segments.segment_rules(s) for s in ("delivery", "intraday", "futures", "options")}
+    assert [r.funding for r in rules.values()] == ["cash", "margin", "margin", "premium"]
+    assert [r.shortable for r in rules.values()] == [False, True, True, True]
+    assert [r.marked_to_market for r in rules.values()] == [False, False, True, False]
+    assert [r.square_off for r in rules.values()] == [None, segments.MIS_SQUARE_OFF, None, None]
+    with pytest.raises(UsageError, match="unknown segment 'bonds'"):
+        segments.segment_rules("bonds")
+
+
+def test_lot_rows_are_the_masters_windows_in_date_order() -> None:
+    assert ins.lot_rows("RELIANCE", "delivery") == ()
+    rows = ins.lot_rows("nifty", "futures")
+    assert [r.valid_from for r in rows] == sorted(r.valid_from for r in rows)
+    for row in rows:
+        assert lot_size("NIFTY", row.valid_from, "futures") == row.lot_size
+    with pytest.raises(NotFoundError, match="no derivative lot size known for NOSUCH"):
+        ins.lot_rows("NOSUCH", "options")
+    with pytest.raises(UsageError, match="unknown segment 'commodity'"):
+        ins.lot_rows("NIFTY", "commodity")
 
 
 # --------------------------------------------------------------------------- rounding

@@ -18,7 +18,7 @@ from typing import TypeVar
 
 from quantcli.core.dates import parse_date
 from quantcli.errors import UsageError
-from quantcli.market.segments import Segment
+from quantcli.market.segments import MIN_MARGIN, Segment
 
 E = TypeVar("E", bound=StrEnum)
 
@@ -73,7 +73,7 @@ class BacktestConfig:
     fill: Fill = Fill.OPEN
     participation: float = 0.10
     allow_short: bool = False
-    margin: float = 0.20
+    margin: float = MIN_MARGIN
     risk_free: float = 0.0
     seed: int = 0
     on_reject: OnReject = OnReject.RECORD

@@ -17,10 +17,11 @@ import dataclasses
 import functools
 import itertools
 import math
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,7 +32,7 @@ import polars as pl
 from quantcli.backtest import kernel
 from quantcli.backtest.accounting import C_REJECT, round_trips
 from quantcli.backtest.config import BacktestConfig
-from quantcli.backtest.costs import eras, parse_costs, rate_table
+from quantcli.backtest.costs import parse_costs, rate_table
 from quantcli.backtest.events import EventRun
 from quantcli.backtest.inputs import EOD, LAST_OF_TS, SQUARE_OFF, Actions, Bars
 from quantcli.backtest.kernel import CHUNK, Book, Output, Prepared
@@ -51,17 +52,24 @@ from quantcli.core.dtypes import TS_DTYPE
 from quantcli.core.timezone import DAY_US, IST_OFFSET_US, ist_datetime
 from quantcli.errors import DataError, NotFoundError, QuantcliError, StrategyError, UsageError
 from quantcli.market.corporate_actions import PRICE_COLUMNS, VOLUME_COLUMNS, split_ratios
+from quantcli.market.instruments import (
+    EQUITY_SEGMENTS,
+    lot_rows,
+    lot_size,
+    tick_changes,
+    tick_kind,
+    tick_table,
+)
+from quantcli.market.segments import segment_rules
 from quantcli.store.schema import REQUIRED
 
 if TYPE_CHECKING:
     from quantcli.market.corporate_actions import CorporateAction
 
-# Intraday (MIS) positions are squared off by the broker from 15:20 (Zerodha's MIS policy).
-SQUARE_OFF_US = (15 * 60 + 20) * 60 * 1_000_000
 _EPOCH_DAY = date(1970, 1, 1)
 # The segments whose runs apply corporate actions (cash equity: derivatives are adjusted by
 # the exchange), and so can tell an unexplained gap from a recorded split.
-_ACTION_SEGMENTS = ("delivery", "intraday")
+_ACTION_SEGMENTS = EQUITY_SEGMENTS
 
 EQUITY_SCHEMA: dict[str, pl.DataType] = {
     "ts": TS_DTYPE,
@@ -170,23 +178,23 @@ def _replay(
     dataset_hash: str,
     progress: Callable[[float], None] | None,
 ) -> BacktestResult:
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        prep, check, warned = _prepare(bars, config, strat, actions, pool, warn=True)
-        # The look-ahead check (and then the split warnings) run beside the replay (the
-        # kernel releases the GIL); the check's verdict is awaited before anything is
-        # returned, and it outranks the replay's errors.
-        try:
-            if strat.kind == "events":
-                out = EventRun(prep, config, strat).replay(progress)
-            else:
-                out = _run_signals(prep, config, strat, progress)
-        except Exception:
-            if check is not None:
-                check.result()
-            raise
+    pool = _pool()
+    prep, check, warned = _prepare(bars, config, strat, actions, pool, warn=True)
+    # The look-ahead check (and then the split warnings) run beside the replay (the
+    # kernel releases the GIL); the check's verdict is awaited before anything is
+    # returned, and it outranks the replay's errors.
+    try:
+        if strat.kind == "events":
+            out = EventRun(prep, config, strat).replay(progress)
+        else:
+            out = _run_signals(prep, config, strat, progress)
+    except Exception:
         if check is not None:
             check.result()
-        warnings = () if warned is None else warned.result()
+        raise
+    if check is not None:
+        check.result()
+    warnings = () if warned is None else warned.result()
     if progress is not None:
         progress(1.0)
     return BacktestResult(
@@ -229,15 +237,32 @@ def prepare(
     """Validate and session-filter ``bars`` and build every array the replay reads.
 
     Bars are replayed in (ts, symbol) order; signals are evaluated in (symbol, ts) order, the
-    store's order (any other input is sorted once), and checked for look-ahead. The replay
-    arrays are gathered from the (symbol, ts) columns in one compiled pass, and the arrays that
-    are constant for a run are zero-stride views, to keep 10M-bar runs small and fast.
+    store's order (any other input is sorted once), and checked for look-ahead. Each bar's
+    replay row comes from a counting sort and the (symbol, ts) columns are scattered into replay
+    order in compiled passes, all linear in the bars; the arrays that are constant for a run
+    are zero-stride views, to keep 10M-bar runs small and fast. Ticks, lots, the square-off
+    time and the segment's funding are the market model's (quantcli.market.instruments).
     """
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        prep, check, _ = _prepare(bars, config, strategy, actions, pool)
-        if check is not None:
-            check.result()
+    prep, check, _ = _prepare(bars, config, strategy, actions, _pool())
+    if check is not None:
+        check.result()
     return prep
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _pool() -> ThreadPoolExecutor:
+    """The process's worker threads for the work beside a run's main thread (the strategy's
+    polars evaluation, the look-ahead check, the split warnings): started once, as a thread
+    start per run was a noticeable part of a small run's time. A forked child (whose copy has
+    no threads) starts its own (the pools are by process id); one worker per core lets
+    concurrent runs overlap too."""
+    pool = _POOLS.get(os.getpid())
+    if pool is None:
+        fresh = ThreadPoolExecutor(max(2, os.cpu_count() or 1), thread_name_prefix="quantcli")
+        pool = _POOLS.setdefault(os.getpid(), fresh)
+    return pool
 
 
 def _prepare(
@@ -286,32 +311,33 @@ def _prepare(
     n = frame.height
     adjust = _split_factors(actions, symbols, code, day_of, days)
     view = strategy_view(frame, adjust)
-    given = np.empty(0)
-    if "prev_close" in frame.columns:
-        given = frame.get_column("prev_close").cast(pl.Float64).fill_null(np.nan).to_numpy()
-    square_off = SQUARE_OFF_US if config.segment == "intraday" else -1
+    rules = segment_rules(config.segment)
+    square_off = -1 if rules.square_off is None else _time_us(rules.square_off)
     # Polars evaluates a signal strategy without the GIL (on one core for per-symbol windows)
-    # while this thread gathers the replay arrays: the two overlap.
+    # while this thread builds the replay arrays: the two overlap.
     targets = None
     if strategy.kind != "events":
         targets = pool.submit(_all_targets, view, strategy)
     try:
-        # From here on arrays are in (symbol, ts) order; ``to_time`` gathers them into
-        # replay order (a stable sort by time keeps the symbols in order within a
-        # timestamp).
-        to_time = np.argsort(utc, kind="stable")
-        close_s = frame.get_column("close").to_numpy()
+        # From here on arrays are in (symbol, ts) order; ``pos`` is each bar's row in replay
+        # order, (ts, symbol), and the scatters below move them there.
+        pos = _time_positions(utc, day_of, len(days))
+        bounds = np.searchsorted(code, np.arange(len(symbols) + 1))
         # Two blocks rather than eleven arrays: numpy backs big blocks with huge pages, which
         # makes first touching them several times cheaper.
         ints, floats = np.empty((4, n), dtype=np.int64), np.empty((7, n), dtype=np.float64)
-        columns = (
-            frame.get_column("open").to_numpy(), frame.get_column("high").to_numpy(),
-            frame.get_column("low").to_numpy(), close_s, frame.get_column("volume").to_numpy(),
-            given,
-        )  # fmt: skip
-        _in_time_order(to_time, (utc, code, day_of), columns, square_off, ints, floats)
+        _scatter(pos, bounds, _frozen(utc), ints)
+        _scatter(pos, bounds, _frozen(code, day_of), ints[1:])
+        prices = (frame.get_column(c).to_numpy() for c in ("open", "high", "low", "close"))
+        _scatter(pos, bounds, _frozen(*prices), floats)
+        _scatter(pos, bounds, _frozen(frame.get_column("volume").to_numpy()), floats[4:])
+        has_given = "prev_close" in frame.columns
+        if has_given:
+            given = frame.get_column("prev_close").cast(pl.Float64).fill_null(np.nan).to_numpy()
+            _scatter(pos, bounds, _frozen(given), floats[5:])
         ts, sym, day_index, flags = ints
         open_, high, low, close, volume, prev_close, target = floats
+        n_ts = _finish_time_order(ints, floats, has_given, square_off, len(symbols))
         tick = _ticks(open_, day_index, days, config.segment, symbols, sym)
         lot = _lots(symbols, sym, day_index, days, config.segment)
         rates = rate_table(parse_costs(config.costs), config.segment, config.broker, days)
@@ -321,7 +347,9 @@ def _prepare(
             targets.result()  # the strategy's own error comes first, as when sequential
         raise
     slip_input = parse_slippage(config.slippage).prepare(frame)
-    slip_input = np.broadcast_to(0.0, n) if slip_input is None else slip_input[to_time]
+    slip_input = (
+        np.broadcast_to(0.0, n) if slip_input is None else _in_time(slip_input, pos, bounds)
+    )
     prep = Prepared(
         symbols=symbols,
         days=days,
@@ -344,81 +372,196 @@ def _prepare(
             rates=rates,
         ),
         actions=actions_in,
-        adjust=np.broadcast_to(1.0, n) if adjust is None else adjust[to_time],
-        n_ts=int(np.count_nonzero(flags & LAST_OF_TS)),
+        adjust=np.broadcast_to(1.0, n) if adjust is None else _in_time(adjust, pos, bounds),
+        n_ts=n_ts,
     )
     check = None
     if targets is None:
         target.fill(np.nan)
     else:
         full = targets.result()
-        np.take(full, to_time, out=target)
-        check = pool.submit(check_lookahead, view, strategy, full, code)
+        _scatter(pos, bounds, _frozen(full), floats[6:])
+        # The check gets its small slice of the bars, so that the run's strategy view and
+        # targets are freed when prepare returns.
+        valid = ~np.isnan(full)
+        if valid.any():
+            head, later, rows = _check_slice(view, valid, code)
+            baseline = None if rows is None else full[rows]
+            check = pool.submit(check_lookahead, head, later, baseline, strategy)
         try:
             _check_lots(prep, config, strategy)
         except UsageError:
-            check.result()  # a look-ahead outranks it, as it outranks the replay's errors
+            if check is not None:
+                check.result()  # a look-ahead outranks it, as it outranks the replay's errors
             raise
     warned = None
     if warn and config.segment in _ACTION_SEGMENTS:
-        warned = pool.submit(_split_warnings, frame, actions)
+        warned = pool.submit(_split_warnings, frame, actions, code, day_of, len(symbols))
     return prep, check, warned
 
 
+def _time_us(at: time) -> int:
+    """Microseconds from midnight to ``at``."""
+    return ((at.hour * 60 + at.minute) * 60 + at.second) * 1_000_000 + at.microsecond
+
+
+_MINUTE_US = 60 * 1_000_000
+_DAY_MINUTES = 1440
+
+
+def _time_positions(utc: np.ndarray, day_of: np.ndarray, n_days: int) -> np.ndarray:
+    """Each bar's row in (ts, symbol) order, for bars in (symbol, ts) order (``day_of``: each
+    bar's session index into ``n_days`` sessions).
+
+    Bars on whole minutes (daily and minute bars) are counting-sorted by (session, minute of
+    the day), in sequential passes over the bars: linear, and without the random memory access
+    of a sort of all the timestamps. Other bars fall back to a stable sort."""
+    pos = np.empty(utc.shape[0], dtype=np.int32 if utc.shape[0] < 2**31 else np.int64)
+    if not _minute_positions(utc, day_of, n_days, pos):
+        order = np.argsort(utc, kind="stable")  # stable: symbols stay in order within a ts
+        pos[order] = np.arange(utc.shape[0])
+    return pos
+
+
 @numba.njit(cache=True, nogil=True)
-def _in_time_order(
-    order: np.ndarray,
-    keys: tuple[np.ndarray, np.ndarray, np.ndarray],
-    columns: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-    square_off_us: int,
-    ints: np.ndarray,
-    floats: np.ndarray,
+def _minute_positions(utc: np.ndarray, day_of: np.ndarray, n_days: int, pos: np.ndarray) -> bool:
+    """Write each bar's row in (ts, symbol) order into ``pos`` by a counting sort on (session,
+    minute of the day), and return True; False (``pos`` unwritten) when a bar is not on a
+    whole minute or the (session, minute) table would be much larger than the bars. Bars of
+    one timestamp keep their (symbol) order."""
+    n = utc.shape[0]
+    minute_rank = np.full(_DAY_MINUTES, -1, dtype=np.int64)
+    for j in range(n):
+        local = (utc[j] + IST_OFFSET_US) % DAY_US
+        if local % _MINUTE_US:
+            return False
+        minute_rank[local // _MINUTE_US] = 0
+    width = 0
+    for m in range(_DAY_MINUTES):
+        if minute_rank[m] == 0:
+            minute_rank[m] = width
+            width += 1
+    # One slot per (session, minute present): bars per slot, then each slot's first row.
+    if n_days * width > 4 * n + 4096:
+        return False  # sparse stamps: the slot table would outgrow the bars
+    # (With one minute a day, as daily bars have, the slot is the session.)
+    start = np.zeros(n_days * width + 1, dtype=np.int64)
+    for j in range(n):
+        slot = day_of[j]
+        if width > 1:
+            slot = slot * width + minute_rank[(utc[j] + IST_OFFSET_US) % DAY_US // _MINUTE_US]
+        start[slot + 1] += 1
+    for k in range(n_days * width):
+        start[k + 1] += start[k]
+    for j in range(n):
+        slot = day_of[j]
+        if width > 1:
+            slot = slot * width + minute_rank[(utc[j] + IST_OFFSET_US) % DAY_US // _MINUTE_US]
+        pos[j] = start[slot]
+        start[slot] += 1
+    return True
+
+
+# The scatters visit the symbols in blocks and each block's bars in windows of replay rows, so
+# that their reads (a block's symbols, each sequentially) and writes (a window's rows) stay on
+# a few hundred memory pages: a plain gather over 2,000 symbols touched a new page on nearly
+# every read, which made it the slowest step of a 10M-bar run.
+_BLOCK_SYMBOLS = 64
+_WINDOW_ROWS = 1 << 15
+
+
+@numba.njit(cache=True, nogil=True)
+def _scatter(
+    pos: np.ndarray, bounds: np.ndarray, src: tuple[np.ndarray, ...], out: np.ndarray
 ) -> None:
-    """Write the replay arrays into the rows of ``ints`` (ts, symbol, day, flags) and
-    ``floats`` (open, high, low, close, volume, previous close): the (symbol, ts)-ordered bars
-    (``keys``: utc, symbol code, session index; ``columns``: open, high, low, close, volume,
-    given previous close) gathered by ``order`` into (ts, symbol) order, in one pass that also
-    derives each bar's flags and previous close (the given one, else the symbol's previous
-    bar's close). An empty given previous close means none given; ``square_off_us`` < 0: no
-    square-off flags."""
-    utc, code, day_of = keys
-    open_, high, low, close, volume, given_prev = columns
-    n = order.shape[0]
+    """``out[c, pos[j]] = src[c][j]`` for each array of ``src`` (bars in (symbol, ts) order;
+    ``bounds``: each symbol's first bar and the end)."""
+    n_sym = bounds.shape[0] - 1
+    cursor = bounds.copy()
+    for b0 in range(0, n_sym, _BLOCK_SYMBOLS):
+        b1 = min(n_sym, b0 + _BLOCK_SYMBOLS)
+        low = pos.shape[0]
+        for s in range(b0, b1):
+            if cursor[s] < bounds[s + 1]:
+                low = min(low, pos[cursor[s]])
+        while low < pos.shape[0]:
+            high = low + _WINDOW_ROWS
+            low = pos.shape[0]
+            for s in range(b0, b1):
+                j, end = cursor[s], bounds[s + 1]
+                while j < end and pos[j] < high:
+                    p = pos[j]
+                    for c in range(len(src)):
+                        out[c, p] = src[c][j]
+                    j += 1
+                cursor[s] = j
+                if j < end:
+                    low = min(low, pos[j])
+
+
+def _frozen(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Read-only contiguous views of ``arrays``: one numba type for all, so :func:`_scatter`
+    takes them as one homogeneous tuple (arrays from polars are read-only, numpy's are not)."""
+    out = []
+    for a in arrays:
+        view = np.ascontiguousarray(a).view()
+        view.flags.writeable = False
+        out.append(view)
+    return tuple(out)
+
+
+def _in_time(values: np.ndarray, pos: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """``values`` (one per bar in (symbol, ts) order) in replay order, as float64."""
+    out = np.empty((1, pos.shape[0]), dtype=np.float64)
+    _scatter(pos, bounds, _frozen(values), out)
+    column: np.ndarray = out[0]
+    return column
+
+
+@numba.njit(cache=True, nogil=True)
+def _finish_time_order(
+    ints: np.ndarray, floats: np.ndarray, has_given: bool, square_off_us: int, n_symbols: int
+) -> int:
+    """Derive each bar's flags and previous close in replay order (``ints``: ts, symbol, day,
+    flags; ``floats``: open, high, low, close, volume, previous close): the given previous
+    close (``has_given``), else the symbol's previous bar's close; ``square_off_us`` < 0: no
+    square-off flags. Returns the number of distinct timestamps."""
     ts, sym, day, flags = ints[0], ints[1], ints[2], ints[3]
-    o, h, lo, c, vol, prev = floats[0], floats[1], floats[2], floats[3], floats[4], floats[5]
-    flags[:] = 0
+    close, prev = floats[3], floats[5]
+    n = ts.shape[0]
+    last = np.full(n_symbols, math.nan)
     for k in range(n):
-        j = order[k]
-        ts[k] = utc[j]
-        sym[k] = code[j]
-        day[k] = day_of[j]
-        o[k] = open_[j]
-        h[k] = high[j]
-        lo[k] = low[j]
-        c[k] = close[j]
-        vol[k] = volume[j]
-        p = given_prev[j] if given_prev.shape[0] else math.nan
-        if math.isnan(p):
-            p = close[j - 1] if j > 0 and code[j - 1] == code[j] else math.nan
-        prev[k] = p
-        if j == n - 1 or code[j + 1] != code[j] or day_of[j + 1] != day_of[j]:
-            flags[k] |= EOD
-        if k == n - 1 or utc[order[k + 1]] != utc[j]:
-            flags[k] |= LAST_OF_TS
-        if square_off_us >= 0 and (utc[j] + IST_OFFSET_US) % DAY_US >= square_off_us:
-            flags[k] |= SQUARE_OFF
+        s = sym[k]
+        p = prev[k] if has_given else math.nan
+        prev[k] = last[s] if math.isnan(p) else p
+        last[s] = close[k]
+    next_day = np.full(n_symbols, -1, dtype=np.int64)
+    n_ts = 0
+    for k in range(n - 1, -1, -1):
+        s = sym[k]
+        f = 0
+        if next_day[s] != day[k]:
+            f |= EOD
+        next_day[s] = day[k]
+        if k == n - 1 or ts[k + 1] != ts[k]:
+            f |= LAST_OF_TS
+            n_ts += 1
+        if square_off_us >= 0 and (ts[k] + IST_OFFSET_US) % DAY_US >= square_off_us:
+            f |= SQUARE_OFF
+        flags[k] = f
+    return n_ts
 
 
 def _symbol_codes(names: pl.Series) -> tuple[list[str], np.ndarray]:
     """(sorted distinct symbols, each row's index into them). Rows grouped by symbol in sorted
     order (the store's order) take the fast path: the code is the run number."""
     if names.null_count() == 0:
-        code = names.rle_id().to_numpy().astype(np.int64)
+        code = names.rle_id().to_numpy().astype(np.int32)
         runs = names.gather(np.flatnonzero(np.r_[True, code[1:] != code[:-1]])).to_list()
         if all(a < b for a, b in itertools.pairwise(runs)):  # grouped, in sorted order
             return runs, code
     symbols = names.unique().sort().to_list()
-    return symbols, names.cast(pl.Enum(symbols)).to_physical().to_numpy().astype(np.int64)
+    return symbols, names.cast(pl.Enum(symbols)).to_physical().to_numpy().astype(np.int32)
 
 
 @numba.njit(cache=True)
@@ -434,7 +577,7 @@ def _is_sorted(code: np.ndarray, utc: np.ndarray) -> bool:
 def _epoch_days(utc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(sorted distinct IST epoch days, index of each bar's day) without sorting the bars:
     epoch days span a small range, so a presence table does it in linear time."""
-    index = np.empty(utc.shape[0], dtype=np.int64)
+    index = np.empty(utc.shape[0], dtype=np.int32)
     low = high = (utc[0] + IST_OFFSET_US) // DAY_US
     for k in range(utc.shape[0]):
         d = (utc[k] + IST_OFFSET_US) // DAY_US
@@ -462,7 +605,7 @@ def _session_days(utc: np.ndarray) -> tuple[list[date], np.ndarray, np.ndarray |
     from quantcli.market.calendar import session_mask
 
     if utc.shape[0] == 0:
-        return [], np.zeros(0, dtype=np.int64), None
+        return [], np.zeros(0, dtype=np.int32), None
     epoch_days, index = _epoch_days(utc)
     as_dates = epoch_days.astype("datetime64[D]")
     days: list[date] = as_dates.tolist()
@@ -470,7 +613,7 @@ def _session_days(utc: np.ndarray) -> tuple[list[date], np.ndarray, np.ndarray |
     if on.all():
         return days, index, None
     keep = on[index]
-    rank = np.cumsum(on) - 1
+    rank = (np.cumsum(on) - 1).astype(np.int32)
     return [d for d, ok in zip(days, on, strict=True) if ok], rank[index[keep]], keep
 
 
@@ -483,75 +626,78 @@ def _ticks(
     sym: np.ndarray,
 ) -> np.ndarray:
     """Tick size per bar, by the bar's open price and session date (bars in time order, so a
-    run of sessions is a slice); a zero-stride view when one tick holds for every bar."""
-    from quantcli.market.instruments import tick_kind, tick_sizes
-
+    run of sessions is a slice), from the market model's tick tables: one table per era
+    between the schedule's change dates; a zero-stride view when one tick holds for every
+    bar."""
     kinds = [tick_kind(segment, s) for s in symbols]
-    mixed = len(set(kinds)) > 1
-    # Tick schedules change on a handful of dates: tabulate per era, not per session.
-    pieces: list[tuple[int, int, date, str, np.ndarray | None, float | None]] = []
-    for kind in sorted(set(kinds)):
-        of_kind = (
-            np.isin(sym, [k for k, name in enumerate(kinds) if name == kind]) if mixed else None
-        )
-        for lo, hi in eras(days, functools.partial(_tick_probe, kind=kind)):
+    distinct = sorted(set(kinds))
+    # Each era of each schedule: (first bar, end bar, kind, bounds, ticks).
+    pieces: list[tuple[int, int, int, np.ndarray, np.ndarray]] = []
+    for k, kind in enumerate(distinct):
+        changes = [bisect.bisect_left(days, d) for d in tick_changes(kind)]
+        edges = sorted({0, len(days), *(c for c in changes if 0 < c < len(days))})
+        for lo, hi in itertools.pairwise(edges):
             a, b = (int(x) for x in np.searchsorted(day_index, [lo, hi]))
-            same = None if mixed else _one_tick(prices[a:b], days[lo], kind)
-            pieces.append((a, b, days[lo], kind, of_kind, same))
-    if len(pieces) == 1 and pieces[0][5] is not None:
-        return np.broadcast_to(pieces[0][5], prices.shape[0])
+            upper, steps = tick_table(days[lo], kind)
+            pieces.append((a, b, k, np.array(upper), np.array(steps)))
+    single = {float(t[0]) for *_, t in pieces if t.shape[0] == 1}
+    if len(distinct) == 1 and len(single) == 1 and all(t.shape[0] == 1 for *_, t in pieces):
+        return np.broadcast_to(single.pop(), prices.shape[0])
+    # Each bar's schedule (a zero-stride view when the symbols share one).
+    kind_of = (
+        np.array([distinct.index(k) for k in kinds], dtype=np.int64)[sym]
+        if len(distinct) > 1
+        else np.broadcast_to(np.int64(0), prices.shape[0])
+    )
     out = np.empty(prices.shape[0], dtype=np.float64)
-    for a, b, day, kind, of_kind, same in pieces:
-        if same is not None:
-            out[a:b] = same
-            continue
-        part = prices[a:b]
-        safe = np.where(np.isfinite(part) & (part >= 0), part, 0.0)
-        ticks = tick_sizes(safe, day, kind)
-        out[a:b] = ticks if of_kind is None else np.where(of_kind[a:b], ticks, out[a:b])
+    for a, b, k, bounds, ticks in pieces:
+        _band_ticks(prices[a:b], kind_of[a:b], k, bounds, ticks, out[a:b])
     return out
 
 
-def _one_tick(prices: np.ndarray, day: date, kind: str) -> float | None:
-    """The tick of every one of ``prices`` on ``day`` if they share one, else None: ticks grow
-    with the price band, so the lowest and highest price decide."""
-    from quantcli.market.instruments import tick_sizes
-
-    if not (_ticks_grow(kind) and np.isfinite(prices).all() and prices.min() >= 0):
-        return None
-    low, high = tick_sizes(np.array([prices.min(), prices.max()]), day, kind).tolist()
-    return float(low) if low == high else None
-
-
-@functools.cache
-def _ticks_grow(kind: str) -> bool:
-    from quantcli.market.instruments import TICK_SCHEDULES
-
-    return all(list(ticks) == sorted(ticks) for _, _, ticks in TICK_SCHEDULES[kind])
-
-
-_PROBE = np.array([1.0, 100.0, 249.0, 500.0, 2000.0, 7000.0, 15000.0, 25000.0, 40000.0])
-
-
-def _tick_probe(day: date, kind: str) -> tuple[float, ...]:
-    from quantcli.market.instruments import tick_sizes
-
-    return tuple(tick_sizes(_PROBE, day, kind).tolist())
+@numba.njit(cache=True, nogil=True)
+def _band_ticks(
+    prices: np.ndarray,
+    kind_of: np.ndarray,
+    kind: int,
+    bounds: np.ndarray,
+    ticks: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """``out[i]`` = the tick of the price band of ``prices[i]`` (``tick_table``'s bounds and
+    ticks) for the bars whose ``kind_of`` is ``kind``. A bad price (NaN, negative) gets the
+    lowest band's tick here; the fill rules reject its orders."""
+    for i in range(prices.shape[0]):
+        if kind_of[i] != kind:
+            continue
+        p = prices[i]
+        band = 0
+        if p > 0.0:
+            while band < bounds.shape[0] and p > bounds[band]:
+                band += 1
+        out[i] = ticks[band]
 
 
 def _lots(
     symbols: list[str], sym: np.ndarray, day_index: np.ndarray, days: list[date], segment: str
 ) -> np.ndarray:
-    """Lot size per bar (1 for equity cash; the contract's lot for derivatives)."""
-    if segment not in ("futures", "options"):
+    """Lot size per bar (1 for equity cash; the contract's lot for derivatives): the master's
+    effective-dated rows tabulated per (symbol, session), then looked up per bar.
+    ``CoverageError`` (the market model's) for the first bar no row covers."""
+    schedules = [lot_rows(name, segment) for name in symbols]
+    if not any(schedules):
         return np.broadcast_to(1.0, sym.shape[0])
-    out = np.ones(sym.shape[0], dtype=np.float64)
-    from quantcli.market.instruments import lot_size
-
-    for k, name in enumerate(symbols):
-        mine = sym == k
-        for lo, hi in eras(days, functools.partial(lot_size, name, segment=segment)):
-            out[mine & (day_index >= lo) & (day_index < hi)] = lot_size(name, days[lo], segment)
+    table = np.full((len(symbols), len(days)), np.nan)
+    for k, rows in enumerate(schedules):
+        for inst in rows:
+            lo = bisect.bisect_left(days, inst.valid_from)
+            hi = len(days) if inst.valid_to is None else bisect.bisect_right(days, inst.valid_to)
+            table[k, lo:hi] = inst.lot_size
+    out: np.ndarray = table[sym, day_index]
+    missing = np.flatnonzero(np.isnan(out))
+    if missing.size:
+        k = int(missing[0])
+        lot_size(symbols[int(sym[k])], days[int(day_index[k])], segment)  # raises CoverageError
     return out
 
 
@@ -615,11 +761,28 @@ def _split_factors(
     return factor
 
 
-def _split_warnings(frame: pl.DataFrame, actions: Sequence[CorporateAction]) -> tuple[str, ...]:
+def _split_warnings(
+    frame: pl.DataFrame,
+    actions: Sequence[CorporateAction],
+    code: np.ndarray,
+    day_of: np.ndarray,
+    n_symbols: int,
+) -> tuple[str, ...]:
     """The ``data validate`` suspected-split findings on the run's bars (sorted by symbol and
-    ts), with the run's actions as the ones on record: one line each (the first few)."""
-    from quantcli.store.validate import suspected_splits
+    ts; ``code`` and ``day_of``: each bar's symbol and session index), with the run's actions
+    as the ones on record: one line each (the first few). The check runs only on the symbols
+    with an overnight move near its threshold, found in one compiled pass: most runs have
+    none, and the check's polars expressions over every bar cost more than the replay."""
+    from quantcli.store.validate import DEFAULT_SPLIT_THRESHOLD, suspected_splits
 
+    # Below the check's threshold, so that float rounding can never drop a symbol it flags.
+    near = 0.99 * DEFAULT_SPLIT_THRESHOLD
+    opens, closes = (frame.get_column(c).to_numpy() for c in ("open", "close"))
+    jumps = _jump_symbols(code, day_of, opens, closes, near, n_symbols)
+    if not jumps.any():
+        return ()
+    if not jumps.all():
+        frame = frame.filter(pl.Series(jumps[code]))
     found, count = suspected_splits(frame, actions)
     fix = " If so, record it with quantcli actions import FILE."
     lines = [f"suspected_split: {f.message}{fix}" for f in found]
@@ -628,6 +791,27 @@ def _split_warnings(frame: pl.DataFrame, actions: Sequence[CorporateAction]) -> 
             f"suspected_split: {count - len(found):,} more (quantcli data validate lists them)"
         )
     return tuple(lines)
+
+
+@numba.njit(cache=True, nogil=True)
+def _jump_symbols(
+    code: np.ndarray,
+    day_of: np.ndarray,
+    opens: np.ndarray,
+    closes: np.ndarray,
+    threshold: float,
+    n_symbols: int,
+) -> np.ndarray:
+    """Which symbols open a session more than ``threshold`` (a fraction) away from their
+    previous bar's close, both prices positive (bars in (symbol, ts) order)."""
+    out = np.zeros(n_symbols, dtype=np.bool_)
+    for j in range(1, code.shape[0]):
+        if code[j] != code[j - 1] or day_of[j] == day_of[j - 1]:
+            continue
+        o, c = opens[j], closes[j - 1]
+        if o > 0.0 and c > 0.0 and abs(o / c - 1.0) > threshold:
+            out[code[j]] = True
+    return out
 
 
 def strategy_view(frame: pl.DataFrame, factor: np.ndarray | None) -> pl.DataFrame:
@@ -663,7 +847,7 @@ def adjusted_view(frame: pl.DataFrame, actions: Sequence[CorporateAction]) -> pl
 def _check_lots(prep: Prepared, config: BacktestConfig, strategy: LoadedStrategy) -> None:
     """UsageError when a share target (in time order) is below its contract's lot: it could
     never trade, and the run would silently place no order for it."""
-    if strategy.kind != "targets" or config.segment not in ("futures", "options"):
+    if strategy.kind != "targets" or config.segment in EQUITY_SEGMENTS:  # one-share lots
         return
     target, lot, sym, ts, symbols = (
         prep.bars.target,
@@ -694,17 +878,14 @@ def _all_targets(frame: pl.DataFrame, strategy: LoadedStrategy) -> np.ndarray:
 
 
 def check_lookahead(
-    frame: pl.DataFrame, strategy: LoadedStrategy, full: np.ndarray, code: np.ndarray | None = None
+    head: pl.DataFrame, later: np.ndarray, baseline: np.ndarray | None, strategy: LoadedStrategy
 ) -> None:
-    """Raise StrategyError when ``full``, the strategy's targets over ``frame`` sorted by
-    (symbol, ts), depend on later bars (``code``: each row's symbol number, if known); see
-    :func:`find_lookahead`."""
-    valid = ~np.isnan(full)
-    if not valid.any():
-        return
+    """Raise StrategyError when the strategy's targets over the check's slice ``head`` of the
+    run's bars (from :func:`_check_slice`; ``later``: its bars after the cut; ``baseline``:
+    the targets over it, when at hand) depend on later bars; see :func:`find_lookahead`."""
     expr, features = strategy.expression(), strategy.features()
-    row = find_lookahead(
-        frame, valid, lambda bars: _targets_of(bars, features, expr, strategy), code, full
+    row = _first_distorted(
+        head, later, lambda bars: _targets_of(bars, features, expr, strategy), baseline
     )
     if row is not None:
         raise StrategyError(
@@ -741,19 +922,33 @@ def find_lookahead(
     if code is None:
         code = frame.get_column("symbol").rle_id().to_numpy()
     head, later, rows = _check_slice(frame, valid, code)
-    before = ~later
     # With every symbol in the slice, the full run's values are the undistorted ones.
-    baseline = full[rows] if rows is not None and full is not None else evaluate(head)
-    expected = baseline[before]
-    prices = [c for c in (_PRICE_COLUMNS if distort is None else distort) if c in frame.columns]
-    later_s = pl.Series(later)
-    for factor in (2.0, 0.5):
+    baseline = full[rows] if rows is not None and full is not None else None
+    return _first_distorted(head, later, evaluate, baseline, distort)
+
+
+def _first_distorted(
+    head: pl.DataFrame,
+    later: np.ndarray,
+    evaluate: Callable[[pl.DataFrame], np.ndarray],
+    baseline: np.ndarray | None,
+    distort: Sequence[str] | None = None,
+) -> dict[str, object] | None:
+    """The first bar of the check's slice ``head`` before the cut (``later``: the bars after
+    it) whose values change when the prices after the cut are distorted, or None
+    (``baseline``: the values over ``head`` when at hand); see :func:`find_lookahead`."""
+    before = ~later
+    expected = (evaluate(head) if baseline is None else baseline)[before]
+    prices = [c for c in (_PRICE_COLUMNS if distort is None else distort) if c in head.columns]
+    # One literal each for every column: building polars literals costs more than the slice.
+    later_s = pl.lit(pl.Series(later))
+    for factor in (pl.lit(2.0), pl.lit(0.5)):
         distorted = head.with_columns(
             pl.when(later_s).then(pl.col(c) * factor).otherwise(pl.col(c)).alias(c) for c in prices
         )
         part = evaluate(distorted)[before]
         same = np.isclose(part, expected, rtol=1e-9, atol=1e-12, equal_nan=True)
-        same = same.reshape(same.shape[0], -1).all(axis=1)
+        same = same.all(axis=tuple(range(1, same.ndim)))  # a row of values: all of it
         if not same.all():
             return head.filter(pl.Series(before)).row(int(np.flatnonzero(~same)[0]), named=True)
     return None

@@ -24,19 +24,17 @@ import numba
 import numpy as np
 from numpy.typing import NDArray
 
+from quantcli.market.segments import Funding
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 Ints = NDArray[np.int64]
 Floats = NDArray[np.float64]
 
-# How a segment funds a fill (see quantcli.backtest.fills).
+# The compiled code of each way of funding a fill (quantcli.market.segments.Funding; a
+# segment's funding is its SegmentRules'; see quantcli.backtest.fills).
 FUND_CASH, FUND_MARGIN, FUND_PREMIUM = 0, 1, 2
-FUNDING = {
-    "delivery": FUND_CASH,
-    "intraday": FUND_MARGIN,
-    "futures": FUND_MARGIN,
-    "options": FUND_PREMIUM,
-}
+FUNDING = {Funding.CASH: FUND_CASH, Funding.MARGIN: FUND_MARGIN, Funding.PREMIUM: FUND_PREMIUM}
 
 # Per-bar flags.
 EOD = 1  # last bar of its symbol in its session

@@ -126,6 +126,7 @@ from quantcli.backtest.orders import (
 from quantcli.backtest.slippage import FORMULA, parse_slippage
 from quantcli.errors import UsageError
 from quantcli.market.instruments import ROUND_DOWN, ROUND_UP, round_to_tick_kernel
+from quantcli.market.segments import segment_rules
 
 # A bar's phases, in order (counters[C_PHASE] is the next one to do). An event strategy's
 # on_bar runs at PH_STRATEGY.
@@ -641,6 +642,7 @@ def params_for(config: BacktestConfig, *, weights: bool = False, events: bool = 
         raise UsageError(
             f"slippage model {slip.name!r}: its formula must be a numba cfunc of {FORMULA}"
         )
+    rules = segment_rules(config.segment)
     return Params(
         participation=float(config.participation),
         slip=int(formula.address),
@@ -648,12 +650,12 @@ def params_for(config: BacktestConfig, *, weights: bool = False, events: bool = 
         costs=formula_address(costs),
         cost_param=float(costs.param),
         margin=float(config.margin),
-        funding=FUNDING[config.segment],
+        funding=FUNDING[rules.funding],
         fill_close=config.fill == "close",
         weights=bool(weights),
-        intraday=config.segment == "intraday",
-        shortable=bool(config.allow_short and config.segment != "delivery"),
-        futures=config.segment == "futures",
+        intraday=rules.square_off is not None,
+        shortable=bool(config.allow_short and rules.shortable),
+        futures=rules.marked_to_market,
         reject_error=config.on_reject == "error",
         events=bool(events),
     )

@@ -1,4 +1,4 @@
-"""NSE instruments: lot sizes, tick sizes and derivative expiry dates.
+"""NSE instruments: lot sizes, tick sizes, derivative expiry dates and how each segment trades.
 
 Lot sizes come from an effective-dated master (``data/instruments.csv``, sources per row). A
 master row covers the monthly contracts expiring in ``[valid_from, valid_to]``; the windows run
@@ -17,6 +17,10 @@ launch; in 2024 FINNIFTY monthlies expired on Tuesday (2024-07-30) and MIDCPNIFT
 2025-02-26). Weekly expiries are produced only for NIFTY; the other indices' weeklies (with their
 own weekdays) ended on 2024-11-20 (SEBI circular 2024-10-01: one weekly index per exchange) and
 asking for them before that date raises ``CoverageError`` rather than return wrong dates.
+
+The schedules' change dates (:func:`tick_changes`, :func:`lot_rows`) are here too, so a
+backtest splits a run into eras on the dates the schedules themselves name; how each segment
+trades (funding, shorts, square-off) is quantcli.market.segments.
 """
 
 from __future__ import annotations
@@ -208,22 +212,49 @@ def lot_size(
     ``day`` (the near month on that trade day; see the module notes). ``NotFoundError`` for a
     symbol the master does not list, ``CoverageError`` for a day no row covers.
     """
-    seg = segment.lower()
-    if seg in EQUITY_SEGMENTS:
-        return 1
-    if seg not in DERIVATIVE_SEGMENTS:
-        known = ", ".join(sorted(EQUITY_SEGMENTS | DERIVATIVE_SEGMENTS))
-        raise UsageError(f"unknown segment {segment!r} (expected one of {known})")
-    sym = symbol.upper()
-    table = instrument_master() if master is None else master
-    rows = [i for i in table if i.symbol == sym and i.segment == DERIVATIVES]
+    rows = lot_rows(symbol, segment, master=master)
     if not rows:
-        raise NotFoundError(f"no derivative lot size known for {sym}")
+        return 1
     for inst in rows:
         if inst.covers(day):
             return inst.lot_size
     spans = "; ".join(f"{i.valid_from}..{i.valid_to or 'open'}" for i in rows)
-    raise CoverageError(f"no lot size for {sym} on {day.isoformat()} (master covers {spans})")
+    raise CoverageError(
+        f"no lot size for {symbol.upper()} on {day.isoformat()} (master covers {spans})"
+    )
+
+
+def lot_rows(
+    symbol: str, segment: str, *, master: Sequence[Instrument] | None = None
+) -> tuple[Instrument, ...]:
+    """The effective-dated master rows that give ``symbol``'s lot in ``segment``, in date
+    order: empty for equity cash (one share), else each row's ``lot_size`` holds from its
+    ``valid_from`` to its ``valid_to`` (a run's lot eras are these windows). ``UsageError`` for
+    an unknown segment, ``NotFoundError`` for a derivative symbol the master does not list."""
+    seg = segment.lower()
+    if seg in EQUITY_SEGMENTS:
+        return ()
+    if seg not in DERIVATIVE_SEGMENTS:
+        known = ", ".join(sorted(EQUITY_SEGMENTS | DERIVATIVE_SEGMENTS))
+        raise UsageError(f"unknown segment {segment!r} (expected one of {known})")
+    sym = symbol.upper()
+    if master is None:
+        rows = _derivative_rows().get(sym, ())
+    else:
+        rows = tuple(i for i in master if i.symbol == sym and i.segment == DERIVATIVES)
+    if not rows:
+        raise NotFoundError(f"no derivative lot size known for {sym}")
+    return tuple(sorted(rows, key=lambda i: i.valid_from))
+
+
+@cache
+def _derivative_rows() -> dict[str, tuple[Instrument, ...]]:
+    # The bundled master's derivative rows by symbol: a lookup, not a scan, per symbol.
+    out: dict[str, list[Instrument]] = {}
+    for inst in instrument_master():
+        if inst.segment == DERIVATIVES:
+            out.setdefault(inst.symbol, []).append(inst)
+    return {sym: tuple(rows) for sym, rows in out.items()}
 
 
 def load_lot_file(path: Path) -> list[Instrument]:
@@ -318,6 +349,20 @@ def tick_sizes(prices: NDArray[np.float64], day: date, kind: str = "equity") -> 
     bounds, ticks = _tick_era(day, kind)
     idx = np.searchsorted(np.asarray(bounds, dtype=np.float64), arr, side="left")
     return np.asarray(ticks, dtype=np.float64)[idx]
+
+
+def tick_changes(kind: str) -> tuple[date, ...]:
+    """The dates on which the ``kind`` tick schedule changes (each new table applies from its
+    date on), ascending: sessions between two of them share one table, so a run's tick eras
+    come from these dates, not from probing prices."""
+    return tuple(era[0] for era in _tick_schedule(kind)[1:])
+
+
+def tick_table(day: date, kind: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The ``kind`` tick table in force on ``day``: (inclusive upper price bounds, ticks), one
+    more tick than bounds; tick ``i`` applies to ``bounds[i-1] < price <= bounds[i]`` (a single
+    tick and no bounds: every price)."""
+    return _tick_era(day, kind)
 
 
 def round_to_tick(price: float, tick: float, mode: str = "nearest") -> float:
@@ -541,12 +586,17 @@ def _label(item: tuple[int, int, int]) -> str:
 
 
 def _tick_era(day: date, kind: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    schedule = _tick_schedule(kind)
+    era = schedule[bisect_right([e[0] for e in schedule], day) - 1]
+    return era[1], era[2]
+
+
+def _tick_schedule(kind: str) -> tuple[_TickEra, ...]:
     schedule = TICK_SCHEDULES.get(kind)
     if schedule is None:
         known = ", ".join(TICK_SCHEDULES)
         raise UsageError(f"unknown tick kind {kind!r} (expected one of {known})")
-    era = schedule[bisect_right([e[0] for e in schedule], day) - 1]
-    return era[1], era[2]
+    return schedule
 
 
 def _check_price(price: float) -> None:
