@@ -20,7 +20,7 @@ import numba
 import numpy as np
 import polars as pl
 
-from quantcli.backtest.inputs import helper
+from quantcli.backtest.inputs import compiled, helper
 from quantcli.backtest.orders import F_BAR, F_PRICE, F_QTY, F_SYM, labels, timestamps
 from quantcli.core.dtypes import TS_DTYPE
 
@@ -72,7 +72,7 @@ def new_state(n_symbols: int, cash: float) -> tuple[np.ndarray, np.ndarray, np.n
     return state, acct, counters
 
 
-@helper
+@compiled()  # also called from Python (an event strategy's ctx.equity)
 def holdings(state: np.ndarray, futures: bool) -> tuple[float, float]:
     """(market value of holdings, gross notional exposure) at the last prices."""
     value = 0.0
