@@ -8,11 +8,12 @@ signature lists the arrays one by one and no parameter is packed into an array b
 Fields carry their dtype, so handing an integer array where a float one belongs is a mypy
 error.
 
-The compiled functions that take these structures are compiled by :func:`compiled`, without
-numba's reference counting: they allocate no arrays, and counting references on every array
-of a structure at each call made the replay three times slower. Python enters them through
+The compiled functions that take these structures run without numba's reference counting:
+they allocate no arrays, and counting references on every array of a structure at each call
+made the replay three times slower. Python enters the few entries (:func:`compiled`) through
 :func:`entry`, which compiles one signature per function whatever the arrays' layouts (a
-broadcast tick column and a contiguous one share it) and skips numba's per-call typing.
+broadcast tick column and a contiguous one share it) and skips numba's per-call typing; the
+functions they call are :func:`helper` functions, compiled into them.
 """
 
 from __future__ import annotations
