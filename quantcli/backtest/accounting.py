@@ -20,7 +20,7 @@ import numba
 import numpy as np
 import polars as pl
 
-from quantcli.backtest.inputs import compiled
+from quantcli.backtest.inputs import compiled, helper
 from quantcli.backtest.orders import F_BAR, F_PRICE, F_QTY, F_SYM, labels, timestamps
 from quantcli.core.dtypes import TS_DTYPE
 
@@ -72,7 +72,7 @@ def new_state(n_symbols: int, cash: float) -> tuple[np.ndarray, np.ndarray, np.n
     return state, acct, counters
 
 
-@compiled()
+@compiled()  # also called from Python (an event strategy's ctx.equity)
 def holdings(state: np.ndarray, futures: bool) -> tuple[float, float]:
     """(market value of holdings, gross notional exposure) at the last prices."""
     value = 0.0
@@ -90,7 +90,7 @@ def holdings(state: np.ndarray, futures: bool) -> tuple[float, float]:
     return value, gross
 
 
-@compiled()
+@helper
 def book_fill(run: Run, s: int, quantity: float, price: float, fee: float) -> None:
     """Book a fill of signed ``quantity`` at ``price`` paying ``fee``."""
     state, acct = run.ledger.state, run.ledger.acct
@@ -108,7 +108,7 @@ def book_fill(run: Run, s: int, quantity: float, price: float, fee: float) -> No
         state[s, MARK] = price
 
 
-@compiled()
+@helper
 def settle(state: np.ndarray, acct: np.ndarray, s: int) -> None:
     """Futures daily settlement: realise the position's move to its last price into cash."""
     pos = state[s, POS]
@@ -117,7 +117,7 @@ def settle(state: np.ndarray, acct: np.ndarray, s: int) -> None:
     state[s, REF] = state[s, MARK]
 
 
-@compiled()
+@helper
 def apply_action(
     state: np.ndarray, acct: np.ndarray, s: int, ratio: float, amount: float
 ) -> tuple[float, float]:

@@ -39,7 +39,7 @@ from quantcli.backtest.accounting import (
     holdings,
 )
 from quantcli.backtest.costs import DP, fill_costs
-from quantcli.backtest.inputs import FUND_MARGIN, FUND_PREMIUM, Run, compiled
+from quantcli.backtest.inputs import FUND_MARGIN, FUND_PREMIUM, Run, compiled, helper
 from quantcli.backtest.orders import (
     F_BAR,
     F_CHARGES,
@@ -108,7 +108,7 @@ def trigger_price(  # noqa: PLR0913, PLR0917 - one scalar per bar price: the tes
     return _limit_price(is_buy, limit, open_, high, low), True
 
 
-@compiled()
+@helper
 def _limit_price(is_buy: bool, limit: float, open_: float, high: float, low: float) -> float:
     if is_buy:
         if open_ <= limit:
@@ -119,7 +119,7 @@ def _limit_price(is_buy: bool, limit: float, open_: float, high: float, low: flo
     return limit if high >= limit else math.nan
 
 
-@compiled()
+@helper
 def execute(
     run: Run, bar: int, order_id: int, signed: float, ref_price: float, forced: bool
 ) -> tuple[float, int]:
@@ -195,7 +195,7 @@ def execute(
     return q, NO_REASON
 
 
-@compiled()
+@helper
 def _priced(
     run: Run, bar: int, signed: float, ref_price: float, dp_paid: bool
 ) -> tuple[float, float]:

@@ -8,11 +8,12 @@ signature lists the arrays one by one and no parameter is packed into an array b
 Fields carry their dtype, so handing an integer array where a float one belongs is a mypy
 error.
 
-The compiled functions that take these structures are compiled by :func:`compiled`, without
-numba's reference counting: they allocate no arrays, and counting references on every array
-of a structure at each call made the replay three times slower. Python enters them through
+The compiled functions that take these structures run without numba's reference counting:
+they allocate no arrays, and counting references on every array of a structure at each call
+made the replay three times slower. Python enters the few entries (:func:`compiled`) through
 :func:`entry`, which compiles one signature per function whatever the arrays' layouts (a
-broadcast tick column and a contiguous one share it) and skips numba's per-call typing.
+broadcast tick column and a contiguous one share it) and skips numba's per-call typing; the
+functions they call are :func:`helper` functions, compiled into them.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any, NamedTuple, TypeVar
 
 import numba
 import numpy as np
+from numba.extending import register_jitable
 from numpy.typing import NDArray
 
 from quantcli.market.segments import Funding
@@ -145,11 +147,23 @@ class Run(NamedTuple):
 
 
 def compiled(*, nogil: bool = False) -> Callable[[F], F]:
-    """``numba.njit`` for the replay's functions: cached on disk and without reference
-    counting (a function compiled so must not allocate arrays)."""
+    """``numba.njit`` for the replay's entries from Python: cached on disk and without
+    reference counting (a function compiled so must not allocate arrays)."""
     options: dict[str, Any] = {"cache": True, "nogil": nogil, "_nrt": False}
+    options["no_cfunc_wrapper"] = True  # nothing calls an entry from C
     jit: Callable[[F], F] = numba.njit(**options)
     return jit
+
+
+def helper(fn: F) -> F:
+    """A function the replay's compiled code calls, left a plain Python function.
+
+    numba compiles it into each compiled caller (and that caller's cache entry), without
+    reference counting and without the Python and C wrappers a dispatcher builds: for a
+    function taking a Run those wrappers (unboxing every array of it) were a third of the
+    replay's compile time. Called from Python, it runs interpreted."""
+    jitable: Callable[[F], F] = register_jitable(_nrt=False, no_cfunc_wrapper=True)
+    return jitable(fn)
 
 
 def entry(fn: Any, *args: Any) -> Callable[..., Any]:

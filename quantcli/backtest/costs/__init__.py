@@ -45,7 +45,7 @@ from llvmlite import ir  # type: ignore[import-untyped]
 from numba import types
 from numba.extending import intrinsic, overload
 
-from quantcli.backtest.inputs import compiled
+from quantcli.backtest.inputs import helper
 from quantcli.errors import UsageError
 from quantcli.market.charges import CHARGE_COMPONENTS, Segment
 
@@ -157,7 +157,7 @@ def eras(days: list[date], key: Callable[[date], object]) -> list[tuple[int, int
     return list(itertools.pairwise(bounds))
 
 
-@compiled()
+@helper
 def fill_costs(run: Run, bar: int, signed: float, price: float, dp_paid: bool) -> float:
     """Write the charge components of a fill of ``signed`` shares (positive buys) at
     ``price`` in bar ``bar`` into the ledger's scratch and return their total.
