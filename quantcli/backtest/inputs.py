@@ -32,6 +32,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 Ints = NDArray[np.int64]
 Floats = NDArray[np.float64]
+Flags = NDArray[np.uint8]
 
 # The compiled code of each way of funding a fill (quantcli.market.segments.Funding; a
 # segment's funding is its SegmentRules'; see quantcli.backtest.fills).
@@ -49,7 +50,7 @@ class Bars(NamedTuple):
 
     sym: Ints  # symbol code
     day: Ints  # session index (into the run's days and ``rates``)
-    flags: Ints  # EOD | SQUARE_OFF | LAST_OF_TS
+    flags: Flags  # EOD | SQUARE_OFF | LAST_OF_TS (one byte a bar)
     open: Floats
     high: Floats
     low: Floats
