@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING, NamedTuple, TypeVar
 import numba
 import numpy as np
 import polars as pl
-from numpy.typing import NDArray
 
 from quantcli.backtest import kernel
 from quantcli.backtest.accounting import C_REJECT, round_trips
@@ -42,6 +41,8 @@ from quantcli.backtest.inputs import (
     SQUARE_OFF,
     Actions,
     Bars,
+    Codes,
+    Flags,
     Floats,
     Ints,
     helper,
@@ -301,10 +302,14 @@ def _prepare(
     schema = bars.schema
     # Only the casts needed: a with_columns is a noticeable part of a small run.
     casts = [pl.col(c).cast(t) for c, t in wanted.items() if schema[c] != t]
-    frame, utc = _contiguous_ts(bars.with_columns(casts) if casts else bars)
+    frame = bars.with_columns(casts) if casts else bars
+    # A copy when the frame is chunked (read from Parquet); the frame itself stays as it is, as
+    # replacing one column with a contiguous one would make polars rechunk every column.
+    utc = frame.get_column("ts").cast(pl.Int64).to_numpy()
     days, day_of, keep = _session_days(utc)
     if keep is not None:
-        frame, utc = _contiguous_ts(frame.filter(pl.Series(keep)))
+        frame = frame.filter(pl.Series(keep))
+        utc = utc[keep]
     if frame.height == 0:
         span = f"{config.start or 'start'}..{config.end or 'end'}"
         raise QuantcliError(f"no bars on NSE sessions in {span} for dataset {config.dataset}")
@@ -333,10 +338,11 @@ def _prepare(
         # From here on arrays are in (symbol, ts) order; ``order`` says where each bar goes in
         # replay order, (ts, symbol), and one pass moves the columns there.
         order = _replay_order(utc, code, day_of, len(days), len(symbols))
+        del utc  # a copy when the frame is chunked; the pass below reads the frame's own
         replay = _Replay(
             ts=_empty(n, np.int64),
-            sym=_empty(n, np.int64),
-            day=_empty(n, np.int64),
+            sym=_empty(n, np.int32),
+            day=_empty(n, np.int32),
             flags=_empty(n, np.uint8),
             prices=_empty((6, n), np.float64),
         )
@@ -423,17 +429,6 @@ def _submit(pool: ThreadPoolExecutor, n: int, fn: Callable[..., _T], *args: obje
     return done
 
 
-def _contiguous_ts(frame: pl.DataFrame) -> tuple[pl.DataFrame, np.ndarray]:
-    """``frame`` with its ts column in one chunk, and that column's epoch-µs (a view of it):
-    every later reader of the column (the look-ahead check's slice too) then shares one
-    buffer, where each would copy a chunked column (a frame read from Parquet is chunked)."""
-    ts = frame.get_column("ts")
-    if ts.n_chunks() > 1:
-        ts = ts.rechunk()
-        frame = frame.with_columns(ts)
-    return frame, ts.cast(pl.Int64).to_numpy()
-
-
 def _time_us(at: time) -> int:
     """Microseconds from midnight to ``at``."""
     return ((at.hour * 60 + at.minute) * 60 + at.second) * 1_000_000 + at.microsecond
@@ -499,18 +494,18 @@ def _minute_positions(utc: np.ndarray, day_of: np.ndarray, n_days: int, pos: np.
 class _Order(NamedTuple):
     """Where each bar of the (symbol, ts)-ordered input goes in replay order."""
 
-    utc: Ints  # epoch-µs
-    code: NDArray[np.int32]  # symbol code
-    day_of: NDArray[np.int32]  # session index
+    code: Codes  # symbol code
+    day_of: Codes  # session index
     bounds: Ints  # each symbol's first row, and the end
     # Each row's replay row; empty for a full panel (every symbol on the same timestamps),
     # where the row of a symbol's t-th bar is t * symbols + symbol.
-    pos: NDArray[np.int32]
+    pos: Codes
 
 
 class _Columns(NamedTuple):
-    """A slice of the input's traded columns, views of one chunk of each (no copies)."""
+    """A slice of the input's columns, views of one chunk of each (no copies)."""
 
+    ts: Ints  # epoch-µs
     open: Floats
     high: Floats
     low: Floats
@@ -523,9 +518,9 @@ class _Replay(NamedTuple):
     """The replay-order arrays the pass over the bars writes."""
 
     ts: Ints
-    sym: Ints
-    day: Ints
-    flags: NDArray[np.uint8]
+    sym: Codes
+    day: Codes
+    flags: Flags
     prices: Floats  # rows: open, high, low, close, volume, previous close
 
 
@@ -539,7 +534,7 @@ def _replay_order(
     code, day_of = (np.asarray(a, dtype=np.int32) for a in (code, day_of))
     full = _full_panel(utc, bounds)
     pos = np.empty(0, dtype=np.int32) if full else _time_positions(utc, day_of, n_days)
-    return _Order(*_frozen(utc, code, day_of, bounds, pos))
+    return _Order(*_frozen(code, day_of, bounds, pos))
 
 
 @numba.njit(cache=True, nogil=True)
@@ -575,7 +570,7 @@ def _row(order: _Order, j: int, s: int) -> int:
 @helper
 def _first_row(order: _Order, cursor: np.ndarray, stop: np.ndarray, b0: int, b1: int) -> int:
     # The lowest replay row left among symbols b0..b1 (each at its ``cursor``, up to ``stop``).
-    low: int = order.utc.shape[0]
+    low: int = order.bounds[-1]
     for s in range(b0, b1):
         if cursor[s] < stop[s]:
             low = min(low, _row(order, cursor[s], s))
@@ -588,9 +583,9 @@ def _scatter_bars(order: _Order, cols: _Columns, start: int, carry: float, out: 
     of the row before them, NaN for none) to their replay rows in ``out``: the timestamp,
     symbol, session and EOD flag, the prices and volume, and the previous close (the input's
     when given, else the symbol's previous bar's close)."""
-    utc, code, day_of, bounds = order.utc, order.code, order.day_of, order.bounds
+    code, day_of, bounds = order.code, order.day_of, order.bounds
     end = start + cols.close.shape[0]
-    n = utc.shape[0]
+    n = code.shape[0]
     lo, hi = code[start], code[end - 1] + 1
     # Each symbol's next row and end within this slice.
     cursor, stop = bounds[: hi + 1].copy(), bounds[1 : hi + 1].copy()
@@ -612,7 +607,7 @@ def _scatter_bars(order: _Order, cols: _Columns, start: int, carry: float, out: 
                         break
                     k = j - start
                     d = day_of[j]
-                    out.ts[p] = utc[j]
+                    out.ts[p] = cols.ts[k]
                     out.sym[p] = s
                     out.day[p] = d
                     last = j + 1 == n or code[j + 1] != s or day_of[j + 1] != d
@@ -659,7 +654,8 @@ def _scatter_frame(frame: pl.DataFrame, order: _Order, out: _Replay) -> None:
     slice lies within one chunk of every column, so its columns are views of the frame's
     buffers (a frame read from Parquet comes in chunks, and making each column contiguous
     would copy it)."""
-    names = ["open", "high", "low", "close", "volume"]
+    names = ["ts", "open", "high", "low", "close", "volume"]
+    frame = frame.with_columns(pl.col("ts").cast(pl.Int64))
     if "prev_close" in frame.columns:
         frame = frame.with_columns(pl.col("prev_close").cast(pl.Float64).fill_null(np.nan))
         names.append("prev_close")
