@@ -305,18 +305,21 @@ def _prepare(
     frame = bars.with_columns(casts) if casts else bars
     # A copy when the frame is chunked (read from Parquet); the frame itself stays as it is, as
     # replacing one column with a contiguous one would make polars rechunk every column.
-    utc = frame.get_column("ts").cast(pl.Int64).to_numpy()
+    # Read-only throughout, as polars' own arrays are: one numba type for the compiled passes.
+    utc = _frozen(frame.get_column("ts").cast(pl.Int64).to_numpy())[0]
     days, day_of, keep = _session_days(utc)
     if keep is not None:
         frame = frame.filter(pl.Series(keep))
-        utc = utc[keep]
+        utc = _frozen(utc[keep])[0]
     if frame.height == 0:
         span = f"{config.start or 'start'}..{config.end or 'end'}"
         raise QuantcliError(f"no bars on NSE sessions in {span} for dataset {config.dataset}")
     symbols, code = _symbol_codes(frame.get_column("symbol"))
+    code = _frozen(code)[0]
     if not _is_sorted(code, utc):
         by_symbol = np.lexsort((utc, code))
-        frame, code, utc = frame[by_symbol], code[by_symbol], utc[by_symbol]
+        frame = frame[by_symbol]
+        code, utc = _frozen(code[by_symbol], utc[by_symbol])
         day_of = day_of[by_symbol]
         twins = np.flatnonzero((code[1:] == code[:-1]) & (utc[1:] == utc[:-1]))
         if twins.size:
@@ -530,11 +533,13 @@ def _replay_order(
     """The :class:`_Order` of bars in (symbol, ts) order: a full panel's replay rows follow
     from the bar's symbol and rank (a transpose, no positions needed), others' from a
     counting sort (:func:`_time_positions`)."""
-    bounds = np.searchsorted(code, np.arange(n_symbols + 1))
     code, day_of = (np.asarray(a, dtype=np.int32) for a in (code, day_of))
+    # Needles of the codes' own dtype: numpy would otherwise convert all of ``code``.
+    bounds = np.searchsorted(code, np.arange(n_symbols + 1, dtype=np.int32))
+    utc, code, day_of, bounds = _frozen(utc, code, day_of, bounds)
     full = _full_panel(utc, bounds)
     pos = np.empty(0, dtype=np.int32) if full else _time_positions(utc, day_of, n_days)
-    return _Order(*_frozen(code, day_of, bounds, pos))
+    return _Order(code, day_of, bounds, *_frozen(pos))
 
 
 @numba.njit(cache=True, nogil=True)
@@ -867,7 +872,9 @@ def _ticks(
         changes = [bisect.bisect_left(days, d) for d in tick_changes(kind)]
         edges = sorted({0, len(days), *(c for c in changes if 0 < c < len(days))})
         for lo, hi in itertools.pairwise(edges):
-            a, b = (int(x) for x in np.searchsorted(day_index, [lo, hi]))
+            # Needles of the sessions' own dtype: numpy would otherwise convert all of them.
+            span = np.array([lo, hi], dtype=day_index.dtype)
+            a, b = (int(x) for x in np.searchsorted(day_index, span))
             upper, steps = tick_table(days[lo], kind)
             pieces.append((a, b, k, np.array(upper), np.array(steps)))
     single = {float(t[0]) for *_, t in pieces if t.shape[0] == 1}
@@ -978,7 +985,8 @@ def _split_factors(
         steps = ratios.get(name)
         if not steps:
             continue
-        a, b = (int(x) for x in np.searchsorted(code, [k, k + 1]))
+        # Needles of the codes' own dtype, else numpy converts all of them for each symbol.
+        a, b = (int(x) for x in np.searchsorted(code, np.array([k, k + 1], dtype=code.dtype)))
         mine = day_of[a:b]
         for ex_date, ratio in steps.items():
             ex = bisect.bisect_left(days, ex_date)
@@ -1007,7 +1015,7 @@ def _split_warnings(
 
     # Below the check's threshold, so that float rounding can never drop a symbol it flags.
     near = 0.99 * DEFAULT_SPLIT_THRESHOLD
-    opens, closes = (frame.get_column(c).to_numpy() for c in ("open", "close"))
+    opens, closes = _frozen(*(frame.get_column(c).to_numpy() for c in ("open", "close")))
     jumps = _jump_symbols(code, day_of, opens, closes, near, n_symbols)
     if not jumps.any():
         return ()
