@@ -1,6 +1,7 @@
 """prepare builds the replay arrays in (ts, symbol) order in linear passes, with the market
 rules of quantcli.market: checked here against a plain numpy reference (a sort of all bars)
-on ragged, intraday and sub-minute bars, and the lot, square-off and split-warning rules."""
+on ragged, intraday and sub-minute bars, full panels and chunked frames, and the lot,
+square-off and split-warning rules."""
 
 from __future__ import annotations
 

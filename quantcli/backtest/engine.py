@@ -251,10 +251,11 @@ def prepare(
 
     Bars are replayed in (ts, symbol) order; signals are evaluated in (symbol, ts) order, the
     store's order (any other input is sorted once), and checked for look-ahead. Each bar's
-    replay row comes from a counting sort and the (symbol, ts) columns are scattered into replay
-    order in compiled passes, all linear in the bars; the arrays that are constant for a run
-    are zero-stride views, to keep 10M-bar runs small and fast. Ticks, lots, the square-off
-    time and the segment's funding are the market model's (quantcli.market.instruments).
+    replay row comes from a counting sort (or, for a full panel, from its rank and symbol) and
+    one compiled pass moves the (symbol, ts) columns there from the frame's own buffers, linear
+    in the bars; the arrays that are constant for a run are zero-stride views, to keep 10M-bar
+    runs small and fast. Ticks, lots, the square-off time and the segment's funding are the
+    market model's (quantcli.market.instruments).
     """
     prep, check, _ = _prepare(bars, config, strategy, actions, _pool())
     if check is not None:
