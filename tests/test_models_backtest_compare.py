@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_models import edit_metadata, published_feature_set, train_on_set
+from test_models import published_feature_set, train_on_set
 
 from quantcli.errors import DataError, NotFoundError, QuantcliError, UsageError
+from quantcli.models import registry
 from quantcli.models.backtest_compare import (
     EULER_GAMMA,
     candidates,
@@ -51,7 +52,7 @@ def store(template: Path, tmp_path: Path) -> Path:
 
 
 def compare(store: Path, a: str = "m@v1", b: str = "m@v2", **kw):
-    args = {"features": "fs", "start": START, "end": END, "seed": 3, "reps": 200, **kw}
+    args = {"features": "fs", "start": START, "end": END, "seed": 3, "resamples": 200, **kw}
     return compare_backtests(store, a, b, params={"long": "0.5"}, **args)
 
 
@@ -120,42 +121,49 @@ def test_deflation_never_raises_the_psr(values: list[float], n: int) -> None:
 
 def test_a_constant_shift_is_certain_and_a_copy_is_no_difference() -> None:
     rng = np.random.default_rng(0)
-    b = rng.normal(0.0, 0.01, 300)
-    sharpe, mean = paired_bootstrap(b + 0.001, b, reps=200, block=5, seed=1, confidence=0.9)
+    a = rng.normal(0.0, 0.01, 300)
+    tests = paired_bootstrap(a, a + 0.001, seed=1, resamples=200, block=5)
+    mean = tests["mean_return"]
     # Paired: every resample sees the same sessions for both, so the mean difference is exact.
-    assert mean.estimate == pytest.approx(0.001)
-    assert mean.low == pytest.approx(0.001) and mean.high == pytest.approx(0.001)
-    assert mean.p_value == 0.0
-    assert sharpe.estimate is not None and sharpe.estimate > 0 and sharpe.p_value == 0.0
-    same_sharpe, same_mean = paired_bootstrap(b, b, reps=50, block=5, seed=1, confidence=0.9)
-    assert same_mean.estimate == 0.0 and same_mean.p_value == 1.0
-    assert same_sharpe.estimate == 0.0 and same_sharpe.p_value == 1.0
+    assert mean.improvement == pytest.approx(0.001) and mean.dates == 300
+    assert mean.ci == pytest.approx((0.001, 0.001))
+    assert mean.p_value == 1 / 201  # the smallest p-value 200 resamples can show
+    sharpe = tests["sharpe"]
+    assert sharpe.improvement is not None and sharpe.improvement > 0
+    assert sharpe.p_value is not None and sharpe.p_value < 0.05
+    worse = paired_bootstrap(a + 0.001, a, seed=1, resamples=200, block=5)["mean_return"]
+    assert worse.improvement == pytest.approx(-0.001) and worse.p_value == 1.0
+    same = paired_bootstrap(a, a, seed=1, resamples=50, block=5)
+    assert same["mean_return"].improvement == 0.0 and same["mean_return"].p_value == 1.0
+    assert same["sharpe"].improvement == 0.0 and same["sharpe"].p_value == 1.0
 
 
 def test_the_bootstrap_is_seeded() -> None:
     rng = np.random.default_rng(2)
-    a, b = rng.normal(0.001, 0.01, 200), rng.normal(0.0, 0.01, 200)
-    one = paired_bootstrap(a, b, reps=100, block=4, seed=9, confidence=0.95)
-    assert paired_bootstrap(a, b, reps=100, block=4, seed=9, confidence=0.95) == one
-    assert paired_bootstrap(a, b, reps=100, block=4, seed=10, confidence=0.95) != one
+    a, b = rng.normal(0.0, 0.01, 200), rng.normal(0.001, 0.01, 200)
+    one = paired_bootstrap(a, b, seed=9, resamples=100, block=4)
+    assert paired_bootstrap(a, b, seed=9, resamples=100, block=4) == one
+    assert paired_bootstrap(a, b, seed=10, resamples=100, block=4) != one
 
 
 def test_a_flat_series_has_no_sharpe_difference() -> None:
     flat, moving = np.zeros(50), np.random.default_rng(3).normal(0, 0.01, 50)
-    sharpe, mean = paired_bootstrap(moving, flat, reps=50, block=3, seed=0, confidence=0.95)
-    assert sharpe.estimate is None and sharpe.p_value is None
-    assert mean.estimate is not None
+    tests = paired_bootstrap(flat, moving, seed=0, resamples=50, block=3)
+    assert tests["sharpe"].improvement is None and tests["sharpe"].p_value is None
+    assert tests["mean_return"].improvement is not None
 
 
 # --- the count of candidates -------------------------------------------------------------------
 
 
-def test_candidates_counts_versions_and_says_so(store: Path) -> None:
+def test_candidates_uses_the_registry_count_else_counts_versions(store: Path) -> None:
     count, source = candidates(store, "m@v1")
-    assert count == 2
-    assert "2 registered version(s) of m, counted" in source
-    edit_metadata(store, "m@v2", lambda meta: meta.update(candidates=7))
-    assert candidates(store, "m@v2") == (7, "the registry's count of candidates for m")
+    if hasattr(registry, "candidates"):  # the registry keeps its own count
+        assert count == registry.candidates(store, "m")
+        assert source == "the registry's count of candidates trained as m"
+    else:
+        assert count == 2
+        assert source.startswith("2 registered version(s) of m, counted")
 
 
 # --- compare_backtests -------------------------------------------------------------------------
@@ -166,29 +174,33 @@ def test_compare_backtests_runs_both_net_of_charges(store: Path, tmp_path: Path)
     doc = result.to_dict()
     assert (doc["a"]["ref"], doc["b"]["ref"]) == ("m@v1", "m@v2")
     assert doc["features"] == "fs@v1" and doc["dataset"] == "bars@v1"
-    assert doc["start"] == "2023-08-01" and doc["sessions"] == result.a.sessions
-    assert result.block == math.ceil(result.sessions ** (1 / 3))
+    assert doc["window"]["from"] == "2023-08-01"
+    assert doc["bootstrap"] == {
+        "method": "stationary",
+        "seed": 3,
+        "resamples": 200,
+        "block": max(5, math.ceil(result.sessions ** (1 / 3))),
+        "confidence": 0.95,
+    }
     for side in (result.a, result.b):
         assert side.trades > 0 and side.charges > 0
-        assert side.candidates == 2 and "counted" in side.candidates_source
         assert side.psr is not None and side.deflated_psr is not None
-        assert side.deflated_psr < side.psr
+        assert side.deflated_psr < side.psr  # two candidates: deflated
         assert (tmp_path / "runs" / str(side.run_id) / "manifest.json").is_file()
-    assert result.sharpe_difference.estimate == pytest.approx(
-        (result.a.sharpe or 0) - (result.b.sharpe or 0)
-    )
-    low, high = result.sharpe_difference.low, result.sharpe_difference.high
-    assert low is not None and high is not None and low < high
-    # Deterministic for a seed.
-    assert compare(store).to_dict() == {**doc, "a": {**doc["a"], "run_id": None},
-                                        "b": {**doc["b"], "run_id": None}}  # fmt: skip
-    assert compare(store, seed=4).sharpe_difference != result.sharpe_difference
+    sharpe = doc["tests"]["sharpe"]
+    assert sharpe["improvement"] == pytest.approx((result.b.sharpe or 0) - (result.a.sharpe or 0))
+    assert sharpe["ci"][0] < sharpe["ci"][1] and 0 < sharpe["p_value"] <= 1
+    assert sharpe["dates"] == result.sessions
+    # Deterministic for a seed (the runs are saved only when asked).
+    unsaved = {**doc, "a": {**doc["a"], "run_id": None}, "b": {**doc["b"], "run_id": None}}
+    assert compare(store).to_dict() == unsaved
+    assert compare(store, seed=4).tests != result.tests
 
 
 def test_a_model_against_itself_is_no_difference(store: Path) -> None:
     result = compare(store, b="m@v1")
-    assert result.sharpe_difference.estimate == 0.0
-    assert result.sharpe_difference.p_value == 1.0
+    assert result.tests["sharpe"].improvement == 0.0
+    assert result.tests["sharpe"].p_value == 1.0
 
 
 def test_a_window_either_model_saw_is_refused_without_a_way_round(store: Path) -> None:
@@ -202,9 +214,10 @@ def test_a_window_either_model_saw_is_refused_without_a_way_round(store: Path) -
 @pytest.mark.parametrize(
     ("change", "error", "message"),
     [
-        ({"reps": 0}, UsageError, "at least one resample"),
-        ({"confidence": 1.0}, UsageError, "confidence must be in (0, 1)"),
-        ({"block": 0}, UsageError, "block length must be >= 1"),
+        ({"resamples": 0}, UsageError, "--resamples must be at least 1"),
+        ({"block": 0}, UsageError, "--block must be at least 1 session"),
+        ({"seed": -1}, UsageError, "--seed must be >= 0"),
+        ({"end": dt.date(2023, 7, 31)}, UsageError, "--to 2023-07-31 is before --from"),
         ({"a": "nope@v1"}, NotFoundError, "not found"),
         ({"features": "nofs"}, NotFoundError, "feature set nofs"),
         ({"start": dt.date(2024, 2, 23)}, DataError, "needs at least two"),

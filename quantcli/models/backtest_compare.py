@@ -5,10 +5,11 @@ on the same window of a feature set's dataset, net of charges (the backtester's 
 compares their daily returns (quantcli.backtest.metrics' conventions: the last equity of each
 session, the first return from the initial cash):
 
-- a paired, seeded stationary block bootstrap (``arch.bootstrap``): both series are resampled
-  on the same sessions, so their dependence is kept; it gives percentile confidence intervals
-  and two-sided p-values (of the resampled differences centred on the observed one) for the
-  difference of the annualised Sharpe ratios and of the mean daily returns;
+- a paired, seeded stationary block bootstrap (``arch.bootstrap``, as ``model compare``
+  resamples its dates): both series are resampled on the same sessions, so their dependence is
+  kept. A is the incumbent, B the challenger; the improvement is B's annualised Sharpe ratio
+  (and mean daily return) minus A's, with a 95% percentile confidence interval and the
+  one-sided p-value of "B is better";
 - each model's probabilistic Sharpe ratio, the probability that its true Sharpe ratio exceeds
   zero: ``Phi(SR * sqrt(T - 1) / sqrt(1 - g3 * SR + (g4 - 1) / 4 * SR^2))`` with SR the
   per-session Sharpe ratio (mean over the sample standard deviation), T the sessions, g3 the
@@ -28,7 +29,7 @@ comparison on training data is no evidence).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
@@ -43,20 +44,22 @@ if TYPE_CHECKING:
     from quantcli.backtest.engine import BacktestResult
 
 EULER_GAMMA = 0.5772156649015329
-# The registry metadata key holding how many candidate models were tried for a name.
-CANDIDATES_KEY = "candidates"
+CONFIDENCE = 0.95
+DEFAULT_RESAMPLES = 1000
 _NORMAL = NormalDist()
 
 
 @dataclass(frozen=True)
-class Difference:
-    """A paired bootstrap estimate of ``a - b``: the observed value, its confidence interval
-    and the two-sided p-value of no difference (None where undefined: a flat equity curve)."""
+class ReturnTest:
+    """The paired bootstrap of one statistic of the daily returns: B's value minus A's (the
+    improvement: positive means B did better), its percentile confidence interval and the
+    one-sided p-value of "B is better" (None where undefined: a flat equity curve)."""
 
-    estimate: float | None
-    low: float | None
-    high: float | None
+    statistic: str
+    improvement: float | None
+    ci: tuple[float | None, float | None]
     p_value: float | None
+    dates: int
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,6 @@ class ModelBacktest:
     given: str  # as the caller named it (NAME@champion)
     artifact_sha256: str
     run_id: str | None  # when the run was saved
-    sessions: int
     total_return: float
     sharpe: float | None  # annualised
     trades: int
@@ -80,25 +82,41 @@ class ModelBacktest:
 
 @dataclass(frozen=True)
 class BacktestComparison:
-    """The outcome of :func:`compare_backtests`."""
+    """The outcome of :func:`compare_backtests`: A and B backtested on one window."""
 
     a: ModelBacktest
     b: ModelBacktest
     features: str
     dataset: str
-    start: str
-    end: str
+    start: date
+    end: date
     sessions: int
-    sharpe_difference: Difference
-    mean_difference: Difference
-    reps: int
-    block: int
     seed: int
-    confidence: float
+    resamples: int
+    block: int
+    tests: dict[str, ReturnTest]
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready form (the schema of ``model compare --backtest --json``)."""
-        return asdict(self)
+        """The comparison as JSON (the layout of ``model compare --json``: sides, window,
+        bootstrap and tests; no clock, so the same inputs and seed give the same bytes)."""
+        return {
+            "a": asdict(self.a),
+            "b": asdict(self.b),
+            "features": self.features,
+            "dataset": self.dataset,
+            "window": {"from": self.start.isoformat(), "to": self.end.isoformat()},
+            "sessions": self.sessions,
+            "bootstrap": {
+                "method": "stationary",
+                "seed": self.seed,
+                "resamples": self.resamples,
+                "block": self.block,
+                "confidence": CONFIDENCE,
+            },
+            "tests": {
+                name: {**asdict(test), "ci": list(test.ci)} for name, test in self.tests.items()
+            },
+        }
 
 
 def skew_and_kurtosis(returns: np.ndarray) -> tuple[float, float]:
@@ -148,18 +166,19 @@ def deflated_sharpe(returns: np.ndarray, candidates: int) -> float | None:
 
 def candidates(root: Path, ref: str) -> tuple[int, str]:
     """How many candidate models were tried for the name of model ``ref``, and where that count
-    comes from: the registry's count when its metadata keeps one, else the registered versions
-    of the name (counted, and said so)."""
+    comes from: the registry's count (``registry.candidates``: every version ever trained under
+    the name) where the registry keeps one, else the name's registered versions, counted."""
     from quantcli.models import registry
 
-    meta = registry.metadata(root, ref)
-    kept = meta.get(CANDIDATES_KEY)
-    if isinstance(kept, int) and not isinstance(kept, bool) and kept >= 1:
-        return kept, f"the registry's count of candidates for {meta['name']}"
-    count = len(registry.versions(root, str(meta["name"])))
+    name = str(registry.metadata(root, ref)["name"])
+    kept = getattr(registry, "candidates", None)
+    if callable(kept):
+        count = int(kept(root, name))
+        return count, f"the registry's count of candidates trained as {name}"
+    count = len(registry.versions(root, name))
     return count, (
-        f"{count} registered version(s) of {meta['name']}, counted: the registry keeps no "
-        "count of the candidates tried"
+        f"{count} registered version(s) of {name}, counted: the registry keeps no count of "
+        "the candidates tried"
     )
 
 
@@ -179,31 +198,44 @@ def _sharpe(returns: np.ndarray) -> float:
     return math.nan if value is None else value
 
 
+def _sharpe_improvement(a: np.ndarray, b: np.ndarray) -> float:
+    return _sharpe(b) - _sharpe(a)
+
+
+def _mean_improvement(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean(b - a))
+
+
 def paired_bootstrap(
-    a: np.ndarray, b: np.ndarray, *, reps: int, block: int, seed: int, confidence: float
-) -> tuple[Difference, Difference]:
-    """The Sharpe and mean differences of ``a - b`` with a paired stationary block bootstrap
-    (``reps`` resamples of mean block length ``block``, seeded by ``seed``)."""
+    a: np.ndarray, b: np.ndarray, *, seed: int, resamples: int, block: int
+) -> dict[str, ReturnTest]:
+    """The ``sharpe`` (annualised) and ``mean_return`` improvements of daily returns ``b`` over
+    ``a`` with one set of stationary-bootstrap resamples of the sessions (mean block length
+    ``block``, seeded with a numpy Generator from ``seed``) shared by both series and both
+    statistics. The p-value is ``(1 + #{t* - t >= t}) / (K + 1)`` over the K resampled values
+    ``t*`` of the observed ``t``: never 0, so it is always what K resamples can show."""
     from arch.bootstrap import StationaryBootstrap
 
-    def stats(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        return np.array([_sharpe(x) - _sharpe(y), float(np.mean(x) - np.mean(y))])
-
-    observed = stats(a, b)
-    bootstrap = StationaryBootstrap(block, a, b, seed=seed)
-    draws = bootstrap.apply(stats, reps)
-    tail = (1.0 - confidence) / 2.0
-    out = []
-    for k in range(2):
-        estimate, column = float(observed[k]), draws[:, k]
-        column = column[np.isfinite(column)]
-        if not math.isfinite(estimate) or column.size == 0:
-            out.append(Difference(None, None, None, None))
+    statistics: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+        "sharpe": _sharpe_improvement,
+        "mean_return": _mean_improvement,
+    }
+    sampler = StationaryBootstrap(block, np.arange(a.size), seed=np.random.default_rng(seed))
+    index = np.stack([data[0] for data, _ in sampler.bootstrap(resamples)])
+    tail = (1 - CONFIDENCE) / 2
+    out: dict[str, ReturnTest] = {}
+    for name, statistic in statistics.items():
+        observed = statistic(a, b)
+        draws = np.array([statistic(a[rows], b[rows]) for rows in index])
+        draws = draws[np.isfinite(draws)]
+        if not math.isfinite(observed) or draws.size == 0:
+            out[name] = ReturnTest(name, None, (None, None), None, int(a.size))
             continue
-        low, high = (float(q) for q in np.quantile(column, [tail, 1.0 - tail]))
-        extreme = np.abs(column - estimate) >= abs(estimate) - 1e-15
-        out.append(Difference(estimate, low, high, float(np.mean(extreme))))
-    return out[0], out[1]
+        low, high = (float(q) for q in np.quantile(draws, [tail, 1 - tail]))
+        beyond = int(np.count_nonzero(draws - observed >= observed))
+        p_value = (1 + beyond) / (draws.size + 1)
+        out[name] = ReturnTest(name, observed, (low, high), p_value, int(a.size))
+    return out
 
 
 def compare_backtests(
@@ -214,22 +246,22 @@ def compare_backtests(
     features: str,
     start: date,
     end: date,
-    seed: int,
-    reps: int = 1000,
+    seed: int = 0,
+    resamples: int = DEFAULT_RESAMPLES,
     block: int | None = None,
-    confidence: float = 0.95,
     params: Mapping[str, str] | None = None,
     costs: str = "statutory",
     runs_dir: Path | None = None,
 ) -> BacktestComparison:
-    """Backtest models ``a`` and ``b`` with the ``model`` strategy on feature set
-    ``features`` (and the dataset it was built from) from ``start`` to ``end``, and compare
-    their daily returns (see the module docstring).
+    """Backtest models ``a`` (the incumbent) and ``b`` (the challenger) with the ``model``
+    strategy on feature set ``features`` and the dataset it was built from, ``start`` to
+    ``end``, and compare their daily returns (see the module docstring).
 
-    ``params`` are the strategy's other ``-p`` strings (``long``, ``short``, ``weight``; the
-    same for both); ``block`` is the bootstrap's mean block length (default ``T^(1/3)``,
-    rounded up); with ``runs_dir`` both runs are saved there. UsageError when a model saw the
-    window, DataError when it has fewer than two sessions.
+    ``params`` are the strategy's other ``-p`` strings (``long``, ``short``, ``weight``: the
+    same for both); ``block`` is the bootstrap's mean block length (default: the longer label
+    horizon, or the cube root of the sessions when that is larger); with ``runs_dir`` both runs
+    are saved there. UsageError for bad options or a window either model has seen, DataError
+    for a window of fewer than two sessions; nothing is written without ``runs_dir``.
     """
     from quantcli.backtest.config import BacktestConfig
     from quantcli.backtest.engine import run_backtest
@@ -238,12 +270,14 @@ def compare_backtests(
     from quantcli.models.leakage import require_unseen
     from quantcli.models.strategy import pinned_name
 
-    if reps < 1:
-        raise UsageError(f"the bootstrap needs at least one resample, got {reps}")
-    if not 0 < confidence < 1:
-        raise UsageError(f"confidence must be in (0, 1), got {confidence}")
+    if seed < 0:
+        raise UsageError(f"--seed must be >= 0, got {seed}")
+    if resamples < 1:
+        raise UsageError(f"--resamples must be at least 1, got {resamples}")
     if block is not None and block < 1:
-        raise UsageError(f"the bootstrap block length must be >= 1, got {block}")
+        raise UsageError(f"--block must be at least 1 session, got {block}")
+    if end < start:
+        raise UsageError(f"--to {end} is before --from {start}")
     extra = dict(params or {})
     taken = sorted({"model", "features"} & set(extra))
     if taken:
@@ -272,19 +306,16 @@ def compare_backtests(
 
             run_id = save_run(result, runs_dir, root=root).run_id
         runs.append((result, run_id))
-    (dates_a, ra), (dates_b, rb) = (session_returns(r) for r, _ in runs)
-    if dates_a != dates_b:  # pragma: no cover - both runs replay the same bars
+    (dates, ra), (dates_b, rb) = (session_returns(r) for r, _ in runs)
+    if dates != dates_b:  # pragma: no cover - both runs replay the same bars
         raise DataError("the two backtests replayed different sessions")
-    sessions = ra.size
-    if sessions < 2:
+    if ra.size < 2:
         raise DataError(
-            f"{start}..{end} has {sessions} session(s) of {fs.dataset_ref}; a comparison of "
+            f"{start}..{end} has {ra.size} session(s) of {fs.dataset_ref}; a comparison of "
             "daily returns needs at least two: widen --from/--to"
         )
-    length = block or math.ceil(sessions ** (1 / 3))
-    sharpe_diff, mean_diff = paired_bootstrap(
-        ra, rb, reps=reps, block=length, seed=seed, confidence=confidence
-    )
+    horizon = max(int(meta["horizon"]) for meta in metas)
+    length = block or max(horizon, math.ceil(ra.size ** (1 / 3)))
     sides = [
         _side(root, given, meta, result, run_id, returns)
         for given, meta, (result, run_id), returns in zip(
@@ -296,15 +327,13 @@ def compare_backtests(
         b=sides[1],
         features=fs.ref,
         dataset=fs.dataset_ref,
-        start=str(dates_a[0]),
-        end=str(dates_a[-1]),
-        sessions=sessions,
-        sharpe_difference=sharpe_diff,
-        mean_difference=mean_diff,
-        reps=reps,
-        block=length,
+        start=dates[0],
+        end=dates[-1],
+        sessions=ra.size,
         seed=seed,
-        confidence=confidence,
+        resamples=resamples,
+        block=length,
+        tests=paired_bootstrap(ra, rb, seed=seed, resamples=resamples, block=length),
     )
 
 
@@ -326,7 +355,6 @@ def _side(
         given=given,
         artifact_sha256=str(meta["artifact_sha256"]),
         run_id=run_id,
-        sessions=returns.size,
         total_return=float(metrics["total_return"] or 0.0),
         sharpe=None if sharpe is None else float(sharpe),
         trades=int(metrics["trades"] or 0),
