@@ -13,7 +13,13 @@ import numpy as np
 import polars as pl
 import pytest
 from test_features import make_bars
-from test_models import edit_metadata, published_feature_set, run, train_on_set
+from test_models import (
+    USER_FEATURES,
+    edit_metadata,
+    published_feature_set,
+    run,
+    train_on_set,
+)
 from test_models_cli import one_line_error
 
 from quantcli.backtest.config import BacktestConfig
@@ -344,3 +350,15 @@ def test_setup_errors_are_strategy_errors(store: Path) -> None:
         simulate_with(store, ValueError("boom"))
     with pytest.raises(UsageError, match="own words"):
         simulate_with(store, UsageError("own words"))
+
+
+def test_a_feature_set_without_the_model_columns_is_one_line(
+    cli, store: Path, tmp_path: Path
+) -> None:
+    definition = tmp_path / "trend.py"
+    definition.write_text(USER_FEATURES)
+    build_features(store, "trend", "bars@v1", f"{definition}:Trend")
+    res = cli(*BACKTEST, "-p", "features=trend", "--from", UNSEEN)
+    assert res.exit_code == 65
+    assert "feature column 'ret_5' is missing" in one_line_error(res)
+    assert runs_left(store) == []

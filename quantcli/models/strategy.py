@@ -23,6 +23,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import polars as pl
 
 from quantcli.backtest.strategy import RunContext, Setup, SignalStrategy
@@ -66,6 +67,7 @@ class ModelStrategy(SignalStrategy):
         """Load the model, apply the leakage guard and score the run's bars in one batch."""
         from quantcli.models import registry
         from quantcli.models.leakage import require_unseen, seen_span
+        from quantcli.models.train import frame_sha256
 
         if run.root is None:
             raise UsageError(
@@ -87,8 +89,6 @@ class ModelStrategy(SignalStrategy):
             )
         features, described, pin = self._features(run, meta)
         self._scores = score_rows(model, features, run)
-        from quantcli.models.train import frame_sha256
-
         features_sha = frame_sha256(features)
         entry: dict[str, object] = {
             "sha256": sha256_hex(
@@ -198,7 +198,7 @@ def score_rows(model: LoadedModel, features: pl.DataFrame, run: RunContext) -> p
     )
     rows = features.filter(complete) if present else features
     # The model names a missing feature column in its own words.
-    score = model.score(rows) if rows.height else pl.Series([], dtype=pl.Float64).to_numpy()
+    score = model.score(rows) if rows.height else np.empty(0)
     scored = rows.select(
         pl.col("symbol").cast(pl.String), "ts", pl.Series("score", score, dtype=pl.Float64)
     )
