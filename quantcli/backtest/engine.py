@@ -18,7 +18,7 @@ import functools
 import itertools
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, time
@@ -47,7 +47,7 @@ from quantcli.backtest.orders import (
     timestamps,
 )
 from quantcli.backtest.slippage import parse_slippage
-from quantcli.backtest.strategy import LoadedStrategy, load_strategy
+from quantcli.backtest.strategy import LoadedStrategy, RunContext, Setup, load_strategy
 from quantcli.core.dtypes import TS_DTYPE
 from quantcli.core.timezone import DAY_US, IST_OFFSET_US, ist_datetime
 from quantcli.errors import DataError, NotFoundError, QuantcliError, StrategyError, UsageError
@@ -96,6 +96,8 @@ class BacktestResult:
     symbols: list[str] = field(repr=False)
     # One line per problem the run's numbers may carry (a suspected unadjusted split).
     warnings: tuple[str, ...] = ()
+    # What the strategy read besides its bars and source (its setup's manifest inputs).
+    inputs: Mapping[str, Mapping[str, object]] = field(default_factory=dict, repr=False)
 
     @functools.cached_property
     def orders(self) -> pl.DataFrame:
@@ -150,13 +152,15 @@ def run_backtest(
         unapplied = manifest.unapplied_warning(on_record, ts.min(), ts.max())
     # The store has already selected the symbols and dates; its calendar imports decide them.
     with using_store(root):
+        setup = _setup(bars, config, strategy, manifest.content_hash, root)
         result = _replay(bars, config, strategy, actions, manifest.content_hash, progress)
+    result = _with_setup(result, setup)
     if unapplied is None:
         return result
     return dataclasses.replace(result, warnings=(unapplied, *result.warnings))
 
 
-def simulate(
+def simulate(  # noqa: PLR0913 - keyword-only: every input is named where it is passed
     bars: pl.DataFrame,
     config: BacktestConfig,
     *,
@@ -164,11 +168,47 @@ def simulate(
     actions: Sequence[CorporateAction] = (),
     dataset_hash: str = "",
     progress: Callable[[float], None] | None = None,
+    root: Path | None = None,
 ) -> BacktestResult:
     """Replay an in-memory bar frame (the store's schema) through ``config``'s strategy, on
-    ``config``'s symbols and dates."""
+    ``config``'s symbols and dates (``root``: the store a strategy's setup reads, such as the
+    model strategy's registry)."""
     strat = strategy or load_strategy(config.strategy, config.params)
-    return _replay(select(bars, config), config, strat, actions, dataset_hash, progress)
+    bars = select(bars, config)
+    setup = _setup(bars, config, strat, dataset_hash, root)
+    return _with_setup(_replay(bars, config, strat, actions, dataset_hash, progress), setup)
+
+
+def _setup(
+    bars: pl.DataFrame,
+    config: BacktestConfig,
+    strat: LoadedStrategy,
+    dataset_hash: str,
+    root: Path | None,
+) -> Setup | None:
+    """The strategy's setup over the run's bars (None for a strategy without one, or no bars:
+    _prepare names that problem)."""
+    if not strat.has_setup or bars.height == 0:
+        return None
+    day = pl.col("ts").cast(TS_DTYPE).dt.date()  # as _prepare casts them: IST dates
+    first, last = bars.select(day.min(), day.max().alias("last")).row(0)
+    run = RunContext(
+        root=root,
+        config=config,
+        dataset_hash=dataset_hash,
+        first=first,
+        last=last,
+        symbols=tuple(bars.get_column("symbol").unique().sort().to_list()),
+    )
+    return strat.setup(run)
+
+
+def _with_setup(result: BacktestResult, setup: Setup | None) -> BacktestResult:
+    """``result`` with the inputs and warnings of the strategy's setup."""
+    if setup is None:
+        return result
+    warnings = (*setup.warnings, *result.warnings)
+    return dataclasses.replace(result, warnings=warnings, inputs=setup.inputs)
 
 
 def _replay(
