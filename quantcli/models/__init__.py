@@ -9,13 +9,14 @@ fit or load.
 
 from __future__ import annotations
 
-from quantcli.models.predict import Prediction, predict
+from quantcli.models.predict import Prediction, Predictor, predict
 from quantcli.models.registry import load
 from quantcli.models.router import route
 from quantcli.models.train import TrainResult, TrainSpec, train, train_on_frames
 
 __all__ = [
     "Prediction",
+    "Predictor",
     "TrainResult",
     "TrainSpec",
     "load",

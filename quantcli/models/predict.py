@@ -165,7 +165,8 @@ class Prediction:
     ``frame`` holds :data:`OUTPUT`; ``model`` is the pinned reference asked for and
     ``answered_by`` the models that answered (a router's, or the baseline substituted when
     ``fallback_reason`` says why the model could not be loaded); ``skipped`` counts the rows
-    of the window that could not be scored; ``batch`` is the audit log file written.
+    of the window that could not be scored; ``latency_ms`` is the time to the predictions and
+    ``audit_ms`` the time the audit log took after it; ``batch`` is the audit log file.
     """
 
     request_id: str
@@ -175,6 +176,7 @@ class Prediction:
     answered_by: tuple[str, ...]
     fallback_reason: str | None
     latency_ms: float
+    audit_ms: float
     batch: Path
 
 
@@ -195,6 +197,189 @@ def _window_text(start: date | None, end: date | None) -> str:
     return " and ".join(p for p in parts if p) or "the whole set"
 
 
+class Predictor:
+    """Model ``ref`` opened for predictions on feature set ``features``: loaded once (the
+    fallback decided then), kept warm between calls, as a live model needs. Each call is one
+    batch and one audit log batch (see the module docstring)."""
+
+    def __init__(self, ref: str, *, features: str, root: Path, fallback: str | None = None) -> None:
+        from quantcli.features import open_feature_set
+        from quantcli.models import registry
+
+        if fallback is not None and fallback not in FALLBACKS:
+            raise UsageError(f"unknown --fallback {fallback!r}; use {', '.join(FALLBACKS)}")
+        self.root = root
+        self.metadata = registry.metadata(root, ref)
+        self.feature_set = open_feature_set(features, root)
+        self.fallback_reason: str | None = None
+        try:
+            self.scorer = open_scorer(root, self.metadata)
+        except IntegrityError as exc:
+            self.scorer = self._fallback(exc, fallback)
+        _check_columns(self.scorer, self.feature_set)
+
+    def _fallback(self, exc: IntegrityError, fallback: str | None) -> Scorer:
+        meta = self.metadata
+        set_name = self.feature_set.ref.partition("@")[0]
+        if fallback is None:
+            raise IntegrityError(
+                f"{meta['ref']} cannot be loaded: {exc.message}; give --fallback baseline to "
+                f"answer with feature set {set_name}'s baseline model"
+            ) from None
+        base = newest_baseline(self.root, set_name, str(meta["label"]))
+        if base is None:
+            raise NotFoundError(
+                f"{meta['ref']} cannot be loaded and no baseline model for {meta['label']} is "
+                f"trained on feature set {set_name}; train one with `quantcli model train "
+                f"NAME --model baseline --features {set_name} --label {meta['label']} ...`"
+            ) from None
+        self.fallback_reason = exc.message
+        return open_scorer(self.root, base)
+
+    def __call__(
+        self,
+        *,
+        start: date | None = None,
+        end: date | None = None,
+        symbols: Sequence[str] | None = None,
+        request_id: str | None = None,
+        began: float | None = None,
+    ) -> Prediction:
+        """Score the rows from ``start`` to ``end`` (inclusive) of ``symbols`` (all by
+        default) and log them as request ``request_id`` (default: a fresh id; one the log
+        already holds for this model is refused). ``began`` is the ``time.perf_counter()``
+        the recorded latency counts from (default: now)."""
+        import numpy as np
+        import polars as pl
+
+        from quantcli.models import audit
+
+        began = time.perf_counter() if began is None else began
+        if request_id is not None and not REQUEST_ID_RE.match(request_id):
+            raise UsageError(
+                f"invalid --request-id {request_id!r}: use up to 64 letters, digits, '.', "
+                "'_' or '-'"
+            )
+        if start is not None and end is not None and end < start:
+            raise UsageError(f"--to {end} is before --from {start}")
+        meta, fs, scorer = self.metadata, self.feature_set, self.scorer
+        name, version = str(meta["name"]), int(meta["version"])
+        selected = None if symbols is None else fs.version.select_symbols(symbols)
+        request_id = request_id or new_request_id()
+        if audit.logged(self.root, name, request_id) is not None:
+            raise ConflictError(
+                f"the audit log of {name} already holds request {request_id}; give another "
+                "--request-id"
+            )
+        # A sequence kind reads the rows before the window too: its first rows need a history.
+        frame = fs.version.frame(
+            selected, None if scorer.sequences else start, end, columns=[*KEYS, *scorer.columns]
+        )
+        in_window = np.ones(frame.height, bool)
+        if start is not None and scorer.sequences:
+            in_window = frame.select(pl.col("ts").dt.date() >= start).to_series().to_numpy()
+        if not in_window.any():
+            first, last = fs.manifest.first_ts.date(), fs.manifest.last_ts.date()
+            raise DataError(
+                f"no rows of {fs.ref} for {_window_text(start, end)}"
+                f"{'' if selected is None else ' and --symbols'} (it spans {first} to {last})"
+            )
+        null = pl.any_horizontal(pl.col(c).is_null() | pl.col(c).is_nan() for c in scorer.columns)
+        complete = ~frame.select(null).to_series().to_numpy()
+        kept = frame.filter(pl.Series(complete))
+        raw, which, regimes = scorer.score(kept)
+        keep = ~np.isnan(raw) & in_window[complete]
+        skipped = int(in_window.sum() - keep.sum())
+        if not keep.any():
+            raise DataError(
+                f"none of the {int(in_window.sum())} rows of {fs.ref} for "
+                f"{_window_text(start, end)} can be scored (null features or too short a "
+                "history)"
+            )
+        rows = kept.filter(pl.Series(keep))
+        refs = tuple(str(a.metadata["ref"]) for a in scorer.answers)
+        answered = which[keep]
+        out = _output(rows, raw[keep], scorer, request_id, refs, answered, regimes, keep)
+        latency_ms = (time.perf_counter() - began) * 1e3
+        logged_at = datetime.now(UTC)
+        day = logged_at.astimezone(IST).date()
+        shas = {
+            r: str(a.metadata["artifact_sha256"]) for r, a in zip(refs, scorer.answers, strict=True)
+        }
+        batch = out.select(
+            "prediction_id",
+            "request_id",
+            pl.lit(logged_at).alias("logged_at"),
+            pl.lit(day).alias("date"),
+            "ts",
+            "symbol",
+            pl.lit(name).alias("model"),
+            pl.lit(version, pl.Int64).alias("version"),
+            pl.lit(str(meta["artifact_sha256"])).alias("artifact_sha256"),
+            "answered_by",
+            pl.col("answered_by")
+            .replace_strict(shas, return_dtype=pl.String)
+            .alias("answered_sha256"),
+            pl.lit(self.fallback_reason, pl.String).alias("fallback_reason"),
+            "route",
+            "score",
+            "prob_0",
+            "prob_1",
+            "decision",
+            pl.lit(latency_ms).alias("latency_ms"),
+        ).with_columns(rows.select(pl.struct(scorer.columns).alias("features")))
+        path = audit.write_batch(audit.batch_path(self.root, name, day, request_id), batch)
+        result = Prediction(
+            request_id=request_id,
+            model=str(meta["ref"]),
+            frame=out,
+            skipped=skipped,
+            answered_by=tuple(sorted({refs[i] for i in np.unique(answered)})),
+            fallback_reason=self.fallback_reason,
+            latency_ms=latency_ms,
+            audit_ms=(time.perf_counter() - began) * 1e3 - latency_ms,
+            batch=path,
+        )
+        _log(result)
+        return result
+
+
+def _output(
+    rows: pl.DataFrame,
+    score: np.ndarray,
+    scorer: Scorer,
+    request_id: str,
+    refs: tuple[str, ...],
+    answered: np.ndarray,
+    regimes: np.ndarray | None,
+    keep: np.ndarray,
+) -> pl.DataFrame:
+    """The :data:`OUTPUT` frame of the scored rows."""
+    import numpy as np
+    import polars as pl
+
+    classifier = scorer.metadata["task"] == CLASSIFIER
+    none = pl.lit(None, pl.Float64)
+    return rows.select(
+        pl.format("{}-{}", pl.lit(request_id), pl.int_range(rows.height, dtype=pl.Int64)).alias(
+            "prediction_id"
+        ),
+        pl.lit(request_id).alias("request_id"),
+        "ts",
+        "symbol",
+        pl.Series("score", score),
+        pl.Series("prob_0", 1.0 - score) if classifier else none.alias("prob_0"),
+        pl.Series("prob_1", score) if classifier else none.alias("prob_1"),
+        pl.Series("decision", (score > (0.5 if classifier else 0.0)).astype(np.int8)),
+        pl.Series("answered_by", refs).gather(answered)
+        if len(refs) > 1
+        else pl.lit(refs[0]).alias("answered_by"),
+        pl.lit(None, pl.Int32).alias("route")
+        if regimes is None
+        else pl.Series("route", regimes[keep], dtype=pl.Int32),
+    )
+
+
 def predict(
     ref: str,
     *,
@@ -206,145 +391,12 @@ def predict(
     fallback: str | None = None,
     request_id: str | None = None,
 ) -> Prediction:
-    """Score feature set ``features``' rows (``start``..``end`` inclusive, ``symbols``; all
-    by default) with model ``ref`` and record them in the audit log (see the module
-    docstring). ``fallback="baseline"`` answers with the baseline model when ``ref`` cannot be
-    loaded. ``request_id`` names the call (default: a fresh one); the audit log refuses one it
-    already holds for this model."""
-    import numpy as np
-    import polars as pl
-
-    from quantcli.features import open_feature_set
-    from quantcli.models import audit, registry
-
+    """What ``quantcli model predict`` does: open model ``ref`` on feature set ``features``
+    (:class:`Predictor`; ``fallback="baseline"`` answers with the baseline model when ``ref``
+    cannot be loaded) and score one window, the recorded latency counting the opening too."""
     began = time.perf_counter()
-    if fallback is not None and fallback not in FALLBACKS:
-        raise UsageError(f"unknown --fallback {fallback!r}; use {', '.join(FALLBACKS)}")
-    if request_id is not None and not REQUEST_ID_RE.match(request_id):
-        raise UsageError(
-            f"invalid --request-id {request_id!r}: use up to 64 letters, digits, '.', '_' or '-'"
-        )
-    if start is not None and end is not None and end < start:
-        raise UsageError(f"--to {end} is before --from {start}")
-    meta = registry.metadata(root, ref)
-    name, version = str(meta["name"]), int(meta["version"])
-    fs = open_feature_set(features, root)
-    selected = None if symbols is None else fs.version.select_symbols(symbols)
-    request_id = request_id or new_request_id()
-    if audit.logged(root, name, request_id) is not None:
-        raise ConflictError(
-            f"the audit log of {name} already holds request {request_id}; give another --request-id"
-        )
-    reason = None
-    try:
-        scorer = open_scorer(root, meta)
-    except IntegrityError as exc:
-        set_name = fs.ref.partition("@")[0]
-        if fallback is None:
-            raise IntegrityError(
-                f"{meta['ref']} cannot be loaded: {exc.message}; give --fallback baseline to "
-                f"answer with feature set {set_name}'s baseline model"
-            ) from None
-        reason = exc.message
-        base = newest_baseline(root, set_name, str(meta["label"]))
-        if base is None:
-            raise NotFoundError(
-                f"{meta['ref']} cannot be loaded and no baseline model for {meta['label']} is "
-                f"trained on feature set {set_name}; train one with `quantcli model train "
-                f"NAME --model baseline --features {set_name} --label {meta['label']} ...`"
-            ) from None
-        scorer = open_scorer(root, base)
-    _check_columns(scorer, fs)
-    # A sequence kind reads the rows before the window too: its first rows need a history.
-    frame = fs.version.frame(
-        selected, None if scorer.sequences else start, end, columns=[*KEYS, *scorer.columns]
-    )
-    in_window_mask = np.ones(frame.height, bool)
-    if start is not None and scorer.sequences:
-        in_window_mask = frame.select(pl.col("ts").dt.date() >= start).to_series().to_numpy()
-    if not in_window_mask.any():
-        first, last = fs.manifest.first_ts.date(), fs.manifest.last_ts.date()
-        raise DataError(
-            f"no rows of {fs.ref} for {_window_text(start, end)}"
-            f"{'' if selected is None else ' and --symbols'} (it spans {first} to {last})"
-        )
-    null = pl.any_horizontal(pl.col(c).is_null() | pl.col(c).is_nan() for c in scorer.columns)
-    complete = ~frame.select(null).to_series().to_numpy()
-    kept = frame.filter(pl.Series(complete))
-    raw, which, regimes = scorer.score(kept)
-    scored = np.zeros(frame.height, bool)
-    scored[complete] = ~np.isnan(raw)
-    keep = scored[complete] & in_window_mask[complete]
-    skipped = int(in_window_mask.sum() - keep.sum())
-    if not keep.any():
-        raise DataError(
-            f"none of the {int(in_window_mask.sum())} rows of {fs.ref} for "
-            f"{_window_text(start, end)} can be scored (null features or too short a history)"
-        )
-    rows = kept.filter(pl.Series(keep))
-    score = raw[keep]
-    refs = tuple(str(a.metadata["ref"]) for a in scorer.answers)
-    answered = which[keep]
-    classifier = scorer.metadata["task"] == CLASSIFIER
-    n = rows.height
-    out = rows.select(
-        pl.format("{}-{}", pl.lit(request_id), pl.int_range(n, dtype=pl.Int64)).alias(
-            "prediction_id"
-        ),
-        pl.lit(request_id).alias("request_id"),
-        "ts",
-        "symbol",
-        pl.Series("score", score),
-        pl.Series("prob_0", 1.0 - score)
-        if classifier
-        else pl.lit(None, pl.Float64).alias("prob_0"),
-        pl.Series("prob_1", score) if classifier else pl.lit(None, pl.Float64).alias("prob_1"),
-        pl.Series("decision", (score > (0.5 if classifier else 0.0)).astype(np.int8)),
-        pl.Series("answered_by", refs).gather(answered)
-        if len(refs) > 1
-        else pl.lit(refs[0]).alias("answered_by"),
-        pl.lit(None, pl.Int32).alias("route")
-        if regimes is None
-        else pl.Series("route", regimes[keep], dtype=pl.Int32),
-    )
-    latency_ms = (time.perf_counter() - began) * 1e3
-    logged_at = datetime.now(UTC)
-    shas = {str(a.metadata["ref"]): str(a.metadata["artifact_sha256"]) for a in scorer.answers}
-    batch = out.select(
-        "prediction_id",
-        "request_id",
-        pl.lit(logged_at).alias("logged_at"),
-        pl.lit(logged_at.astimezone(IST).date()).alias("date"),
-        "ts",
-        "symbol",
-        pl.lit(name).alias("model"),
-        pl.lit(version, pl.Int64).alias("version"),
-        pl.lit(str(meta["artifact_sha256"])).alias("artifact_sha256"),
-        "answered_by",
-        pl.col("answered_by").replace_strict(shas, return_dtype=pl.String).alias("answered_sha256"),
-        pl.lit(reason, pl.String).alias("fallback_reason"),
-        "route",
-        "score",
-        "prob_0",
-        "prob_1",
-        "decision",
-        pl.lit(latency_ms).alias("latency_ms"),
-    ).with_columns(rows.select(pl.struct(scorer.columns).alias("features")))
-    path = audit.write_batch(
-        audit.batch_path(root, name, logged_at.astimezone(IST).date(), request_id), batch
-    )
-    result = Prediction(
-        request_id=request_id,
-        model=str(meta["ref"]),
-        frame=out,
-        skipped=skipped,
-        answered_by=tuple(sorted(set(refs[i] for i in np.unique(answered)))),
-        fallback_reason=reason,
-        latency_ms=latency_ms,
-        batch=path,
-    )
-    _log(result)
-    return result
+    predictor = Predictor(ref, features=features, root=root, fallback=fallback)
+    return predictor(start=start, end=end, symbols=symbols, request_id=request_id, began=began)
 
 
 def _log(result: Prediction) -> None:
@@ -360,5 +412,6 @@ def _log(result: Prediction) -> None:
         answered_by=list(result.answered_by),
         fallback_reason=result.fallback_reason,
         latency_ms=round(result.latency_ms, 3),
+        audit_ms=round(result.audit_ms, 3),
         audit_batch=str(result.batch),
     )
