@@ -233,14 +233,14 @@ def feature_store(root: Path) -> None:
         label=pl.Series(y).cast(pl.Int8), forward_return=pl.Series(x[:, 0] * 0.01)
     )
     first = frame.sort("ts", "symbol").head(TRAIN_ROWS)
-    cut = first["ts"].dt.date()
+    sessions = first["ts"].dt.date().unique().sort().to_list()
     spec = {
         "label": "direction:1",
         "seed": 0,
         "folds": 1,
-        "train_from": cut.min(),
-        "train_to": cut.quantile(0.7, "nearest"),
-        "test_to": cut.max(),
+        "train_from": sessions[0],
+        "train_to": sessions[len(sessions) * 7 // 10],
+        "test_to": sessions[-1],
     }
     for kind, params in KIND_PARAMS.items():
         train_on_frames(
@@ -287,7 +287,7 @@ def run_predict() -> list[dict[str, object]]:
                 check=True,
             )
             walls.append(time.perf_counter() - start)
-            line = json.loads(done.stderr.strip().splitlines()[-1])
+            line = json.loads(next(x for x in done.stderr.splitlines() if x.startswith("{")))
             ratios.append(line["audit_ms"] / line["latency_ms"])
         rows += [
             {

@@ -46,8 +46,10 @@ def baseline(root: Path, name: str = "base", feature: str = "ret_5") -> dict[str
 
 
 def audit_rows(root: Path) -> pl.DataFrame:
+    """Every batch of the log (per-call constants are stored as dictionaries: read as text)."""
     files = batch_files(root)
-    return pl.concat([pl.read_parquet(f) for f in files]) if files else pl.DataFrame()
+    text = pl.selectors.by_dtype(pl.Categorical).cast(pl.String)
+    return pl.concat([pl.read_parquet(f).with_columns(text) for f in files])
 
 
 def log_lines(stderr: str) -> list[dict[str, Any]]:

@@ -44,6 +44,16 @@ if TYPE_CHECKING:
 FALLBACKS = ("baseline",)
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 KEYS = ("symbol", "ts")
+# Audit columns with one value per call or per answering model (or per symbol).
+CONSTANT_COLUMNS = (
+    "request_id",
+    "symbol",
+    "model",
+    "artifact_sha256",
+    "answered_by",
+    "answered_sha256",
+    "fallback_reason",
+)
 # The output's columns (the audit log adds the model, the features and the call's facts).
 OUTPUT = (
     "prediction_id",
@@ -327,7 +337,11 @@ class Predictor:
             "prob_1",
             "decision",
             pl.lit(latency_ms).alias("latency_ms"),
-        ).with_columns(rows.select(pl.struct(scorer.columns).alias("features")))
+        ).with_columns(
+            # Per-call constants as dictionaries: a third less time to write than repeated text.
+            pl.col(*CONSTANT_COLUMNS).cast(pl.Categorical),
+            rows.select(pl.struct(scorer.columns).alias("features")).to_series(),
+        )
         path = audit.write_batch(audit.batch_path(self.root, name, day, request_id), batch)
         result = Prediction(
             request_id=request_id,
