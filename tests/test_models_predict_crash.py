@@ -42,9 +42,7 @@ def temp_files(root: Path) -> list[Path]:
     ]
 
 
-def kill_during_write(
-    proc: subprocess.Popen[bytes], root: Path, skip: int, delay: float
-) -> bool:
+def kill_during_write(proc: subprocess.Popen[bytes], root: Path, skip: int, delay: float) -> bool:
     """SIGKILL ``proc`` ``delay`` s after the temp file of its write after ``skip`` others
     appears; whether a temp file was left."""
     known = set(temp_files(root))
