@@ -312,6 +312,7 @@ def test_router_routes_each_row_and_the_audit_says_who_answered(
     assert [m["ref"] for m in registry.versions(store, "r")] == ["r@v1"]
     assert cli("model", "verify", "r").exit_code == 0
     assert cli("model", "show", "r@v1").exit_code == 0
+    assert "routes on vol_20 to m@v1, base@v1" in cli("model", "list").stdout
 
     res = cli("model", "predict", "r@v1", "--features", "fs@v1", *WINDOW, "--json")
     assert res.exit_code == 0, res.stderr

@@ -6,6 +6,7 @@ a few ms), as tests/test_models_crash.py does for model versions.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import random
 import signal
@@ -18,7 +19,7 @@ import polars as pl
 import pytest
 from test_models import published_feature_set, train_on_set
 
-from quantcli.models.audit import audit_root, batch_files
+from quantcli.models.audit import audit_root, batch_files, gc
 from quantcli.store.query import query_rows
 
 TRIALS = 6
@@ -90,3 +91,25 @@ def test_sigkill_never_leaves_a_partial_audit_batch(tmp_path: Path) -> None:
 
     counted = query_rows(root, "SELECT count(*) FROM audit", [], {"audit": view(root)})
     assert counted.rows == [(len(files) * heights.pop(),)]
+    # model gc removes exactly the killed writes' temp files.
+    left = sorted(str(p.relative_to(root)) for p in temp_files(root))
+    assert sorted(gc(root, dry_run=True).temp_removed) == left
+    assert sorted(gc(root).temp_removed) == left
+    assert not temp_files(root) and batch_files(root) == files
+
+
+def test_gc_keeps_the_temp_file_of_a_write_in_progress(tmp_path: Path) -> None:
+    partition = audit_root(tmp_path) / "model=m" / "date=2026-12-01"
+    partition.mkdir(parents=True)
+    running, killed = partition / ".a.parquet.1.tmp", partition / ".b.parquet.2.tmp"
+    running.write_bytes(b"half")
+    killed.write_bytes(b"half")
+    fd = os.open(running, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        report = gc(tmp_path)
+    finally:
+        os.close(fd)
+    assert report.temp_in_use == (str(running.relative_to(tmp_path)),)
+    assert report.temp_removed == (str(killed.relative_to(tmp_path)),)
+    assert running.exists() and not killed.exists()

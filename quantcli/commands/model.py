@@ -50,6 +50,8 @@ def _summary(meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def _headline(meta: dict[str, Any]) -> str:
+    if meta["kind"] == "router":
+        return f"routes on {meta['params']['feature']} to {', '.join(meta['params']['models'])}"
     metrics = meta["metrics"]
     keys = ("auc", "accuracy", "ic_mean") if "auc" in metrics else ("mae", "rmse", "ic_mean")
     return ", ".join(f"{k} {_cell(metrics.get(k))}" for k in keys)
@@ -366,20 +368,26 @@ def gc_cmd(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only report.")] = False,
     json_output: JsonOption = False,
 ) -> None:
-    """Remove the temp directories of trainings killed while publishing."""
+    """Remove what trainings and predictions killed while writing left behind."""
     from dataclasses import asdict
 
-    from quantcli.models import registry
+    from quantcli.models import audit, registry
 
     settings = _settings(ctx, json_output)
-    report = registry.gc(settings.root, dry_run=dry_run)
+    models = registry.gc(settings.root, dry_run=dry_run)
+    logs = audit.gc(settings.root, dry_run=dry_run)
+    report = dataclasses.replace(
+        models,
+        temp_removed=models.temp_removed + logs.temp_removed,
+        temp_in_use=models.temp_in_use + logs.temp_in_use,
+    )
     verb = "would remove" if dry_run else "removed"
 
     def render(console: Console) -> None:
         for entry in report.temp_removed:
             console.print(f"{verb} {entry}")
         for entry in report.temp_in_use:
-            console.print(f"kept {entry} (its model is locked: a publish is running)")
+            console.print(f"kept {entry} (locked: a publish or an audit write is running)")
         if not (report.temp_removed or report.temp_in_use):
             console.print("nothing to collect")
 

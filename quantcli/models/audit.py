@@ -4,7 +4,9 @@ A batch is ``<root>/audit/model=<name>/date=<YYYY-MM-DD>/<request id>.parquet`` 
 model's name and the call's IST date). It is written as a hidden temp file in its partition
 directory, fsynced, then hard-linked to its name (a link never replaces an existing file, so
 nothing is overwritten) and the directory fsynced: a call killed at any moment leaves either
-no batch or a complete one, plus at most a hidden ``.*.tmp`` file that no reader lists.
+no batch or a complete one, plus at most a hidden ``.*.tmp`` file that no reader lists. The
+writer holds an exclusive ``flock`` on its temp file, so :func:`gc` (``model gc``) tells a
+killed write's leftover from a write in progress.
 
 Every batch holds :data:`COLUMNS` and a struct column ``features`` (the feature values each
 row was scored on, named as in the feature set). The model name and date are columns of the
@@ -15,6 +17,7 @@ structs of different models by name).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import secrets
 from datetime import date
@@ -27,10 +30,12 @@ from quantcli.errors import ConflictError
 if TYPE_CHECKING:
     import polars as pl
 
+    from quantcli.store.catalog import GcReport
     from quantcli.store.query import FileView
 
 AUDIT_DIR = "audit"
 SUFFIX = ".parquet"
+TMP_SUFFIX = ".tmp"
 # The columns of every batch (before ``features``) with their DuckDB types, in file order.
 COLUMNS: dict[str, str] = {
     "prediction_id": "VARCHAR",
@@ -92,8 +97,10 @@ def write_batch(path: Path, frame: pl.DataFrame) -> Path:
     """Write ``frame`` as the batch ``path`` (see the module docstring); ConflictError, and
     nothing written, when a batch of that name exists."""
     _make_dirs(path.parent)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TMP_SUFFIX}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         frame.write_parquet(tmp, compression=COMPRESSION, statistics=False)
         os.chmod(tmp, 0o444)
         fsync_file(tmp)
@@ -105,8 +112,37 @@ def write_batch(path: Path, frame: pl.DataFrame) -> Path:
             ) from None
     finally:
         tmp.unlink(missing_ok=True)
+        os.close(fd)
     fsync_dir(path.parent)
     return path
+
+
+def gc(root: Path, *, dry_run: bool = False) -> GcReport:
+    """Remove the temp files of audit writes killed before they finished; a temp file whose
+    writer still holds its lock is a write in progress, and is kept."""
+    from quantcli.store.catalog import GcReport
+
+    top = audit_root(root)
+    removed: list[str] = []
+    in_use: list[str] = []
+    leftovers = sorted(top.glob(f"model=*/date=*/.*{TMP_SUFFIX}")) if top.is_dir() else []
+    for tmp in leftovers:
+        try:
+            fd = os.open(tmp, os.O_RDONLY)
+        except FileNotFoundError:
+            continue  # its write finished meanwhile
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            in_use.append(str(tmp.relative_to(root)))
+            continue
+        else:
+            removed.append(str(tmp.relative_to(root)))
+            if not dry_run:
+                tmp.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
+    return GcReport(dry_run, tuple(removed), tuple(in_use), ())
 
 
 def batch_files(root: Path) -> list[Path]:
