@@ -307,6 +307,9 @@ def test_router_routes_each_row_and_the_audit_says_who_answered(
     )
     median = float(np.quantile(frame["vol_20"].drop_nulls().to_numpy(), 0.5))
     assert meta["params"]["edges"] == [median]
+    schema = registry.metadata(store, "r@v1")["input_schema"]
+    assert {"name": "vol_20", "dtype": "Float64"} in schema
+    assert {c["name"] for c in schema} >= {c["name"] for c in trained["input_schema"]}
     again = cli(*ROUTE)
     assert again.exit_code == 0 and "nothing new" in again.stderr
     assert [m["ref"] for m in registry.versions(store, "r")] == ["r@v1"]
@@ -366,6 +369,8 @@ def test_router_of_routers_and_mixed_labels_are_refused(
         "train_from": dt.date(2023, 1, 1), "train_to": dt.date(2023, 6, 30),
     }  # fmt: skip
     route(store, "r", models=["m@v1", "base@v1"], **kw)
+    with pytest.raises(UsageError, match="r@v1 is a router: score it with"):
+        load(store, "r@v1")
     with pytest.raises(UsageError, match="is a router"):
         route(store, "r2", models=["r@v1", "m@v1"], **kw)
     train_on_set(store, label="direction:3")

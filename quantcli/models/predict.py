@@ -111,7 +111,7 @@ def open_scorer(root: Path, meta: dict[str, Any]) -> Scorer:
     columns = tuple(str(c["name"]) for c in meta["input_schema"])
     if meta["kind"] != ROUTER:
         return Scorer(meta, columns, (registry.load(root, ref),))
-    spec = RouterSpec.from_bytes(_router_bytes(root, meta))
+    spec = RouterSpec.from_bytes(registry.read_artifact(root, meta))
     answers = []
     for sub, sha in zip(spec.models, spec.sha256, strict=True):
         try:
@@ -124,25 +124,6 @@ def open_scorer(root: Path, meta: dict[str, Any]) -> Scorer:
             )
         answers.append(loaded)
     return Scorer(meta, columns, tuple(answers), spec)
-
-
-def _router_bytes(root: Path, meta: dict[str, Any]) -> bytes:
-    """A router's artifact, sha256 checked (its models are checked as they load)."""
-    from quantcli.core.hashing import sha256_hex
-    from quantcli.models.registry import models_root
-    from quantcli.store.manifest import version_dir
-
-    path = version_dir(models_root(root), meta["name"], meta["version"]) / str(meta["artifact"])
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise IntegrityError(f"{path}: cannot read the artifact: {exc.strerror}") from None
-    if sha256_hex(data) != meta["artifact_sha256"]:
-        raise IntegrityError(
-            f"{path}: artifact sha256 does not match the metadata; refusing to load it "
-            "(model verify shows what changed)"
-        )
-    return data
 
 
 def newest_baseline(root: Path, feature_set: str, label: str) -> dict[str, Any] | None:

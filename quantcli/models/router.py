@@ -151,6 +151,7 @@ def route(
     from quantcli.features import open_feature_set
     from quantcli.models import registry
     from quantcli.models.train import TrainResult, feature_source, frame_sha256, library_versions
+    from quantcli.store.schema import column_dtype
 
     registry.check_model_name(name)
     if train_to < train_from:
@@ -194,7 +195,7 @@ def route(
     counts = np.bincount(spec.regimes(values), minlength=len(edges) + 1)
     columns = list(fs.columns)
     schema = [
-        {"name": c, "dtype": needed.get(c, str(fs.manifest.schema[c]))}
+        {"name": c, "dtype": needed.get(c, str(column_dtype(c)))}
         for c in columns
         if c in needed or c == feature
     ]
