@@ -196,6 +196,7 @@ def test_one_structured_log_line_per_call(cli, store: Path, trained: dict[str, A
     assert line["event"] == "model.predict" and line["level"] == "info"
     assert line["request_id"] == res.json()["request_id"] and line["model"] == "m@v1"
     assert line["rows"] == res.json()["rows"] and line["answered_by"] == ["m@v1"]
+    assert line["audit_ms"] == round(res.json()["audit_ms"], 3) > 0
     assert line["audit_batch"] == str(batch_files(store)[0])
 
 
@@ -223,19 +224,23 @@ def test_bad_input_is_one_line_and_writes_nothing(
     assert not audit_root(store).exists()
 
 
-def test_a_feature_set_without_the_models_columns_is_one_line(
-    cli, store: Path, trained: dict[str, Any]
-) -> None:
+def slim(root: Path, name: str, drop: str) -> str:
+    """Feature set ``name`` holding fs@v1 without column ``drop``; its reference."""
     from quantcli.features import open_feature_set
     from quantcli.store.manifest import SourceInfo
     from quantcli.store.publish import publish
 
-    fs = open_feature_set("fs@v1", store)
-    source = fs.manifest.source
-    publish(store, "slim", fs.frame().drop("ret_1"), interval="1d", source=SourceInfo(**{
-        "kind": source.kind, "options": source.options
-    }), notes=fs.manifest.notes)  # fmt: skip
-    res = cli("model", "predict", "m@v1", "--features", "slim@v1")
+    fs = open_feature_set("fs@v1", root)
+    source = SourceInfo(kind=fs.manifest.source.kind, options=fs.manifest.source.options)
+    frame = fs.frame().drop(drop)
+    publish(root, name, frame, interval="1d", source=source, notes=fs.manifest.notes)
+    return f"{name}@v1"
+
+
+def test_a_feature_set_without_the_models_columns_is_one_line(
+    cli, store: Path, trained: dict[str, Any]
+) -> None:
+    res = cli("model", "predict", "m@v1", "--features", slim(store, "slim", "ret_1"))
     assert res.exit_code == 65
     assert "reads feature 'ret_1', which feature set slim@v1 lacks" in one_line_error(res)
     assert not audit_root(store).exists()
@@ -316,6 +321,8 @@ def test_router_routes_each_row_and_the_audit_says_who_answered(
     assert cli("model", "verify", "r").exit_code == 0
     assert cli("model", "show", "r@v1").exit_code == 0
     assert "routes on vol_20 to m@v1, base@v1" in cli("model", "list").stdout
+    retrain = cli("model", "reproduce", "r@v1")
+    assert retrain.exit_code == 2 and "is a router, which is not trained" in one_line_error(retrain)
 
     res = cli("model", "predict", "r@v1", "--features", "fs@v1", *WINDOW, "--json")
     assert res.exit_code == 0, res.stderr
@@ -330,6 +337,12 @@ def test_router_routes_each_row_and_the_audit_says_who_answered(
     # Each regime's rows got their own model's scores.
     high = rows.filter(~low)
     assert (high["score"].to_numpy() == (high["ret_5"].to_numpy() > 0)).all()
+    # A feature set without the regime feature cannot be routed.
+    (before,) = batch_files(store)
+    lacking = cli("model", "predict", "r@v1", "--features", slim(store, "novol", "vol_20"))
+    assert lacking.exit_code == 65
+    assert "r@v1 reads regime feature 'vol_20'" in one_line_error(lacking)
+    assert batch_files(store) == [before]
     # A routed model that can no longer load makes the router fail over like any model.
     corrupt(store, trained)
     broken = cli("model", "predict", "r@v1", "--features", "fs@v1")

@@ -211,7 +211,7 @@ def predict_cmd(
         request_id=request_id,
     )
     frame = result.frame
-    if output is not None and fmt is not None:
+    if fmt is not None and output is not None:
         from quantcli.store.query import write_result
 
         write_result(frame, fmt, output)
@@ -223,6 +223,7 @@ def predict_cmd(
         "rows": frame.height,
         "skipped": result.skipped,
         "latency_ms": result.latency_ms,
+        "audit_ms": result.audit_ms,
         "audit_batch": str(result.batch),
         "output": None if output is None else str(output),
     }
