@@ -23,7 +23,9 @@ Usage: .venv/bin/python benchmarks/bench_models.py
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import io
 import json
 import os
 import statistics
@@ -278,6 +280,12 @@ def import_seconds(module: str) -> float:
 
 
 def run_predict() -> list[dict[str, object]]:
+    # Each call's JSON log line would bury the results.
+    with contextlib.redirect_stderr(io.StringIO()):
+        return _run_predict()
+
+
+def _run_predict() -> list[dict[str, object]]:
     from quantcli.models import Predictor
 
     rows: list[dict[str, object]] = [
