@@ -188,6 +188,23 @@ def test_audit_is_queryable_with_data_query(cli, store: Path, trained: dict[str,
     assert joined.json()["rows"][0]["n"] > 0
     clash = cli("data", "query", "SELECT 1", "-d", "audit=bars@v1", "--audit")
     assert clash.exit_code == 2 and "built-in view" in one_line_error(clash)
+    # Models on other feature sets log other snapshots: the view unions them by name.
+    spec = TrainSpec(
+        label="direction:5", kind="baseline", train_from=dt.date(2023, 1, 1),
+        train_to=dt.date(2023, 6, 30), test_to=dt.date(2023, 10, 31), seed=1,
+    )  # fmt: skip
+    train("thin", spec, features=slim(store, "slim", "ret_1"), root=store)
+    predict("thin@v1", features="slim@v1", root=store)
+    sql = (
+        "SELECT model, count(features.ret_1) AS has_ret_1, count(features.ret_5) AS has_ret_5 "
+        "FROM audit GROUP BY model ORDER BY model"
+    )
+    got = cli("--json", "data", "query", sql, "--audit").json()["rows"]
+    assert [(r["model"], r["has_ret_1"] > 0, r["has_ret_5"] > 0) for r in got] == [
+        ("base", True, True),
+        ("m", True, True),
+        ("thin", False, True),
+    ]
 
 
 def test_one_structured_log_line_per_call(cli, store: Path, trained: dict[str, Any]) -> None:
