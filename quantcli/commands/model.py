@@ -1,4 +1,4 @@
-"""`quantcli model` commands: train, list, show, verify, rm, gc and reproduce.
+"""`quantcli model` commands: train, route, predict, list, show, verify, rm, gc and reproduce.
 
 Thin wrappers over quantcli.models; scikit-learn is imported only by the commands that fit or
 load a model, never by ``quantcli model --help``.
@@ -7,13 +7,14 @@ load a model, never by ``quantcli model --help``.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from quantcli.commands.backtest import JsonOption, parse_params
+from quantcli.commands.backtest import JsonOption, parse_params, parse_symbols
 from quantcli.core.dates import parse_date
-from quantcli.errors import QuantcliError
+from quantcli.errors import QuantcliError, UsageError
 from quantcli.output import emit, info, settings_of, table
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from quantcli.settings import Settings
 
 app = typer.Typer(
-    help="Models: train, list, inspect, verify, remove and reproduce registered versions.",
+    help="Models: train, route, predict, list, inspect, verify, remove and reproduce versions.",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
@@ -49,6 +50,8 @@ def _summary(meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def _headline(meta: dict[str, Any]) -> str:
+    if meta["kind"] == "router":
+        return f"routes on {meta['params']['feature']} to {', '.join(meta['params']['models'])}"
     metrics = meta["metrics"]
     keys = ("auc", "accuracy", "ic_mean") if "auc" in metrics else ("mae", "rmse", "ic_mean")
     return ", ".join(f"{k} {_cell(metrics.get(k))}" for k in keys)
@@ -102,6 +105,155 @@ def train_cmd(
         console.print(f"{meta['ref']}: {meta['kind']} on {meta['label']}: {_headline(meta)}")
 
     emit(settings, {**_summary(meta), "created": result.created}, render)
+
+
+@app.command("route")
+def route_cmd(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The router's name in the registry.")],
+    feature: Annotated[str, typer.Option("--feature", help="The regime feature (e.g. vol_20).")],
+    bins: Annotated[
+        str, typer.Option("--bins", help="Quantile levels cutting it into regimes: 0.33,0.66.")
+    ],
+    models: Annotated[
+        str, typer.Option("--models", help="One model per regime, lowest first: a@v1,b@v2,c@v1.")
+    ],
+    features: Annotated[str, typer.Option("--features", help="Feature set reference.")],
+    train_from: Annotated[
+        str, typer.Option("--train-from", help="First date the quantiles are computed on.")
+    ],
+    train_to: Annotated[
+        str, typer.Option("--train-to", help="Last date the quantiles are computed on.")
+    ],
+    json_output: JsonOption = False,
+) -> None:
+    """Register a router: each row goes to the model of its regime (a quantile bin)."""
+    from quantcli.models.router import parse_levels, route
+
+    settings = _settings(ctx, json_output)
+    refs = [m.strip() for m in models.split(",") if m.strip()]
+    result = route(
+        settings.root,
+        name,
+        feature=feature,
+        levels=parse_levels(bins),
+        models=refs,
+        features=features,
+        train_from=parse_date(train_from, "--train-from"),
+        train_to=parse_date(train_to, "--train-to"),
+    )
+    meta = result.metadata
+    if not result.created:
+        info(settings, f"{meta['ref']} already routes these models on these edges; nothing new")
+    params = meta["params"]
+
+    def render(console: Console) -> None:
+        edges = ", ".join(f"{e:.6g}" for e in params["edges"])
+        console.print(
+            f"{meta['ref']}: router on {params['feature']} (edges {edges}) to "
+            f"{', '.join(params['models'])}"
+        )
+
+    emit(settings, {**_summary(meta), "params": params, "created": result.created}, render)
+
+
+OUTPUT_FORMATS = ("parquet", "csv")
+SHOWN_ROWS = 20
+
+
+def _output_format(output: Path | None) -> str | None:
+    """The --output format from its suffix, checked before anything is predicted."""
+    if output is None:
+        return None
+    fmt = output.suffix.lstrip(".").lower()
+    if fmt not in OUTPUT_FORMATS:
+        raise UsageError(f"--output {output}: name a .parquet or .csv file")
+    if not output.parent.is_dir():
+        raise UsageError(f"--output {output}: directory {output.parent} does not exist")
+    return fmt
+
+
+@app.command("predict")
+def predict_cmd(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="The model: NAME[@vN|@latest|@hash].")],
+    features: Annotated[str, typer.Option("--features", help="Feature set reference.")],
+    start: Annotated[str | None, typer.Option("--from", help="First date (inclusive).")] = None,
+    end: Annotated[str | None, typer.Option("--to", help="Last date (inclusive).")] = None,
+    symbols: Annotated[
+        str | None, typer.Option("--symbols", help="Comma-separated symbols (default: all).")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the predictions (.parquet|.csv).")
+    ] = None,
+    fallback: Annotated[
+        str | None,
+        typer.Option("--fallback", help="baseline: answer with it if the model cannot load."),
+    ] = None,
+    request_id: Annotated[
+        str | None, typer.Option("--request-id", help="Name this call (default: a fresh id).")
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Score a feature set's rows in one batch; every call is appended to the audit log."""
+    from quantcli.models.predict import predict
+
+    settings = _settings(ctx, json_output)
+    fmt = _output_format(output)
+    result = predict(
+        ref,
+        features=features,
+        root=settings.root,
+        start=parse_date(start, "--from"),
+        end=parse_date(end, "--to"),
+        symbols=parse_symbols(symbols),
+        fallback=fallback,
+        request_id=request_id,
+    )
+    frame = result.frame
+    if fmt is not None and output is not None:
+        from quantcli.store.query import write_result
+
+        write_result(frame, fmt, output)
+    payload: dict[str, Any] = {
+        "request_id": result.request_id,
+        "model": result.model,
+        "answered_by": list(result.answered_by),
+        "fallback_reason": result.fallback_reason,
+        "rows": frame.height,
+        "skipped": result.skipped,
+        "latency_ms": result.latency_ms,
+        "audit_ms": result.audit_ms,
+        "audit_batch": str(result.batch),
+        "output": None if output is None else str(output),
+    }
+    if result.fallback_reason:
+        from quantcli.output import warn
+
+        warn(
+            settings,
+            f"{result.model} could not be loaded: {', '.join(result.answered_by)} "
+            f"answered instead ({result.fallback_reason})",
+        )
+    summary = (
+        f"{frame.height} predictions by {', '.join(result.answered_by)} "
+        f"(request {result.request_id}, {result.skipped} rows skipped)"
+    )
+    if output is not None:
+        info(settings, f"{summary}; wrote {output}")
+        emit(settings, payload, lambda c: None)
+        return
+    payload["predictions"] = frame.to_dicts()
+
+    def render(console: Console) -> None:
+        shown = frame.head(SHOWN_ROWS)
+        columns = [c for c in shown.columns if shown.get_column(c).null_count() < shown.height]
+        rows = [[_cell(v) for v in row] for row in shown.select(columns).iter_rows()]
+        console.print(table(None, columns, rows))
+
+    emit(settings, payload, render)
+    more = f"; showing the first {SHOWN_ROWS} (use --output or --json)"
+    info(settings, summary + (more if frame.height > SHOWN_ROWS else ""))
 
 
 @app.command("list")
@@ -217,20 +369,26 @@ def gc_cmd(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only report.")] = False,
     json_output: JsonOption = False,
 ) -> None:
-    """Remove the temp directories of trainings killed while publishing."""
+    """Remove what trainings and predictions killed while writing left behind."""
     from dataclasses import asdict
 
-    from quantcli.models import registry
+    from quantcli.models import audit, registry
 
     settings = _settings(ctx, json_output)
-    report = registry.gc(settings.root, dry_run=dry_run)
+    models = registry.gc(settings.root, dry_run=dry_run)
+    logs = audit.gc(settings.root, dry_run=dry_run)
+    report = dataclasses.replace(
+        models,
+        temp_removed=models.temp_removed + logs.temp_removed,
+        temp_in_use=models.temp_in_use + logs.temp_in_use,
+    )
     verb = "would remove" if dry_run else "removed"
 
     def render(console: Console) -> None:
         for entry in report.temp_removed:
             console.print(f"{verb} {entry}")
         for entry in report.temp_in_use:
-            console.print(f"kept {entry} (its model is locked: a publish is running)")
+            console.print(f"kept {entry} (locked: a publish or an audit write is running)")
         if not (report.temp_removed or report.temp_in_use):
             console.print("nothing to collect")
 

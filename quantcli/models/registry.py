@@ -230,13 +230,10 @@ class LoadedModel:
         return np.asarray(self.model.score(x, groups), dtype=np.float64)
 
 
-def load(root: Path, ref: str) -> LoadedModel:
-    """Load a model version after checking its artifact's sha256 (IntegrityError if changed)."""
-    from quantcli.models.kinds import make_kind
-
-    name, version = resolve(root, ref)
-    folder = version_dir(models_root(root), name, version)
-    meta = read_metadata(folder)
+def read_artifact(root: Path, meta: Mapping[str, Any]) -> bytes:
+    """The artifact of the version ``meta`` describes, after checking its sha256
+    (IntegrityError if missing or changed)."""
+    folder = version_dir(models_root(root), str(meta["name"]), int(meta["version"]))
     path = folder / str(meta["artifact"])
     try:
         data = path.read_bytes()
@@ -247,6 +244,23 @@ def load(root: Path, ref: str) -> LoadedModel:
             f"{path}: artifact sha256 does not match the metadata; refusing to load it "
             "(model verify shows what changed)"
         )
+    return data
+
+
+def load(root: Path, ref: str) -> LoadedModel:
+    """Load a model version after checking its artifact's sha256 (IntegrityError if changed).
+    A router is not one model: quantcli.models.predict opens it with its models."""
+    from quantcli.models.kinds import make_kind
+    from quantcli.models.router import ROUTER
+
+    name, version = resolve(root, ref)
+    meta = read_metadata(version_dir(models_root(root), name, version))
+    if meta["kind"] == ROUTER:
+        raise UsageError(
+            f"{meta['ref']} is a router: score it with quantcli.models.predict "
+            "(model predict), which loads the models it routes to"
+        )
+    data = read_artifact(root, meta)
     model = make_kind(
         str(meta["kind"]),
         meta["params"],
