@@ -179,22 +179,13 @@ def _replay(
     dataset_hash: str,
     progress: Callable[[float], None] | None,
 ) -> BacktestResult:
-    pool = _pool()
-    prep, check, warned = _prepare(bars, config, strat, actions, pool, warn=True)
-    # The look-ahead check (and then the split warnings) run beside the replay (the
-    # kernel releases the GIL); the check's verdict is awaited before anything is
-    # returned, and it outranks the replay's errors.
-    try:
-        if strat.kind == "events":
-            out = EventRun(prep, config, strat).replay(progress)
-        else:
-            out = _run_signals(prep, config, strat, progress)
-    except Exception:
-        if check is not None:
-            check.result()
-        raise
-    if check is not None:
-        check.result()
+    # The look-ahead check is done when prepare returns; the split warnings run beside the
+    # replay (the kernel releases the GIL).
+    prep, warned = _prepare(bars, config, strat, actions, _pool(), warn=True)
+    if strat.kind == "events":
+        out = EventRun(prep, config, strat).replay(progress)
+    else:
+        out = _run_signals(prep, config, strat, progress)
     warnings = () if warned is None else warned.result()
     if progress is not None:
         progress(1.0)
@@ -244,9 +235,7 @@ def prepare(
     are zero-stride views, to keep 10M-bar runs small and fast. Ticks, lots, the square-off
     time and the segment's funding are the market model's (quantcli.market.instruments).
     """
-    prep, check, _ = _prepare(bars, config, strategy, actions, _pool())
-    if check is not None:
-        check.result()
+    prep, _ = _prepare(bars, config, strategy, actions, _pool())
     return prep
 
 
@@ -255,7 +244,7 @@ _POOLS: dict[int, ThreadPoolExecutor] = {}
 
 def _pool() -> ThreadPoolExecutor:
     """The process's worker threads for the work beside a run's main thread (the strategy's
-    polars evaluation, the look-ahead check, the split warnings): started once, as a thread
+    polars evaluation and look-ahead check, the split warnings): started once, as a thread
     start per run was a noticeable part of a small run's time. A forked child (whose copy has
     no threads) starts its own (the pools are by process id); one worker per core lets
     concurrent runs overlap too."""
@@ -274,10 +263,9 @@ def _prepare(
     pool: ThreadPoolExecutor,
     *,
     warn: bool = False,
-) -> tuple[Prepared, Future[None] | None, Future[tuple[str, ...]] | None]:
-    """:func:`prepare` with the look-ahead check left running on ``pool``: (the arrays, the
-    check's future or None for event strategies, the future of the run's warnings when
-    ``warn``, else None)."""
+) -> tuple[Prepared, Future[tuple[str, ...]] | None]:
+    """:func:`prepare` with the split warnings left running on ``pool``: (the arrays, the
+    future of the run's warnings when ``warn``, else None)."""
     missing = [c for c in REQUIRED if c not in bars.columns]
     if missing:
         raise DataError(f"bars lack required columns: {', '.join(missing)}")
@@ -315,12 +303,11 @@ def _prepare(
     view = strategy_view(frame, adjust)
     rules = segment_rules(config.segment)
     square_off = -1 if rules.square_off is None else _time_us(rules.square_off)
-    # Polars evaluates a signal strategy without the GIL (on one core for per-symbol windows)
-    # while this thread builds the replay arrays: the two overlap.
-    targets = evaluate = None
+    # Polars evaluates a signal strategy and its look-ahead check without the GIL (on one core
+    # for per-symbol windows) while this thread builds the replay arrays: the two overlap.
+    targets = None
     if strategy.kind != "events":
-        evaluate = _signal_targets(strategy)
-        targets = _submit(pool, n, evaluate, view)
+        targets = _submit(pool, n, _checked_targets, view, code, strategy)
     try:
         # From here on arrays are in (symbol, ts) order; ``pos`` is each bar's row in replay
         # order, (ts, symbol), and the scatters below move them there.
@@ -378,29 +365,16 @@ def _prepare(
         adjust=np.broadcast_to(1.0, n) if adjust is None else _in_time(adjust, pos, bounds),
         n_ts=n_ts,
     )
-    check = None
-    if targets is None or evaluate is None:
+    if targets is None:
         target.fill(np.nan)
     else:
-        full = targets.result()
-        _scatter(pos, bounds, _frozen(full), floats[6:])
-        # The check gets its small slice of the bars, so that the run's strategy view and
-        # targets are freed when prepare returns.
-        valid = ~np.isnan(full)
-        if valid.any():
-            head, later, rows = _check_slice(view, valid, code)
-            baseline = None if rows is None else full[rows]
-            check = _submit(pool, n, check_lookahead, head, later, baseline, strategy, evaluate)
-        try:
-            _check_lots(prep, config, strategy)
-        except UsageError:
-            if check is not None:
-                check.result()  # a look-ahead outranks it, as it outranks the replay's errors
-            raise
+        # A look-ahead (raised here) outranks the lot check's error and the replay's.
+        _scatter(pos, bounds, _frozen(targets.result()), floats[6:])
+        _check_lots(prep, config, strategy)
     warned = None
     if warn and config.segment in _ACTION_SEGMENTS:
         warned = _submit(pool, n, _split_warnings, frame, actions, code, day_of, len(symbols))
-    return prep, check, warned
+    return prep, warned
 
 
 # Below this many bars the work beside the main thread runs on it instead: handing it to a
@@ -959,14 +933,28 @@ def _check_lots(prep: Prepared, config: BacktestConfig, strategy: LoadedStrategy
 # --------------------------------------------------------------------------- signal targets
 
 
+def _checked_targets(view: pl.DataFrame, code: np.ndarray, strategy: LoadedStrategy) -> np.ndarray:
+    """The signal strategy's target per bar of ``view`` (NaN = no opinion; ``code``: each bar's
+    symbol number), after checking them for look-ahead (StrategyError). The check's
+    evaluations follow the run's at once: with the replay arrays built in between, each of
+    them cost more (polars' threads had gone to sleep)."""
+    evaluate = _signal_targets(strategy)
+    full = evaluate(view)
+    valid = ~np.isnan(full)
+    if valid.any():
+        head, later, rows = _check_slice(view, valid, code)
+        check_lookahead(head, later, None if rows is None else full[rows], strategy, evaluate)
+    return full
+
+
 def _signal_targets(strategy: LoadedStrategy) -> Callable[[pl.DataFrame], np.ndarray]:
     """The signal strategy's target per bar (NaN = no opinion) as a function of the bars. Its
     expressions are built once (~0.07 ms of Python a time) for the run's bars and the
     look-ahead check's."""
     features = strategy.features()
-    return functools.partial(
-        _targets_of, features=features, expr=strategy.expression(), strategy=strategy
-    )
+    # with_columns broadcasts a scalar expression to every bar.
+    target = strategy.expression().cast(pl.Float64).alias("_target")
+    return functools.partial(_targets_of, features=features, target=target, strategy=strategy)
 
 
 def check_lookahead(
@@ -1101,14 +1089,13 @@ def _union(stamps: list[np.ndarray]) -> np.ndarray:
 
 
 def _targets_of(
-    frame: pl.DataFrame, features: list[pl.Expr], expr: pl.Expr, strategy: LoadedStrategy
+    frame: pl.DataFrame, features: list[pl.Expr], target: pl.Expr, strategy: LoadedStrategy
 ) -> np.ndarray:
     try:
         if features:
             frame = frame.with_columns(features)
-        # with_columns broadcasts a scalar expression to every bar; to_numpy turns nulls into
-        # NaN (no opinion) like the expression's own NaNs.
-        values = frame.with_columns(expr.cast(pl.Float64).alias("_target")).get_column("_target")
+        # to_numpy turns nulls into NaN (no opinion) like the expression's own NaNs.
+        values = frame.with_columns(target).get_column("_target")
     except Exception as exc:
         text = " ".join(str(exc).split())[:300]
         raise StrategyError(
