@@ -300,13 +300,14 @@ def _prepare(
     frame = frame.with_columns(pl.col("symbol").set_sorted())
     n = frame.height
     adjust = _split_factors(actions, symbols, code, day_of, days)
-    view = strategy_view(frame, adjust)
     rules = segment_rules(config.segment)
     square_off = -1 if rules.square_off is None else _time_us(rules.square_off)
     # Polars evaluates a signal strategy and its look-ahead check without the GIL (on one core
-    # for per-symbol windows) while this thread builds the replay arrays: the two overlap.
+    # for per-symbol windows) while this thread builds the replay arrays: the two overlap. An
+    # event strategy reads its bars from the arrays, so only signal runs build the view.
     targets = None
     if strategy.kind != "events":
+        view = strategy_view(frame, adjust)
         targets = _submit(pool, n, _checked_targets, view, code, strategy)
     try:
         # From here on arrays are in (symbol, ts) order; ``pos`` is each bar's row in replay
