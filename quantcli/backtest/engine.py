@@ -1056,8 +1056,10 @@ def _check_slice(
     # Each symbol's first row and the end (``run`` numbers the symbols 0, 1, ... in order).
     bounds = np.searchsorted(run, np.arange(int(run[-1]) + 2))
     live = np.flatnonzero(np.logical_or.reduceat(valid, bounds[:-1]))
-    spread = np.linspace(0, live.shape[0] - 1, min(live.shape[0], _CHECK_SYMBOLS))
-    picked = live[spread.round().astype(np.int64)]
+    picked = live
+    if live.shape[0] > _CHECK_SYMBOLS:
+        spread = np.linspace(0, live.shape[0] - 1, _CHECK_SYMBOLS)
+        picked = live[spread.round().astype(np.int64)]
     starts, ends = bounds[picked], bounds[picked + 1]
     # Rows are grouped by symbol and sorted by time: each picked symbol's bars up to the
     # horizon are a slice.
