@@ -23,6 +23,24 @@ def _finite(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
+def daily_ic(dates: np.ndarray, score: np.ndarray, forward_return: np.ndarray) -> np.ndarray:
+    """The Spearman IC of each distinct date of ``dates``, in ascending date order; NaN for a
+    date with fewer than two rows, or a constant score or return (it has no IC)."""
+    from scipy.stats import spearmanr
+
+    if not len(dates):
+        return np.empty(0)
+    order = np.argsort(dates, kind="stable")
+    d, s, r = dates[order], score[order], forward_return[order]
+    cuts = np.flatnonzero(d[1:] != d[:-1]) + 1
+    out = np.full(len(cuts) + 1, np.nan)
+    for i, (lo, hi) in enumerate(zip(np.r_[0, cuts], np.r_[cuts, len(d)], strict=True)):
+        if hi - lo < 2 or np.ptp(s[lo:hi]) == 0 or np.ptp(r[lo:hi]) == 0:
+            continue
+        out[i] = float(spearmanr(s[lo:hi], r[lo:hi]).statistic)
+    return out
+
+
 def information_coefficient(
     dates: np.ndarray, score: np.ndarray, forward_return: np.ndarray
 ) -> dict[str, float | int | None]:
@@ -30,19 +48,10 @@ def information_coefficient(
 
     A date with fewer than two rows, or a constant score or return, has no IC and is skipped.
     """
-    from scipy.stats import spearmanr
-
-    order = np.argsort(dates, kind="stable")
-    d, s, r = dates[order], score[order], forward_return[order]
-    cuts = np.flatnonzero(d[1:] != d[:-1]) + 1
-    ics: list[float] = []
-    for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(d)], strict=True):
-        if hi - lo < 2 or np.ptp(s[lo:hi]) == 0 or np.ptp(r[lo:hi]) == 0:
-            continue
-        ics.append(float(spearmanr(s[lo:hi], r[lo:hi]).statistic))
-    if not ics:
+    values = daily_ic(dates, score, forward_return)
+    values = values[~np.isnan(values)]
+    if not len(values):
         return {"ic_mean": None, "ic_tstat": None, "ic_dates": 0}
-    values = np.asarray(ics)
     mean = float(values.mean())
     tstat = None
     if len(values) > 1 and values.std(ddof=1) > 0:
