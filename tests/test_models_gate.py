@@ -546,3 +546,29 @@ def test_promote_bad_input_leaves_the_history_unchanged(
     assert res.exit_code == code, res.stderr
     assert message in one_line_error(res)
     assert tree(store) == before
+
+
+@given(
+    rows=st.lists(
+        st.tuples(st.integers(0, 6), st.integers(-3, 3), st.integers(-3, 3)), max_size=80
+    ),
+    scale=st.sampled_from([1.0, 0.1, 1e-3]),
+)
+def test_daily_ic_is_scipys_spearman_bit_for_bit(
+    rows: list[tuple[int, int, int]], scale: float
+) -> None:
+    """The per-date IC (ties and constant dates included) has the same bits as scipy's
+    spearmanr date by date, so metrics recorded before it still reproduce exactly."""
+    from scipy.stats import spearmanr
+
+    from quantcli.models.metrics import daily_ic
+
+    d = np.array([r[0] for r in rows], dtype=np.int64)
+    s = np.array([r[1] * scale for r in rows])
+    f = np.array([r[2] * scale + 0.5 * r[1] for r in rows])
+    expected = []
+    for day in np.unique(d):
+        m = d == day
+        defined = m.sum() >= 2 and np.ptp(s[m]) > 0 and np.ptp(f[m]) > 0
+        expected.append(float(spearmanr(s[m], f[m]).statistic) if defined else np.nan)
+    assert np.array_equal(daily_ic(d, s, f), np.array(expected), equal_nan=True)

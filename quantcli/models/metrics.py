@@ -23,21 +23,47 @@ def _finite(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
+def _ranks_within(starts: np.ndarray, group: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """1-based ranks of ``values`` within each group (ties get their mean rank, as
+    scipy.stats.rankdata's "average"); rows are in group order, ``starts`` each group's first."""
+    order = np.lexsort((values, group))
+    v, g = values[order], group[order]
+    # Runs of equal values within a group share the mean of their positions.
+    new_run = np.r_[True, (v[1:] != v[:-1]) | (g[1:] != g[:-1])]
+    run = np.cumsum(new_run) - 1
+    first = np.flatnonzero(new_run)
+    last = np.r_[first[1:], len(v)] - 1
+    position = np.arange(len(v)) - starts[g]
+    base = position[first][run]
+    mean = (base + position[last][run]) / 2 + 1
+    ranks = np.empty(len(v))
+    ranks[order] = mean
+    return ranks
+
+
 def daily_ic(dates: np.ndarray, score: np.ndarray, forward_return: np.ndarray) -> np.ndarray:
     """The Spearman IC of each distinct date of ``dates``, in ascending date order; NaN for a
-    date with fewer than two rows, or a constant score or return (it has no IC)."""
-    from scipy.stats import spearmanr
+    date with fewer than two rows, or a constant score or return (it has no IC).
 
+    The same bits as ``scipy.stats.spearmanr`` per date, which ranks and then takes
+    ``np.corrcoef`` of the (rows x 2) ranks: the ranks are found for every date at once (they
+    are exact half-integers, however computed) and only ``np.corrcoef`` runs per date, at a
+    fraction of spearmanr's per-call cost.
+    """
     if not len(dates):
         return np.empty(0)
     order = np.argsort(dates, kind="stable")
     d, s, r = dates[order], score[order], forward_return[order]
     cuts = np.flatnonzero(d[1:] != d[:-1]) + 1
-    out = np.full(len(cuts) + 1, np.nan)
-    for i, (lo, hi) in enumerate(zip(np.r_[0, cuts], np.r_[cuts, len(d)], strict=True)):
+    starts, ends = np.r_[0, cuts], np.r_[cuts, len(d)]
+    group = np.repeat(np.arange(len(starts)), ends - starts)
+    rank_s, rank_r = _ranks_within(starts, group, s), _ranks_within(starts, group, r)
+    out = np.full(len(starts), np.nan)
+    for i, (lo, hi) in enumerate(zip(starts, ends, strict=True)):
         if hi - lo < 2 or np.ptp(s[lo:hi]) == 0 or np.ptp(r[lo:hi]) == 0:
             continue
-        out[i] = float(spearmanr(s[lo:hi], r[lo:hi]).statistic)
+        ranked = np.column_stack((rank_s[lo:hi], rank_r[lo:hi]))
+        out[i] = float(np.corrcoef(ranked, rowvar=False)[1, 0])
     return out
 
 
