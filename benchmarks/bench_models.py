@@ -10,7 +10,12 @@
 - lstm (20 sessions x 10 features, 32 units, its fixed 2 intra-op threads): training on 100 k
   sequences x 5 epochs, once; batched prediction on those 100 k sequences (windowing included),
   sequences per second, median of 3; one symbol's latest prediction in the warm process, p50 of
-  50 calls. ``lstm`` alone: ``bench_models.py lstm``; the others alone: ``bench_models.py sklearn``.
+  50 calls. ``lstm`` alone: ``bench_models.py lstm``; the others alone: ``bench_models.py sklearn``;
+- ``model compare`` (issue 11) with 1,000 stationary-bootstrap resamples over 5 years of daily
+  data for 50 symbols: two models (hgb, logistic on direction:5, basic features) trained on the
+  18 months before the window of a synthetic dataset (not timed), then the command in a fresh
+  process (imports, loading, features and labels, scoring, metrics, bootstrap), wall, median of
+  3, and the library call in a warm process. Alone: ``bench_models.py compare``.
 
 Usage: .venv/bin/python benchmarks/bench_models.py
 """
@@ -152,6 +157,63 @@ def run() -> list[dict[str, object]]:
     return rows
 
 
+COMPARE_SYMBOLS, COMPARE_DAYS, COMPARE_END = 50, 1700, "2021-12-31"
+COMPARE_WINDOW = ("2017-01-02", "2021-12-31")  # 5 years, after what both models have seen
+
+
+def run_compare() -> list[dict[str, object]]:
+    """``model compare`` over 5 years x 50 symbols with 1,000 resamples (see the docstring)."""
+    from datetime import date
+    from pathlib import Path
+
+    from bench_features import measured
+
+    from quantcli.models.compare import Comparison, compare
+
+    def cli(root: str, *args: str) -> None:
+        command = [sys.executable, "-c", "from quantcli.cli import main; main()", "--root", root]
+        subprocess.run([*command, "-q", *args], check=True, capture_output=True)
+
+    start, end = COMPARE_WINDOW
+    window = ["--features", "feats@v1", "--from", start, "--to", end, "--resamples", "1000"]
+    with tempfile.TemporaryDirectory(prefix="bench-compare-") as root:
+        cli(root, "data", "ingest", "bench", "--source", "synthetic", "--symbols",
+            str(COMPARE_SYMBOLS), "--days", str(COMPARE_DAYS), "--seed", "11", "--end",
+            COMPARE_END)  # fmt: skip
+        cli(root, "features", "build", "feats", "--dataset", "bench", "--spec", "basic")
+        for kind in ("hgb", "logistic"):
+            cli(root, "model", "train", "m", "--features", "feats@v1", "--label", "direction:5",
+                "--model", kind, "--train-from", "2015-01-01", "--train-to", "2016-06-30",
+                "--seed", "1")  # fmt: skip
+        walls = [measured(root, "model", "compare", "m@v1", "m@v2", *window)["wall"]
+                 for _ in range(3)]  # fmt: skip
+        first, last = date.fromisoformat(start), date.fromisoformat(end)
+
+        def in_process() -> Comparison:
+            return compare(
+                Path(root), "m@v1", "m@v2", features="feats@v1", start=first, end=last,
+                resamples=1000,
+            )  # fmt: skip
+
+        result = in_process()
+        warm = median_time(in_process, repeat=3)
+    shape = f"{result.dates:,} dates x {COMPARE_SYMBOLS} symbols ({result.rows:,} rows)"
+    return [
+        {
+            "benchmark": f"model compare, 1,000 resamples, {shape}, a fresh CLI process",
+            "value": statistics.median(walls),
+            "unit": "s",
+            "goal": "< 10 s",
+        },
+        {
+            "benchmark": "  the same comparison in a warm process (library call, median of 3)",
+            "value": warm,
+            "unit": "s",
+            "goal": "",
+        },
+    ]
+
+
 def run_lstm() -> list[dict[str, object]]:
     symbols, lookback = 50, 20
     per_symbol = 100_000 // symbols + lookback - 1
@@ -193,6 +255,8 @@ def run_lstm() -> list[dict[str, object]]:
 
 
 if __name__ == "__main__":
-    only = {"lstm": run_lstm, "sklearn": run}.get(sys.argv[1] if sys.argv[1:] else "")
-    for row in only() if only else [*run(), *run_lstm()]:
+    only = {"lstm": run_lstm, "sklearn": run, "compare": run_compare}.get(
+        sys.argv[1] if sys.argv[1:] else ""
+    )
+    for row in only() if only else [*run(), *run_compare(), *run_lstm()]:
         print(row)
