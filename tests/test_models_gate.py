@@ -105,7 +105,8 @@ def test_an_alias_names_a_version_everywhere(cli, store: Path) -> None:
     assert doc["move"]["reason"] == "first try" and doc["move"]["seq"] == 1
     assert registry.resolve(store, "m@challenger") == ("m", 1)
     shown = cli("model", "show", "m@challenger", "--json").json()
-    assert shown["ref"] == "m@v1"
+    assert shown["ref"] == "m@v1" and shown["aliases"] == ["challenger"]
+    assert cli("model", "show", "m@v2", "--json").json()["aliases"] == []
     assert cli("model", "verify", "m@challenger").stdout.strip() == "m@v1: ok (1 file)"
     assert registry.load(store, "m@challenger").metadata["version"] == 1
     # Moving it records from and to; pointing it where it is records nothing.
@@ -308,13 +309,21 @@ def test_a_killed_move_leaves_a_whole_history(store: Path) -> None:
         code = CHILD.format(tests=tests, root=str(store))
         proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
         assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
-        time.sleep(float(rng.uniform(0.05, 0.4)))
+        # Kill while it is moving: after its first move of this round, at a random point.
+        made = len(registry.alias_history(store, "m"))
+        deadline = time.monotonic() + 60
+        while len(registry.alias_history(store, "m")) == made and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(float(rng.uniform(0, 0.2)))
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         history = registry.alias_history(store, "m")
         assert [m.seq for m in history] == list(range(1, len(history) + 1))
         # Each move starts where the one before it ended: none was lost or half-made.
-        assert [m.before for m in history] == [None, *(m.after for m in history[:-1])]
+        assert history and [m.before for m in history] == [
+            None,
+            *(m.after for m in history[:-1]),
+        ]
         assert all(m.reason is not None and m.reason.startswith("move ") for m in history)
         expected = history[-1].after if history else None
         assert registry.aliases(store, "m").get("challenger") == expected
@@ -365,13 +374,15 @@ def test_the_bootstrap_is_arch_stationary_seeded_and_paired(store: Path) -> None
 
     from quantcli.features import open_feature_set
     from quantcli.models.compare import improvements, score_window
+    from quantcli.models.metrics import daily_ic
 
     result = compare(store, "m@v1", "m@v2", features="fs@v1", start=START, end=END, seed=5,
                      resamples=300)  # fmt: skip
     fs = open_feature_set("fs@v1", store)
     models = registry.load(store, "m@v1"), registry.load(store, "m@v2")
     scored = score_window(*models, fs.frame(), fs.labels("direction:5"), START, END, "fs@v1")
-    series = improvements("classifier", scored)["log_loss"]
+    ic = daily_ic(scored.day, scored.score_a, scored.forward_return)
+    series = improvements("classifier", scored, ic, ic)["log_loss"]
     sampler = StationaryBootstrap(6, np.arange(len(series)), seed=np.random.default_rng(5))
     means = np.array([series[d[0]].mean() for d, _ in sampler.bootstrap(300)])
     observed = series.mean()

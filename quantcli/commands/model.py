@@ -149,11 +149,14 @@ def show(
 
     settings = _settings(ctx, json_output)
     meta = registry.metadata(settings.root, ref)
+    held = registry.aliases(settings.root, meta["name"])
+    on = sorted(a for a, v in held.items() if v == meta["version"])
 
     def render(console: Console) -> None:
         source = meta.get("source", {})
         facts = [
             ["version", meta["ref"]],
+            ["aliases", ", ".join(on) or "-"],
             ["kind / task", f"{meta['kind']} / {meta['task']}"],
             ["params", ", ".join(f"{k}={v}" for k, v in sorted(meta["params"].items())) or "-"],
             ["seed", meta["seed"]],
@@ -177,7 +180,7 @@ def show(
         rows.append(["all", "", "", overall["rows"], *(_cell(overall[k]) for k in keys)])
         console.print(table("out of sample", ["fold", "from", "to", "rows", *keys], rows))
 
-    emit(settings, {**_summary(meta), "metadata": meta}, render)
+    emit(settings, {**_summary(meta), "aliases": on, "metadata": meta}, render)
 
 
 def _cell(value: object) -> str:

@@ -245,11 +245,12 @@ def _per_date(day: np.ndarray, values: np.ndarray) -> np.ndarray:
     return np.bincount(inverse, weights=values) / counts
 
 
-def improvements(task: str, s: Scored) -> dict[str, np.ndarray]:
-    """Per-date improvement series of B over A (one value per date, NaN where undefined)."""
+def improvements(task: str, s: Scored, ic_a: np.ndarray, ic_b: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-date improvement series of B over A (one value per date, NaN where undefined);
+    ``ic_a`` and ``ic_b`` are the versions' :func:`~quantcli.models.metrics.daily_ic`."""
     import numpy as np
 
-    from quantcli.models.metrics import EPS, daily_ic
+    from quantcli.models.metrics import EPS
 
     out: dict[str, np.ndarray] = {}
     if task == CLASSIFIER:
@@ -263,9 +264,7 @@ def improvements(task: str, s: Scored) -> dict[str, np.ndarray]:
         err_a, err_b = s.score_a - s.label, s.score_b - s.label
         out["mae"] = _per_date(s.day, np.abs(err_a) - np.abs(err_b))
         out["mse"] = _per_date(s.day, err_a**2 - err_b**2)
-    out["ic"] = daily_ic(s.day, s.score_b, s.forward_return) - daily_ic(
-        s.day, s.score_a, s.forward_return
-    )
+    out["ic"] = ic_b - ic_a
     return out
 
 
@@ -328,7 +327,7 @@ def compare(
     from quantcli.features import open_feature_set
     from quantcli.models import registry
     from quantcli.models.leakage import require_unseen
-    from quantcli.models.metrics import evaluate
+    from quantcli.models.metrics import daily_ic, evaluate
 
     check_options(seed, resamples, block, start, end)
     meta_a, meta_b = registry.metadata(root, a), registry.metadata(root, b)
@@ -341,8 +340,10 @@ def compare(
         model_a, model_b, fs.frame(), fs.labels(meta_a["label"]), start, end, fs.ref
     )
     task = str(meta_a["task"])
-    series = improvements(task, scored)
-    dates = len(series["ic"])
+    ic_a = daily_ic(scored.day, scored.score_a, scored.forward_return)
+    ic_b = daily_ic(scored.day, scored.score_b, scored.forward_return)
+    series = improvements(task, scored, ic_a, ic_b)
+    dates = len(ic_a)
     length = block or default_block(int(meta_a["horizon"]), dates)
     args = (scored.label, scored.day, scored.forward_return)
     return Comparison(
@@ -360,8 +361,8 @@ def compare(
         resamples=resamples,
         block=length,
         metrics={
-            "a": evaluate(task, args[0], scored.score_a, args[1], args[2]),
-            "b": evaluate(task, args[0], scored.score_b, args[1], args[2]),
+            "a": evaluate(task, args[0], scored.score_a, args[1], args[2], ic_by_date=ic_a),
+            "b": evaluate(task, args[0], scored.score_b, args[1], args[2], ic_by_date=ic_b),
         },
         tests=bootstrap(series, seed=seed, resamples=resamples, block=length),
     )

@@ -68,13 +68,18 @@ def daily_ic(dates: np.ndarray, score: np.ndarray, forward_return: np.ndarray) -
 
 
 def information_coefficient(
-    dates: np.ndarray, score: np.ndarray, forward_return: np.ndarray
+    dates: np.ndarray,
+    score: np.ndarray,
+    forward_return: np.ndarray,
+    *,
+    by_date: np.ndarray | None = None,
 ) -> dict[str, float | int | None]:
     """Mean and t-statistic of the per-date Spearman IC, and the number of dates it covers.
 
     A date with fewer than two rows, or a constant score or return, has no IC and is skipped.
+    ``by_date`` is :func:`daily_ic` of the same arrays, when the caller has it already.
     """
-    values = daily_ic(dates, score, forward_return)
+    values = daily_ic(dates, score, forward_return) if by_date is None else by_date
     values = values[~np.isnan(values)]
     if not len(values):
         return {"ic_mean": None, "ic_tstat": None, "ic_dates": 0}
@@ -86,9 +91,16 @@ def information_coefficient(
 
 
 def evaluate(
-    task: str, label: np.ndarray, score: np.ndarray, dates: np.ndarray, forward_return: np.ndarray
+    task: str,
+    label: np.ndarray,
+    score: np.ndarray,
+    dates: np.ndarray,
+    forward_return: np.ndarray,
+    *,
+    ic_by_date: np.ndarray | None = None,
 ) -> dict[str, float | int | None]:
-    """The metrics of ``score`` against ``label`` (and ``forward_return`` for the IC)."""
+    """The metrics of ``score`` against ``label`` (and ``forward_return`` for the IC;
+    ``ic_by_date`` is its :func:`daily_ic`, when the caller has it already)."""
     from sklearn import metrics
 
     out: dict[str, float | int | None] = {"rows": len(label)}
@@ -104,5 +116,5 @@ def evaluate(
         out["rmse"] = float(metrics.root_mean_squared_error(label, score))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # constant inputs are skipped above; nothing else warns
-        out.update(information_coefficient(dates, score, forward_return))
+        out.update(information_coefficient(dates, score, forward_return, by_date=ic_by_date))
     return out
