@@ -199,7 +199,7 @@ def test_history_shows_who_held_each_alias_when(cli, store: Path) -> None:
     past = cli("model", "history", "m", "--at", "2020-01-01", "--json").json()
     assert past["held"] == [] and past["moves"] == []
     assert cli("model", "history", "m", "--at", "2020-01-01").stdout.strip() == (
-        "m: no alias moves by at 2020-01-01T23:59:59.999999+00:00"
+        "m: no alias moves by 2020-01-01T23:59:59.999999+00:00"
     )
     text = cli("model", "history", "m").stdout
     assert "who held each alias" in text and "rollback drill" in text and "(holds it)" in text

@@ -317,9 +317,10 @@ def alias_cmd(
     from quantcli.models import registry
 
     settings = _settings(ctx, json_output)
-    move = registry.set_alias(settings.root, ref, alias, reason=reason, force=force)
+    registry.check_alias(alias)  # a typo in the alias is reported before the ref is looked up
     name, version = registry.resolve(settings.root, ref)
     target = f"{name}@v{version}"
+    move = registry.set_alias(settings.root, target, alias, reason=reason, force=force)
     payload = {
         "name": name,
         "alias": alias,
@@ -378,7 +379,8 @@ def history_cmd(
     def render(console: Console) -> None:
         when = "now" if instant is None else f"at {instant.isoformat()}"
         if not moves:
-            console.print(f"{name}: no alias moves" + ("" if instant is None else f" by {when}"))
+            by = "" if instant is None else f" by {instant.isoformat()}"
+            console.print(f"{name}: no alias moves{by}")
             return
         rows = [
             [h.alias, f"{name}@v{h.version}", h.since.isoformat(), _until(h.until)] for h in held
