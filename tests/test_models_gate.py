@@ -277,8 +277,9 @@ def test_rm_refuses_an_aliased_version_and_force_records_the_alias_removal(
     assert cli("model", "rm", "r@v1", "--force").stdout.strip() == "removed r@v1"
 
 
-def test_the_registry_counts_candidates_trained(store: Path) -> None:
+def test_the_registry_counts_candidates_trained(cli, store: Path) -> None:
     assert registry.candidates(store, "m") == 2
+    assert cli("model", "show", "m@v1", "--json").json()["candidates"] == 2
     train_on_set(store)  # the same inputs again: no new candidate
     assert registry.candidates(store, "m") == 2
     registry.remove(store, "m@v1", force=True)

@@ -157,6 +157,7 @@ def show(
         facts = [
             ["version", meta["ref"]],
             ["aliases", ", ".join(on) or "-"],
+            ["candidates trained", f"{candidates} under {meta['name']} (removed ones too)"],
             ["kind / task", f"{meta['kind']} / {meta['task']}"],
             ["params", ", ".join(f"{k}={v}" for k, v in sorted(meta["params"].items())) or "-"],
             ["seed", meta["seed"]],
@@ -180,7 +181,9 @@ def show(
         rows.append(["all", "", "", overall["rows"], *(_cell(overall[k]) for k in keys)])
         console.print(table("out of sample", ["fold", "from", "to", "rows", *keys], rows))
 
-    emit(settings, {**_summary(meta), "aliases": on, "metadata": meta}, render)
+    candidates = registry.candidates(settings.root, meta["name"])
+    payload = {**_summary(meta), "aliases": on, "candidates": candidates, "metadata": meta}
+    emit(settings, payload, render)
 
 
 def _cell(value: object) -> str:
