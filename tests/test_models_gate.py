@@ -584,3 +584,23 @@ def test_daily_ic_is_scipys_spearman_bit_for_bit(
         defined = m.sum() >= 2 and np.ptp(s[m]) > 0 and np.ptp(f[m]) > 0
         expected.append(float(spearmanr(s[m], f[m]).statistic) if defined else np.nan)
     assert np.array_equal(daily_ic(d, s, f), np.array(expected), equal_nan=True)
+
+
+def test_compare_backtest_adds_the_model_strategy_runs(cli, store: Path) -> None:
+    """--backtest runs helper mstrat's compare_backtests on the same window and prints both."""
+    pytest.importorskip("quantcli.models.backtest_compare")
+    args = ["model", "compare", "m@v1", "m@v2", *WINDOW, "--resamples", "100", "--backtest"]
+    res = cli(*args, "--json")
+    assert res.exit_code == 0, res.stderr
+    doc = res.json()
+    assert doc["tests"]["log_loss"]["dates"] == 149  # model compare's own part is unchanged
+    runs = doc["backtest"]
+    assert runs["a"]["ref"] == "m@v1" and runs["b"]["ref"] == "m@v2"
+    assert runs["a"]["candidates"] == 2 and runs["window"]["from"] >= "2023-07-10"
+    assert set(runs["tests"]) == {"sharpe", "mean_return"}
+    assert cli(*args, "--json").stdout == res.stdout
+    text = cli(*args).stdout
+    assert "backtests on bars@v1" in text and "deflated_psr" in text
+    overlap = cli(*args[:4], "--features", "fs@v1", "--from", "2023-06-01", "--to", "2023-12-01",
+                  "--backtest")  # fmt: skip
+    assert overlap.exit_code == 2 and "overlaps m@v1's training window" in one_line_error(overlap)

@@ -8,6 +8,7 @@ load a model, and arch only by compare and promote, never by ``quantcli model --
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -435,6 +436,21 @@ def _render_comparison(console: Console, doc: dict[str, Any]) -> None:
     window = doc["window"]
     title = f"{doc['features']}, {window['from']} .. {window['to']}: {doc['dates']} dates"
     console.print(table(title, ["metric", f"A {a['ref']}", f"B {b['ref']}"], rows))
+    _render_tests(console, doc)
+
+
+def _render_backtests(console: Console, doc: dict[str, Any]) -> None:
+    """``--backtest``: each model's run net of charges, then the daily-return tests."""
+    keys = ("total_return", "sharpe", "trades", "charges", "psr", "deflated_psr", "candidates")
+    rows = [[k, _cell(doc["a"][k]), _cell(doc["b"][k])] for k in keys]
+    window = doc["window"]
+    title = f"backtests on {doc['dataset']}, {window['from']} .. {window['to']}"
+    columns = ["", f"A {doc['a']['ref']}", f"B {doc['b']['ref']}"]
+    console.print(table(f"{title}: {doc['sessions']} sessions", columns, rows))
+    _render_tests(console, doc)
+
+
+def _render_tests(console: Console, doc: dict[str, Any]) -> None:
     boot = doc["bootstrap"]
     trials = (
         f"stationary block bootstrap, {boot['resamples']} resamples, mean block "
@@ -467,6 +483,14 @@ def compare_cmd(
     seed: SeedOption = 0,
     resamples: ResamplesOption = 1000,
     block: BlockOption = None,
+    backtest: Annotated[
+        bool,
+        typer.Option(
+            "--backtest",
+            help="Also backtest both with the model strategy, net of charges, and compare "
+            "their daily returns (Sharpe difference, probabilistic and deflated Sharpe).",
+        ),
+    ] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Compare two versions on a window neither trained on: metrics and a paired bootstrap."""
@@ -486,7 +510,31 @@ def compare_cmd(
         block=block,
     )
     doc = result.to_dict()
-    emit(settings, doc, lambda c: _render_comparison(c, doc))
+    if backtest:
+        # helper "mstrat"'s quantcli.models.backtest_compare, imported by name so that this
+        # command type-checks on a branch that does not have it yet.
+        compare_backtests = importlib.import_module(
+            "quantcli.models.backtest_compare"
+        ).compare_backtests
+        runs = compare_backtests(
+            settings.root,
+            a,
+            b,
+            features=features,
+            start=first,
+            end=last,
+            seed=seed,
+            resamples=resamples,
+            block=block,
+        )
+        doc["backtest"] = runs.to_dict()
+
+    def render(console: Console) -> None:
+        _render_comparison(console, doc)
+        if backtest:
+            _render_backtests(console, doc["backtest"])
+
+    emit(settings, doc, render)
 
 
 @app.command("promote")
