@@ -177,6 +177,33 @@ def test_a_move_decided_on_a_stale_champion_is_refused(store: Path) -> None:
     assert registry.aliases(store, "m") == {"champion": 1}
 
 
+def test_a_version_removed_while_a_move_waits_for_the_lock_is_refused(store: Path) -> None:
+    import threading
+
+    from quantcli.core.lock import dataset_lock
+    from quantcli.errors import NotFoundError
+    from quantcli.store.catalog import remove_locked
+
+    folder = registry.models_root(store)
+    raised: list[BaseException] = []
+
+    def move() -> None:
+        try:
+            registry.set_alias(store, "m@v1", "challenger", wait=30)
+        except BaseException as exc:  # handed to the test thread
+            raised.append(exc)
+
+    with dataset_lock(folder, "m", what="model"):
+        waiting = threading.Thread(target=move)
+        waiting.start()
+        time.sleep(0.5)  # it has resolved m@v1 and waits for the lock
+        remove_locked(folder, "m", 1)
+    waiting.join()
+    assert len(raised) == 1 and isinstance(raised[0], NotFoundError)
+    assert "m@v1 was removed while the alias was being set" in str(raised[0])
+    assert registry.alias_history(store, "m") == []
+
+
 def test_history_shows_who_held_each_alias_when(cli, store: Path) -> None:
     cli("model", "alias", "m@v1", "champion", "--reason", "first")
     cli("model", "alias", "m@v1", "challenger")

@@ -177,6 +177,8 @@ def set_alias(
     name, version = resolve(root, ref)
     folder = models_root(root)
     with dataset_lock(folder, name, wait=wait, what="model"):
+        if version not in version_numbers(folder, name, METADATA):
+            raise NotFoundError(f"{name}@v{version} was removed while the alias was being set")
         before = aliases(root, name).get(alias)
         if expect is not Unchecked.ANY and before != expect:
             was = "unset" if expect is None else f"{name}@v{expect}"
