@@ -17,6 +17,11 @@
   process's log line, the audit log's time against the prediction's; and a warm one-row
   prediction (``Predictor``, one symbol, one day, audit batch included) for every kind, p50
   of 50 calls.
+- ``model compare`` (issue 11) with 1,000 stationary-bootstrap resamples over 5 years of daily
+  data for 50 symbols: two models (hgb, logistic on direction:5, basic features) trained on the
+  18 months before the window of a synthetic dataset (not timed), then the command in a fresh
+  process (imports, loading, features and labels, scoring, metrics, bootstrap), wall, median of
+  3, and the library call in a warm process. Alone: ``bench_models.py compare``.
 
 Usage: .venv/bin/python benchmarks/bench_models.py
 """
@@ -28,6 +33,7 @@ import datetime as dt
 import io
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -160,6 +166,81 @@ def run() -> list[dict[str, object]]:
         }
     )
     return rows
+
+
+COMPARE_SYMBOLS, COMPARE_DAYS, COMPARE_END = 50, 1700, "2021-12-31"
+COMPARE_WINDOW = ("2017-01-02", "2021-12-31")  # 5 years, after what both models have seen
+
+
+def run_compare() -> list[dict[str, object]]:
+    """``model compare`` over 5 years x 50 symbols with 1,000 resamples (see the docstring)."""
+    from datetime import date
+    from pathlib import Path
+
+    from quantcli.models.compare import Comparison, compare
+
+    def cli(root: str, *args: str) -> None:
+        command = [sys.executable, "-c", "from quantcli.cli import main; main()", "--root", root]
+        subprocess.run([*command, "-q", *args], check=True, capture_output=True)
+
+    def timed_cli(root: str, *args: str) -> tuple[float, float]:
+        """Wall and CPU seconds of one quantcli process."""
+        before, start = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
+        cli(root, *args)
+        wall, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+        return wall, cpu
+
+    start, end = COMPARE_WINDOW
+    window = ["--features", "feats@v1", "--from", start, "--to", end, "--resamples", "1000"]
+    with tempfile.TemporaryDirectory(prefix="bench-compare-") as root:
+        cli(root, "data", "ingest", "bench", "--source", "synthetic", "--symbols",
+            str(COMPARE_SYMBOLS), "--days", str(COMPARE_DAYS), "--seed", "11", "--end",
+            COMPARE_END)  # fmt: skip
+        cli(root, "features", "build", "feats", "--dataset", "bench", "--spec", "basic")
+        for kind in ("hgb", "logistic"):
+            cli(root, "model", "train", "m", "--features", "feats@v1", "--label", "direction:5",
+                "--model", kind, "--train-from", "2015-01-01", "--train-to", "2016-06-30",
+                "--seed", "1")  # fmt: skip
+        load = os.getloadavg()
+        timed = [timed_cli(root, "model", "compare", "m@v1", "m@v2", *window) for _ in range(3)]
+        first, last = date.fromisoformat(start), date.fromisoformat(end)
+
+        def in_process() -> Comparison:
+            return compare(
+                Path(root), "m@v1", "m@v2", features="feats@v1", start=first, end=last,
+                resamples=1000,
+            )  # fmt: skip
+
+        result = in_process()
+        warm = median_time(in_process, repeat=3)
+    shape = f"{result.dates:,} dates x {COMPARE_SYMBOLS} symbols ({result.rows:,} rows)"
+    return [
+        {
+            "benchmark": f"model compare, 1,000 resamples, {shape}, a fresh CLI process, wall",
+            "value": statistics.median(w for w, _ in timed),
+            "unit": "s",
+            "goal": "< 10 s",
+        },
+        {
+            "benchmark": "  the same process's CPU time (user + sys; the load inflates it less)",
+            "value": statistics.median(c for _, c in timed),
+            "unit": "s",
+            "goal": "",
+        },
+        {
+            "benchmark": "  load average (1 min) before, after",
+            "value": f"{load[0]:.1f}, {os.getloadavg()[0]:.1f}",
+            "unit": "",
+            "goal": "",
+        },
+        {
+            "benchmark": "  the same comparison in a warm process (library call, median of 3)",
+            "value": warm,
+            "unit": "s",
+            "goal": "",
+        },
+    ]
 
 
 def run_lstm() -> list[dict[str, object]]:
@@ -357,7 +438,7 @@ def _run_predict() -> list[dict[str, object]]:
 
 
 if __name__ == "__main__":
-    runs = {"lstm": run_lstm, "sklearn": run, "predict": run_predict}
+    runs = {"lstm": run_lstm, "sklearn": run, "compare": run_compare, "predict": run_predict}
     only = runs.get(sys.argv[1] if sys.argv[1:] else "")
-    for row in only() if only else [*run(), *run_lstm(), *run_predict()]:
+    for row in only() if only else [*run(), *run_compare(), *run_lstm(), *run_predict()]:
         print(row)
