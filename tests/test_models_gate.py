@@ -109,6 +109,9 @@ def test_an_alias_names_a_version_everywhere(cli, store: Path) -> None:
     assert cli("model", "show", "m@v2", "--json").json()["aliases"] == []
     assert cli("model", "verify", "m@challenger").stdout.strip() == "m@v1: ok (1 file)"
     assert registry.load(store, "m@challenger").metadata["version"] == 1
+    predicted = cli("model", "predict", "m@challenger", *WINDOW, "--json")
+    assert predicted.exit_code == 0, predicted.stderr
+    assert {row["answered_by"] for row in predicted.json()["predictions"]} == {"m@v1"}
     # Moving it records from and to; pointing it where it is records nothing.
     moved = cli("model", "alias", "m@v2", "challenger")
     assert moved.stdout.strip() == "m@challenger -> m@v2 (was m@v1)"

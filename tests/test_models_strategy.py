@@ -161,6 +161,22 @@ def test_a_reference_is_pinned_to_the_version_it_ran(cli, store: Path) -> None:
     assert res.exit_code == 0 and res.json()["ok"] is True, res.stdout
 
 
+def test_an_alias_runs_the_version_it_holds_and_is_pinned(cli, store: Path) -> None:
+    train_on_set(store, seed=8)  # m@v2
+    moved = cli("model", "alias", "m@v2", "champion", "--force", "--reason", "test")
+    assert moved.exit_code == 0, moved.stderr
+    res = cli(*BACKTEST[:-1], "model=m@champion", "--from", UNSEEN, "--json")
+    run_id, _, manifest = saved(res)
+    entry = manifest["inputs"]["model"]
+    assert entry["pin"] == {"model": "m@v2"}
+    assert entry["artifact_sha256"] == registry.metadata(store, "m@v2")["artifact_sha256"]
+    # champion moves back to v1: the run still reproduces the version it ran.
+    back = cli("model", "alias", "m@v1", "champion", "--force", "--reason", "roll back")
+    assert back.exit_code == 0, back.stderr
+    again = cli("backtest", "reproduce", run_id, "--json")
+    assert again.exit_code == 0 and again.json()["ok"] is True, again.stdout
+
+
 def test_reproduce_names_a_changed_model(cli, store: Path) -> None:
     run_id, _, _ = saved(backtest(cli, "--from", UNSEEN))
     other = train_on_set(store, seed=8).metadata
