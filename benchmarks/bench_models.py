@@ -10,20 +10,36 @@
 - lstm (20 sessions x 10 features, 32 units, its fixed 2 intra-op threads): training on 100 k
   sequences x 5 epochs, once; batched prediction on those 100 k sequences (windowing included),
   sequences per second, median of 3; one symbol's latest prediction in the warm process, p50 of
-  50 calls. ``lstm`` alone: ``bench_models.py lstm``; the others alone: ``bench_models.py sklearn``.
+  50 calls. ``lstm`` alone: ``bench_models.py lstm``; the others alone: ``bench_models.py sklearn``;
+- predictions (issue 11, ``bench_models.py predict``): ``quantcli model predict`` of a 1 M-row
+  feature set (400 symbols x 2,500 sessions x 10 features) with hgb (100 rounds, fitted on its
+  first 100 k rows) as a fresh process writing a Parquet file, wall time, median of 3; in that
+  process's log line, the audit log's time against the prediction's; and a warm one-row
+  prediction (``Predictor``, one symbol, one day, audit batch included) for every kind, p50
+  of 50 calls.
+- ``model compare`` (issue 11) with 1,000 stationary-bootstrap resamples over 5 years of daily
+  data for 50 symbols: two models (hgb, logistic on direction:5, basic features) trained on the
+  18 months before the window of a synthetic dataset (not timed), then the command in a fresh
+  process (imports, loading, features and labels, scoring, metrics, bootstrap), wall, median of
+  3, and the library call in a warm process. Alone: ``bench_models.py compare``.
 
 Usage: .venv/bin/python benchmarks/bench_models.py
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
+import io
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 from timing import median_time
@@ -152,6 +168,81 @@ def run() -> list[dict[str, object]]:
     return rows
 
 
+COMPARE_SYMBOLS, COMPARE_DAYS, COMPARE_END = 50, 1700, "2021-12-31"
+COMPARE_WINDOW = ("2017-01-02", "2021-12-31")  # 5 years, after what both models have seen
+
+
+def run_compare() -> list[dict[str, object]]:
+    """``model compare`` over 5 years x 50 symbols with 1,000 resamples (see the docstring)."""
+    from datetime import date
+    from pathlib import Path
+
+    from quantcli.models.compare import Comparison, compare
+
+    def cli(root: str, *args: str) -> None:
+        command = [sys.executable, "-c", "from quantcli.cli import main; main()", "--root", root]
+        subprocess.run([*command, "-q", *args], check=True, capture_output=True)
+
+    def timed_cli(root: str, *args: str) -> tuple[float, float]:
+        """Wall and CPU seconds of one quantcli process."""
+        before, start = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
+        cli(root, *args)
+        wall, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+        return wall, cpu
+
+    start, end = COMPARE_WINDOW
+    window = ["--features", "feats@v1", "--from", start, "--to", end, "--resamples", "1000"]
+    with tempfile.TemporaryDirectory(prefix="bench-compare-") as root:
+        cli(root, "data", "ingest", "bench", "--source", "synthetic", "--symbols",
+            str(COMPARE_SYMBOLS), "--days", str(COMPARE_DAYS), "--seed", "11", "--end",
+            COMPARE_END)  # fmt: skip
+        cli(root, "features", "build", "feats", "--dataset", "bench", "--spec", "basic")
+        for kind in ("hgb", "logistic"):
+            cli(root, "model", "train", "m", "--features", "feats@v1", "--label", "direction:5",
+                "--model", kind, "--train-from", "2015-01-01", "--train-to", "2016-06-30",
+                "--seed", "1")  # fmt: skip
+        load = os.getloadavg()
+        timed = [timed_cli(root, "model", "compare", "m@v1", "m@v2", *window) for _ in range(3)]
+        first, last = date.fromisoformat(start), date.fromisoformat(end)
+
+        def in_process() -> Comparison:
+            return compare(
+                Path(root), "m@v1", "m@v2", features="feats@v1", start=first, end=last,
+                resamples=1000,
+            )  # fmt: skip
+
+        result = in_process()
+        warm = median_time(in_process, repeat=3)
+    shape = f"{result.dates:,} dates x {COMPARE_SYMBOLS} symbols ({result.rows:,} rows)"
+    return [
+        {
+            "benchmark": f"model compare, 1,000 resamples, {shape}, a fresh CLI process, wall",
+            "value": statistics.median(w for w, _ in timed),
+            "unit": "s",
+            "goal": "< 10 s",
+        },
+        {
+            "benchmark": "  the same process's CPU time (user + sys; the load inflates it less)",
+            "value": statistics.median(c for _, c in timed),
+            "unit": "s",
+            "goal": "",
+        },
+        {
+            "benchmark": "  load average (1 min) before, after",
+            "value": f"{load[0]:.1f}, {os.getloadavg()[0]:.1f}",
+            "unit": "",
+            "goal": "",
+        },
+        {
+            "benchmark": "  the same comparison in a warm process (library call, median of 3)",
+            "value": warm,
+            "unit": "s",
+            "goal": "",
+        },
+    ]
+
+
 def run_lstm() -> list[dict[str, object]]:
     symbols, lookback = 50, 20
     per_symbol = 100_000 // symbols + lookback - 1
@@ -192,7 +283,162 @@ def run_lstm() -> list[dict[str, object]]:
     ]
 
 
+PREDICT_SYMBOLS = 400
+PREDICT_SESSIONS = 2_500
+TRAIN_ROWS = 100_000
+
+
+def feature_store(root: Path) -> None:
+    """Feature set ``feats@v1`` (1 M rows, :data:`FEATURES`) and hgb model ``hgb@v1`` fitted
+    on its first TRAIN_ROWS rows (session order) with one walk-forward fold, plus one model
+    of every other kind on the same rows (lstm: 5 epochs)."""
+    import polars as pl
+
+    from quantcli.models import TrainSpec, train_on_frames
+    from quantcli.store.manifest import SourceInfo
+    from quantcli.store.publish import publish
+    from quantcli.store.schema import FEATURES_KIND
+
+    days = pl.date_range(dt.date(2010, 1, 1), dt.date(2030, 1, 1), eager=True)
+    days = days.filter(days.dt.weekday() < 6).head(PREDICT_SESSIONS)
+    x, y = data(PREDICT_SYMBOLS * PREDICT_SESSIONS, seed=3)
+    keys = pl.DataFrame(
+        {
+            "symbol": np.repeat([f"S{i:03d}" for i in range(PREDICT_SYMBOLS)], PREDICT_SESSIONS),
+            "ts": np.tile(days.to_numpy(), PREDICT_SYMBOLS),
+        }
+    ).with_columns(pl.col("ts").cast(pl.Datetime("us")).dt.replace_time_zone("Asia/Kolkata"))
+    frame = pl.concat([keys, pl.DataFrame(x, schema=list(FEATURES))], how="horizontal")
+    options = {"dataset": "none@v1", "dataset_hash": "0" * 64, "spec": "bench"}
+    source = SourceInfo(kind=FEATURES_KIND, options={**options, "spec_sha256": "0" * 64})
+    publish(root, "feats", frame, interval="1d", source=source)
+    labels = keys.with_columns(
+        label=pl.Series(y).cast(pl.Int8), forward_return=pl.Series(x[:, 0] * 0.01)
+    )
+    first = frame.sort("ts", "symbol").head(TRAIN_ROWS)
+    sessions = first["ts"].dt.date().unique().sort().to_list()
+    spec = {
+        "label": "direction:1",
+        "seed": 0,
+        "folds": 1,
+        "train_from": sessions[0],
+        "train_to": sessions[len(sessions) * 7 // 10],
+        "test_to": sessions[-1],
+    }
+    for kind, params in KIND_PARAMS.items():
+        train_on_frames(
+            root,
+            kind,
+            first,
+            labels.join(first.select("symbol", "ts"), on=["symbol", "ts"]),
+            TrainSpec(kind=kind, params=params, **spec),
+            source={"features_ref": "feats@v1"},
+        )
+
+
+KIND_PARAMS: dict[str, dict[str, str]] = {
+    "baseline": {"feature": "f0"},
+    "logistic": {},
+    "hgb": {},
+    "rf": {},
+    "lstm": {"epochs": "5"},
+}
+PREDICT_CODE = (
+    "from quantcli.cli import app; import sys; "
+    "app(['--root', sys.argv[1], 'model', 'predict', 'hgb@v1', '--features', 'feats@v1', "
+    "'--output', sys.argv[2]])"
+)
+
+
+def import_seconds(module: str) -> float:
+    """Wall time of importing ``module`` in a fresh interpreter, median of 3."""
+    code = f"import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
+    runs = [
+        float(subprocess.run([sys.executable, "-c", code], capture_output=True, check=True).stdout)
+        for _ in range(3)
+    ]
+    return statistics.median(runs)
+
+
+def run_predict() -> list[dict[str, object]]:
+    # Each call's JSON log line would bury the results.
+    with contextlib.redirect_stderr(io.StringIO()):
+        return _run_predict()
+
+
+def _run_predict() -> list[dict[str, object]]:
+    from quantcli.models import Predictor
+
+    rows: list[dict[str, object]] = [
+        {"benchmark": "load average (1, 5, 15 min) at start", "value": os.getloadavg()}
+    ]
+    with tempfile.TemporaryDirectory(prefix="bench-predict-") as tmp:
+        root = Path(tmp) / "store"
+        feature_store(root)
+        walls, ratios = [], []
+        for i in range(3):
+            out = Path(tmp) / f"out{i}.parquet"
+            start = time.perf_counter()
+            done = subprocess.run(
+                [sys.executable, "-c", PREDICT_CODE, str(root), str(out)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            walls.append(time.perf_counter() - start)
+            line = json.loads(next(x for x in done.stderr.splitlines() if x.startswith("{")))
+            ratios.append(line["audit_ms"] / line["latency_ms"])
+        rows += [
+            {
+                "benchmark": "model predict hgb, 1 M rows, a new process, --output parquet",
+                "value": statistics.median(walls),
+                "unit": "s",
+                "goal": "< 5 s",
+            },
+            {
+                "benchmark": "  of which: importing skops (and so scikit-learn), a new process",
+                "value": import_seconds("skops.io"),
+                "unit": "s",
+                "goal": "",
+            },
+            {
+                "benchmark": "  the audit log's time / the prediction's (in that process)",
+                "value": statistics.median(ratios) * 100,
+                "unit": "%",
+                "goal": "< 25 %",
+            },
+        ]
+        predictor = Predictor("hgb@v1", features="feats@v1", root=root)
+        warm = [predictor() for _ in range(3)]
+        rows.append(
+            {
+                "benchmark": "  the same with the model already loaded (Predictor), median of 3",
+                "value": statistics.median(p.audit_ms / p.latency_ms for p in warm) * 100,
+                "unit": "%",
+                "goal": "",
+            }
+        )
+        day = dt.date(2015, 6, 1)
+        for kind in KIND_PARAMS:
+            predictor = Predictor(f"{kind}@v1", features="feats@v1", root=root)
+            calls = []
+            for _ in range(51):
+                start = time.perf_counter()
+                predictor(start=day, end=day, symbols=["S007"])
+                calls.append(time.perf_counter() - start)
+            rows.append(
+                {
+                    "benchmark": f"{kind} one-row prediction, warm Predictor, p50 of 50",
+                    "value": float(np.median(calls[1:])) * 1e3,
+                    "unit": "ms",
+                    "goal": "< 50 ms",
+                }
+            )
+    return rows
+
+
 if __name__ == "__main__":
-    only = {"lstm": run_lstm, "sklearn": run}.get(sys.argv[1] if sys.argv[1:] else "")
-    for row in only() if only else [*run(), *run_lstm()]:
+    runs = {"lstm": run_lstm, "sklearn": run, "compare": run_compare, "predict": run_predict}
+    only = runs.get(sys.argv[1] if sys.argv[1:] else "")
+    for row in only() if only else [*run(), *run_compare(), *run_lstm(), *run_predict()]:
         print(row)

@@ -76,5 +76,12 @@ class CoverageError(QuantcliError):
     """A date is outside what a calendar, rate table or instrument master covers."""
 
 
+class NotPromotedError(QuantcliError):
+    """A statistical gate kept things as they are: the challenger did not beat the champion
+    (``model promote``). Its own exit code, so a pipeline can tell "no" from "broken"."""
+
+    exit_code = 3
+
+
 class StrategyError(QuantcliError):
     """A user strategy failed to import, has bad parameters or raised while running."""

@@ -39,6 +39,7 @@ class FakeResult:
     ts: np.ndarray
     symbols: list[str]
     warnings: tuple[str, ...] = ()
+    inputs: dict[str, dict[str, object]] = dataclasses.field(default_factory=dict)
 
 
 def fake_result(cash: float = 1000.0, final: float = 1100.0, dataset: str = "px") -> FakeResult:

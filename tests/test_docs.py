@@ -334,7 +334,8 @@ class Prepared:
 def prepared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prepared]:
     """The README's inputs, and the default store ``./datasets`` with ``nse@v1`` (the bundled
     sample), ``nse@v2`` (new-days.csv appended), one saved run of sma_cross on nse@v1, the
-    basic feature set ``nse-basic@v1`` of nse@v1 and model ``up5@v1`` trained on it."""
+    basic feature set ``nse-basic@v1`` of nse@v1 and models ``up5@v1`` (hgb) and ``up5@v2``
+    (logistic, alias ``champion``) trained on it."""
     folder = tmp_path_factory.mktemp("readme")
     # The examples use the default store; a quantcli.toml above the temp directory would
     # send them (and their writes) to another one.
@@ -357,6 +358,14 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prepared]:
             "direction:5", "--model", "hgb", "-p", "max_iter=50", "--train-from", "2010-01-01",
             "--train-to", "2016-12-31", "--test-to", "2019-12-31", "--seed", "7",
         )  # fmt: skip
+        # The champion and challenger examples: up5@v2, a logistic on the same window, is
+        # champion (it beats up5@v1 on the sessions after 2016).
+        _cli(
+            "-q", "model", "train", "up5", "--features", "nse-basic@v1", "--label",
+            "direction:5", "--model", "logistic", "--train-from", "2010-01-01",
+            "--train-to", "2016-12-31", "--test-to", "2019-12-31", "--seed", "7",
+        )  # fmt: skip
+        _cli("-q", "model", "alias", "up5@v2", "champion", "--reason", "first champion")
         yield Prepared(folder, json.loads(res.stdout)["run_id"])
 
 

@@ -27,7 +27,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("quantcli.store",),
     ("quantcli.market",),
     ("quantcli.output",),
-    ("quantcli.settings",),
+    ("quantcli.settings", "quantcli.log"),
     ("quantcli.core",),
     ("quantcli.errors", "quantcli"),
 )

@@ -57,6 +57,8 @@ class BacktestConfig:
     """What to backtest and under which execution model.
 
     ``params`` are the raw ``-p name=value`` strings; the strategy's typed parameters parse them.
+    ``allow_overlap`` lets a model strategy trade a window its model saw in training (refused
+    otherwise, see quantcli.models.leakage).
     """
 
     dataset: str
@@ -77,6 +79,7 @@ class BacktestConfig:
     risk_free: float = 0.0
     seed: int = 0
     on_reject: OnReject = OnReject.RECORD
+    allow_overlap: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "params", _sorted_params(self.params))
@@ -99,6 +102,10 @@ class BacktestConfig:
         out: dict[str, object] = {}
         for f in fields(self):
             value = getattr(self, f.name)
+            if f.name == "allow_overlap" and not value:
+                # Recorded only when set: the manifests and run ids of every other run keep
+                # the bytes they had before the flag existed.
+                continue
             if isinstance(value, StrEnum):
                 value = value.value
             elif isinstance(value, date):

@@ -37,7 +37,14 @@ from quantcli.backtest.config import BacktestConfig
 from quantcli.core.files import fsync_dir, fsync_file, write_new
 from quantcli.core.hashing import sha256_file, sha256_hex
 from quantcli.core.timezone import ist_datetime
-from quantcli.errors import ConflictError, IntegrityError, NotFoundError, QuantcliError, UsageError
+from quantcli.errors import (
+    ConflictError,
+    IntegrityError,
+    NotFoundError,
+    QuantcliError,
+    StrategyError,
+    UsageError,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -57,7 +64,8 @@ DEPENDENCIES = ("polars", "numpy", "numba", "pyarrow", "duckdb", "exchange-calen
 STRATEGY_COPY = "strategy.py"
 BROKER_COPY = "broker.toml"
 # The inputs a run's identity covers (manifest ``inputs``), as ``reproduce`` names a changed
-# one, in the order it reports them.
+# one, in the order it reports them; a strategy's setup adds its own (the model strategy's
+# ``model``), named by their keys.
 INPUTS = {
     "strategy": "strategy source",
     "params": "parameters",
@@ -341,7 +349,7 @@ def run_inputs(
     files actually read (strategy, broker profile) are those of ``result.config``.
     """
     days = _run_days(result.ts)
-    return {
+    own: dict[str, dict[str, object]] = {
         "strategy": {"sha256": result.strategy_hash, "spec": config["strategy"]},
         "params": {"sha256": _digest(config["params"])},
         "options": {"sha256": _digest({k: v for k, v in config.items() if k != "params"})},
@@ -351,6 +359,13 @@ def run_inputs(
         **_charges_inputs(result.config, days),
         "versions": {"sha256": _digest(versions())},
     }
+    clash = sorted(set(result.inputs) & set(own))
+    if clash:
+        raise StrategyError(
+            f"strategy {config['strategy']}: its setup() input {clash[0]!r} is one the run "
+            "records itself; name it otherwise"
+        )
+    return {**own, **{name: dict(entry) for name, entry in result.inputs.items()}}
 
 
 def _calendar_fingerprint(root: Path) -> str:
@@ -675,15 +690,20 @@ def list_runs(runs_dir: Path) -> list[Run]:
 
 
 def pinned_config(manifest: RunManifest | Mapping[str, Any], run_dir: Path) -> BacktestConfig:
-    """The run's config with the dataset pinned to the exact version (``NAME@<hash>``) and the
-    user files it read replaced by the run directory's copies of them (``manifest`` typed or
-    in its JSON form, of which ``config``, ``dataset`` and ``inputs`` are read)."""
+    """The run's config with the dataset pinned to the exact version (``NAME@<hash>``), the
+    parameters its inputs pin (the model strategy's ``model=NAME@vN`` for ``NAME@champion``)
+    set to them, and the user files it read replaced by the run directory's copies of them
+    (``manifest`` typed or in its JSON form, of which ``config``, ``dataset`` and ``inputs``
+    are read)."""
     if isinstance(manifest, RunManifest):
         manifest = manifest.to_dict()
     config = BacktestConfig.from_dict(manifest["config"])
     dataset = manifest["dataset"]
     inputs = manifest.get("inputs", {})
     changes: dict[str, Any] = {"dataset": f"{dataset['name']}@{dataset['content_hash']}"}
+    pins = {k: str(v) for entry in inputs.values() for k, v in entry.get("pin", {}).items()}
+    if pins:
+        changes["params"] = {**config.params, **pins}
     strategy_copy = inputs.get("strategy", {}).get("file")
     if strategy_copy is not None:
         changes["strategy"] = f"{run_dir / strategy_copy}:{config.strategy.rpartition(':')[2]}"
@@ -717,10 +737,12 @@ def reproduce(
     pinned = manifest.inputs
     recorded_config = manifest.config.to_dict()
     inputs = run_inputs(result, config=recorded_config, root=root)
+    # A strategy's own inputs (its setup's) after the run's, labelled by their names.
+    names = [*INPUTS, *sorted(pinned.keys() - INPUTS.keys())]
     inputs_changed = tuple(
-        label
-        for name, label in INPUTS.items()
-        if name in pinned and pinned[name].get("sha256") != inputs[name]["sha256"]
+        INPUTS.get(name, name)
+        for name in names
+        if name in pinned and pinned[name].get("sha256") != inputs.get(name, {}).get("sha256")
     )
     expected = manifest.outputs
     with tempfile.TemporaryDirectory(prefix="quantcli-reproduce-") as tmp:

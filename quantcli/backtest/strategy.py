@@ -27,6 +27,11 @@ converted, and order quantities and share targets are traded shares.
 Parameters that are alternatives (``exclusive_params``, e.g. ``qty`` or ``weight``) may not be
 given together.
 
+A strategy that reads more than its bars (the ``model`` strategy reads a registered model)
+defines ``setup(self, run: RunContext) -> Setup``: called once before its targets are evaluated,
+with the store and the span of the run's bars, it returns the inputs the run's manifest records
+beside the strategy source (so the run id changes with them) and warning lines for the report.
+
 Parameters are declared as a frozen dataclass ``Params`` nested in the class, or as annotated
 class attributes with defaults; raw ``-p name=value`` strings are parsed to int, float, bool or
 str. The instance is built as ``cls(params)`` and reads ``self.params``.
@@ -43,19 +48,26 @@ import sys
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from types import ModuleType
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import polars as pl
 
 from quantcli.core.hashing import sha256_hex
-from quantcli.errors import NotFoundError, StrategyError, UsageError
+from quantcli.errors import NotFoundError, QuantcliError, StrategyError, UsageError
 
+if TYPE_CHECKING:
+    from quantcli.backtest.config import BacktestConfig
+
+# Module paths, imported on first use: the ``model`` strategy lives in quantcli.models, which
+# sits above the backtester (backtest/ never imports it).
 BUILTINS: dict[str, tuple[str, str]] = {
     "buy_and_hold": ("quantcli.backtest.strategies.buy_and_hold", "BuyAndHold"),
     "sma_cross": ("quantcli.backtest.strategies.sma_cross", "SmaCross"),
     "momentum": ("quantcli.backtest.strategies.momentum", "Momentum"),
+    "model": ("quantcli.models.strategy", "ModelStrategy"),
 }
 
 _TRUE = {"true", "1", "yes", "y", "on"}
@@ -84,6 +96,31 @@ class EventStrategy(Strategy):
 
 
 @dataclass(frozen=True)
+class RunContext:
+    """What a strategy's ``setup`` hook learns about its run: the store (None for in-memory
+    bars), the config, the dataset version's content hash, and the first and last session date
+    and the symbols of the bars read."""
+
+    root: Path | None
+    config: BacktestConfig
+    dataset_hash: str
+    first: date
+    last: date
+    symbols: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What a strategy's ``setup`` hook returns: the inputs it read, as the run manifest's
+    ``inputs`` entries (name -> ``{"sha256": ..., what it was}``; an entry's ``pin`` maps
+    parameters to the values a reproduction runs with, as the dataset is pinned by its hash),
+    and one line per warning."""
+
+    inputs: Mapping[str, Mapping[str, object]] = dataclasses.field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class LoadedStrategy:
     """A strategy instance with what the run records about it."""
 
@@ -92,6 +129,26 @@ class LoadedStrategy:
     kind: str  # "targets" | "weights" | "events"
     source_hash: str
     params: Mapping[str, object]
+
+    @property
+    def has_setup(self) -> bool:
+        """Whether the strategy reads more than its bars (defines ``setup``)."""
+        return callable(getattr(self.instance, "setup", None))
+
+    def setup(self, run: RunContext) -> Setup:
+        """The strategy's ``setup(run)`` (an empty Setup without one); its own errors pass
+        as they are, any other is a StrategyError."""
+        if not self.has_setup:
+            return Setup()
+        try:
+            done = self.instance.setup(run)
+        except QuantcliError:
+            raise
+        except Exception as exc:
+            raise StrategyError(f"strategy {self.name}: setup() raised {_describe(exc)}") from exc
+        if not isinstance(done, Setup):
+            raise StrategyError(f"strategy {self.name}: setup() must return a Setup")
+        return done
 
     def features(self) -> list[pl.Expr]:
         """Named expressions to add to the bars before the target (the optional ``features()``

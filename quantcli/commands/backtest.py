@@ -92,7 +92,9 @@ def backtest(
     ] = None,
     strategy: Annotated[
         str | None,
-        typer.Option("--strategy", "-s", help="sma_cross or path/to/file.py:ClassName."),
+        typer.Option(
+            "--strategy", "-s", help="sma_cross, momentum, model, ... or path/to/file.py:Class."
+        ),
     ] = None,
     params: Annotated[
         list[str] | None, typer.Option("--param", "-p", help="Strategy parameter NAME=VALUE.")
@@ -132,6 +134,13 @@ def backtest(
     risk_free: Annotated[
         float, typer.Option("--risk-free", help="Annual risk-free rate for Sharpe/Sortino.")
     ] = 0.0,
+    allow_overlap: Annotated[
+        bool,
+        typer.Option(
+            "--allow-overlap",
+            help="Let the model strategy trade sessions its model was trained on (recorded).",
+        ),
+    ] = False,
     runs_dir: RunsDirOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -164,6 +173,7 @@ def backtest(
         on_reject=choice(OnReject, on_reject, "on_reject"),
         seed=seed,
         risk_free=risk_free,
+        allow_overlap=allow_overlap,
     )
     with progress(settings, "backtest", total=1.0) as advance:
         run = execute(

@@ -323,16 +323,24 @@ def query_cmd(
     limit: Annotated[
         int, typer.Option("--limit", help="Rows shown in a table (only those are fetched).")
     ] = 100,
+    audit: Annotated[
+        bool, typer.Option("--audit", help="Also query the model audit log as the view audit.")
+    ] = False,
 ) -> None:
     """Run SQL over pinned dataset versions in a sandboxed DuckDB (read-only, no other files)."""
     settings = settings_of(ctx)
     fmt = _query_format(fmt, output)
+    extra = None
+    if audit:
+        from quantcli.models.audit import view
+
+        extra = {"audit": view(settings.root)}
     if output is not None or (fmt != "table" and not settings.json):
         # Files and csv/json/parquet text go through polars (any type, any size); printed
         # results (a table, or --json) are Python rows, without loading Arrow or polars.
         from quantcli.store.query import encode, query_frame, write_result
 
-        result = query_frame(settings.root, sql, dataset or [])
+        result = query_frame(settings.root, sql, dataset or [], extra)
         if output is not None:
             write_result(result, fmt, output)
             info(settings, f"wrote {result.height} rows to {output}")
@@ -341,7 +349,9 @@ def query_cmd(
         return
     from quantcli.store.query import query_rows
 
-    found = query_rows(settings.root, sql, dataset or [], limit=None if settings.json else limit)
+    found = query_rows(
+        settings.root, sql, dataset or [], extra, limit=None if settings.json else limit
+    )
     if settings.json:
         payload = {
             "columns": list(found.columns),

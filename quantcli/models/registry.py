@@ -7,6 +7,12 @@ prefix>`` references, tombstones for removed numbers); a model version is visibl
 
 Every load checks the artifact's sha256 against the metadata first, so a changed artifact is
 refused before any byte of it is deserialised.
+
+Aliases (``NAME@champion``, ``NAME@challenger`` or any name a tag could have) are movable
+pointers at versions, resolved wherever a model is named. Their moves are kept, append-only, in
+quantcli.models.aliases; the rules for making them are here: ``champion`` moves only through
+``model promote``'s gate unless forced with a reason, and a version an alias points at is
+removed only with ``--force``, which records the alias's removal first.
 """
 
 from __future__ import annotations
@@ -14,23 +20,39 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from quantcli.core.hashing import sha256_hex
-from quantcli.errors import DataError, IntegrityError, UsageError
-from quantcli.store.manifest import VERSION_DIR_RE, check_name, version_dir, version_numbers
+from quantcli.errors import DataError, IntegrityError, NotFoundError, UsageError
+from quantcli.models import aliases as alias_log
+from quantcli.store.manifest import (
+    VERSION_DIR_RE,
+    check_name,
+    next_version,
+    version_dir,
+    version_numbers,
+)
 
 if TYPE_CHECKING:
     import numpy as np
     import polars as pl
 
+    from quantcli.models.aliases import AliasMove
     from quantcli.models.kinds import ModelKind
     from quantcli.store.catalog import GcReport
     from quantcli.store.verify import VerifyReport
 
 METADATA = "metadata.json"
 MODELS_DIR = "models"
+CHAMPION = "champion"
+
+
+class Unchecked(Enum):
+    """``set_alias(expect=Unchecked.ANY)``: the alias may hold any version before the move."""
+
+    ANY = "any"
 
 
 def models_root(root: Path) -> Path:
@@ -69,13 +91,119 @@ def _artifact_hash(folder: Path) -> str:
     return str(read_metadata(folder)["artifact_sha256"])
 
 
-def resolve(root: Path, ref: str) -> tuple[str, int]:
-    """``(name, version)`` of a model reference; NotFoundError listing the versions."""
-    from quantcli.store.catalog import resolve_version
+def _names_alias(selector: str) -> bool:
+    """Whether a reference's selector can only be an alias (not latest, vN or a hash prefix)."""
+    from quantcli.store.catalog import HEX_RE, LATEST, MIN_PREFIX, VERSION_RE
 
-    return resolve_version(
-        models_root(root), ref, marker=METADATA, digest=_artifact_hash, what="model"
+    return not (
+        selector == LATEST
+        or VERSION_RE.match(selector)
+        or (len(selector) >= MIN_PREFIX and HEX_RE.match(selector))
     )
+
+
+def resolve(root: Path, ref: str) -> tuple[str, int]:
+    """``(name, version)`` of a model reference (NAME, NAME@latest, NAME@v3, NAME@<alias>,
+    NAME@<artifact sha256 prefix>); NotFoundError listing the versions and aliases."""
+    from quantcli.store.catalog import parse_ref, resolve_version
+
+    folder = models_root(root)
+    name, selector = parse_ref(ref)
+    if _names_alias(selector) and version_numbers(folder, name, METADATA):
+        held = aliases(root, name)
+        if selector not in held:
+            versions = ", ".join(f"v{v}" for v in version_numbers(folder, name, METADATA))
+            raise NotFoundError(
+                f"model {name} has no alias {selector!r} (versions: {versions}; aliases: "
+                f"{', '.join(f'{a} -> v{v}' for a, v in sorted(held.items())) or 'none'})"
+            )
+        version = held[selector]
+        if version not in version_numbers(folder, name, METADATA):
+            raise IntegrityError(
+                f"alias {name}@{selector} points at {name}@v{version}, which is not in the "
+                "registry (model history shows its moves)"
+            )
+        return name, version
+    return resolve_version(folder, ref, marker=METADATA, digest=_artifact_hash, what="model")
+
+
+def aliases(root: Path, name: str) -> dict[str, int]:
+    """The aliases of model ``name`` now: alias -> version."""
+    return alias_log.replay(alias_log.history(models_root(root), check_model_name(name)))
+
+
+def alias_history(root: Path, name: str) -> list[AliasMove]:
+    """Every alias move of model ``name``, oldest first (NotFoundError for an unknown model
+    that has no history either)."""
+    moves = alias_log.history(models_root(root), check_model_name(name))
+    if not moves:
+        resolve(root, name)
+    return moves
+
+
+def check_alias(alias: str) -> str:
+    """``alias`` if it can name an alias: a tag name (never latest, vN or a hex prefix)."""
+    from quantcli.store.catalog import check_tag
+
+    return check_tag(alias, what="alias")
+
+
+def set_alias(
+    root: Path,
+    ref: str,
+    alias: str,
+    *,
+    reason: str | None = None,
+    evidence: Mapping[str, Any] | None = None,
+    force: bool = False,
+    expect: int | Literal[Unchecked.ANY] | None = Unchecked.ANY,
+    wait: float = 0,
+) -> AliasMove | None:
+    """Point ``alias`` of the model ``ref`` names at that version and record the move (None,
+    and nothing recorded, when it already points there).
+
+    ``champion`` may be set when no version holds it; moving it to another version is
+    ``model promote``'s to do, or needs ``force`` with a ``reason``. ``expect`` (a version, or
+    None for "unset"; by default anything) is what the alias must hold when the move is made,
+    so a promotion decided on evidence about one champion never replaces another
+    (ConflictError).
+    """
+    from quantcli.core.lock import dataset_lock
+    from quantcli.errors import ConflictError
+
+    check_alias(alias)
+    if force and not (reason or "").strip():
+        raise UsageError("--force needs --reason TEXT (it is recorded in the model's history)")
+    name, version = resolve(root, ref)
+    folder = models_root(root)
+    with dataset_lock(folder, name, wait=wait, what="model"):
+        if version not in version_numbers(folder, name, METADATA):
+            raise NotFoundError(f"{name}@v{version} was removed while the alias was being set")
+        before = aliases(root, name).get(alias)
+        if expect is not Unchecked.ANY and before != expect:
+            was = "unset" if expect is None else f"{name}@v{expect}"
+            now = "unset" if before is None else f"{name}@v{before}"
+            raise ConflictError(
+                f"{name}@{alias} moved from {was} to {now} while the evidence was gathered; "
+                "run the command again"
+            )
+        if before == version:
+            return None
+        if alias == CHAMPION and before is not None and not force:
+            raise UsageError(
+                f"{name}@{CHAMPION} is {name}@v{before}: move it with `quantcli model promote "
+                f"{name}@v{version}` (the gated path), or pass --force --reason TEXT"
+            )
+        return alias_log.append_locked(
+            folder, name, alias, before, version, reason=reason, evidence=evidence
+        )
+
+
+def candidates(root: Path, name: str) -> int:
+    """How many candidate models were trained as ``name``: every version ever registered,
+    removed ones included (version numbers are never reused), for the deflated Sharpe ratio."""
+    resolve(root, check_model_name(name))
+    return next_version(models_root(root), name) - 1
 
 
 def metadata(root: Path, ref: str) -> dict[str, Any]:
@@ -180,16 +308,33 @@ def verify(root: Path, ref: str | None = None) -> list[VerifyReport]:
 
 
 def remove(root: Path, ref: str, *, force: bool = False, wait: float = 0) -> dict[str, Any]:
-    """Delete the model version ``ref`` names (refused without ``force``); its metadata."""
+    """Delete the model version ``ref`` names (refused without ``force``); its metadata.
+
+    The aliases pointing at it are removed with it, each removal recorded in the history
+    before the version goes (a crash in between leaves a version without aliases, never an
+    alias without its version)."""
     from quantcli.core.lock import dataset_lock
     from quantcli.store.catalog import remove_locked
 
     name, version = resolve(root, ref)
     if not force:
-        raise UsageError(f"refusing to remove model {name}@v{version} without --force")
+        on = sorted(a for a, v in aliases(root, name).items() if v == version)
+        why = f" (alias {', '.join(on)} points at it; --force removes the alias too)" if on else ""
+        raise UsageError(f"refusing to remove model {name}@v{version}{why} without --force")
     folder = models_root(root)
     with dataset_lock(folder, name, wait=wait, what="model"):
         meta = read_metadata(version_dir(folder, name, version))
+        for alias, held in sorted(aliases(root, name).items()):
+            if held == version:
+                alias_log.append_locked(
+                    folder,
+                    name,
+                    alias,
+                    version,
+                    None,
+                    reason=f"model rm --force removed {name}@v{version}",
+                    evidence=None,
+                )
         remove_locked(folder, name, version)
     return meta
 
@@ -230,13 +375,10 @@ class LoadedModel:
         return np.asarray(self.model.score(x, groups), dtype=np.float64)
 
 
-def load(root: Path, ref: str) -> LoadedModel:
-    """Load a model version after checking its artifact's sha256 (IntegrityError if changed)."""
-    from quantcli.models.kinds import make_kind
-
-    name, version = resolve(root, ref)
-    folder = version_dir(models_root(root), name, version)
-    meta = read_metadata(folder)
+def read_artifact(root: Path, meta: Mapping[str, Any]) -> bytes:
+    """The artifact of the version ``meta`` describes, after checking its sha256
+    (IntegrityError if missing or changed)."""
+    folder = version_dir(models_root(root), str(meta["name"]), int(meta["version"]))
     path = folder / str(meta["artifact"])
     try:
         data = path.read_bytes()
@@ -247,6 +389,23 @@ def load(root: Path, ref: str) -> LoadedModel:
             f"{path}: artifact sha256 does not match the metadata; refusing to load it "
             "(model verify shows what changed)"
         )
+    return data
+
+
+def load(root: Path, ref: str) -> LoadedModel:
+    """Load a model version after checking its artifact's sha256 (IntegrityError if changed).
+    A router is not one model: quantcli.models.predict opens it with its models."""
+    from quantcli.models.kinds import make_kind
+    from quantcli.models.router import ROUTER
+
+    name, version = resolve(root, ref)
+    meta = read_metadata(version_dir(models_root(root), name, version))
+    if meta["kind"] == ROUTER:
+        raise UsageError(
+            f"{meta['ref']} is a router: score it with quantcli.models.predict "
+            "(model predict), which loads the models it routes to"
+        )
+    data = read_artifact(root, meta)
     model = make_kind(
         str(meta["kind"]),
         meta["params"],

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from quantcli.core.hashing import sha256_hex
-from quantcli.errors import NotFoundError
+from quantcli.errors import NotFoundError, UsageError
+from quantcli.models.router import ROUTER
 
 if TYPE_CHECKING:
     import polars as pl
@@ -149,6 +150,11 @@ def reproduce(root: Path, ref: str) -> ReproduceReport:
     from quantcli.store.reader import open_dataset
 
     meta = registry.metadata(root, ref)
+    if meta["kind"] == ROUTER:
+        raise UsageError(
+            f"{meta['ref']} is a router, which is not trained: `quantcli model verify "
+            f"{meta['name']}` checks it, and each model it routes to reproduces on its own"
+        )
     source = meta.get("source", {})
     if "features_ref" not in source:
         raise NotFoundError(

@@ -195,8 +195,9 @@ def list_versions(root: Path, name: str) -> list[Manifest]:
     return [read_manifest(version_dir(root, name, v)) for v in version_numbers(root, name)]
 
 
-def check_tag(tag: str) -> str:
-    """``tag`` if it is a valid tag name (one that cannot be read as a version or a hash)."""
+def check_tag(tag: str, *, what: str = "tag") -> str:
+    """``tag`` if it is a valid tag name (one that cannot be read as a version or a hash);
+    ``what`` names it in the message (a model's aliases follow the same rule)."""
     if (
         not TAG_RE.match(tag)
         or tag == LATEST
@@ -204,7 +205,7 @@ def check_tag(tag: str) -> str:
         or (len(tag) >= MIN_PREFIX and HEX_RE.match(tag))
     ):
         raise UsageError(
-            f"invalid tag {tag!r}: use letters, digits, '.', '_' or '-'; not 'latest', "
+            f"invalid {what} {tag!r}: use letters, digits, '.', '_' or '-'; not 'latest', "
             "'v<N>' or a hex string of 6+ digits"
         )
     return tag

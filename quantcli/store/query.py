@@ -39,8 +39,18 @@ ALIAS_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 FORMATS = ("csv", "json", "parquet")
 
 
-def parse_dataset_options(values: Sequence[str]) -> dict[str, str]:
-    """``--dataset`` values -> {view name: reference}. The one unnamed reference is ``bars``."""
+@dataclass(frozen=True)
+class FileView:
+    """A view over Parquet files that are not a dataset version (the model audit log): the
+    SELECT defining it and the files it reads, which the sandbox allows."""
+
+    sql: str
+    files: tuple[Path, ...]
+
+
+def parse_dataset_options(values: Sequence[str], *, required: bool = True) -> dict[str, str]:
+    """``--dataset`` values -> {view name: reference}. The one unnamed reference is ``bars``;
+    none at all is a UsageError when ``required``."""
     views: dict[str, str] = {}
     for value in values:
         alias, eq, ref = value.partition("=")
@@ -56,13 +66,16 @@ def parse_dataset_options(values: Sequence[str]) -> dict[str, str]:
         if alias in views:
             raise UsageError(f"view {alias!r} is given twice in --dataset")
         views[alias] = ref
-    if not views:
+    if not views and required:
         raise UsageError("give the dataset to query with --dataset REF (it becomes the view bars)")
     return views
 
 
-def sandbox(views: Mapping[str, DatasetVersion]) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection exposing ``views`` and able to read nothing else."""
+def sandbox(
+    views: Mapping[str, DatasetVersion], extra: Mapping[str, FileView] | None = None
+) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection exposing ``views`` and the ``extra`` file views, and able
+    to read nothing else."""
     import duckdb
 
     con = duckdb.connect(":memory:")
@@ -80,6 +93,9 @@ def sandbox(views: Mapping[str, DatasetVersion]) -> duckdb.DuckDBPyConnection:
                 raise
             raise damage from exc
         allowed.extend(str(f) for f in version.files())
+    for alias, file_view in (extra or {}).items():
+        con.execute(f"CREATE VIEW {sql_ident(alias)} AS {file_view.sql}")
+        allowed.extend(str(f) for f in file_view.files)
     con.execute(f"SET allowed_paths = [{', '.join(sql_string(p) for p in allowed)}]")
     con.execute("SET enable_external_access = false")
     con.execute("SET autoinstall_known_extensions = false")
@@ -168,26 +184,39 @@ def _rows(relation: duckdb.DuckDBPyRelation, limit: int | None) -> QueryRows:
     return QueryRows(columns, types, rows[:limit], more=len(rows) > limit)
 
 
-def _query(root: Path, sql: str, datasets: Sequence[str], consume: Callable[[Any], T]) -> T:
-    views = {
-        alias: open_dataset(ref, root) for alias, ref in parse_dataset_options(datasets).items()
-    }
-    con = sandbox(views)
+def _query(
+    root: Path,
+    sql: str,
+    datasets: Sequence[str],
+    consume: Callable[[Any], T],
+    extra: Mapping[str, FileView] | None,
+) -> T:
+    parsed = parse_dataset_options(datasets, required=not extra)
+    clash = sorted(set(parsed) & set(extra or {}))
+    if clash:
+        raise UsageError(f"view {clash[0]!r} is both a --dataset alias and a built-in view")
+    views = {alias: open_dataset(ref, root) for alias, ref in parsed.items()}
+    con = sandbox(views, extra)
     try:
         return execute(con, sql, consume, tuple(views.values()))
     finally:
         con.close()
 
 
-def run_query(root: Path, sql: str, datasets: Sequence[str]) -> pa.Table:
-    """Run ``sql`` over the ``--dataset`` references (``REF`` or ``ALIAS=REF``) under ``root``;
-    the result as an Arrow table (any DuckDB type, any size: for files and for Python)."""
-    return _query(root, sql, datasets, lambda relation: relation.to_arrow_table())
+def run_query(
+    root: Path, sql: str, datasets: Sequence[str], extra: Mapping[str, FileView] | None = None
+) -> pa.Table:
+    """Run ``sql`` over the ``--dataset`` references (``REF`` or ``ALIAS=REF``) under ``root``
+    and the ``extra`` views (such as the model audit log); the result as an Arrow table (any
+    DuckDB type, any size: for files and for Python)."""
+    return _query(root, sql, datasets, lambda relation: relation.to_arrow_table(), extra)
 
 
-def query_frame(root: Path, sql: str, datasets: Sequence[str]) -> pl.DataFrame:
+def query_frame(
+    root: Path, sql: str, datasets: Sequence[str], extra: Mapping[str, FileView] | None = None
+) -> pl.DataFrame:
     """:func:`run_query`'s result as a polars frame, for files and csv/json/parquet text."""
-    return _query(root, sql, datasets, _frame)
+    return _query(root, sql, datasets, _frame, extra)
 
 
 def _frame(relation: duckdb.DuckDBPyRelation) -> pl.DataFrame:
@@ -249,14 +278,19 @@ _DIRECT_TYPES = frozenset(
 
 
 def query_rows(
-    root: Path, sql: str, datasets: Sequence[str], *, limit: int | None = None
+    root: Path,
+    sql: str,
+    datasets: Sequence[str],
+    extra: Mapping[str, FileView] | None = None,
+    *,
+    limit: int | None = None,
 ) -> QueryRows:
     """:func:`run_query`'s result as Python rows, for printing: no Arrow or polars import, which
     saves a reading command ~0.1-0.3 s of start-up. With ``limit`` only the first ``limit``
     rows are fetched (memory stays bounded whatever the result's size)."""
     if limit is not None and limit < 0:
         raise UsageError(f"--limit must be 0 or more, got {limit}")
-    return _query(root, sql, datasets, lambda relation: _rows(relation, limit))
+    return _query(root, sql, datasets, lambda relation: _rows(relation, limit), extra)
 
 
 def encode(frame: pl.DataFrame, fmt: str) -> bytes:

@@ -46,6 +46,7 @@ from numba import types
 from numba.extending import intrinsic, overload
 
 from quantcli.backtest.inputs import helper
+from quantcli.backtest.registry import Registry
 from quantcli.errors import UsageError
 from quantcli.market.charges import CHARGE_COMPONENTS, Segment
 
@@ -96,23 +97,13 @@ class CostModel(ABC):
         return f"{type(self).__name__}({self.param!r})"
 
 
-MODELS: dict[str, type[CostModel]] = {}
-
-
-def register(model: type[CostModel]) -> type[CostModel]:
-    """Make ``model`` available to ``--costs`` under its name (usable as a decorator)."""
-    MODELS[model.name] = model
-    return model
+MODELS: Registry[CostModel] = Registry("cost model")
+register = MODELS.register
 
 
 def parse_costs(spec: str) -> CostModel:
     """Parse ``statutory``, ``flat:0.05%`` or a registered model's spec (UsageError otherwise)."""
-    name, _, raw = spec.strip().partition(":")
-    model = MODELS.get(name.lower())
-    if model is None:
-        known = ", ".join(m.usage for m in MODELS.values())
-        raise UsageError(f"unknown cost model {spec!r} (expected {known})")
-    return model.parse(raw.strip())
+    return MODELS.parse(spec)
 
 
 def rate_table(model: CostModel, segment: str, broker: str, days: list[date]) -> np.ndarray:

@@ -34,6 +34,7 @@ import numpy as np
 import polars as pl
 from numba import types
 
+from quantcli.backtest.registry import Registry
 from quantcli.errors import UsageError
 
 # The compiled formula's signature: (param, quantity, volume, x) -> fraction of price.
@@ -70,24 +71,14 @@ class SlippageModel(ABC):
         return f"{type(self).__name__}({self.param!r})"
 
 
-MODELS: dict[str, type[SlippageModel]] = {}
-
-
-def register(model: type[SlippageModel]) -> type[SlippageModel]:
-    """Make ``model`` available to ``--slippage`` under its name (usable as a decorator)."""
-    MODELS[model.name] = model
-    return model
+MODELS: Registry[SlippageModel] = Registry("slippage model")
+register = MODELS.register
 
 
 def parse_slippage(spec: str) -> SlippageModel:
     """Parse ``none``, ``bps:5``, ``spread:10``, ``sqrt:0.1`` or a registered model's spec
     (UsageError otherwise)."""
-    name, _, raw = spec.strip().partition(":")
-    model = MODELS.get(name.lower())
-    if model is None:
-        known = ", ".join(m.usage for m in MODELS.values())
-        raise UsageError(f"unknown slippage model {spec!r} (expected {known})")
-    return model.parse(raw)
+    return MODELS.parse(spec)
 
 
 def number_param(spec: str, raw: str) -> float:
