@@ -1,9 +1,11 @@
 """prepare builds the replay arrays in (ts, symbol) order in linear passes, with the market
 rules of quantcli.market: checked here against a plain numpy reference (a sort of all bars)
-on ragged, intraday and sub-minute bars, and the lot, square-off and split-warning rules."""
+on ragged, intraday and sub-minute bars, full panels and chunked frames, and the lot,
+square-off and split-warning rules."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import date, datetime, timedelta
 
 import numpy as np
@@ -87,6 +89,43 @@ def ragged_bars(draw: st.DrawFn) -> pl.DataFrame:
 def test_replay_arrays_are_the_bars_sorted_by_ts_then_symbol(
     bars: pl.DataFrame, segment: str
 ) -> None:
+    assert_replay_order(bars, segment)
+
+
+@st.composite
+def panels(draw: st.DrawFn) -> pl.DataFrame:
+    # Every symbol on the same stamps (the transpose, without positions), or one symbol short
+    # of one stamp (the counting sort), in 1-4 chunks as a frame read from Parquet comes, with
+    # or without the input's own previous close (nulls: derived).
+    n_symbols = draw(st.integers(1, 150))
+    grid = [session_stamp(d, m) for d in range(4) for m in (0, 5, 370)]
+    mine = sorted(draw(st.lists(st.sampled_from(grid), min_size=1, max_size=12, unique=True)))
+    stamps = {f"S{k:03d}": mine for k in range(n_symbols)}
+    if draw(st.booleans()) and len(mine) > 1:
+        stamps["S000"] = mine[1:]
+    bars = bars_at(stamps, draw(st.integers(0, 3)))
+    if draw(st.booleans()):
+        given = pl.Series(
+            draw(st.lists(st.none() | st.just(99.5), min_size=bars.height, max_size=bars.height)),
+            dtype=pl.Float64,
+        )
+        bars = bars.with_columns(prev_close=given)
+    cuts = sorted(draw(st.sets(st.integers(1, max(1, bars.height - 1)), max_size=3)))
+    edges = [0, *(c for c in cuts if c < bars.height), bars.height]
+    parts = [bars.slice(a, b - a) for a, b in itertools.pairwise(edges)]
+    return pl.concat(parts, rechunk=False)
+
+
+@settings(max_examples=60)
+@given(bars=panels(), segment=st.sampled_from(["delivery", "intraday"]))
+def test_full_panels_and_chunked_frames_give_the_same_replay_arrays(
+    bars: pl.DataFrame, segment: str
+) -> None:
+    assert_replay_order(bars, segment)
+
+
+def assert_replay_order(bars: pl.DataFrame, segment: str) -> None:
+    """prepare's replay arrays of ``bars`` (sorted by symbol, ts) equal a sort of all bars."""
     prep = prepare(bars, BacktestConfig(dataset="t", strategy="hold", segment=segment), hold())
     utc = bars["ts"].cast(pl.Int64).to_numpy()
     code = bars["symbol"].rle_id().to_numpy().astype(np.int64)
@@ -95,9 +134,13 @@ def test_replay_arrays_are_the_bars_sorted_by_ts_then_symbol(
     assert prep.bars.sym.tolist() == code[order].tolist()
     for name in ("open", "high", "low", "close", "volume"):
         assert getattr(prep.bars, name).tolist() == bars[name].cast(pl.Float64)[order].to_list()
-    # The previous close is the symbol's previous bar's, and EOD marks its last bar of a day.
+    # The previous close is the input's when given, else the symbol's previous bar's, and EOD
+    # marks its last bar of a day.
     prev = np.r_[np.nan, bars["close"].to_numpy()[:-1]]
     prev[np.r_[True, code[1:] != code[:-1]]] = np.nan
+    if "prev_close" in bars.columns:
+        given = bars["prev_close"].to_numpy()
+        prev = np.where(np.isnan(given), prev, given)
     assert np.array_equal(prep.bars.prev_close, prev[order], equal_nan=True)
     local = utc + IST_US
     day = local // DAY_US

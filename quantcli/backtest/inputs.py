@@ -31,7 +31,9 @@ from quantcli.market.segments import Funding
 F = TypeVar("F", bound=Callable[..., Any])
 
 Ints = NDArray[np.int64]
+Codes = NDArray[np.int32]
 Floats = NDArray[np.float64]
+Flags = NDArray[np.uint8]
 
 # The compiled code of each way of funding a fill (quantcli.market.segments.Funding; a
 # segment's funding is its SegmentRules'; see quantcli.backtest.fills).
@@ -47,9 +49,9 @@ LAST_OF_TS = 4  # last bar of its timestamp (the equity row is written after it)
 class Bars(NamedTuple):
     """The replay's per-bar arrays in (ts, symbol) order, and the per-session charge rates."""
 
-    sym: Ints  # symbol code
-    day: Ints  # session index (into the run's days and ``rates``)
-    flags: Ints  # EOD | SQUARE_OFF | LAST_OF_TS
+    sym: Codes  # symbol code
+    day: Codes  # session index (into the run's days and ``rates``)
+    flags: Flags  # EOD | SQUARE_OFF | LAST_OF_TS (one byte a bar)
     open: Floats
     high: Floats
     low: Floats
