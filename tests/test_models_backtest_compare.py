@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from test_models import published_feature_set, train_on_set
+from conftest import copy_store
+from test_models import train_on_set
 
 from quantcli.errors import DataError, NotFoundError, QuantcliError, UsageError
 from quantcli.models import registry
@@ -21,22 +21,16 @@ START, END = dt.date(2023, 8, 1), dt.date(2024, 2, 23)
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """fs@v1 of bars@v1 (2023-01-02..2024-02-23) and m@v1, m@v2 (seeds 7 and 8) trained on
-    2023-01-01..2023-06-30."""
-    root = tmp_path_factory.mktemp("compare") / "store"
-    root.mkdir()
-    published_feature_set(root, days=300)
-    train_on_set(root)
+def template(model_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's model store (fs@v1, m@v1 with seed 7) and m@v2 (seed 8)."""
+    root = copy_store(model_template, tmp_path_factory.mktemp("compare"))
     train_on_set(root, seed=8)
     return root
 
 
 @pytest.fixture
 def store(template: Path, tmp_path: Path) -> Path:
-    root = tmp_path / "store"
-    shutil.copytree(template, root)
-    return root
+    return copy_store(template, tmp_path)
 
 
 def compare(store: Path, a: str = "m@v1", b: str = "m@v2", **kw):

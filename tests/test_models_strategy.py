@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from conftest import copy_store
 from test_features import make_bars
 from test_models import (
     USER_FEATURES,
     edit_metadata,
-    published_feature_set,
     run,
     train_on_set,
 )
@@ -45,23 +45,10 @@ SEEN = "2023-06-01"
 BACKTEST = ["backtest", "--dataset", "bars", "--strategy", "model", "-p", "model=m@v1"]
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """bars@v1 (four symbols, 300 weekdays from 2023-01-02), fs@v1 (its basic features) and
-    m@v1 (a small random forest of the 5-session direction, trained on the first half-year)."""
-    root = tmp_path_factory.mktemp("model-strategy") / "store"
-    root.mkdir()
-    published_feature_set(root, days=300)
-    train_on_set(root)
-    return root
-
-
 @pytest.fixture
-def store(template: Path, tmp_path: Path) -> Path:
-    """A fresh copy of the template store (the ``cli`` fixture runs on it)."""
-    root = tmp_path / "store"
-    shutil.copytree(template, root)
-    return root
+def store(model_template: Path, tmp_path: Path) -> Path:
+    """A fresh copy of the session's model store (the ``cli`` fixture runs on it)."""
+    return copy_store(model_template, tmp_path)
 
 
 def backtest(cli, *extra: str):
