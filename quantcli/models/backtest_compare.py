@@ -30,11 +30,11 @@ import numpy as np
 
 from quantcli.errors import DataError, UsageError
 from quantcli.models.bootstrap import (
-    CONFIDENCE,
     DEFAULT_RESAMPLES,
     BootstrapTest,
     check_options,
     default_block,
+    described,
     resample_index,
     summarise,
 )
@@ -87,13 +87,7 @@ class BacktestComparison:
             "dataset": self.dataset,
             "window": {"from": self.start.isoformat(), "to": self.end.isoformat()},
             "sessions": self.sessions,
-            "bootstrap": {
-                "method": "stationary",
-                "seed": self.seed,
-                "resamples": self.resamples,
-                "block": self.block,
-                "confidence": CONFIDENCE,
-            },
+            "bootstrap": described(self.seed, self.resamples, self.block),
             "tests": {name: test.to_dict() for name, test in self.tests.items()},
         }
 

@@ -49,6 +49,17 @@ class BootstrapTest:
         }
 
 
+def described(seed: int, resamples: int, block: int) -> dict[str, Any]:
+    """How a comparison resampled, as its ``--json`` records it."""
+    return {
+        "method": "stationary",
+        "seed": seed,
+        "resamples": resamples,
+        "block": block,
+        "confidence": CONFIDENCE,
+    }
+
+
 def check_options(seed: int, resamples: int, block: int | None, start: date, end: date) -> None:
     """The cheap checks of a comparison's options, before anything is read."""
     if seed < 0:

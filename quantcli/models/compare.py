@@ -33,11 +33,11 @@ from typing import TYPE_CHECKING, Any
 
 from quantcli.errors import DataError, UsageError
 from quantcli.models.bootstrap import (
-    CONFIDENCE,
     DEFAULT_RESAMPLES,
     BootstrapTest,
     check_options,
     default_block,
+    described,
     resample_index,
     summarise,
 )
@@ -90,13 +90,7 @@ class Comparison:
             "rows": self.rows,
             "dates": self.dates,
             "dropped_rows": self.dropped,
-            "bootstrap": {
-                "method": "stationary",
-                "seed": self.seed,
-                "resamples": self.resamples,
-                "block": self.block,
-                "confidence": CONFIDENCE,
-            },
+            "bootstrap": described(self.seed, self.resamples, self.block),
             "tests": {k: t.to_dict() for k, t in self.tests.items()},
         }
 
