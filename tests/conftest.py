@@ -99,6 +99,27 @@ def store(tmp_path: Path) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def model_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store built once a session: fs@v1 (basic features of bars@v1, four symbols on 300
+    weekdays from 2023-01-02) and m@v1 (a small random forest of direction:5 trained on
+    2023-01-01..2023-06-30, so it saw up to 2023-07-07). Tests change a copy (copy_store)."""
+    from test_models import published_feature_set, train_on_set
+
+    root = tmp_path_factory.mktemp("models") / "store"
+    root.mkdir()
+    published_feature_set(root, days=300)
+    train_on_set(root)
+    return root
+
+
+def copy_store(template: Path, folder: Path) -> Path:
+    """A copy of the store ``template`` at ``folder/store``: a test's own, to change."""
+    root = folder / "store"
+    shutil.copytree(template, root)
+    return root
+
+
 @pytest.fixture
 def cli(store: Path) -> Any:
     """Run ``quantcli --root <store> ARGS...`` in-process; returns exit code, stdout, stderr."""

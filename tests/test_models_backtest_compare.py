@@ -1,119 +1,41 @@
-"""Comparing two models by backtesting them: the paired bootstrap, the probabilistic Sharpe ratio
-(raw kurtosis) and its deflated form, and compare_backtests' bad input."""
+"""Comparing two models by backtesting them: the paired bootstrap of daily returns, the count of
+candidates the deflated Sharpe ratio uses, and compare_backtests' bad input (the probabilistic
+Sharpe ratio itself is tested in test_backtest_sharpe)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import math
-import shutil
 from pathlib import Path
-from statistics import NormalDist
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from test_models import published_feature_set, train_on_set
+from conftest import copy_store
+from test_models import train_on_set
 
 from quantcli.errors import DataError, NotFoundError, QuantcliError, UsageError
 from quantcli.models import registry
-from quantcli.models.backtest_compare import (
-    EULER_GAMMA,
-    candidates,
-    compare_backtests,
-    deflated_sharpe,
-    expected_max_sharpe,
-    paired_bootstrap,
-    probabilistic_sharpe,
-    skew_and_kurtosis,
-)
+from quantcli.models.backtest_compare import candidates, compare_backtests, paired_bootstrap
 
 START, END = dt.date(2023, 8, 1), dt.date(2024, 2, 23)
-RETURNS = [0.02, -0.01, 0.03, -0.02, 0.01, 0.04, -0.03, 0.02, 0.015, -0.005]
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """fs@v1 of bars@v1 (2023-01-02..2024-02-23) and m@v1, m@v2 (seeds 7 and 8) trained on
-    2023-01-01..2023-06-30."""
-    root = tmp_path_factory.mktemp("compare") / "store"
-    root.mkdir()
-    published_feature_set(root, days=300)
-    train_on_set(root)
+def template(model_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's model store (fs@v1, m@v1 with seed 7) and m@v2 (seed 8)."""
+    root = copy_store(model_template, tmp_path_factory.mktemp("compare"))
     train_on_set(root, seed=8)
     return root
 
 
 @pytest.fixture
 def store(template: Path, tmp_path: Path) -> Path:
-    root = tmp_path / "store"
-    shutil.copytree(template, root)
-    return root
+    return copy_store(template, tmp_path)
 
 
 def compare(store: Path, a: str = "m@v1", b: str = "m@v2", **kw):
     args = {"features": "fs", "start": START, "end": END, "seed": 3, "resamples": 200, **kw}
     return compare_backtests(store, a, b, params={"long": "0.5"}, **args)
-
-
-# --- the probabilistic Sharpe ratio ------------------------------------------------------------
-
-
-def test_psr_matches_a_hand_computation_with_raw_kurtosis() -> None:
-    # By hand: T = 10, mean 0.007, sample sd 0.0225093..., SR = 0.3109832 a session;
-    # central moments (divisor T) give skewness -0.2458538 and RAW kurtosis 1.9414243.
-    t = len(RETURNS)
-    mean = sum(RETURNS) / t
-    assert mean == pytest.approx(0.007)
-    sd = math.sqrt(sum((r - mean) ** 2 for r in RETURNS) / (t - 1))
-    sr = mean / sd
-    m2, m3, m4 = (sum((r - mean) ** k for r in RETURNS) / t for k in (2, 3, 4))
-    skew, kurt = m3 / m2**1.5, m4 / m2**2
-    assert (sr, skew, kurt) == pytest.approx((0.3109832, -0.2458538, 1.9414243), abs=1e-7)
-    z = sr * math.sqrt(t - 1) / math.sqrt(1 - skew * sr + (kurt - 1) / 4 * sr**2)
-    hand = NormalDist().cdf(z)
-    assert hand == pytest.approx(0.8132265, abs=1e-7)
-    returns = np.array(RETURNS)
-    assert skew_and_kurtosis(returns) == pytest.approx((skew, kurt), rel=1e-12)
-    assert probabilistic_sharpe(returns) == pytest.approx(hand, rel=1e-12)
-    # Excess kurtosis (kurt - 3), as vectorbt passes it, gives another (larger) number.
-    excess = NormalDist().cdf(
-        sr * math.sqrt(t - 1) / math.sqrt(1 - skew * sr + (kurt - 3 - 1) / 4 * sr**2)
-    )
-    assert excess == pytest.approx(0.8214083, abs=1e-7)
-    assert probabilistic_sharpe(returns) != pytest.approx(excess, abs=1e-4)
-
-
-def test_psr_is_undefined_for_short_or_flat_series() -> None:
-    assert probabilistic_sharpe(np.array([0.01])) is None
-    assert probabilistic_sharpe(np.zeros(20)) is None
-    assert probabilistic_sharpe(np.array(RETURNS), benchmark=10.0) == pytest.approx(0.0)
-
-
-def test_the_expected_best_of_n_skill_less_sharpe() -> None:
-    assert expected_max_sharpe(1, 100) == 0.0
-    normal = NormalDist()
-    hand = (
-        (1 - EULER_GAMMA) * normal.inv_cdf(0.9)
-        + EULER_GAMMA * normal.inv_cdf(1 - 1 / (10 * math.e))
-    ) / math.sqrt(100)
-    assert expected_max_sharpe(10, 101) == pytest.approx(hand, rel=1e-12)
-    assert expected_max_sharpe(100, 101) > expected_max_sharpe(10, 101)
-
-
-@settings(max_examples=50, deadline=None)
-@given(
-    st.lists(st.floats(-0.05, 0.05), min_size=5, max_size=60),
-    st.integers(1, 500),
-)
-def test_deflation_never_raises_the_psr(values: list[float], n: int) -> None:
-    returns = np.array(values)
-    psr, dsr = probabilistic_sharpe(returns), deflated_sharpe(returns, n)
-    assert (psr is None) == (dsr is None)
-    if psr is not None and dsr is not None:
-        assert dsr <= psr + 1e-12
-        if n == 1:
-            assert dsr == psr
 
 
 # --- the paired bootstrap ----------------------------------------------------------------------
@@ -156,14 +78,12 @@ def test_a_flat_series_has_no_sharpe_difference() -> None:
 # --- the count of candidates -------------------------------------------------------------------
 
 
-def test_candidates_uses_the_registry_count_else_counts_versions(store: Path) -> None:
-    count, source = candidates(store, "m@v1")
-    if hasattr(registry, "candidates"):  # the registry keeps its own count
-        assert count == registry.candidates(store, "m")
-        assert source == "the registry's count of candidates trained as m"
-    else:
-        assert count == 2
-        assert source.startswith("2 registered version(s) of m, counted")
+def test_candidates_is_the_registry_count(store: Path) -> None:
+    assert candidates(store, "m@v1") == (2, "the registry's count of candidates trained as m")
+    registry.remove(store, "m@v2", force=True)
+    assert candidates(store, "m@v1")[0] == 2  # a removed version was still tried, once
+    train_on_set(store)  # the same training again is no new candidate
+    assert candidates(store, "m@v1")[0] == 2
 
 
 # --- compare_backtests -------------------------------------------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,10 +15,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import copy_store
 from hypothesis import given
 from hypothesis import strategies as st
 from startup import modules_loaded
-from test_models import published_feature_set, run, train_on_set
+from test_models import run, train_on_set
 from test_models_cli import one_line_error
 
 from quantcli.core.files import TMP_DIR
@@ -35,14 +35,11 @@ START, END = dt.date(2023, 7, 10), dt.date(2024, 2, 1)
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A store with fs@v1 and models: m@v1 (rf, 5 trees), m@v2 (logistic: better on this data),
-    r@v1 / r@v2 (the same kinds on return:5), other@v1 (other features) and h10@v1 (the rf on
-    direction:10)."""
-    root = tmp_path_factory.mktemp("gate") / "store"
-    root.mkdir()
-    published_feature_set(root, days=300)
-    train_on_set(root)
+def template(model_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's model store (fs@v1, m@v1: rf, 5 trees) and m@v2 (logistic: better on this
+    data), r@v1 / r@v2 (the same kinds on return:5), other@v1 (other features) and h10@v1 (the
+    rf on direction:10)."""
+    root = copy_store(model_template, tmp_path_factory.mktemp("gate"))
     train_on_set(root, kind="logistic", params={})
     for kind, params in (("rf", {"n_estimators": "5"}), ("logistic", {})):
         spec = {"label": "return:5", "kind": kind, "params": params}
@@ -74,9 +71,7 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def store(template: Path, tmp_path: Path) -> Path:
     """A fresh copy of the template store (the ``cli`` fixture runs against it)."""
-    root = tmp_path / "store"
-    shutil.copytree(template, root)
-    return root
+    return copy_store(template, tmp_path)
 
 
 def tree(root: Path) -> dict[str, bytes]:

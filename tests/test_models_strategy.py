@@ -12,15 +12,16 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from conftest import copy_store
 from test_features import make_bars
 from test_models import (
     USER_FEATURES,
     edit_metadata,
-    published_feature_set,
     run,
     train_on_set,
 )
 from test_models_cli import one_line_error
+from test_models_predict import baseline, slim
 
 from quantcli.backtest.config import BacktestConfig
 from quantcli.backtest.engine import run_backtest, simulate
@@ -28,8 +29,10 @@ from quantcli.backtest.runs import save_run
 from quantcli.backtest.strategy import RunContext, Setup, load_strategy
 from quantcli.errors import StrategyError, UsageError
 from quantcli.features import build_features, open_feature_set
-from quantcli.models import registry
+from quantcli.models import registry, route
+from quantcli.models.audit import audit_root
 from quantcli.models.leakage import seen_span
+from quantcli.models.predict import open_scorer
 from quantcli.models.strategy import ModelStrategy
 from quantcli.store.catalog import remove_version
 from quantcli.store.manifest import SourceInfo
@@ -42,23 +45,10 @@ SEEN = "2023-06-01"
 BACKTEST = ["backtest", "--dataset", "bars", "--strategy", "model", "-p", "model=m@v1"]
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """bars@v1 (four symbols, 300 weekdays from 2023-01-02), fs@v1 (its basic features) and
-    m@v1 (a small random forest of the 5-session direction, trained on the first half-year)."""
-    root = tmp_path_factory.mktemp("model-strategy") / "store"
-    root.mkdir()
-    published_feature_set(root, days=300)
-    train_on_set(root)
-    return root
-
-
 @pytest.fixture
-def store(template: Path, tmp_path: Path) -> Path:
-    """A fresh copy of the template store (the ``cli`` fixture runs on it)."""
-    root = tmp_path / "store"
-    shutil.copytree(template, root)
-    return root
+def store(model_template: Path, tmp_path: Path) -> Path:
+    """A fresh copy of the session's model store (the ``cli`` fixture runs on it)."""
+    return copy_store(model_template, tmp_path)
 
 
 def backtest(cli, *extra: str):
@@ -141,6 +131,39 @@ def test_cli_backtest_records_the_model_and_reproduces(cli, store: Path) -> None
     again = cli("backtest", "reproduce", run_id, "--json")
     assert again.exit_code == 0, again.stderr
     assert again.json()["ok"] is True and again.json()["inputs_changed"] == []
+
+
+def test_a_router_is_backtested_with_the_models_it_routes_to(cli, store: Path) -> None:
+    baseline(store)
+    router = route(
+        store, "r", feature="vol_20", levels=(0.5,), models=["m@v1", "base@v1"],
+        features="fs@v1", train_from=dt.date(2023, 1, 1), train_to=dt.date(2023, 6, 30),
+    ).metadata  # fmt: skip
+    res = cli(*BACKTEST[:-1], "model=r@champion", "--from", UNSEEN, "--json")
+    assert res.exit_code == 1 and "no alias 'champion'" in one_line_error(res)
+    cli("model", "alias", "r@v1", "champion")
+    run_id, _, manifest = saved(cli(*BACKTEST[:-1], "model=r@champion", "--from", UNSEEN, "--json"))
+    entry = manifest["inputs"]["model"]
+    assert entry["ref"] == "r@v1" and entry["artifact_sha256"] == router["artifact_sha256"]
+    assert entry["pin"] == {"model": "r@v1"}
+    # Each regime's rows scored by its own model, as model predict scores them.
+    strat = load_strategy("model", {"model": "r@v1"})
+    strat.setup(context(store))
+    rows = open_feature_set("fs@v1", store).frame(start=dt.date(2023, 8, 1)).drop_nulls()
+    scores, which, _ = open_scorer(store, registry.metadata(store, "r@v1")).score(rows)
+    assert set(np.unique(which)) == {0, 1}
+    assert np.array_equal(strat.instance._scores.get_column("score").to_numpy(), scores)
+    # A backtest is not a prediction served: nothing in the audit log.
+    assert not audit_root(store).exists()
+    again = cli("backtest", "reproduce", run_id, "--json")
+    assert again.exit_code == 0 and again.json()["ok"] is True, again.stdout
+    # A feature set without the regime feature is one line.
+    novol = slim(store, "novol", "vol_20")
+    lacking = cli(*BACKTEST[:-1], "model=r@v1", "-p", f"features={novol}", "--from", UNSEEN)
+    assert lacking.exit_code == 65
+    assert "feature column 'vol_20' is missing (router r@v1 routes on it)" in one_line_error(
+        lacking
+    )
 
 
 def test_the_run_id_changes_with_the_model(cli, store: Path) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
+from datetime import date
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -84,15 +85,23 @@ def _excess(returns: np.ndarray, risk_free: float) -> np.ndarray:
     return np.asarray(returns - risk_free / SESSIONS_PER_YEAR, dtype=np.float64)
 
 
-def sharpe_ratio(returns: np.ndarray, risk_free: float = 0.0) -> float | None:
-    """Annualised Sharpe ratio of daily returns; None below two returns or with no deviation."""
+def session_sharpe(returns: np.ndarray, risk_free: float = 0.0) -> float | None:
+    """Sharpe ratio of daily returns per session: mean excess return over its sample standard
+    deviation; None below two returns or with no deviation. The report's annualised Sharpe and
+    the probabilistic Sharpe ratio (quantcli.backtest.sharpe) both start from this one."""
     if returns.size < 2:
         return None
     excess = _excess(returns, risk_free)
     sd = float(np.std(excess, ddof=1))
     if sd <= 1e-15:
         return None
-    return float(np.mean(excess) / sd * math.sqrt(SESSIONS_PER_YEAR))
+    return float(np.mean(excess)) / sd
+
+
+def sharpe_ratio(returns: np.ndarray, risk_free: float = 0.0) -> float | None:
+    """Annualised Sharpe ratio of daily returns: :func:`session_sharpe` times sqrt(252)."""
+    per_session = session_sharpe(returns, risk_free)
+    return None if per_session is None else per_session * math.sqrt(SESSIONS_PER_YEAR)
 
 
 def sortino_ratio(returns: np.ndarray, risk_free: float = 0.0) -> float | None:
@@ -245,6 +254,13 @@ def compute_metrics(  # noqa: PLR0913 - keyword-only: every input is named where
     for name, total in charges_by_component(fills).items():
         out[f"charges_{name}"] = total
     return out
+
+
+def session_returns(result: BacktestResult) -> tuple[list[date], np.ndarray]:
+    """The session dates of a run and its daily returns, net of charges."""
+    daily = daily_equity(result.equity)
+    values = daily.get_column("equity").to_numpy().astype(np.float64)
+    return daily.get_column("date").to_list(), daily_returns(values, result.config.cash)
 
 
 def metrics_of(result: BacktestResult) -> dict[str, Metric]:

@@ -5,22 +5,13 @@ on the same window of a feature set's dataset, net of charges (the backtester's 
 compares their daily returns (quantcli.backtest.metrics' conventions: the last equity of each
 session, the first return from the initial cash):
 
-- a paired, seeded stationary block bootstrap (``arch.bootstrap``, as ``model compare``
-  resamples its dates): both series are resampled on the same sessions, so their dependence is
-  kept. A is the incumbent, B the challenger; the improvement is B's annualised Sharpe ratio
-  (and mean daily return) minus A's, with a 95% percentile confidence interval and the
-  one-sided p-value of "B is better";
-- each model's probabilistic Sharpe ratio, the probability that its true Sharpe ratio exceeds
-  zero: ``Phi(SR * sqrt(T - 1) / sqrt(1 - g3 * SR + (g4 - 1) / 4 * SR^2))`` with SR the
-  per-session Sharpe ratio (mean over the sample standard deviation), T the sessions, g3 the
-  skewness and g4 the raw kurtosis (``m4 / m2^2``, 3 for a normal; excess kurtosis, which a
-  common implementation passes, understates the denominator and inflates the result);
-- its deflated form: the same probability against the Sharpe ratio the best of N candidate
-  models with no skill would be expected to show, ``sqrt(V) * ((1 - gamma) * Phi^-1(1 - 1/N)
-  + gamma * Phi^-1(1 - 1/(N e)))`` (Bailey and Lopez de Prado, 2014; gamma the Euler-Mascheroni
-  constant). The trials' Sharpe ratios are not kept, so V is the variance of a skill-less
-  Sharpe estimate, ``1 / (T - 1)``. N is the count of candidates the registry keeps for the
-  model's name, else the number of its registered versions (the result says which).
+- the paired block bootstrap of :mod:`quantcli.models.bootstrap`, resampling the sessions (both
+  series on the same sessions, so their dependence is kept). A is the incumbent, B the
+  challenger; the improvement is B's annualised Sharpe ratio (and mean daily return) minus
+  A's, with its confidence interval and the one-sided p-value of "B is better";
+- each model's probabilistic Sharpe ratio (the probability that its true Sharpe ratio exceeds
+  zero, with raw kurtosis) and its form deflated by the number of candidate models the
+  registry counts for the model's name (quantcli.backtest.sharpe).
 
 Both windows must be unseen by both models (quantcli.models.leakage, without a way round: a
 comparison on training data is no evidence).
@@ -33,33 +24,23 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
-from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from quantcli.errors import DataError, UsageError
+from quantcli.models.bootstrap import (
+    DEFAULT_RESAMPLES,
+    BootstrapTest,
+    check_options,
+    default_block,
+    described,
+    resample_index,
+    summarise,
+)
 
 if TYPE_CHECKING:
     from quantcli.backtest.engine import BacktestResult
-
-EULER_GAMMA = 0.5772156649015329
-CONFIDENCE = 0.95
-DEFAULT_RESAMPLES = 1000
-_NORMAL = NormalDist()
-
-
-@dataclass(frozen=True)
-class ReturnTest:
-    """The paired bootstrap of one statistic of the daily returns: B's value minus A's (the
-    improvement: positive means B did better), its percentile confidence interval and the
-    one-sided p-value of "B is better" (None where undefined: a flat equity curve)."""
-
-    statistic: str
-    improvement: float | None
-    ci: tuple[float | None, float | None]
-    p_value: float | None
-    dates: int
 
 
 @dataclass(frozen=True)
@@ -94,7 +75,7 @@ class BacktestComparison:
     seed: int
     resamples: int
     block: int
-    tests: dict[str, ReturnTest]
+    tests: dict[str, BootstrapTest]
 
     def to_dict(self) -> dict[str, Any]:
         """The comparison as JSON (the layout of ``model compare --json``: sides, window,
@@ -106,89 +87,18 @@ class BacktestComparison:
             "dataset": self.dataset,
             "window": {"from": self.start.isoformat(), "to": self.end.isoformat()},
             "sessions": self.sessions,
-            "bootstrap": {
-                "method": "stationary",
-                "seed": self.seed,
-                "resamples": self.resamples,
-                "block": self.block,
-                "confidence": CONFIDENCE,
-            },
-            "tests": {
-                name: {**asdict(test), "ci": list(test.ci)} for name, test in self.tests.items()
-            },
+            "bootstrap": described(self.seed, self.resamples, self.block),
+            "tests": {name: test.to_dict() for name, test in self.tests.items()},
         }
 
 
-def skew_and_kurtosis(returns: np.ndarray) -> tuple[float, float]:
-    """Sample skewness ``m3 / m2^1.5`` and raw kurtosis ``m4 / m2^2`` (central moments with
-    divisor T); NaN for a constant series."""
-    centred = returns - returns.mean()
-    m2 = float(np.mean(centred**2))
-    if m2 <= 0:
-        return math.nan, math.nan
-    return float(np.mean(centred**3)) / m2**1.5, float(np.mean(centred**4)) / m2**2
-
-
-def probabilistic_sharpe(returns: np.ndarray, benchmark: float = 0.0) -> float | None:
-    """The probability that the true per-session Sharpe ratio of ``returns`` exceeds
-    ``benchmark`` (per session): see the module docstring. None below two returns, for a flat
-    series, or where the denominator is not positive (extreme skew)."""
-    sessions = returns.size
-    if sessions < 2:
-        return None
-    sd = float(np.std(returns, ddof=1))
-    if sd <= 1e-15:
-        return None
-    sr = float(np.mean(returns)) / sd
-    g3, g4 = skew_and_kurtosis(returns)
-    variance = 1.0 - g3 * sr + (g4 - 1.0) / 4.0 * sr**2
-    if not variance > 0:
-        return None
-    return _NORMAL.cdf((sr - benchmark) * math.sqrt(sessions - 1) / math.sqrt(variance))
-
-
-def expected_max_sharpe(candidates: int, sessions: int) -> float:
-    """The per-session Sharpe ratio the best of ``candidates`` skill-less models would be
-    expected to show over ``sessions`` (0 for a single candidate: nothing to deflate)."""
-    if candidates <= 1 or sessions < 2:
-        return 0.0
-    n = float(candidates)
-    quantiles = (1 - EULER_GAMMA) * _NORMAL.inv_cdf(1 - 1 / n) + EULER_GAMMA * _NORMAL.inv_cdf(
-        1 - 1 / (n * math.e)
-    )
-    return quantiles / math.sqrt(sessions - 1)
-
-
-def deflated_sharpe(returns: np.ndarray, candidates: int) -> float | None:
-    """The probabilistic Sharpe ratio against the best of ``candidates`` skill-less models."""
-    return probabilistic_sharpe(returns, expected_max_sharpe(candidates, returns.size))
-
-
 def candidates(root: Path, ref: str) -> tuple[int, str]:
-    """How many candidate models were tried for the name of model ``ref``, and where that count
-    comes from: the registry's count (``registry.candidates``: every version ever trained under
-    the name) where the registry keeps one, else the name's registered versions, counted."""
+    """How many candidate models were tried for the name of model ``ref`` (the registry's
+    count: every version ever trained under the name, once), and where that count comes from."""
     from quantcli.models import registry
 
     name = str(registry.metadata(root, ref)["name"])
-    kept = getattr(registry, "candidates", None)
-    if callable(kept):
-        count = int(kept(root, name))
-        return count, f"the registry's count of candidates trained as {name}"
-    count = len(registry.versions(root, name))
-    return count, (
-        f"{count} registered version(s) of {name}, counted: the registry keeps no count of "
-        "the candidates tried"
-    )
-
-
-def session_returns(result: BacktestResult) -> tuple[list[date], np.ndarray]:
-    """The session dates of a run and its daily returns, net of charges."""
-    from quantcli.backtest.metrics import daily_equity, daily_returns
-
-    daily = daily_equity(result.equity)
-    values = daily.get_column("equity").to_numpy().astype(np.float64)
-    return daily.get_column("date").to_list(), daily_returns(values, result.config.cash)
+    return registry.candidates(root, name), f"the registry's count of candidates trained as {name}"
 
 
 def _sharpe(returns: np.ndarray) -> float:
@@ -208,34 +118,24 @@ def _mean_improvement(a: np.ndarray, b: np.ndarray) -> float:
 
 def paired_bootstrap(
     a: np.ndarray, b: np.ndarray, *, seed: int, resamples: int, block: int
-) -> dict[str, ReturnTest]:
+) -> dict[str, BootstrapTest]:
     """The ``sharpe`` (annualised) and ``mean_return`` improvements of daily returns ``b`` over
-    ``a`` with one set of stationary-bootstrap resamples of the sessions (mean block length
-    ``block``, seeded with a numpy Generator from ``seed``) shared by both series and both
-    statistics. The p-value is ``(1 + #{t* - t >= t}) / (K + 1)`` over the K resampled values
-    ``t*`` of the observed ``t``: never 0, so it is always what K resamples can show."""
-    from arch.bootstrap import StationaryBootstrap
-
+    ``a``, from one set of resamples of the sessions shared by both series and both statistics
+    (quantcli.models.bootstrap)."""
     statistics: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
         "sharpe": _sharpe_improvement,
         "mean_return": _mean_improvement,
     }
-    sampler = StationaryBootstrap(block, np.arange(a.size), seed=np.random.default_rng(seed))
-    index = np.stack([data[0] for data, _ in sampler.bootstrap(resamples)])
-    tail = (1 - CONFIDENCE) / 2
-    out: dict[str, ReturnTest] = {}
-    for name, statistic in statistics.items():
-        observed = statistic(a, b)
-        draws = np.array([statistic(a[rows], b[rows]) for rows in index])
-        draws = draws[np.isfinite(draws)]
-        if not math.isfinite(observed) or draws.size == 0:
-            out[name] = ReturnTest(name, None, (None, None), None, int(a.size))
-            continue
-        low, high = (float(q) for q in np.quantile(draws, [tail, 1 - tail]))
-        beyond = int(np.count_nonzero(draws - observed >= observed))
-        p_value = (1 + beyond) / (draws.size + 1)
-        out[name] = ReturnTest(name, observed, (low, high), p_value, int(a.size))
-    return out
+    index = resample_index(a.size, seed=seed, resamples=resamples, block=block)
+    return {
+        name: summarise(
+            name,
+            statistic(a, b),
+            np.array([statistic(a[rows], b[rows]) for rows in index]),
+            int(a.size),
+        )
+        for name, statistic in statistics.items()
+    }
 
 
 def compare_backtests(
@@ -265,19 +165,13 @@ def compare_backtests(
     """
     from quantcli.backtest.config import BacktestConfig
     from quantcli.backtest.engine import run_backtest
+    from quantcli.backtest.metrics import session_returns
     from quantcli.features import open_feature_set
     from quantcli.models import registry
     from quantcli.models.leakage import require_unseen
     from quantcli.models.strategy import pinned_name
 
-    if seed < 0:
-        raise UsageError(f"--seed must be >= 0, got {seed}")
-    if resamples < 1:
-        raise UsageError(f"--resamples must be at least 1, got {resamples}")
-    if block is not None and block < 1:
-        raise UsageError(f"--block must be at least 1 session, got {block}")
-    if end < start:
-        raise UsageError(f"--to {end} is before --from {start}")
+    check_options(seed, resamples, block, start, end)
     extra = dict(params or {})
     taken = sorted({"model", "features"} & set(extra))
     if taken:
@@ -315,7 +209,7 @@ def compare_backtests(
             "daily returns needs at least two: widen --from/--to"
         )
     horizon = max(int(meta["horizon"]) for meta in metas)
-    length = block or max(horizon, math.ceil(ra.size ** (1 / 3)))
+    length = block or default_block(horizon, ra.size)
     sides = [
         _side(root, given, meta, result, run_id, returns)
         for given, meta, (result, run_id), returns in zip(
@@ -346,6 +240,7 @@ def _side(
     returns: np.ndarray,
 ) -> ModelBacktest:
     from quantcli.backtest.metrics import metrics_of
+    from quantcli.backtest.sharpe import deflated_sharpe, probabilistic_sharpe
 
     metrics = metrics_of(result)
     count, source = candidates(root, str(meta["ref"]))

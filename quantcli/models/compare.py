@@ -13,14 +13,11 @@ does. A is the incumbent (in ``model promote``, the champion), B the challenger.
 - Per date, each version's mean loss over that date's rows (log loss for classifiers; absolute
   and squared error for regressors) and its Spearman IC. The improvement of a date is A's loss
   minus B's (B's IC minus A's): positive means the challenger did better.
-- arch's stationary bootstrap resamples the dates in blocks of mean length ``block`` (default:
-  the label horizon, or the cube root of the number of dates when that is larger: neighbouring
-  dates' labels overlap by up to H sessions, so their losses are correlated), seeded with a
-  numpy Generator from ``seed``. The same resampled dates serve every statistic, which keeps
-  them paired. Each statistic gets its mean improvement, a percentile confidence interval and
-  a one-sided p-value for "the challenger is better": ``(1 + #{t* - t >= t}) / (K + 1)`` over
-  the K resampled means ``t*`` of the observed mean ``t`` (never 0, so a p-value is always
-  what K resamples can show).
+- The paired block bootstrap of :mod:`quantcli.models.bootstrap` resamples the dates (mean
+  block length ``block``, default the label horizon, or the cube root of the number of dates
+  when that is larger: neighbouring dates' labels overlap by up to H sessions, so their losses
+  are correlated); each statistic gets its mean improvement, a confidence interval and the
+  one-sided p-value of "the challenger is better".
 
 The result has no clock in it: the same inputs and seed give byte-identical ``--json``.
 """
@@ -35,6 +32,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from quantcli.errors import DataError, UsageError
+from quantcli.models.bootstrap import (
+    DEFAULT_RESAMPLES,
+    BootstrapTest,
+    check_options,
+    default_block,
+    described,
+    resample_index,
+    summarise,
+)
 from quantcli.models.kinds import CLASSIFIER, REGRESSOR
 
 if TYPE_CHECKING:
@@ -43,31 +49,8 @@ if TYPE_CHECKING:
 
     from quantcli.models.registry import LoadedModel
 
-CONFIDENCE = 0.95
-DEFAULT_RESAMPLES = 1000
 # The loss each task's promotion gate tests (model promote); the others are reported alongside.
 GATE_STATISTIC = {CLASSIFIER: "log_loss", REGRESSOR: "mae"}
-
-
-@dataclass(frozen=True)
-class BootstrapTest:
-    """The bootstrap of one per-date improvement series (positive: the challenger is better)."""
-
-    statistic: str
-    improvement: float | None
-    ci: tuple[float | None, float | None]
-    p_value: float | None
-    dates: int
-
-    def to_dict(self) -> dict[str, Any]:
-        """The test as ``--json`` and the history's evidence record it."""
-        return {
-            "statistic": self.statistic,
-            "improvement": self.improvement,
-            "ci": list(self.ci),
-            "p_value": self.p_value,
-            "dates": self.dates,
-        }
 
 
 @dataclass(frozen=True)
@@ -107,27 +90,9 @@ class Comparison:
             "rows": self.rows,
             "dates": self.dates,
             "dropped_rows": self.dropped,
-            "bootstrap": {
-                "method": "stationary",
-                "seed": self.seed,
-                "resamples": self.resamples,
-                "block": self.block,
-                "confidence": CONFIDENCE,
-            },
+            "bootstrap": described(self.seed, self.resamples, self.block),
             "tests": {k: t.to_dict() for k, t in self.tests.items()},
         }
-
-
-def check_options(seed: int, resamples: int, block: int | None, start: date, end: date) -> None:
-    """The cheap checks of a comparison's options, before anything is read."""
-    if seed < 0:
-        raise UsageError(f"--seed must be >= 0, got {seed}")
-    if resamples < 1:
-        raise UsageError(f"--resamples must be at least 1, got {resamples}")
-    if block is not None and block < 1:
-        raise UsageError(f"--block must be at least 1 session, got {block}")
-    if end < start:
-        raise UsageError(f"--to {end} is before --from {start}")
 
 
 def check_comparable(a: Mapping[str, Any], b: Mapping[str, Any]) -> None:
@@ -271,42 +236,24 @@ def improvements(task: str, s: Scored, ic_a: np.ndarray, ic_b: np.ndarray) -> di
 def bootstrap(
     series: Mapping[str, np.ndarray], *, seed: int, resamples: int, block: int
 ) -> dict[str, BootstrapTest]:
-    """One :class:`BootstrapTest` per series (all of one length: the dates), from one set of
-    stationary-bootstrap resamples of the dates shared by all of them."""
+    """One :class:`BootstrapTest` of the mean of each series (all of one length: the dates;
+    NaN where undefined), from one set of resamples of the dates shared by all of them."""
     import numpy as np
-    from arch.bootstrap import StationaryBootstrap
 
     length = len(next(iter(series.values())))
-    sampler = StationaryBootstrap(block, np.arange(length), seed=np.random.default_rng(seed))
-    index = np.stack([data[0] for data, _ in sampler.bootstrap(resamples)])
-    tail = (1 - CONFIDENCE) / 2
+    index = resample_index(length, seed=seed, resamples=resamples, block=block)
     out: dict[str, BootstrapTest] = {}
     for name, values in series.items():
         defined = ~np.isnan(values)
         if not defined.any():
-            out[name] = BootstrapTest(name, None, (None, None), None, 0)
+            out[name] = summarise(name, math.nan, np.empty(0), 0)
             continue
-        observed = float(values[defined].mean())
         picked, counted = np.where(defined, values, 0.0)[index], defined[index].sum(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
             means = picked.sum(axis=1) / counted
-        means = means[counted > 0]
-        lo, hi = np.quantile(means, [tail, 1 - tail])
-        beyond = int(np.count_nonzero(means - observed >= observed))
-        out[name] = BootstrapTest(
-            statistic=name,
-            improvement=observed,
-            ci=(float(lo), float(hi)),
-            p_value=(1 + beyond) / (len(means) + 1),
-            dates=int(defined.sum()),
-        )
+        observed = float(values[defined].mean())
+        out[name] = summarise(name, observed, means[counted > 0], int(defined.sum()))
     return out
-
-
-def default_block(horizon: int, dates: int) -> int:
-    """The default mean block length: the label horizon, or the cube root of the number of
-    dates when that is larger."""
-    return max(horizon, math.ceil(math.pow(dates, 1 / 3)))
 
 
 def compare(

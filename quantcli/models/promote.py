@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from quantcli.errors import UsageError
-from quantcli.models.compare import DEFAULT_RESAMPLES, Comparison
+from quantcli.models.bootstrap import DEFAULT_RESAMPLES
+from quantcli.models.compare import Comparison
 
 DEFAULT_ALPHA = 0.05
 
@@ -111,7 +112,8 @@ def promote(
     """Make the version ``ref`` names champion if the evidence says so (see the module
     docstring). Nothing is written unless champion moves."""
     from quantcli.models import registry
-    from quantcli.models.compare import check_options, compare
+    from quantcli.models.bootstrap import check_options
+    from quantcli.models.compare import compare
 
     if not 0 < alpha < 1:
         raise UsageError(f"--alpha must be between 0 and 1, got {alpha:g}")

@@ -6,8 +6,10 @@
 model cannot score (a feature still warming up) is no opinion, so the position is kept.
 
 Before the replay, :meth:`ModelStrategy.setup` loads the version (its artifact checked against
-its sha256), refuses a run whose sessions the version saw in training (its training window plus
-its label horizon, quantcli.models.leakage) unless the run allows the overlap, and scores every
+its sha256; a router with the models it routes to, as ``model predict`` opens it, but without
+an audit log: a backtest is not a prediction served), refuses a run whose sessions the version
+saw in training (its training window plus its label horizon, quantcli.models.leakage) unless
+the run allows the overlap, and scores every
 bar of the run in one batch. The features come from ``-p features=REF`` when given, else from
 the feature set the model recorded when that version is in the store and was built from the
 run's dataset, else they are built from the run's dataset with the definition and parameters
@@ -28,11 +30,11 @@ import polars as pl
 
 from quantcli.backtest.strategy import RunContext, Setup, SignalStrategy
 from quantcli.core.hashing import sha256_hex
-from quantcli.errors import NotFoundError, StrategyError, UsageError
+from quantcli.errors import DataError, NotFoundError, StrategyError, UsageError
 
 if TYPE_CHECKING:
     from quantcli.features import FeatureSet
-    from quantcli.models.registry import LoadedModel
+    from quantcli.models.predict import Scorer
 
 KEYS = ("symbol", "ts")
 # Where a run's window meets what its model learned from, the flag that allows it.
@@ -67,6 +69,7 @@ class ModelStrategy(SignalStrategy):
         """Load the model, apply the leakage guard and score the run's bars in one batch."""
         from quantcli.models import registry
         from quantcli.models.leakage import require_unseen, seen_span
+        from quantcli.models.predict import open_scorer
         from quantcli.models.train import frame_sha256
 
         if run.root is None:
@@ -74,8 +77,8 @@ class ModelStrategy(SignalStrategy):
                 "strategy model reads the model registry: backtest a store dataset "
                 "(run_backtest, or simulate(..., root=...))"
             )
-        model = registry.load(run.root, self.params.model)
-        meta = model.metadata
+        scorer = open_scorer(run.root, registry.metadata(run.root, self.params.model))
+        meta = scorer.metadata
         span = seen_span(meta)
         overlap = span.overlap(run.first, run.last)
         warnings: tuple[str, ...] = ()
@@ -87,8 +90,8 @@ class ModelStrategy(SignalStrategy):
                 f"training (its training window plus label horizon is {span.first}.."
                 f"{span.last}); allowed by {OVERLAP_FLAG}: those sessions are in sample",
             )
-        features, described, pin = self._features(run, meta)
-        self._scores = score_rows(model, features, run)
+        features, described, pin = self._features(run, meta, scorer.sequences)
+        self._scores = score_rows(scorer, features, run)
         features_sha = frame_sha256(features)
         entry: dict[str, object] = {
             "sha256": sha256_hex(
@@ -109,18 +112,17 @@ class ModelStrategy(SignalStrategy):
         return Setup(inputs={"model": entry}, warnings=warnings)
 
     def _features(
-        self, run: RunContext, meta: dict[str, Any]
+        self, run: RunContext, meta: dict[str, Any], sequences: bool
     ) -> tuple[pl.DataFrame, str, dict[str, str]]:
         """The feature rows of the run's symbols up to its last session (from its first, but
         for a kind that reads each symbol's history), where they came from, and the parameter
         pin a reproduction needs."""
         from quantcli.features import open_feature_set
         from quantcli.features.build import rebuild_features
-        from quantcli.models.kinds import kind_class
 
         root = run.root
         assert root is not None  # setup checked it
-        start = None if kind_class(str(meta["kind"])).sequences else run.first
+        start = None if sequences else run.first
         if self.params.features is not None:
             fs = open_feature_set(self.params.features, root)
             if fs.dataset_hash != run.dataset_hash:
@@ -188,17 +190,23 @@ def pinned_name(ref: str, content_hash: str) -> str:
     return f"{ref.partition('@')[0]}@{content_hash}"
 
 
-def score_rows(model: LoadedModel, features: pl.DataFrame, run: RunContext) -> pl.DataFrame:
+def score_rows(scorer: Scorer, features: pl.DataFrame, run: RunContext) -> pl.DataFrame:
     """symbol, ts, score of the run's bars that have every feature the model reads, scored in
-    one batch (a kind reading each symbol's history scores the rows before the window too)."""
-    names = [str(c["name"]) for c in model.metadata["input_schema"]]
+    one batch per answering model (a kind reading each symbol's history scores the rows before
+    the window too)."""
+    if scorer.router is not None and scorer.router.feature not in features.columns:
+        raise DataError(
+            f"feature column {scorer.router.feature!r} is missing (router "
+            f"{scorer.metadata['ref']} routes on it)"
+        )
+    names = list(scorer.columns)
     present = [c for c in names if c in features.columns]
     complete = pl.all_horizontal(
         pl.col(c).is_not_null() & ~pl.col(c).cast(pl.Float64).is_nan() for c in present
     )
     rows = features.filter(complete) if present else features
     # The model names a missing feature column in its own words.
-    score = model.score(rows) if rows.height else np.empty(0)
+    score = scorer.score(rows)[0] if rows.height else np.empty(0)
     scored = rows.select(
         pl.col("symbol").cast(pl.String), "ts", pl.Series("score", score, dtype=pl.Float64)
     )
