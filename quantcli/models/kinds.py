@@ -387,15 +387,17 @@ class HistGradientBoosting(SklearnKind):
 
     def score(self, x: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
         """P(class 1) or the prediction, bit-identical to ``predict_proba``/``predict``."""
-        from quantcli.models import bitvector
-
         stored = self._stored
         if stored is not None and x.ndim == 2 and x.shape[1] == stored.n_features:
+            from quantcli.models import bitvector
+
             return bitvector.scores(stored, x)
         # Input scikit-learn should reject in its words goes to the estimator too.
         model = self.model
         if len(x) < self.TABLE_ROWS:
             return super().score(x, groups)
+        from quantcli.models import bitvector
+
         if self._tables_of is not model:
             self._tables = bitvector.build_tables(model)
             self._tables_of = model
