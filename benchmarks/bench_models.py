@@ -396,7 +396,7 @@ def _run_predict() -> list[dict[str, object]]:
                 "goal": "< 5 s",
             },
             {
-                "benchmark": "  of which: importing skops (and so scikit-learn), a new process",
+                "benchmark": "  importing skops (so scikit-learn), a new process: off this path",
                 "value": import_seconds("skops.io"),
                 "unit": "s",
                 "goal": "",

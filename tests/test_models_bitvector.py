@@ -10,7 +10,14 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from threadpoolctl import threadpool_limits
 
-from quantcli.models.bitvector import MAX_LEAVES, build_tables, raw_scores
+from quantcli.models.bitvector import (
+    MAX_LEAVES,
+    build_tables,
+    dumps_tables,
+    loads_tables,
+    raw_scores,
+    scores,
+)
 from quantcli.models.kinds import CLASSIFIER, REGRESSOR, HistGradientBoosting, make_kind
 
 # scikit-learn's binning warns on infinite training values (the NaN bin edges they make).
@@ -103,11 +110,16 @@ def test_scores_are_the_same_bits_as_sklearn(
         max_iter=max_iter,
         min_samples_leaf=5,
     )
-    assert build_tables(model) is not None
+    tables = build_tables(model)
+    assert tables is not None
     fresh = awkward(np.random.default_rng(seed + 1), 5000, columns)
     fresh[:7, 0] = [np.nan, np.inf, -np.inf, 0.0, -0.0, 1e308, -5e-324]
     expected = sklearn_score(model, fresh)
     assert np.array_equal(kind_score(model, fresh), expected)
+    # Stored and read back (as a registered version is), the same bits and the same bytes.
+    stored = dumps_tables(tables)
+    assert np.array_equal(scores(loads_tables(stored), fresh), expected)
+    assert dumps_tables(loads_tables(stored)) == stored
     # The rows it was fitted on, and its own thresholds exactly, go the same way too.
     assert np.array_equal(kind_score(model, x), sklearn_score(model, x))
     nodes = np.concatenate([p[0].nodes for p in model._predictors])

@@ -215,12 +215,10 @@ def predict_cmd(
         symbols=parse_symbols(symbols),
         fallback=fallback,
         request_id=request_id,
+        output=output,
+        output_format=fmt or "parquet",
     )
     frame = result.frame
-    if fmt is not None and output is not None:
-        from quantcli.store.query import write_result
-
-        write_result(frame, fmt, output)
     payload: dict[str, Any] = {
         "request_id": result.request_id,
         "model": result.model,

@@ -20,11 +20,17 @@ Scores are summed as scikit-learn does (the baseline, then each tree in order, i
 passed through the estimator's own link, so they are the same bits as ``predict_proba`` and
 ``predict``. Models this layout cannot hold (categorical splits, more than one tree per round,
 large trees) are scored by scikit-learn itself.
+
+A registered hgb version stores its tables beside its skops artifact (:func:`dumps_tables`, a
+``.npz`` of plain arrays read with ``allow_pickle=False``), so a batch is scored without
+importing scikit-learn or skops at all.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import io
+import zipfile
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numba
@@ -56,6 +62,14 @@ class Tables:
     table: np.ndarray  # uint32 or uint64 (rows, trees)
     values: np.ndarray  # float64 (trees, MAX_LEAVES): leaf values, left to right
     baseline: float
+    n_features: int  # the columns of the matrix the model was fitted on
+    link: str  # the estimator's inverse link: one of LINKS
+
+
+# The inverse links the tables can apply, by scikit-learn's link class name: a classifier's
+# logit (the expit scikit-learn itself calls) and a regressor's identity.
+LINKS = {"LogitLink": "logit", "IdentityLink": "identity"}
+TABLES_FILE = "tables.npz"
 
 
 def _leaves(nodes: np.ndarray) -> tuple[list[float], dict[int, int]]:
@@ -80,8 +94,12 @@ def _leaves(nodes: np.ndarray) -> tuple[list[float], dict[int, int]]:
 
 def build_tables(estimator: Any) -> Tables | None:
     """The tables of a fitted HistGradientBoosting estimator, or None when they cannot hold it
-    (categorical splits, several trees a round, a tree of more than MAX_LEAVES leaves)."""
+    (categorical splits, several trees a round, a tree of more than MAX_LEAVES leaves, a link
+    other than LINKS)."""
     if estimator.n_trees_per_iteration_ != 1 or estimator.is_categorical_ is not None:
+        return None
+    link = LINKS.get(type(estimator._loss.link).__name__)
+    if link is None:
         return None
     trees = [predictors[0].nodes for predictors in estimator._predictors]
     if any(nodes["is_leaf"].sum() > MAX_LEAVES or nodes["is_categorical"].any() for nodes in trees):
@@ -128,6 +146,73 @@ def build_tables(estimator: Any) -> Tables | None:
         table=table,
         values=values,
         baseline=float(estimator._baseline_prediction.ravel()[0]),
+        n_features=int(estimator.n_features_in_),
+        link=link,
+    )
+
+
+def dumps_tables(tables: Tables) -> bytes:
+    """The tables as ``.npz`` bytes: one uncompressed ``.npy`` member per field, in field
+    order, with fixed member times (equal tables give equal bytes)."""
+    from quantcli.models.kinds import ZIP_TIME
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as archive:
+        for field in fields(Tables):
+            member = io.BytesIO()
+            value = np.asarray(getattr(tables, field.name))
+            np.lib.format.write_array(member, value, allow_pickle=False)
+            archive.writestr(zipfile.ZipInfo(f"{field.name}.npy", ZIP_TIME), member.getvalue())
+    return out.getvalue()
+
+
+def loads_tables(data: bytes) -> Tables:
+    """Tables from :func:`dumps_tables` bytes (never unpickled). ValueError unless every field
+    is there with a shape and dtype the scorer can index safely: the compiled scorer does not
+    check its bounds."""
+    with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+        got = {f.name: archive[f.name] for f in fields(Tables)}
+    features, thresholds, coarse = got["features"], got["thresholds"], got["coarse"]
+    offsets, missing, table, values = got["offsets"], got["missing"], got["table"], got["values"]
+    n_features, link = int(got["n_features"]), str(got["link"])
+    n, width = len(features), thresholds.shape[-1]
+    shapes_ok = (
+        features.dtype == np.int64
+        and thresholds.dtype == coarse.dtype == values.dtype == np.float64
+        and offsets.dtype == missing.dtype == np.int64
+        and table.dtype in (np.uint32, np.uint64)
+        and thresholds.shape == (n, width)
+        and width % WIDTH == 0
+        and coarse.shape == (n, width // WIDTH)
+        and offsets.shape == missing.shape == (n,)
+        and table.ndim == 2
+        and values.shape == (table.shape[1], MAX_LEAVES)
+    )
+    if not shapes_ok or n == 0 or link not in LINKS.values():
+        raise ValueError("the tables' arrays do not have the shapes and types of a scorer")
+    if (
+        features.min() < 0
+        or features.max() >= n_features
+        or (missing < 1).any()
+        or (missing >= width + 1).any()
+        or offsets.min() < 0
+        or (offsets + missing).max() >= table.shape[0]
+        # The searches stay inside the arrays only on +inf pads and coarse = every WIDTH-th.
+        or not np.all(thresholds[np.arange(width) >= missing[:, None] - 1] == np.inf)
+        or not np.array_equal(coarse, thresholds[:, WIDTH - 1 :: WIDTH])
+    ):
+        raise ValueError("the tables index outside their arrays")
+    return Tables(
+        features=features,
+        thresholds=thresholds,
+        coarse=coarse,
+        offsets=offsets,
+        missing=missing,
+        table=table,
+        values=values,
+        baseline=float(got["baseline"]),
+        n_features=n_features,
+        link=link,
     )
 
 
@@ -170,6 +255,18 @@ def _raw_scores(
                 score += values[t, _lowest_bit(acc[t])]
             out[r] = score
     return out
+
+
+def scores(tables: Tables, x: np.ndarray) -> np.ndarray:
+    """The score of each row of ``x`` (n_features columns): the raw score through the
+    estimator's inverse link, the same bits as ``predict_proba[:, 1]``/``predict``."""
+    raw = raw_scores(tables, x)
+    if tables.link == "identity":
+        return raw
+    # The function scikit-learn's LogitLink.inverse calls.
+    from scipy.special import expit
+
+    return np.asarray(expit(raw), dtype=np.float64)
 
 
 def raw_scores(tables: Tables, x: np.ndarray) -> np.ndarray:

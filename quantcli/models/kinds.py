@@ -105,6 +105,16 @@ class ModelKind:
         """Restore the fitted state from :meth:`dumps` bytes (IntegrityError if unreadable)."""
         raise NotImplementedError
 
+    def sidecars(self) -> dict[str, bytes]:
+        """Files derived from the fitted model, stored beside its artifact (name -> bytes) so
+        that a registered version can be scored without deserialising it; none by default."""
+        return {}
+
+    def restore(self, data: bytes, sidecars: Mapping[str, bytes]) -> None:
+        """Restore a registered version from its artifact and its :meth:`sidecars` (both
+        sha256-checked by the caller; a version registered before a kind had sidecars has none)."""
+        self.loads(data)
+
 
 def kind_class(name: str) -> type[ModelKind]:
     """The class of kind ``name`` (UsageError naming the known kinds)."""
@@ -289,10 +299,13 @@ class HistGradientBoosting(SklearnKind):
     """Histogram gradient boosting; early stopping off, so every fit runs ``max_iter`` rounds
     (its random validation split would make the model depend on the row count).
 
-    Batches of :data:`TABLE_ROWS` rows or more are scored from the fitted trees laid out as
-    bitvector tables (:mod:`.bitvector`), built once per fitted or loaded model: the same bits
-    as scikit-learn's, about ten times faster. Smaller ones go through scikit-learn's own walk,
-    which is quicker there than loading the compiled scorer into the process.
+    The fitted trees laid out as bitvector tables (:mod:`.bitvector`) score the same bits as
+    scikit-learn, about ten times faster. A registered version stores them as its
+    :data:`~quantcli.models.bitvector.TABLES_FILE` sidecar: restored from it, every batch is
+    scored from them, and the skops artifact is deserialised (scikit-learn imported) only if
+    the estimator itself is asked for. A model fitted or loaded in this process builds its
+    tables on its first batch of :data:`TABLE_ROWS` rows or more; smaller ones go through
+    scikit-learn's own walk, quicker there than loading the compiled scorer into the process.
     """
 
     name = "hgb"
@@ -300,11 +313,32 @@ class HistGradientBoosting(SklearnKind):
     # costs 0.3-1 s once a process (several seconds to compile on an empty numba cache).
     TABLE_ROWS: ClassVar[int] = 50_000
 
+    # Set through ``model``: the estimator; a restored version's skops bytes, deserialised on
+    # first use; the tables it stored (they stand for the estimator, loaded or not).
+    _estimator: Any
+    _artifact: bytes | None
+    _stored: Any
+
     def __init__(self, params: Any, *, task: str, seed: int, features: tuple[str, ...]) -> None:
         super().__init__(params, task=task, seed=seed, features=features)
-        # Derived from the fitted model on its first score; rebuilt when the model changes.
+        # Derived from the fitted model on its first big score; rebuilt when the model changes.
         self._tables: Any = None
         self._tables_of: Any = None
+
+    @property
+    def model(self) -> Any:
+        """The fitted estimator (a restored version's skops artifact loaded on first use)."""
+        if self._artifact is not None:
+            data, stored = self._artifact, self._stored
+            self.loads(data)
+            self._stored = stored
+        return self._estimator
+
+    @model.setter
+    def model(self, value: Any) -> None:
+        self._artifact = None
+        self._estimator = value
+        self._stored = None
 
     @dataclass(frozen=True)
     class Params:
@@ -327,8 +361,38 @@ class HistGradientBoosting(SklearnKind):
         )
         return cls(**dataclasses.asdict(self.params), early_stopping=False, random_state=self.seed)
 
+    def sidecars(self) -> dict[str, bytes]:
+        """The fitted trees' bitvector tables, when the layout can hold them."""
+        from quantcli.models import bitvector
+
+        tables = bitvector.build_tables(self.model)
+        return {} if tables is None else {bitvector.TABLES_FILE: bitvector.dumps_tables(tables)}
+
+    def restore(self, data: bytes, sidecars: Mapping[str, bytes]) -> None:
+        """From the stored tables when there are some (the skops bytes kept for later), else
+        from the skops artifact."""
+        from quantcli.models import bitvector
+
+        stored = sidecars.get(bitvector.TABLES_FILE)
+        if stored is None:
+            self.loads(data)
+            return
+        try:
+            tables = bitvector.loads_tables(stored)
+        except (ValueError, OSError, KeyError, zipfile.BadZipFile) as exc:
+            raise IntegrityError(f"refusing to load the stored tables: {exc}") from None
+        self.model = None
+        self._artifact = data
+        self._stored = tables
+
     def score(self, x: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
         """P(class 1) or the prediction, bit-identical to ``predict_proba``/``predict``."""
+        stored = self._stored
+        if stored is not None and x.ndim == 2 and x.shape[1] == stored.n_features:
+            from quantcli.models import bitvector
+
+            return bitvector.scores(stored, x)
+        # Input scikit-learn should reject in its words goes to the estimator too.
         model = self.model
         if len(x) < self.TABLE_ROWS:
             return super().score(x, groups)
@@ -338,11 +402,8 @@ class HistGradientBoosting(SklearnKind):
             self._tables = bitvector.build_tables(model)
             self._tables_of = model
         if self._tables is None or x.ndim != 2 or x.shape[1] != model.n_features_in_:
-            # What the tables cannot hold, and input scikit-learn should reject in its words.
             return super().score(x, groups)
-        # The estimator's own link (expit for a classifier) on scikit-learn's sums.
-        raw = bitvector.raw_scores(self._tables, x)
-        return np.asarray(model._loss.link.inverse(raw), dtype=np.float64)
+        return bitvector.scores(self._tables, x)
 
 
 class RandomForest(SklearnKind):

@@ -235,15 +235,22 @@ class Predictor:
         symbols: Sequence[str] | None = None,
         request_id: str | None = None,
         began: float | None = None,
+        output: Path | None = None,
+        output_format: str = "parquet",
     ) -> Prediction:
         """Score the rows from ``start`` to ``end`` (inclusive) of ``symbols`` (all by
         default) and log them as request ``request_id`` (default: a fresh id; one the log
         already holds for this model is refused). ``began`` is the ``time.perf_counter()``
-        the recorded latency counts from (default: now)."""
+        the recorded latency counts from (default: now). With ``output``, the predictions are
+        also written there (``output_format``: parquet, csv or json), atomically and only
+        once the audit batch is durable."""
+        from concurrent.futures import ThreadPoolExecutor
+
         import numpy as np
         import polars as pl
 
         from quantcli.models import audit
+        from quantcli.store.query import encode, write_encoded
 
         began = time.perf_counter() if began is None else began
         if request_id is not None and not REQUEST_ID_RE.match(request_id):
@@ -323,7 +330,14 @@ class Predictor:
             pl.col(*CONSTANT_COLUMNS).cast(pl.Categorical),
             rows.select(pl.struct(scorer.columns).alias("features")).to_series(),
         )
-        path = audit.write_batch(audit.batch_path(self.root, name, day, request_id), batch)
+        # The output is encoded on a second thread while the batch is written (both mostly
+        # in polars, outside the GIL); it is written only after the batch is durable.
+        with ThreadPoolExecutor(1) as pool:
+            encoded = None if output is None else pool.submit(encode, out, output_format)
+            path = audit.write_batch(audit.batch_path(self.root, name, day, request_id), batch)
+            audit_ms = (time.perf_counter() - began) * 1e3 - latency_ms
+            if encoded is not None and output is not None:
+                write_encoded(encoded.result(), output)
         result = Prediction(
             request_id=request_id,
             model=str(meta["ref"]),
@@ -332,7 +346,7 @@ class Predictor:
             answered_by=tuple(sorted({refs[i] for i in np.unique(answered)})),
             fallback_reason=self.fallback_reason,
             latency_ms=latency_ms,
-            audit_ms=(time.perf_counter() - began) * 1e3 - latency_ms,
+            audit_ms=audit_ms,
             batch=path,
         )
         _log(result)
@@ -385,13 +399,24 @@ def predict(
     symbols: Sequence[str] | None = None,
     fallback: str | None = None,
     request_id: str | None = None,
+    output: Path | None = None,
+    output_format: str = "parquet",
 ) -> Prediction:
     """What ``quantcli model predict`` does: open model ``ref`` on feature set ``features``
     (:class:`Predictor`; ``fallback="baseline"`` answers with the baseline model when ``ref``
-    cannot be loaded) and score one window, the recorded latency counting the opening too."""
+    cannot be loaded) and score one window, the recorded latency counting the opening too;
+    with ``output``, write the predictions there in ``output_format``."""
     began = time.perf_counter()
     predictor = Predictor(ref, features=features, root=root, fallback=fallback)
-    return predictor(start=start, end=end, symbols=symbols, request_id=request_id, began=began)
+    return predictor(
+        start=start,
+        end=end,
+        symbols=symbols,
+        request_id=request_id,
+        began=began,
+        output=output,
+        output_format=output_format,
+    )
 
 
 def _log(result: Prediction) -> None:

@@ -1,12 +1,13 @@
-"""The model registry: ``<root>/models/<name>/v<N>/`` holding ``metadata.json`` and one artifact.
+"""The model registry: ``<root>/models/<name>/v<N>/`` holding ``metadata.json``, one artifact
+and the kind's sidecars (files derived from the fitted model, such as hgb's scoring tables).
 
 Versions are published, resolved, verified and removed by the store's own machinery (temp
 directory renamed into place under the lock, ``NAME``/``NAME@latest``/``NAME@v3``/``NAME@<hash
 prefix>`` references, tombstones for removed numbers); a model version is visible once its
 ``metadata.json`` exists. A hash prefix selects by the artifact's sha256.
 
-Every load checks the artifact's sha256 against the metadata first, so a changed artifact is
-refused before any byte of it is deserialised.
+Every load checks the sha256 of the artifact and of each sidecar (the metadata's ``files``)
+first, so a changed file is refused before any byte of it is deserialised.
 
 Aliases (``NAME@champion``, ``NAME@challenger`` or any name a tag could have) are movable
 pointers at versions, resolved wherever a model is named. Their moves are kept, append-only, in
@@ -236,23 +237,24 @@ def versions(root: Path, name: str) -> list[dict[str, Any]]:
 def publish(
     root: Path,
     name: str,
-    build: Callable[[int], tuple[dict[str, Any], str, bytes]],
+    build: Callable[[int], tuple[dict[str, Any], Mapping[str, bytes]]],
     identity: str,
     *,
     wait: float = 0,
 ) -> tuple[dict[str, Any], bool]:
-    """Publish ``build(version)`` = (metadata, artifact file name, artifact bytes) as the next
-    version of ``name``, unless a version with the same ``identity`` (the hash of everything
-    that decides the model) exists: then that version's metadata and False."""
+    """Publish ``build(version)`` = (metadata, {file name: bytes}: the artifact and any
+    sidecars) as the next version of ``name``, unless a version with the same ``identity``
+    (the hash of everything that decides the model) exists: then that version's metadata and
+    False."""
     from quantcli.store.publish import publish_files
 
     check_model_name(name)
     built: dict[str, Any] = {}
 
     def files(version: int) -> dict[str, bytes]:
-        meta, artifact, data = build(version)
+        meta, data = build(version)
         built.update(meta)
-        return {artifact: data, METADATA: metadata_bytes(meta)}
+        return {**data, METADATA: metadata_bytes(meta)}
 
     def same(folder: Path) -> bool:
         return read_metadata(folder).get("identity") == identity
@@ -379,14 +381,19 @@ def read_artifact(root: Path, meta: Mapping[str, Any]) -> bytes:
     """The artifact of the version ``meta`` describes, after checking its sha256
     (IntegrityError if missing or changed)."""
     folder = version_dir(models_root(root), str(meta["name"]), int(meta["version"]))
-    path = folder / str(meta["artifact"])
+    return _read_checked(folder / str(meta["artifact"]), str(meta["artifact_sha256"]), "artifact")
+
+
+def _read_checked(path: Path, sha256: str, what: str) -> bytes:
+    """The bytes of a model version's file after checking them against their recorded sha256
+    (IntegrityError if missing or changed)."""
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise IntegrityError(f"{path}: cannot read the artifact: {exc.strerror}") from None
-    if sha256_hex(data) != meta["artifact_sha256"]:
+        raise IntegrityError(f"{path}: cannot read the {what}: {exc.strerror}") from None
+    if sha256_hex(data) != sha256:
         raise IntegrityError(
-            f"{path}: artifact sha256 does not match the metadata; refusing to load it "
+            f"{path}: {what} sha256 does not match the metadata; refusing to load it "
             "(model verify shows what changed)"
         )
     return data
@@ -399,13 +406,19 @@ def load(root: Path, ref: str) -> LoadedModel:
     from quantcli.models.router import ROUTER
 
     name, version = resolve(root, ref)
-    meta = read_metadata(version_dir(models_root(root), name, version))
+    folder = version_dir(models_root(root), name, version)
+    meta = read_metadata(folder)
     if meta["kind"] == ROUTER:
         raise UsageError(
             f"{meta['ref']} is a router: score it with quantcli.models.predict "
             "(model predict), which loads the models it routes to"
         )
     data = read_artifact(root, meta)
+    sidecars = {
+        str(file): _read_checked(folder / str(file), str(sha), "file")
+        for file, sha in meta.get("files", {}).items()
+        if file != meta["artifact"]
+    }
     model = make_kind(
         str(meta["kind"]),
         meta["params"],
@@ -413,5 +426,5 @@ def load(root: Path, ref: str) -> LoadedModel:
         seed=int(meta["seed"]),
         features=tuple(c["name"] for c in meta["input_schema"]),
     )
-    model.loads(data)
+    model.restore(data, sidecars)
     return LoadedModel(meta, model)

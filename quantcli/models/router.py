@@ -221,7 +221,7 @@ def route(
         return TrainResult(existing, created=False)
     first = metas[0]
 
-    def build(version: int) -> tuple[dict[str, Any], str, bytes]:
+    def build(version: int) -> tuple[dict[str, Any], dict[str, bytes]]:
         meta = {
             **inputs,
             "name": name,
@@ -251,7 +251,7 @@ def route(
             "files": {ARTIFACT: inputs["artifact_sha256"]},
             "created_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
         }
-        return meta, ARTIFACT, artifact
+        return meta, {ARTIFACT: artifact}
 
     meta, created = registry.publish(root, name, build, identity, wait=wait)
     return TrainResult(meta, created)

@@ -290,6 +290,8 @@ class Trained:
     train_rows: int
     artifact: bytes
     prepared: Prepared
+    # Files derived from the fitted model, stored beside the artifact (ModelKind.sidecars).
+    sidecars: dict[str, bytes] = field(default_factory=dict)
 
 
 def _check_classes(task: str, y: np.ndarray, where: str) -> None:
@@ -402,6 +404,7 @@ def fit_and_evaluate(features: pl.DataFrame, labels: pl.DataFrame, spec: TrainSp
         train_rows=len(final_rows),
         artifact=final.dumps(),
         prepared=p,
+        sidecars=final.sidecars(),
     )
 
 
@@ -457,7 +460,9 @@ def train_on_frames(
     artifact_name = kind_class(spec.kind).artifact_name
     artifact_sha = sha256_hex(trained.artifact)
 
-    def build(version: int) -> tuple[dict[str, Any], str, bytes]:
+    sidecar_shas = {file: sha256_hex(data) for file, data in sorted(trained.sidecars.items())}
+
+    def build(version: int) -> tuple[dict[str, Any], dict[str, bytes]]:
         meta = {
             **inputs,
             "name": name,
@@ -476,11 +481,11 @@ def train_on_frames(
             "input_schema": [{"name": c, "dtype": t} for c, t in prepared.input_schema],
             "artifact": artifact_name,
             "artifact_sha256": artifact_sha,
-            "files": {artifact_name: artifact_sha},
+            "files": {artifact_name: artifact_sha, **sidecar_shas},
             "cpu": cpu_name(),
             "created_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
         }
-        return meta, artifact_name, trained.artifact
+        return meta, {artifact_name: trained.artifact, **trained.sidecars}
 
     meta, created = registry.publish(root, name, build, identity, wait=wait)
     return TrainResult(meta, created)

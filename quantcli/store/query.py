@@ -308,7 +308,11 @@ def encode(frame: pl.DataFrame, fmt: str) -> bytes:
 
 def write_result(frame: pl.DataFrame, fmt: str, path: Path) -> None:
     """Write a query result to ``path`` atomically (readers never see a partial file)."""
-    data = encode(frame, fmt)
+    write_encoded(encode(frame, fmt), path)
+
+
+def write_encoded(data: bytes, path: Path) -> None:
+    """Write bytes :func:`encode` made to ``path`` atomically."""
     try:
         atomic_write_bytes(path, data)
     except OSError as exc:
