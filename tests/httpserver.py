@@ -21,6 +21,7 @@ is the most requests answered at once.
 from __future__ import annotations
 
 import io
+import os
 import threading
 import time
 import zipfile
@@ -31,6 +32,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Literal, Self
 from urllib.parse import urlsplit
+
+import pytest
 
 MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 # Paths like NSE's archives: legacy under year and month, UDiFF flat.
@@ -48,6 +51,13 @@ UDIFF_HEADER = (
     "PrvsClsgPric,UndrlygPric,SttlmPric,OpnIntrst,ChngInOpnIntrst,TtlTradgVol,TtlTrfVal,"
     "TtlNbOfTxsExctd,SsnId,NewBrdLotQty,Rmks,Rsvd1,Rsvd2,Rsvd3,Rsvd4"
 )
+
+
+def clear_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Remove the machine's proxy settings for one test: nothing stands between the client and
+    127.0.0.1 (httpx honours HTTP_PROXY and friends)."""
+    for name in [n for n in os.environ if n.lower().endswith("_proxy")]:
+        monkeypatch.delenv(name)
 
 
 def path_for(template: str, day: date) -> str:

@@ -14,6 +14,7 @@ from httpserver import (
     LEGACY_PATH,
     UDIFF_PATH,
     FixtureServer,
+    clear_proxies,
     legacy_csv,
     legacy_zip,
     path_for,
@@ -159,7 +160,8 @@ def test_timeouts_every_time_are_exit_69(http_server: FixtureServer) -> None:
     assert [a.outcome for a in seen] == ["retry", "failed"]
 
 
-def test_connection_refused_is_retried_then_exit_69() -> None:
+def test_connection_refused_is_retried_then_exit_69(monkeypatch: pytest.MonkeyPatch) -> None:
+    clear_proxies(monkeypatch)
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -345,6 +347,23 @@ def test_retries_after_a_redirect_count_only_retries(http_server: FixtureServer)
     assert isinstance(error, ProvidersUnavailable)
     assert [a.outcome for a in seen] == ["redirect", "retry", "failed"]
     assert error.failures[0].problem == "HTTP 500 after 1 retry"
+
+
+def test_proxies_from_the_environment_are_used_with_retries(
+    http_server: FixtureServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The fixture server answers a proxy's absolute-URI requests by their path: a proxy.
+    monkeypatch.setenv("HTTP_PROXY", http_server.url)
+    http_server.serve_sessions([DAY])
+    http_server.fail(path_for(LEGACY_PATH, DAY), 502, times=1)
+    provider = parse_provider("http://archives.invalid" + LEGACY_PATH)
+    fetched, seen = fetch([provider])
+    assert fetched.content == legacy_csv(DAY).encode()
+    assert [a.outcome for a in seen] == ["retry", "ok"]
+    monkeypatch.setenv("NO_PROXY", "archives.invalid")
+    error, seen = fetch([provider], HttpPolicy(retries=0))
+    assert isinstance(error, ProvidersUnavailable)
+    assert seen[0].detail.startswith("connection failed")
 
 
 def test_no_providers_is_a_usage_error() -> None:

@@ -324,9 +324,22 @@ def _client(policy: HttpPolicy) -> httpx.Client:
     limits = httpx.Limits(
         max_connections=policy.concurrency, max_keepalive_connections=policy.concurrency
     )
-    inner = _observing(httpx.HTTPTransport(limits=limits))
+
+    def transport(proxy: str | None) -> httpx.BaseTransport:
+        inner = _observing(httpx.HTTPTransport(limits=limits, proxy=proxy))
+        return RetryTransport(transport=inner, retry=retry)
+
+    # httpx reads HTTP(S)_PROXY and NO_PROXY only for the transports it builds itself, so the
+    # retrying transports are mounted by the same rules (its own function, so they match).
+    from httpx._utils import get_environment_proxies
+
+    mounts = {
+        pattern: None if proxy is None else transport(proxy)
+        for pattern, proxy in get_environment_proxies().items()
+    }
     return httpx.Client(
-        transport=RetryTransport(transport=inner, retry=retry),
+        transport=transport(None),
+        mounts=mounts,
         timeout=httpx.Timeout(policy.read_timeout_s, connect=policy.connect_timeout_s),
         headers={"User-Agent": f"quantcli/{__version__}"},
         follow_redirects=True,
