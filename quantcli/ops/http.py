@@ -6,7 +6,8 @@ Retries are httpx-retries' ``RetryTransport`` (exponential backoff with full jit
 5xx retried; other 4xx not). One thing it lacks is added here: it wraps only the exchange of
 headers, so a response that stalls mid-body would escape it; the observing transport under it
 reads each body inside the retry loop, and records each attempt (status, bytes, latency) for the
-``on_attempt`` observer. httpx is imported only when a ``Fetcher`` opens.
+``on_attempt`` observer. The proxy environment (HTTP(S)_PROXY, NO_PROXY) applies as it does to
+any httpx client. httpx is imported only when a ``Fetcher`` opens.
 
 Failure semantics for one session: providers are tried in order, each until its retries are
 spent or it answers with something final (a 404 or other 4xx, a file that fails its check, which
