@@ -366,6 +366,24 @@ def test_proxies_from_the_environment_are_used_with_retries(
     assert seen[0].detail.startswith("connection failed")
 
 
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"connect_timeout_s": 0}, "[refresh] connect_timeout must be > 0, got 0"),
+        ({"read_timeout_s": -1.0}, "[refresh] read_timeout must be > 0, got -1.0"),
+        ({"retries": -1}, "[refresh] retries must be a whole number >= 0, got -1"),
+        ({"backoff_base_s": -0.5}, "[refresh] backoff_base must be >= 0, got -0.5"),
+        ({"backoff_cap_s": 0}, "[refresh] backoff_cap must be > 0, got 0"),
+        ({"concurrency": 0}, "[refresh] concurrency must be a whole number >= 1, got 0"),
+    ],
+)
+def test_unusable_policies_are_usage_errors(setting: dict[str, float], message: str) -> None:
+    with pytest.raises(UsageError) as info:
+        HttpPolicy(**setting)  # type: ignore[arg-type]
+    assert str(info.value) == message
+    HttpPolicy(retries=0, backoff_base_s=0)  # no retries, no waiting: fine
+
+
 def test_no_providers_is_a_usage_error() -> None:
     with Fetcher(FAST) as fetcher, pytest.raises(UsageError, match="at least one --provider"):
         fetcher.fetch(DAY, [], LEGACY)
