@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import time
 from datetime import date, timedelta
+from email.utils import formatdate
 from itertools import pairwise
 from pathlib import Path
 
@@ -179,6 +180,16 @@ def test_429_honours_retry_after(http_server: FixtureServer) -> None:
     assert [(a.outcome, a.status) for a in seen] == [("retry", 429), ("ok", 200)]
     first, second = http_server.times(path)
     assert second - first >= 1.0  # the server's wait, not the tiny backoff
+
+
+def test_503_with_an_http_date_retry_after(http_server: FixtureServer) -> None:
+    http_server.serve_sessions([DAY])
+    path = path_for(LEGACY_PATH, DAY)
+    http_server.fail(path, 503, retry_after=formatdate(time.time() + 2, usegmt=True))
+    fetched, _ = fetch([legacy_provider(http_server)])
+    assert fetched.content == legacy_csv(DAY).encode()
+    first, second = http_server.times(path)
+    assert second - first >= 0.9  # whole seconds: the date is 1 to 2 s ahead when sent
 
 
 def test_retry_after_is_capped_by_the_backoff_cap(http_server: FixtureServer) -> None:
