@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from quantcli.commands.backtest import JsonOption
 from quantcli.output import emit, settings_of, table
 
 if TYPE_CHECKING:
@@ -14,6 +16,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from quantcli.ops.refresh import ProviderStats
+    from quantcli.settings import Settings
 
 recipe_app = typer.Typer(
     help="A dataset's refresh recipe: its source kind, providers and filters.",
@@ -39,6 +42,12 @@ def matrix_rows(matrix: Mapping[str, ProviderStats]) -> list[list[Any]]:
             ]
         )
     return rows
+
+
+def _settings(ctx: typer.Context, json_output: bool) -> Settings:
+    """The global options, with ``--json`` also taken after the sub-command."""
+    settings = settings_of(ctx)
+    return dataclasses.replace(settings, json=True) if json_output else settings
 
 
 MATRIX_COLUMNS = ["provider", "attempts", "ok", "failed", "sessions served", "mean latency s"]
@@ -102,13 +111,15 @@ def recipe_set(
 
 @recipe_app.command("show")
 def recipe_show(
-    ctx: typer.Context, name: Annotated[str, typer.Argument(help="Dataset name.")]
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Dataset name.")],
+    json_output: JsonOption = False,
 ) -> None:
     """Show a dataset's recipe (providers by their redacted labels) and its provider matrix."""
     from quantcli.ops.recipe import load_recipe
     from quantcli.ops.refresh import read_matrix
 
-    settings = settings_of(ctx)
+    settings = _settings(ctx, json_output)
     recipe = load_recipe(settings.root, name)
     matrix = read_matrix(settings.root, name)
     public = recipe.public()
@@ -144,6 +155,7 @@ def refresh(
         bool,
         typer.Option("--dry-run", help="List the sessions and providers; fetch nothing."),
     ] = False,
+    json_output: JsonOption = False,
 ) -> None:
     """Fetch the sessions a dataset is missing and publish them as one new version.
 
@@ -153,7 +165,7 @@ def refresh(
     from quantcli.core.dates import parse_date
     from quantcli.ops.refresh import refresh as run_refresh
 
-    settings = settings_of(ctx)
+    settings = _settings(ctx, json_output)
     report = run_refresh(settings.root, name, until=parse_date(until, "--until"), dry_run=dry_run)
     plan = report.plan
 
