@@ -53,12 +53,19 @@ def test_retries_and_fallback_are_recorded(http_server: FixtureServer, store: Pa
     # 8 files served; 2 retried 500s and a 429; the two sessions it does not have.
     assert (first["successes"], first["failures"], first["sessions_served"]) == (8, 5, 8)
     assert first["attempts"] == len([a for a in seen if a.provider == primary]) == 13
+    assert first["retries"] == 3 and first["last_failure"].endswith("not_found (HTTP 404)")
+    assert report.this_run[primary].to_dict() == first
     second = report.matrix[backup].to_dict()
     assert (second["attempts"], second["successes"], second["sessions_served"]) == (2, 2, 2)
     assert first["latency_s_mean"] > 0
     # The matrix accumulates across runs and is kept beside the recipe.
     stored = json.loads((store / "d" / "providers.json").read_text())
     assert stored[primary]["sessions_served"] == 8
+    later = http_server.serve_sessions([date(2024, 7, 15)])
+    assert later == primary
+    again = refresh(store, "d", until=date(2024, 7, 15), policy=FAST)
+    assert again.this_run[primary].sessions_served == 1
+    assert again.matrix[primary].sessions_served == 9 and again.matrix[primary].attempts == 14
 
 
 def test_providers_unavailable_publishes_the_prefix(

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -127,11 +127,12 @@ class ProviderStats:
 
     attempts: int = 0
     successes: int = 0  # attempts that returned a file that passed the checks
-    failures: int = 0
+    failures: int = 0  # every other attempt
+    retries: int = 0  # the failures that were retried at the same provider
     sessions_served: int = 0
     latency_s: float = 0.0  # summed over attempts
     last_success: str | None = None  # ISO UTC time
-    last_failure: str | None = None  # "ISO UTC time: outcome"
+    last_failure: str | None = None  # "ISO UTC time: outcome (detail)"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, with the mean latency per attempt."""
@@ -140,6 +141,7 @@ class ProviderStats:
             "attempts": self.attempts,
             "successes": self.successes,
             "failures": self.failures,
+            "retries": self.retries,
             "sessions_served": self.sessions_served,
             "latency_s_total": round(self.latency_s, 6),
             "latency_s_mean": None if mean is None else round(mean, 6),
@@ -154,6 +156,7 @@ class ProviderStats:
             attempts=int(d["attempts"]),
             successes=int(d["successes"]),
             failures=int(d["failures"]),
+            retries=int(d["retries"]),
             sessions_served=int(d["sessions_served"]),
             latency_s=float(d["latency_s_total"]),
             last_success=d.get("last_success"),
@@ -194,13 +197,15 @@ class _Recorder:
         stats = self.stats.setdefault(attempt.provider, ProviderStats())
         stats.attempts += 1
         stats.latency_s += attempt.latency_s
-        now = datetime.now(IST).astimezone().isoformat(timespec="seconds")
+        now = datetime.now(UTC).isoformat(timespec="seconds")
         if attempt.outcome == "ok":
             stats.successes += 1
             stats.last_success = now
         else:
             stats.failures += 1
-            stats.last_failure = f"{now}: {attempt.outcome}"
+            stats.retries += attempt.outcome == "retry"
+            detail = f" ({attempt.detail})" if attempt.detail else ""
+            stats.last_failure = f"{now}: {attempt.outcome}{detail}"
         if self.forward is not None:
             self.forward(attempt)
 
@@ -214,6 +219,7 @@ class _Recorder:
             total.attempts += run.attempts
             total.successes += run.successes
             total.failures += run.failures
+            total.retries += run.retries
             total.sessions_served += run.sessions_served
             total.latency_s += run.latency_s
             total.last_success = run.last_success or total.last_success
@@ -230,6 +236,7 @@ class RefreshReport:
     dry_run: bool
     matrix: Mapping[str, ProviderStats]  # the dataset's provider matrix after the run
     seconds: float
+    this_run: Mapping[str, ProviderStats] = field(default_factory=dict)  # this run's attempts
     served: Mapping[date, str] = field(default_factory=dict)  # published session -> provider
     version: int | None = None  # the version published (None: nothing published)
     rows_added: int = 0
@@ -257,6 +264,7 @@ class RefreshReport:
             "rows_added": self.rows_added,
             "rows": self.rows,
             "provider_matrix": {k: v.to_dict() for k, v in sorted(self.matrix.items())},
+            "this_run": {k: v.to_dict() for k, v in sorted(self.this_run.items())},
             "seconds": round(self.seconds, 3),
         }
 
@@ -387,7 +395,13 @@ def refresh(
     served = {item.day: item.provider_label for item in fetched}
     version, added, rows = published or (None, 0, None)
     result = report(
-        plan, served=served, version=version, rows_added=added, rows=rows, matrix=matrix
+        plan,
+        served=served,
+        version=version,
+        rows_added=added,
+        rows=rows,
+        matrix=matrix,
+        this_run=recorder.stats,
     )
     if error is not None:
         _explain(error, result)
