@@ -396,3 +396,48 @@ def test_refreshing_in_steps_gives_the_rows_of_one_refresh(
     refresh(tmp / "once", "d", until=days[-1])
     assert closes(tmp / "steps").equals(closes(tmp / "once"))
     assert len(version_numbers(tmp / "steps", "d")) == len({*stops, len(days) - 1})
+
+
+def session_csv(day: date, symbols: tuple[str, ...] = SYMBOLS) -> str:
+    """One session's bars in the canonical columns, as a csv recipe's provider serves them."""
+    lines = ["symbol,ts,open,high,low,close,volume"]
+    lines += [
+        f"{s},{day.isoformat()},{price(s, day)},{price(s, day) + 1},{price(s, day) - 1},"
+        f"{price(s, day)},{1000 + i}"
+        for i, s in enumerate(symbols)
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def test_csv_recipe(cli, store: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "feed"
+    folder.mkdir()
+    for day in WEEK[:2]:
+        (folder / f"bars-{day:%Y%m%d}.csv").write_text(session_csv(day))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as archive:
+        archive.writestr("bars.csv", session_csv(WEEK[2]))
+    (folder / f"bars-{WEEK[2]:%Y%m%d}.csv").write_bytes(buf.getvalue())
+    (folder / f"bars-{WEEK[3]:%Y%m%d}.csv").write_text(session_csv(WEEK[0]))  # wrong session
+    res = cli(
+        "data", "recipe", "set", "d", "--source", "csv", "--start", WEEK_ISO[0],
+        "--provider", f"{folder}/bars-{{date:%Y%m%d}}.csv",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.stderr
+    assert cli("--json", "data", "recipe", "show", "d").json()["series"] is None
+    out = cli("--json", "data", "refresh", "d", "--until", WEEK_ISO[3])
+    assert out.exit_code == 65, out.stderr
+    assert "the file is for 2025-01-29, not this session" in out.stderr
+    assert out.json()["version"] == 1 and out.json()["rows"] == 9
+    manifest = open_dataset("d", store).manifest
+    assert manifest.source.kind == "csv" and sorted(manifest.symbols) == list(SYMBOLS)
+    (folder / f"bars-{WEEK[3]:%Y%m%d}.csv").write_text("symbol,open\nAAA,1\n")
+    bad = cli("data", "refresh", "d", "--until", WEEK_ISO[3])
+    assert bad.exit_code == 65 and "missing column(s)" in bad.stderr
+    (folder / f"bars-{WEEK[3]:%Y%m%d}.csv").write_text(session_csv(WEEK[3]))
+    assert cli("data", "refresh", "d", "--until", WEEK_ISO[3]).exit_code == 0
+    assert closes(store).height == 12
+    series = cli(
+        "data", "recipe", "set", "d", "--source", "csv", "--provider", "/x/{date}", "--series", "EQ"
+    )
+    assert series.exit_code == 2 and "--series applies to the bhavcopy sources" in series.stderr

@@ -60,7 +60,8 @@ def recipe_set(
     source: Annotated[
         str,
         typer.Option(
-            "--source", help="bhavcopy-legacy or bhavcopy-udiff: the layout the providers serve."
+            "--source",
+            help="bhavcopy-legacy, bhavcopy-udiff (the layout served) or csv (canonical columns).",
         ),
     ],
     provider: Annotated[

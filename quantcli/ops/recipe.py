@@ -27,13 +27,15 @@ from quantcli.store.manifest import check_name
 
 RECIPE_FILE: Final = "recipe.json"
 FORMAT: Final = 1
-# Recipe source kind -> the bhavcopy layout its downloads must have. Both are parsed by ingest's
-# bhavcopy source; the kind is fixed per recipe so a provider that switches layouts is caught.
-SOURCES: Final[Mapping[str, BhavcopyKind]] = {
-    "bhavcopy-legacy": "legacy",
-    "bhavcopy-udiff": "udiff",
+# Recipe source kind -> (the ingest source that parses its downloads, the bhavcopy layout they
+# must have). The layout is fixed per recipe so a provider that switches layouts is caught.
+# ``csv``: one session's bars a file in the canonical columns (symbol, ts, open, ...), plain or
+# zipped, as a vendor feed or an in-house export provides them.
+SOURCES: Final[Mapping[str, tuple[str, BhavcopyKind | None]]] = {
+    "bhavcopy-legacy": ("bhavcopy", "legacy"),
+    "bhavcopy-udiff": ("bhavcopy", "udiff"),
+    "csv": ("csv", None),
 }
-INGEST_KIND: Final = "bhavcopy"
 DEFAULT_SERIES: Final = "EQ"
 
 
@@ -56,14 +58,19 @@ class Recipe:
     allow_warnings: bool = False
 
     @property
-    def layout(self) -> BhavcopyKind:
-        """The bhavcopy layout downloads must have."""
-        return SOURCES[self.source]
+    def ingest_kind(self) -> str:
+        """The ingest source kind that parses this recipe's downloads."""
+        return SOURCES[self.source][0]
+
+    @property
+    def layout(self) -> BhavcopyKind | None:
+        """The bhavcopy layout downloads must have (None: a csv recipe)."""
+        return SOURCES[self.source][1]
 
     @property
     def options(self) -> dict[str, str]:
         """The ingest options the downloads are parsed with."""
-        return {"series": self.series}
+        return {"series": self.series} if self.layout is not None else {}
 
     def public(self) -> dict[str, Any]:
         """The recipe as printed and hashed: provider labels, never their templates."""
@@ -71,7 +78,7 @@ class Recipe:
             "name": self.name,
             "source": self.source,
             "providers": [p.label for p in self.providers],
-            "series": self.series,
+            "series": self.series if self.layout is not None else None,
             "symbols": list(self.symbols),
             "start": None if self.start is None else self.start.isoformat(),
             "allow_warnings": self.allow_warnings,
@@ -103,9 +110,11 @@ def _symbols(text: str | None) -> tuple[str, ...]:
     return tuple(sorted(set(names)))
 
 
-def _series(text: str | None) -> str:
+def _series(text: str | None, source: str) -> str:
     if text is None:
         return DEFAULT_SERIES
+    if SOURCES[source][1] is None:
+        raise UsageError(f"--series applies to the bhavcopy sources, not --source {source}")
     series = ",".join(s.strip().upper() for s in text.split(",") if s.strip())
     if not series:
         raise UsageError(f"--series {text!r}: give a series such as EQ, a list EQ,BE, or ALL")
@@ -136,7 +145,7 @@ def make_recipe(
         name=name,
         source=source,
         providers=tuple(parse_provider(p) for p in providers),
-        series=_series(series),
+        series=_series(series, source),
         symbols=_symbols(symbols),
         start=start,
         allow_warnings=allow_warnings,

@@ -37,9 +37,9 @@ from quantcli.core.lock import dataset_lock
 from quantcli.core.timezone import IST
 from quantcli.errors import DataError, QuantcliError, UsageError
 from quantcli.market import calendar
-from quantcli.ops.download import bhavcopy_check
+from quantcli.ops.download import BadDownload, bhavcopy_check
 from quantcli.ops.http import Attempt, Fetched, Fetcher, HttpPolicy
-from quantcli.ops.recipe import INGEST_KIND, Recipe, load_recipe
+from quantcli.ops.recipe import Recipe, load_recipe
 from quantcli.store.manifest import InputFile, Manifest, read_manifest, version_dir, version_numbers
 
 REFRESH_LOCK: Final = ".refresh.lock"
@@ -276,6 +276,46 @@ def refresh_lock(root: Path, name: str, *, wait: float = 0) -> Iterator[None]:
         yield
 
 
+def csv_check(day: date, content: bytes) -> bytes:
+    """The CSV of a csv recipe's download for session ``day`` (plain, or a zip of one CSV):
+    BadDownload unless it reads as bars in the canonical columns, with a symbol column, all
+    on ``day`` (a file for another session is the provider's failure: the next one is tried).
+
+    Read with the csv source's own table reader, so a file that passes is one ingest reads.
+    """
+    from quantcli.store.sources.base import (
+        ROW_COL,
+        canonical_frame,
+        normalised,
+        read_text_table,
+        table_options,
+        unzip_tables,
+    )
+
+    name = "download.csv"
+    try:
+        if content.startswith(b"PK"):
+            tables = unzip_tables(content, "download")
+            if len(tables) != 1:
+                raise BadDownload(f"expected one CSV in the zip, found {len(tables)}", day=day)
+            name, content = tables[0].name, tables[0].content
+        raw = read_text_table(content, name)
+        if "symbol" not in {normalised(c) for c in raw.columns if c != ROW_COL}:
+            raise BadDownload(f"{name}: no symbol column", day=day)
+        frame, _ = canonical_frame(raw, name, name, table_options({}, mapping={}))
+    except BadDownload:
+        raise
+    except DataError as exc:
+        raise BadDownload(exc.message.removeprefix("download: "), day=day) from None
+    found = sorted(set(frame["ts"].dt.date().to_list()))
+    if found != [day]:
+        shown = ", ".join(d.isoformat() for d in found[:3]) or "no bars"
+        raise BadDownload(
+            f"{name}: the file is for {shown}, not this session", day=day, wrong_session=True
+        )
+    return content
+
+
 def _fetch_all(
     fetcher: Fetcher, recipe: Recipe, days: Sequence[date]
 ) -> tuple[list[Fetched], QuantcliError | None]:
@@ -283,7 +323,8 @@ def _fetch_all(
     that failed (None: all fetched); sessions after it are not fetched."""
     done: list[Fetched] = []
     try:
-        for item in fetcher.fetch_many(days, recipe.providers, bhavcopy_check(recipe.layout)):
+        check = csv_check if recipe.layout is None else bhavcopy_check(recipe.layout)
+        for item in fetcher.fetch_many(days, recipe.providers, check):
             done.append(item)
     except QuantcliError as exc:
         return done, exc
@@ -325,7 +366,7 @@ def _publish(
             report = ingest(
                 root,
                 recipe.name,
-                INGEST_KIND,
+                recipe.ingest_kind,
                 files,
                 options=recipe.options,
                 interval="1d",
