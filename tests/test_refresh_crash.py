@@ -56,20 +56,22 @@ def test_sigkill_at_random_moments(tmp_path: Path) -> None:
         assert expected.height == len(days) * len(SYMBOLS)
 
         rng = random.Random(12)
-        outcomes = {"killed before a version": 0, "killed after": 0}
+        killed_before_publish = 0
         for trial in range(TRIALS):
             root = prepared(tmp_path / f"trial{trial}", template)
             proc = subprocess.Popen(
                 command(root), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
             )
-            time.sleep(rng.uniform(0.0, full))
+            # Over the whole run and a little past it: the load of a shared machine changes how
+            # long a run takes, so some kills land after the publish or after the exit.
+            time.sleep(rng.uniform(0.0, 1.1 * full))
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
             versions = version_numbers(root, "d")
             assert len(versions) <= 1, versions
             # Whatever is visible is complete: every file there and hashing to its manifest.
             assert all(r.ok for r in verify(root, None)), trial
-            outcomes["killed after" if versions else "killed before a version"] += 1
+            killed_before_publish += not versions
             report = refresh(root, "d", until=UNTIL)
             assert report.up_to_date == bool(versions)
             assert bars(root).equals(expected), trial
@@ -77,5 +79,4 @@ def test_sigkill_at_random_moments(tmp_path: Path) -> None:
             # The killed run's temp files are gc's to remove, and nothing else is left over.
             gc(root)
             assert not any((root / ".tmp").iterdir())
-    # The delays spread over the whole run, so kills landed before and after the publish.
-    assert all(outcomes.values()), outcomes
+    assert killed_before_publish, "no kill landed before the publish; the test tested nothing"
