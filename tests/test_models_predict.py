@@ -168,6 +168,8 @@ def test_audit_is_queryable_with_data_query(cli, store: Path, trained: dict[str,
     empty = cli("--json", "data", "query", "SELECT count(*) AS n FROM audit", "--audit")
     assert empty.exit_code == 0, empty.stderr
     assert empty.json()["rows"] == [{"n": 0}]
+    shape = cli("--json", "data", "query", "SELECT * FROM audit", "--audit").json()["columns"]
+    assert shape == ["prediction_id", *COLUMNS]
     baseline(store)
     n = cli(*PREDICT, "--json").json()["rows"]
     cli("model", "predict", "base@v1", "--features", "fs@v1", *WINDOW)
@@ -205,6 +207,29 @@ def test_audit_is_queryable_with_data_query(cli, store: Path, trained: dict[str,
         ("m", True, True),
         ("thin", False, True),
     ]
+
+
+def test_the_audit_view_gives_each_prediction_its_output_id(
+    cli, store: Path, trained: dict[str, Any]
+) -> None:
+    out = store.parent / "p.parquet"
+    for request in ("r1", "r2"):
+        res = cli(*PREDICT, *WINDOW, "--request-id", request, "-o", str(out))
+        assert res.exit_code == 0, res.stderr
+    # A batch stores each prediction's number in its call; the view makes the output's id.
+    (batch,) = [f for f in batch_files(store) if f.stem == "r2"]
+    numbers = pl.read_parquet(batch)["prediction_n"]
+    assert numbers.to_list() == list(range(numbers.len()))
+    sql = "SELECT prediction_id, ts, symbol FROM audit WHERE request_id = 'r2'"
+    logged = cli("--json", "data", "query", sql, "--audit", "-o", str(store.parent / "a.parquet"))
+    assert logged.exit_code == 0, logged.stderr
+    keys = ("prediction_id", pl.col("ts").dt.epoch("us"), "symbol")
+    view = pl.read_parquet(store.parent / "a.parquet").select(keys).sort("prediction_id")
+    expected = pl.read_parquet(out).select(keys).sort("prediction_id")
+    assert view.height > 0 and view.equals(expected)
+    count = "SELECT count(DISTINCT prediction_id) AS n, count(*) AS rows FROM audit"
+    (row,) = cli("--json", "data", "query", count, "--audit").json()["rows"]
+    assert row["n"] == row["rows"] == 2 * len(view)
 
 
 def test_one_structured_log_line_per_call(cli, store: Path, trained: dict[str, Any]) -> None:

@@ -599,15 +599,31 @@ def _first_row(order: _Order, cursor: np.ndarray, stop: np.ndarray, b0: int, b1:
     return low
 
 
+class _Moves(NamedTuple):
+    """What one walk of :func:`_scatter` moves to replay order: the bars of a slice of the
+    input (``cols``; ``carry``: the close of the row before them, NaN for none) into ``out``,
+    or, when ``values`` is not empty, ``values`` into ``column``."""
+
+    cols: _Columns
+    carry: float
+    out: _Replay
+    values: Floats
+    column: Floats
+
+
 @numba.njit(cache=True, nogil=True)
-def _scatter_bars(order: _Order, cols: _Columns, start: int, carry: float, out: _Replay) -> None:
-    """Move input rows ``start`` .. ``start + len(cols.close)`` (``cols``; ``carry``: the close
-    of the row before them, NaN for none) to their replay rows in ``out``: the timestamp,
-    symbol, session and EOD flag, the prices and volume, and the previous close (the input's
-    when given, else the symbol's previous bar's close)."""
+def _scatter(order: _Order, start: int, end: int, moves: _Moves) -> None:
+    """Move input rows ``start`` .. ``end`` to their replay rows, one window at a time (see
+    above): a column's values (``moves.values``), or a slice's bars: the timestamp, symbol,
+    session and EOD flag, the prices and volume, and the previous close (the input's when
+    given, else the symbol's previous bar's close). One walk serves both, so it is written
+    and compiled once."""
     code, day_of, bounds = order.code, order.day_of, order.bounds
-    end = start + cols.close.shape[0]
+    cols, out, values, column = moves.cols, moves.out, moves.values, moves.column
+    bars = values.shape[0] == 0
     n = code.shape[0]
+    if end <= start:
+        return
     lo, hi = code[start], code[end - 1] + 1
     # Each symbol's next row and end within this slice.
     cursor, stop = bounds[: hi + 1].copy(), bounds[1 : hi + 1].copy()
@@ -627,6 +643,10 @@ def _scatter_bars(order: _Order, cols: _Columns, start: int, carry: float, out: 
                     if p >= high:
                         low = min(low, p)
                         break
+                    if not bars:
+                        column[p] = values[j]
+                        j += 1
+                        continue
                     k = j - start
                     d = day_of[j]
                     out.ts[p] = cols.ts[k]
@@ -641,38 +661,22 @@ def _scatter_bars(order: _Order, cols: _Columns, start: int, carry: float, out: 
                     prices[4, p] = cols.volume[k]
                     prev = cols.prev_close[k] if given else math.nan
                     if math.isnan(prev) and j > bounds[s]:
-                        prev = cols.close[k - 1] if k else carry
+                        prev = cols.close[k - 1] if k else moves.carry
                     prices[5, p] = prev
                     j += 1
                 cursor[s] = j
 
 
-@numba.njit(cache=True, nogil=True)
 def _scatter_column(order: _Order, values: np.ndarray, out: np.ndarray) -> None:
-    """``out[row] = values[j]`` for each input row ``j`` and its replay row."""
-    n_sym = order.bounds.shape[0] - 1
-    n = values.shape[0]
-    cursor, stop = order.bounds[:-1].copy(), order.bounds[1:].copy()
-    for b0 in range(0, n_sym, _BLOCK_SYMBOLS):
-        b1 = min(n_sym, b0 + _BLOCK_SYMBOLS)
-        low = _first_row(order, cursor, stop, b0, b1)
-        while low < n:
-            high = low + _WINDOW_ROWS
-            low = n
-            for s in range(b0, b1):
-                j = cursor[s]
-                while j < stop[s]:
-                    p = _row(order, j, s)
-                    if p >= high:
-                        low = min(low, p)
-                        break
-                    out[p] = values[j]
-                    j += 1
-                cursor[s] = j
+    """``out[row] = values[j]`` (``values`` read-only, as :func:`_frozen` makes them) for each
+    input row ``j`` and its replay row."""
+    if values.shape[0]:
+        moves = _Moves(_NO_COLUMNS, math.nan, _NO_REPLAY, values, out)
+        _scatter(order, 0, values.shape[0], moves)
 
 
 def _scatter_frame(frame: pl.DataFrame, order: _Order, out: _Replay) -> None:
-    """:func:`_scatter_bars` over ``frame`` (in (symbol, ts) order), a slice at a time: each
+    """:func:`_scatter` of the bars of ``frame`` (in (symbol, ts) order), a slice at a time: each
     slice lies within one chunk of every column, so its columns are views of the frame's
     buffers (a frame read from Parquet comes in chunks, and making each column contiguous
     would copy it)."""
@@ -691,11 +695,8 @@ def _scatter_frame(frame: pl.DataFrame, order: _Order, out: _Replay) -> None:
         if len(views) == len(_Columns._fields) - 1:
             views.append(_NO_PRICES)
         cols = _Columns(*_frozen(*views))
-        _scatter_bars(order, cols, a, carry, out)
+        _scatter(order, a, b, _Moves(cols, carry, out, _NO_PRICES, _NO_COLUMN))
         carry = float(cols.close[-1])
-
-
-_NO_PRICES = np.empty(0, dtype=np.float64)
 
 
 # From this size on, numpy asks the kernel for transparent huge pages (numpy's own threshold).
@@ -723,6 +724,28 @@ def _frozen(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
         view.flags.writeable = False
         out.append(view)
     return tuple(out)
+
+
+# Empty stand-ins of the types a walk's other moves take (so that both moves share one
+# compiled walk).
+_NO_PRICES, _NO_INTS = _frozen(np.empty(0, dtype=np.float64), np.empty(0, dtype=np.int64))
+_NO_COLUMN = np.empty(0, dtype=np.float64)
+_NO_COLUMNS = _Columns(
+    ts=_NO_INTS,
+    open=_NO_PRICES,
+    high=_NO_PRICES,
+    low=_NO_PRICES,
+    close=_NO_PRICES,
+    volume=_NO_INTS,
+    prev_close=_NO_PRICES,
+)
+_NO_REPLAY = _Replay(
+    ts=np.empty(0, dtype=np.int64),
+    sym=np.empty(0, dtype=np.int32),
+    day=np.empty(0, dtype=np.int32),
+    flags=np.empty(0, dtype=np.uint8),
+    prices=np.empty((6, 0), dtype=np.float64),
+)
 
 
 def _in_time(values: np.ndarray, order: _Order) -> np.ndarray:

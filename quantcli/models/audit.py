@@ -10,9 +10,12 @@ killed write's leftover from a write in progress.
 
 Every batch holds :data:`COLUMNS` and a struct column ``features`` (the feature values each
 row was scored on, named as in the feature set). The model name and date are columns of the
-file too, so readers never infer them from the path. ``data query --audit`` exposes the log as
-the view ``audit`` (:func:`view`), over the listed batch files (DuckDB unions the ``features``
-structs of different models by name).
+file too, so readers never infer them from the path. A prediction's id is
+``<request_id>-<prediction_n>``: a batch stores the number, not the id (writing a formatted
+string per row was a large part of the batch's write), and the view makes the id.
+``data query --audit`` exposes the log as the view ``audit`` (:func:`view`): ``prediction_id``
+then :data:`COLUMNS` and ``features``, over the listed batch files (DuckDB unions the
+``features`` structs of different models by name).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import fcntl
 import os
 import secrets
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Final
@@ -38,7 +42,7 @@ SUFFIX = ".parquet"
 TMP_SUFFIX = ".tmp"
 # The columns of every batch (before ``features``) with their DuckDB types, in file order.
 COLUMNS: dict[str, str] = {
-    "prediction_id": "VARCHAR",
+    "prediction_n": "BIGINT",
     "request_id": "VARCHAR",
     "logged_at": "TIMESTAMPTZ",
     "date": "DATE",
@@ -57,6 +61,8 @@ COLUMNS: dict[str, str] = {
     "decision": "TINYINT",
     "latency_ms": "DOUBLE",
 }
+# What the view adds before COLUMNS: the prediction id (see the module docstring).
+PREDICTION_ID: Final = "prediction_id"
 # Written for speed: the log must add little to a prediction (lz4 encodes several times faster
 # than zstd here for a third more bytes).
 COMPRESSION: Final = "lz4"
@@ -93,9 +99,13 @@ def _make_dirs(path: Path) -> None:
         fsync_dir(folder.parent)
 
 
-def write_batch(path: Path, frame: pl.DataFrame) -> Path:
+def write_batch(
+    path: Path, frame: pl.DataFrame, *, written: Callable[[], object] | None = None
+) -> Path:
     """Write ``frame`` as the batch ``path`` (see the module docstring); ConflictError, and
-    nothing written, when a batch of that name exists."""
+    nothing written, when a batch of that name exists. ``written`` is called once the bytes
+    are written and before they are made durable, to start work (on another thread) that the
+    fsync's wait can overlap."""
     _make_dirs(path.parent)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TMP_SUFFIX}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -103,6 +113,8 @@ def write_batch(path: Path, frame: pl.DataFrame) -> Path:
         fcntl.flock(fd, fcntl.LOCK_EX)
         frame.write_parquet(tmp, compression=COMPRESSION, statistics=False)
         os.chmod(tmp, 0o444)
+        if written is not None:
+            written()
         fsync_file(tmp)
         try:
             os.link(tmp, path)
@@ -163,17 +175,19 @@ def batch_files(root: Path) -> list[Path]:
 
 
 def view(root: Path) -> FileView:
-    """The ``audit`` view of ``data query``: every batch, in the types it was written with;
-    an empty log is an empty view with the fixed columns."""
+    """The ``audit`` view of ``data query``: each prediction's id, then every batch in the
+    types it was written with; an empty log is an empty view with the fixed columns."""
     from quantcli.store.query import FileView
     from quantcli.store.reader import sql_ident, sql_string
 
     files = tuple(batch_files(root))
     if not files:
-        columns = ", ".join(f"NULL::{t} AS {sql_ident(c)}" for c, t in COLUMNS.items())
+        fixed = {PREDICTION_ID: "VARCHAR", **COLUMNS}
+        columns = ", ".join(f"NULL::{t} AS {sql_ident(c)}" for c, t in fixed.items())
         return FileView(f"SELECT {columns} WHERE false", ())
     listed = ", ".join(sql_string(str(f)) for f in files)
     return FileView(
-        f"SELECT * FROM read_parquet([{listed}], union_by_name=true, hive_partitioning=false)",
+        f"SELECT concat(request_id, '-', prediction_n) AS {PREDICTION_ID}, * "
+        f"FROM read_parquet([{listed}], union_by_name=true, hive_partitioning=false)",
         files,
     )

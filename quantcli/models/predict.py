@@ -244,7 +244,7 @@ class Predictor:
         the recorded latency counts from (default: now). With ``output``, the predictions are
         also written there (``output_format``: parquet, csv or json), atomically and only
         once the audit batch is durable."""
-        from concurrent.futures import ThreadPoolExecutor
+        from concurrent.futures import Future, ThreadPoolExecutor
 
         import numpy as np
         import polars as pl
@@ -305,7 +305,7 @@ class Predictor:
             r: str(a.metadata["artifact_sha256"]) for r, a in zip(refs, scorer.answers, strict=True)
         }
         batch = out.select(
-            "prediction_id",
+            pl.int_range(pl.len(), dtype=pl.Int64).alias("prediction_n"),
             "request_id",
             pl.lit(logged_at).alias("logged_at"),
             pl.lit(day).alias("date"),
@@ -330,14 +330,21 @@ class Predictor:
             pl.col(*CONSTANT_COLUMNS).cast(pl.Categorical),
             rows.select(pl.struct(scorer.columns).alias("features")).to_series(),
         )
-        # The output is encoded on a second thread while the batch is written (both mostly
-        # in polars, outside the GIL); it is written only after the batch is durable.
+        # The output is encoded on a second thread while the batch's fsync waits (beside the
+        # batch's own write, the two would share the cores and the batch take longer); it is
+        # written only once the batch is durable.
         with ThreadPoolExecutor(1) as pool:
-            encoded = None if output is None else pool.submit(encode, out, output_format)
-            path = audit.write_batch(audit.batch_path(self.root, name, day, request_id), batch)
+            encoded: list[Future[bytes]] = []
+
+            def encode_output() -> None:
+                if output is not None:
+                    encoded.append(pool.submit(encode, out, output_format))
+
+            target = audit.batch_path(self.root, name, day, request_id)
+            path = audit.write_batch(target, batch, written=encode_output)
             audit_ms = (time.perf_counter() - began) * 1e3 - latency_ms
-            if encoded is not None and output is not None:
-                write_encoded(encoded.result(), output)
+            if output is not None:
+                write_encoded(encoded[0].result(), output)
         result = Prediction(
             request_id=request_id,
             model=str(meta["ref"]),
