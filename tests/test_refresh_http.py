@@ -68,6 +68,18 @@ def test_retries_and_fallback_are_recorded(http_server: FixtureServer, store: Pa
     assert again.matrix[primary].sessions_served == 9 and again.matrix[primary].attempts == 14
 
 
+def test_a_redirect_is_counted_apart_from_failures(http_server: FixtureServer, store: Path) -> None:
+    http_server.serve_sessions(DAYS)
+    for day in DAYS:  # the provider's files have moved; each old path answers 302
+        http_server.redirect(path_for("/moved" + LEGACY_PATH, day), path_for(LEGACY_PATH, day))
+    template = http_server.url + "/moved" + LEGACY_PATH
+    recipe(store, template)
+    report = refresh(store, "d", until=UNTIL, policy=FAST)
+    stats = report.matrix[template].to_dict()
+    assert (stats["redirects"], stats["failures"], stats["successes"]) == (len(DAYS), 0, len(DAYS))
+    assert stats["last_failure"] is None
+
+
 def test_providers_unavailable_publishes_the_prefix(
     http_server: FixtureServer, store: Path
 ) -> None:

@@ -26,7 +26,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
@@ -127,7 +127,8 @@ class ProviderStats:
 
     attempts: int = 0
     successes: int = 0  # attempts that returned a file that passed the checks
-    failures: int = 0  # every other attempt
+    failures: int = 0  # every attempt that neither served a file nor was redirected
+    redirects: int = 0  # 3xx followed: the provider moved the file, which is not a failure
     retries: int = 0  # the failures that were retried at the same provider
     sessions_served: int = 0
     latency_s: float = 0.0  # summed over attempts
@@ -142,6 +143,7 @@ class ProviderStats:
             "successes": self.successes,
             "failures": self.failures,
             "retries": self.retries,
+            "redirects": self.redirects,
             "sessions_served": self.sessions_served,
             "latency_s_total": round(self.latency_s, 6),
             "latency_s_mean": None if mean is None else round(mean, 6),
@@ -157,6 +159,7 @@ class ProviderStats:
             successes=int(d["successes"]),
             failures=int(d["failures"]),
             retries=int(d["retries"]),
+            redirects=int(d.get("redirects", 0)),  # matrices written before redirects counted
             sessions_served=int(d["sessions_served"]),
             latency_s=float(d["latency_s_total"]),
             last_success=d.get("last_success"),
@@ -201,6 +204,8 @@ class _Recorder:
         if attempt.outcome == "ok":
             stats.successes += 1
             stats.last_success = now
+        elif attempt.outcome == "redirect":
+            stats.redirects += 1
         else:
             stats.failures += 1
             stats.retries += attempt.outcome == "retry"
@@ -216,15 +221,14 @@ class _Recorder:
     def merged_into(self, matrix: dict[str, ProviderStats]) -> dict[str, ProviderStats]:
         for label, run in self.stats.items():
             total = matrix.setdefault(label, ProviderStats())
-            total.attempts += run.attempts
-            total.successes += run.successes
-            total.failures += run.failures
-            total.retries += run.retries
-            total.sessions_served += run.sessions_served
-            total.latency_s += run.latency_s
+            for counter in _COUNTERS:  # every count and the latency sum add up across runs
+                setattr(total, counter, getattr(total, counter) + getattr(run, counter))
             total.last_success = run.last_success or total.last_success
             total.last_failure = run.last_failure or total.last_failure
         return matrix
+
+
+_COUNTERS = tuple(f.name for f in fields(ProviderStats) if f.type in ("int", "float"))
 
 
 @dataclass(frozen=True)
