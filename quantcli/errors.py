@@ -1,8 +1,9 @@
 """The error hierarchy. Library code raises these; the CLI edge prints them once.
 
 Exit codes follow the cron conventions in BSD sysexits: 1 for a generic failure, 2 for usage,
-65 (EX_DATAERR) for invalid input data and 75 (EX_TEMPFAIL) when another run holds the lock, so
-a cron wrapper can tell "retry later" from "fix the input".
+65 (EX_DATAERR) for invalid input data, 69 (EX_UNAVAILABLE) when every source of the data failed
+and 75 (EX_TEMPFAIL) when another run holds the lock, so a cron wrapper can tell "retry later"
+from "fix the input".
 """
 
 from __future__ import annotations
@@ -70,6 +71,13 @@ class LockHeldError(QuantcliError):
     """Another process holds the lock; try again later."""
 
     exit_code = 75
+
+
+class UnavailableError(QuantcliError):
+    """Every provider of the data failed (network, HTTP errors) after its retries; the input may
+    be fine, so a later run may succeed."""
+
+    exit_code = 69
 
 
 class CoverageError(QuantcliError):

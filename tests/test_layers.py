@@ -21,6 +21,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("quantcli.__main__",),
     ("quantcli.cli",),
     ("quantcli.commands",),
+    ("quantcli.ops",),
     ("quantcli.models",),
     ("quantcli.features",),
     ("quantcli.backtest",),

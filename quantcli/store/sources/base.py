@@ -214,7 +214,7 @@ def input_tables(path: Path) -> list[InputTable]:
     if raw.startswith(_GZIP_MAGIC) or name.endswith(".gz"):
         return [InputTable(label, path.name, _gunzip(raw, label))]
     if raw.startswith(_ZIP_MAGIC) or name.endswith(".zip"):
-        return _unzip(raw, label)
+        return unzip_tables(raw, label)
     return [InputTable(label, path.name, raw)]
 
 
@@ -229,7 +229,9 @@ def _gunzip(raw: bytes, label: str) -> bytes:
         raise DataError(f"corrupt gzip data ({exc})", path=label) from None
 
 
-def _unzip(raw: bytes, label: str) -> list[InputTable]:
+def unzip_tables(raw: bytes, label: str) -> list[InputTable]:
+    """Each ``.csv``/``.tsv`` member of the zip archive ``raw`` (``label`` names it); DataError
+    for an archive without one, a truncated or corrupt archive, or one that cannot be unpacked."""
     try:
         with zipfile.ZipFile(io.BytesIO(raw)) as archive:
             members = [

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Final
+from typing import Final, NamedTuple
 
 import polars as pl
 
@@ -63,11 +63,25 @@ OPTIONS = ("series",)
 DEFAULT_SERIES: Final = "EQ"
 
 
-def _layout(columns: list[str], label: str) -> tuple[str, dict[str, str]]:
+class Layout(NamedTuple):
+    """A bhavcopy layout: its name in messages, its column mapping and its date format."""
+
+    name: str
+    mapping: Mapping[str, str]
+    date_format: str
+
+
+# The legacy TIMESTAMP is DD-MON-YYYY (01-JAN-2024), UDiFF's TradDt ISO.
+LEGACY_LAYOUT: Final = Layout("legacy bhavcopy", LEGACY, "%d-%b-%Y")
+UDIFF_LAYOUT: Final = Layout("UDiFF bhavcopy", UDIFF, "%Y-%m-%d")
+
+
+def detect_layout(columns: Sequence[str], label: str) -> Layout:
+    """The layout a bhavcopy's header ``columns`` show; DataError naming ``label`` otherwise."""
     if "TIMESTAMP" in columns and "SYMBOL" in columns:
-        return "legacy bhavcopy", LEGACY
+        return LEGACY_LAYOUT
     if "TradDt" in columns and "TckrSymb" in columns:
-        return "UDiFF bhavcopy", UDIFF
+        return UDIFF_LAYOUT
     raise DataError(
         f"not a bhavcopy: expected legacy (SYMBOL, TIMESTAMP, ...) or UDiFF (TradDt, TckrSymb, "
         f"...) columns, found {', '.join(columns[:6])}",
@@ -85,10 +99,10 @@ def parse(files: Sequence[Path], options: Mapping[str, str]) -> ParsedSource:
     for path in files:
         for label, name, content in input_tables(path):
             raw = read_text_table(content, label)
-            layout, mapping = _layout([c for c in raw.columns if c != ROW_COL], label)
-            opts: TableOptions = replace(base, mapping=mapping, layout=layout)
-            # The legacy TIMESTAMP is DD-MON-YYYY (01-JAN-2024), UDiFF's TradDt ISO.
-            opts = replace(opts, date_format="%d-%b-%Y" if mapping is LEGACY else "%Y-%m-%d")
+            layout = detect_layout([c for c in raw.columns if c != ROW_COL], label)
+            opts: TableOptions = replace(
+                base, mapping=layout.mapping, layout=layout.name, date_format=layout.date_format
+            )
             frame, _ = canonical_frame(raw, label, table_stem(name), opts)
             if series is not None:
                 frame = frame.filter(pl.col("series").is_in(series))

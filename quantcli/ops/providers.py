@@ -1,0 +1,124 @@
+"""Where a session's file comes from: a provider is a URL template or a local path template,
+rendered for one session date.
+
+Templates are Python format strings with two fields: ``date`` (a ``datetime.date``, so
+``{date:%Y%m%d}``) and ``MON`` (the upper-case English month abbreviation NSE's legacy archive
+paths use, ``JAN``), e.g. ``https://archives.nseindia.com/content/historical/EQUITIES/{date:%Y}/
+{MON}/cm{date:%d}{MON}{date:%Y}bhav.csv.zip``. A local provider names the file inside a drop
+directory the same way (``/srv/drop/cm{date:%d}{MON}{date:%Y}bhav.csv.zip``), so one rendering
+rule serves both kinds and no file-name convention is guessed.
+
+Labels are what logs, manifests and errors show: the template with its credentials (URL
+userinfo, secret-looking query parameters) replaced by ``***``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Final, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from quantcli.errors import UsageError
+
+ProviderKind = Literal["url", "dir"]
+
+MONTHS: Final = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+FIELDS: Final = ("date", "MON")
+REDACTED: Final = "***"
+# Query parameters whose values are credentials (tokens, API keys, signed-URL signatures).
+_SECRET_PARAM: Final = re.compile(
+    r"token|key|secret|passw|pwd|auth|sig|credential|session|cookie", re.IGNORECASE
+)
+# Two consecutive sessions in the same month: a template that renders both alike does not name a
+# session's file (MON alone, or no field at all) and would fetch one file for every day.
+_SAMPLES: Final = (date(2024, 1, 2), date(2024, 1, 3))
+
+
+@dataclass(frozen=True)
+class Provider:
+    """One source of session files, tried in a recipe's order.
+
+    ``kind`` is ``url`` (http or https) or ``dir`` (a file in a local drop directory);
+    ``template`` is the URL or absolute path template, secrets included (never print it);
+    ``label`` is the redacted template, safe for logs, manifests and errors.
+    """
+
+    kind: ProviderKind
+    template: str
+    label: str
+
+
+def parse_provider(text: str) -> Provider:
+    """The provider ``text`` names: an ``http(s)://`` URL template, or a path template
+    (``file://`` or a plain path; relative paths are made absolute, since cron runs elsewhere).
+
+    Raises UsageError for another scheme, an unknown field, a bad format spec or a template
+    that renders the same name for different sessions.
+    """
+    text = text.strip()
+    if not text:
+        raise UsageError("--provider is empty: give a URL template or a drop-directory path")
+    scheme = urlsplit(text).scheme.lower()
+    kind: ProviderKind
+    if scheme in ("http", "https"):
+        kind, template = "url", text
+    elif scheme == "file":
+        kind, template = "dir", str(Path(text.removeprefix("file://")).expanduser().absolute())
+    elif scheme and len(scheme) > 1:  # one letter is a Windows drive, not a scheme
+        raise UsageError(
+            f"--provider {redact(text)}: unsupported scheme {scheme}:// (use http://, https:// "
+            "or a local path)"
+        )
+    else:
+        kind, template = "dir", str(Path(text).expanduser().absolute())
+    provider = Provider(kind, template, redact(template))
+    rendered = [_render_checked(provider, day) for day in _SAMPLES]
+    if rendered[0] == rendered[1]:
+        raise UsageError(
+            f"--provider {provider.label}: the template names the same file for every session; "
+            "put the date in it, e.g. {date:%Y%m%d} or {date:%d}{MON}{date:%Y}"
+        )
+    return provider
+
+
+def render(provider: Provider, day: date) -> str:
+    """The URL or path of ``day``'s file at ``provider`` (secrets included: for fetching only;
+    show ``redact`` of it)."""
+    return provider.template.format(date=day, MON=MONTHS[day.month - 1])
+
+
+def _render_checked(provider: Provider, day: date) -> str:
+    try:
+        return render(provider, day)
+    except KeyError as exc:
+        problem = f"unknown field {{{exc.args[0]}}}"
+    except IndexError:
+        problem = "a positional field {} (name it: {date...} or {MON})"
+    except AttributeError as exc:
+        problem = f"a bad field attribute ({exc})"
+    except (ValueError, TypeError) as exc:
+        problem = f"a bad format ({exc})"
+    raise UsageError(
+        f"--provider {provider.label}: {problem}; templates take {{date:%Y%m%d}}-style date "
+        "formats and {MON}"
+    )
+
+
+def redact(url: str) -> str:
+    """``url`` with its userinfo and the values of secret-looking query parameters replaced by
+    ``***``; anything else (a path, a URL without secrets) is returned unchanged."""
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.netloc:
+        return url
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = f"{REDACTED}@{netloc.rpartition('@')[2]}"
+    # The query is split by hand, not decoded: a template's {date:%d} must survive as written.
+    query = "&".join(
+        f"{name}={REDACTED}" if sep and _SECRET_PARAM.search(name) else f"{name}{sep}{value}"
+        for name, sep, value in (pair.partition("=") for pair in parts.query.split("&"))
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
