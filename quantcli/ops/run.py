@@ -1,0 +1,163 @@
+"""One command run as cron sees it: its id, log context, attempt counts, and at the end its
+``command.finished`` line and textfile metrics.
+
+The CLI starts a :class:`Run` for every command (quantcli/cli.py) and finishes it with the
+exit code at its error edge. A command that fetches passes :meth:`Run.on_attempt` to the
+fetcher (``Fetcher(on_attempt=...)`` or ``refresh(on_attempt=...)``): each attempt is logged
+and counted per provider. The fetcher's policy comes from ``[refresh]``:
+``HttpPolicy(**settings.config.refresh.overrides())``. What the run wrote is read back from
+the store when it ends (the dataset's latest version against the one it started from), so
+commands report nothing themselves.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Final
+
+from quantcli import log
+from quantcli.errors import QuantcliError
+from quantcli.ops.metrics import JobOutcome, ProviderCounts, write_metrics
+
+if TYPE_CHECKING:
+    from quantcli.ops.http import Attempt
+
+RUN: Final = "quantcli.run"  # the click context's meta key holding the command's Run
+# The commands that are cron jobs: they log their work and may write metrics.
+JOBS: Final = frozenset({"data ingest", "data refresh", "model train", "backtest"})
+
+
+def new_run_id() -> str:
+    """A short random id naming one run in every log line it writes."""
+    return secrets.token_hex(8)
+
+
+def _dataset_name(dataset: str | None) -> str:
+    """The dataset a reference names (``nse@v3`` -> ``nse``)."""
+    return (dataset or "").split("@", 1)[0]
+
+
+@dataclass(frozen=True)
+class _Version:
+    number: int
+    rows: int
+    last_bar: datetime
+
+
+def _latest(root: Path, name: str) -> _Version | None:
+    from quantcli.store.manifest import NAME_RE, read_manifest, version_dir, version_numbers
+
+    if not NAME_RE.match(name) or not (root / name).is_dir():
+        return None
+    versions = version_numbers(root, name)
+    if not versions:
+        return None
+    manifest = read_manifest(version_dir(root, name, versions[-1]))
+    return _Version(manifest.version, manifest.rows, manifest.last_ts)
+
+
+@dataclass
+class Run:
+    """The run of ``command`` (``data refresh``) on ``dataset`` in the store at ``root``;
+    ``metrics`` is the textfile to write at the end (None: no metrics)."""
+
+    command: str
+    dataset: str | None
+    root: Path
+    metrics: Path | None = None
+    run_id: str = field(default_factory=new_run_id)
+    started: float = field(default_factory=time.time)
+    providers: dict[str, ProviderCounts] = field(default_factory=dict)
+    _before: _Version | None = None
+    _events: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def is_job(self) -> bool:
+        """Whether the command is a cron job (logs its work, may write metrics)."""
+        return self.command in JOBS
+
+    def begin(self, *, log_format: log.LogFormat | None, level: str) -> None:
+        """Bind this run's context to every log line and note where the dataset stands; a
+        job logs its events when ``log_format`` is given (None: not asked for)."""
+        self._events = self.is_job and log_format is not None
+        log.start_run(
+            log_format=log_format or "auto",
+            level=level,
+            events=self._events,
+            run_id=self.run_id,
+            command=self.command,
+            dataset=self.dataset,
+        )
+        if self.is_job and self.dataset:
+            self._before = _latest(self.root, _dataset_name(self.dataset))
+
+    def expect_providers(self, labels: list[str]) -> None:
+        """Export zeros for these providers even if the run never calls them."""
+        with self._lock:
+            for label in labels:
+                self.providers.setdefault(label, ProviderCounts())
+
+    def on_attempt(self, attempt: Attempt) -> None:
+        """The fetcher's observer: log the attempt and count it for its provider."""
+        log.log_attempt(attempt)
+        with self._lock:
+            self.providers.setdefault(attempt.provider, ProviderCounts()).count(attempt.outcome)
+
+    def finish(self, exit_code: int, error: QuantcliError | None = None) -> QuantcliError | None:
+        """Log the ``command.finished`` line (a job logging events) and write the metrics;
+        returns the error of a metrics file that could not be written, else None."""
+        finished = time.time()
+        name = _dataset_name(self.dataset)
+        after = _latest(self.root, name) if self.is_job and name else None
+        rows = 0
+        if after is not None and (self._before is None or after.number > self._before.number):
+            rows = after.rows - (self._before.rows if self._before is not None else 0)
+        with self._lock:
+            providers = {k: ProviderCounts(**vars(v)) for k, v in self.providers.items()}
+        fetched = sum(c.successes for c in providers.values())
+        if self._events:
+            line = log.logger().info if exit_code == 0 else log.logger().error
+            line(
+                "command.finished",
+                exit_code=exit_code,
+                duration_s=round(finished - self.started, 3),
+                sessions_fetched=fetched,
+                rows_written=rows,
+                error=None if error is None else error.message,
+            )
+        problem = None
+        if self.metrics is not None:
+            outcome = JobOutcome(
+                job=self.command,
+                dataset=name,
+                started=self.started,
+                finished=finished,
+                exit_code=exit_code,
+                sessions_fetched=fetched,
+                rows_written=max(rows, 0),
+                providers=providers,
+                last_bar=None if after is None else after.last_bar,
+            )
+            try:
+                write_metrics(self.metrics, outcome)
+            except OSError as exc:
+                problem = QuantcliError(
+                    f"cannot write the metrics file: {exc.strerror or exc} "
+                    "(check --metrics-file or [metrics] in quantcli.toml)",
+                    path=str(self.metrics),
+                )
+        log.end_run()
+        return problem
+
+
+def run_of(meta: Mapping[str, object]) -> Run | None:
+    """The Run the CLI started for this command (``ctx.meta``), None outside the CLI."""
+    run = meta.get(RUN)
+    return run if isinstance(run, Run) else None
