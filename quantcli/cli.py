@@ -25,6 +25,7 @@ from quantcli.commands import data as data_cmd
 from quantcli.commands import features as features_cmd
 from quantcli.commands import ingest as ingest_cmd
 from quantcli.commands import model as model_cmd
+from quantcli.commands import refresh as refresh_cmd
 from quantcli.core.redact import redact, redact_value
 from quantcli.errors import QuantcliError, UsageError
 from quantcli.log import check_format
@@ -299,6 +300,8 @@ def _metrics_path(run: Run, metrics: MetricsConfig, *, explicit: bool) -> Path |
 data_cmd.app.command("ingest")(ingest_cmd.ingest)
 data_cmd.app.command("validate")(ingest_cmd.validate)
 data_cmd.app.command("rederive")(actions_cmd.rederive)
+data_cmd.app.command("refresh")(refresh_cmd.refresh)
+data_cmd.app.add_typer(refresh_cmd.recipe_app, name="recipe")
 app.add_typer(data_cmd.app, name="data")
 app.add_typer(actions_cmd.app, name="actions")
 app.add_typer(calendar_cmd.app, name="calendar")

@@ -13,6 +13,7 @@ from typing import Any
 
 import hypothesis
 import pytest
+from httpserver import FixtureServer
 from typer.testing import CliRunner
 
 from quantcli.cli import app
@@ -157,3 +158,11 @@ def load_sample(symbol: str) -> Any:
 def sample_dir() -> Path:
     """The bundled real NSE daily sample shipped in the repository."""
     return SAMPLE_DIR
+
+
+@pytest.fixture
+def http_server() -> Iterator[FixtureServer]:
+    """A loopback HTTP server of bhavcopy fixture files with injectable faults
+    (tests/httpserver.py), stopped after the test."""
+    with FixtureServer() as server:
+        yield server

@@ -335,7 +335,8 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prepared]:
     """The README's inputs, and the default store ``./datasets`` with ``nse@v1`` (the bundled
     sample), ``nse@v2`` (new-days.csv appended), one saved run of sma_cross on nse@v1, the
     basic feature set ``nse-basic@v1`` of nse@v1 and models ``up5@v1`` (hgb) and ``up5@v2``
-    (logistic, alias ``champion``) trained on it."""
+    (logistic, alias ``champion``) trained on it, and a refresh recipe for ``eq`` (the legacy
+    bhavcopy of 2024-07-05 in the directory)."""
     folder = tmp_path_factory.mktemp("readme")
     # The examples use the default store; a quantcli.toml above the temp directory would
     # send them (and their writes) to another one.
@@ -366,6 +367,11 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prepared]:
             "--train-to", "2016-12-31", "--test-to", "2019-12-31", "--seed", "7",
         )  # fmt: skip
         _cli("-q", "model", "alias", "up5@v2", "champion", "--reason", "first champion")
+        # The refresh examples' recipe: the bundled legacy bhavcopy as a local provider.
+        _cli(
+            "-q", "data", "recipe", "set", "eq", "--source", "bhavcopy-legacy", "--provider",
+            "cm{date:%d}{MON}{date:%Y}bhav.csv.zip", "--start", "2024-07-05",
+        )  # fmt: skip
         yield Prepared(folder, json.loads(res.stdout)["run_id"])
 
 

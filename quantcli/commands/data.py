@@ -115,6 +115,7 @@ def show(
     ctx: typer.Context, ref: Annotated[str, typer.Argument(help="NAME[@vN|@tag|@hash].")]
 ) -> None:
     """Show a version's manifest and per-symbol stats (rows, span, min/max close, mean volume)."""
+    from quantcli.ops.recipe import has_recipe, load_recipe
     from quantcli.store.manifest import describe_prices
     from quantcli.store.reader import open_dataset
 
@@ -125,7 +126,12 @@ def show(
     for row in stats:
         row["first_ts"] = row["first_ts"].isoformat()
         row["last_ts"] = row["last_ts"].isoformat()
-    payload = {"manifest": m.to_dict(), "symbols": stats}
+    recipe = load_recipe(settings.root, m.name) if has_recipe(settings.root, m.name) else None
+    payload = {
+        "manifest": m.to_dict(),
+        "symbols": stats,
+        "recipe": None if recipe is None else recipe.public(),
+    }
 
     def render(console: Console) -> None:
         facts = [
@@ -141,6 +147,9 @@ def show(
             ["source", f"{m.source.kind} ({len(m.source.files)} input files)"],
             ["written by", f"quantcli {m.quantcli_version}"],
         ]
+        if recipe is not None:
+            providers = ", ".join(p.label for p in recipe.providers)
+            facts.append(["refresh recipe", f"{recipe.source} from {providers}"])
         console.print(table(None, ["field", "value"], facts))
         per_symbol = [
             [

@@ -21,9 +21,9 @@ LOCK_FILE = ".lock"
 POLL_SECONDS = 0.05
 
 
-def lock_path(root: Path, name: str) -> Path:
-    """The lock file of dataset ``name``."""
-    return root / name / LOCK_FILE
+def lock_path(root: Path, name: str, file: str = LOCK_FILE) -> Path:
+    """The lock file of dataset ``name`` (``file``: another lock of the same entry)."""
+    return root / name / file
 
 
 def _holder(path: Path) -> str:
@@ -36,15 +36,16 @@ def _holder(path: Path) -> str:
 
 @contextmanager
 def dataset_lock(
-    root: Path, name: str, *, wait: float = 0, what: str = "dataset"
+    root: Path, name: str, *, wait: float = 0, what: str = "dataset", file: str = LOCK_FILE
 ) -> Iterator[None]:
     """Hold the writer lock of ``name`` for the ``with`` block.
 
     Tries without blocking, then polls for up to ``wait`` seconds; raises LockHeldError
     (exit 75, "try again later") naming the holder's pid when the lock stays held; ``what``
-    names the kind of thing locked in that message (a dataset, a model).
+    names the kind of thing locked in that message (a dataset, a model). ``file`` is another
+    lock of the entry, held over longer work that publishes through the writer lock (a refresh).
     """
-    path = lock_path(root, name)
+    path = lock_path(root, name, file)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:

@@ -252,8 +252,8 @@ class Fetcher:
         tries: list[_Try] = []
         try:
             response = self._client.get(url, extensions={_LOG: tries})
-        except httpx.HTTPError as exc:
-            if not tries:  # refused before any transport ran (an invalid URL)
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            if not tries:  # refused before any transport ran (an unusable URL)
                 tries.append(_Try(None, 0, 0.0, _describe(exc, url, shown)))
             return tries, None, None
         if response.status_code != 200:

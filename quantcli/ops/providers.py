@@ -61,9 +61,17 @@ def parse_provider(text: str) -> Provider:
     text = text.strip()
     if not text:
         raise UsageError("--provider is empty: give a URL template or a drop-directory path")
-    scheme = urlsplit(text).scheme.lower()
+    try:
+        scheme = urlsplit(text).scheme.lower()
+    except ValueError as exc:  # an unclosed IPv6 bracket
+        raise UsageError(f"--provider {text}: not a URL ({exc})") from None
     kind: ProviderKind
     if scheme in ("http", "https"):
+        if any(not c.isprintable() or c.isspace() for c in text):
+            raise UsageError(
+                f"--provider {redact(text)!r}: a URL template holds a space or control "
+                "character; percent-encode it (%20)"
+            )
         kind, template = "url", text
     elif scheme == "file":
         kind, template = "dir", str(Path(text.removeprefix("file://")).expanduser().absolute())
@@ -81,7 +89,19 @@ def parse_provider(text: str) -> Provider:
             f"--provider {provider.label}: the template names the same file for every session; "
             "put the date in it, e.g. {date:%Y%m%d} or {date:%d}{MON}{date:%Y}"
         )
+    if kind == "url":
+        _check_host(provider, rendered[0])
     return provider
+
+
+def _check_host(provider: Provider, url: str) -> None:
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 (urllib checks the port only when it is read)
+    except ValueError as exc:
+        raise UsageError(f"--provider {provider.label}: {exc}") from None
+    if not parts.hostname:
+        raise UsageError(f"--provider {provider.label}: the URL names no host")
 
 
 def render(provider: Provider, day: date) -> str:

@@ -6,7 +6,7 @@ parsed frame is validated in memory and handed to ``publish``, which is atomic.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -344,6 +344,9 @@ def ingest(
     allow_warnings: bool = False,
     drop_duplicates: bool = False,
     on_phase: Callable[[str], None] | None = None,
+    symbols: Collection[str] = (),
+    extra_notes: Mapping[str, object] | None = None,
+    inputs: Sequence[InputFile] | None = None,
 ) -> IngestReport:
     """Parse ``files`` of source ``kind``, validate, and publish ``name``'s next version.
 
@@ -353,6 +356,11 @@ def ingest(
     ConflictError when another writer publishes a different version meanwhile.
     ``on_phase`` is called after each of ``PHASES`` (for a progress bar). Raises
     DataError (exit 65) for invalid input, naming the first finding's file and row.
+
+    ``symbols`` (non-empty) keeps only those symbols' bars, before validation. ``extra_notes``
+    are added to the manifest's notes, and ``inputs``, when given, are recorded as the version's
+    input files instead of ``files`` (a refresh records the downloads it parsed, not the temp
+    files it wrote them to).
     """
     from quantcli.store.publish import publish
 
@@ -366,7 +374,10 @@ def ingest(
     # session windows the interval grid starts from.
     with using_store(root):
         parsed = parse_source(kind, files, options)
-        frame = sort_bars(parsed.frame)
+        frame = parsed.frame
+        if symbols:
+            frame = frame.filter(pl.col("symbol").is_in(list(symbols)))
+        frame = sort_bars(frame)
         phase("parsed")
         if interval is None:
             interval = infer_interval(frame)
@@ -389,7 +400,7 @@ def ingest(
     )
     refuse_findings(report, frame, allow_warnings=allow_warnings, dropped=drop_duplicates)
     bars = frame.drop(BOOKKEEPING, strict=False)
-    notes: dict[str, object] = dict(parsed.notes)
+    notes: dict[str, object] = {**parsed.notes, **(extra_notes or {})}
     if report.counts:
         notes["warnings_accepted"] = dict(report.counts)
     if dropped:
@@ -422,7 +433,8 @@ def ingest(
         bars, derived = fill_prev_close(bars, root, parsed.prices)
         if derived:
             notes["prev_close_derived"] = derived
-    source = SourceInfo(kind=kind, files=_input_files(parsed.inputs), options=dict(options))
+    recorded = _input_files(parsed.inputs) if inputs is None else tuple(inputs)
+    source = SourceInfo(kind=kind, files=recorded, options=dict(options))
     # A fresh ingest replaces the content and reads nothing first, so it needs no guard: under
     # the lock publish compares it with whatever is latest (a re-run stays "unchanged"). An
     # append was built from `parent` and must not land on a version published since.
