@@ -22,6 +22,7 @@ from quantcli.commands import backtest as backtest_cmd
 from quantcli.commands import calendar as calendar_cmd
 from quantcli.commands import charges as charges_cmd
 from quantcli.commands import data as data_cmd
+from quantcli.commands import doctor as doctor_cmd
 from quantcli.commands import features as features_cmd
 from quantcli.commands import ingest as ingest_cmd
 from quantcli.commands import model as model_cmd
@@ -309,6 +310,7 @@ app.command("charges")(charges_cmd.charges)
 app.add_typer(backtest_cmd.app, name="backtest")
 app.add_typer(features_cmd.app, name="features")
 app.add_typer(model_cmd.app, name="model")
+app.command("doctor")(doctor_cmd.doctor)
 
 
 def main() -> None:
