@@ -62,6 +62,16 @@ def _latest(root: Path, name: str) -> _Version | None:
     return _Version(manifest.version, manifest.rows, manifest.last_ts)
 
 
+def _recipe_labels(root: Path, name: str) -> list[str]:
+    """The providers of ``name``'s recipe, by label ([] without a readable recipe)."""
+    from quantcli.ops.recipe import load_recipe
+
+    try:
+        return [p.label for p in load_recipe(root, name).providers]
+    except QuantcliError:
+        return []
+
+
 @dataclass
 class Run:
     """The run of ``command`` (``data refresh``) on ``dataset`` in the store at ``root``;
@@ -99,7 +109,8 @@ class Run:
             self._before = _latest(self.root, _dataset_name(self.dataset))
 
     def expect_providers(self, labels: list[str]) -> None:
-        """Export zeros for these providers even if the run never calls them."""
+        """Export zeros for these providers even if the run never calls them (a refresh's
+        recipe providers are expected when it finishes)."""
         with self._lock:
             for label in labels:
                 self.providers.setdefault(label, ProviderCounts())
@@ -119,6 +130,8 @@ class Run:
         rows = 0
         if after is not None and (self._before is None or after.number > self._before.number):
             rows = after.rows - (self._before.rows if self._before is not None else 0)
+        if self.command == "data refresh" and name:
+            self.expect_providers(_recipe_labels(self.root, name))
         with self._lock:
             providers = {k: ProviderCounts(**vars(v)) for k, v in self.providers.items()}
         fetched = sum(c.successes for c in providers.values())
