@@ -284,7 +284,7 @@ def _metrics_path(run: Run, metrics: MetricsConfig, *, explicit: bool) -> Path |
     """Where the run's metrics go: only jobs write them, and a ``--metrics-file`` given to
     another command is a mistake worth one line; the directory must exist before the work."""
     if not run.is_job:
-        if explicit:
+        if explicit and run.command:  # not for a help screen
             raise UsageError(
                 f"--metrics-file applies to {', '.join(sorted(JOBS))}, not {run.command or 'this'}"
             )

@@ -207,7 +207,8 @@ _KEYS: Final[Mapping[tuple[str, str], tuple[Callable[[object], Any], bool]]] = {
     ("refresh", "read_timeout"): (_positive_float, False),
     ("refresh", "retries"): (_int(0), False),
     ("refresh", "backoff_base"): (_non_negative_float, False),
-    ("refresh", "backoff_cap"): (_non_negative_float, False),
+    # A zero cap would also cap a server's Retry-After to nothing.
+    ("refresh", "backoff_cap"): (_positive_float, False),
     ("refresh", "concurrency"): (_int(1), False),
     ("logging", "format"): (_choice("json", "console", "auto"), False),
     ("logging", "level"): (_choice("debug", "info", "warning", "error"), False),

@@ -161,3 +161,27 @@ def test_zero_providers_are_exported_as_zeros(tmp_path: Path) -> None:
             f'quantcli_provider_{series}{{dataset="eq",job="data refresh",provider="nse"}} 0.0'
             in text
         )
+
+
+def test_model_train_is_a_job_named_by_its_model(cli, store: Path, tmp_path: Path) -> None:
+    from test_models import published_feature_set
+    from test_models_cli import TRAIN
+
+    published_feature_set(store)
+    path = tmp_path / "train.prom"
+    res = cli("--metrics-file", str(path), "--log-format", "json", *TRAIN)
+    assert res.exit_code == 0, res.stderr
+    found = samples(path)
+    assert job(found, "job_exit_code", dataset="m", job_name="model train") == 0
+    # A model is not a dataset: no rows written, no last bar.
+    assert job(found, "job_rows_written", dataset="m", job_name="model train") == 0
+    assert not [name for name, _ in found if name.startswith("quantcli_dataset_")]
+    events = [line.split('"event": "')[1].split('"')[0] for line in res.stderr.splitlines()
+              if line.startswith("{")]  # fmt: skip
+    assert events[-2:] == ["model.published", "command.finished"]
+
+
+def test_help_is_not_a_run(cli, tmp_path: Path) -> None:
+    res = cli("--metrics-file", str(tmp_path / "m.prom"), "data", "refresh", "--help")
+    assert res.exit_code == 0 and "Usage" in res.stdout
+    assert not (tmp_path / "m.prom").exists()

@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 RUN: Final = "quantcli.run"  # the click context's meta key holding the command's Run
 # The commands that are cron jobs: they log their work and may write metrics.
 JOBS: Final = frozenset({"data ingest", "data refresh", "model train", "backtest"})
+# The jobs whose dataset is a store dataset (model train's is a model name): their rows written
+# and the dataset's last bar are read from the store.
+DATASET_JOBS: Final = frozenset({"data ingest", "data refresh", "backtest"})
 
 
 def new_run_id() -> str:
@@ -105,7 +108,7 @@ class Run:
             command=self.command,
             dataset=self.dataset,
         )
-        if self.is_job and self.dataset:
+        if self.command in DATASET_JOBS and self.dataset:
             self._before = _latest(self.root, _dataset_name(self.dataset))
 
     def expect_providers(self, labels: list[str]) -> None:
@@ -126,7 +129,7 @@ class Run:
         returns the error of a metrics file that could not be written, else None."""
         finished = time.time()
         name = _dataset_name(self.dataset)
-        after = _latest(self.root, name) if self.is_job and name else None
+        after = _latest(self.root, name) if self.command in DATASET_JOBS and name else None
         rows = 0
         if after is not None and (self._before is None or after.number > self._before.number):
             rows = after.rows - (self._before.rows if self._before is not None else 0)
