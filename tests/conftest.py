@@ -13,7 +13,7 @@ from typing import Any
 
 import hypothesis
 import pytest
-from httpserver import FixtureServer
+from httpserver import FixtureServer, clear_proxies
 from typer.testing import CliRunner
 
 from quantcli.cli import app
@@ -161,8 +161,10 @@ def sample_dir() -> Path:
 
 
 @pytest.fixture
-def http_server() -> Iterator[FixtureServer]:
+def http_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FixtureServer]:
     """A loopback HTTP server of bhavcopy fixture files with injectable faults
-    (tests/httpserver.py), stopped after the test."""
+    (tests/httpserver.py), stopped after the test. The machine's proxy settings are cleared for
+    the test, so a CI proxy never sits between the client and 127.0.0.1."""
+    clear_proxies(monkeypatch)
     with FixtureServer() as server:
         yield server

@@ -7,6 +7,7 @@ of sessions at NSE-like paths) and inject faults per path, consumed in the order
 
 - ``fail(path, status=500, times=2)``: that status twice, then the file;
 - ``throttle(path, retry_after_s=1)``: 429 with ``Retry-After``;
+- ``redirect(path, location)``: 302 to another path;
 - ``stall(path, seconds, where="headers"|"body")``: slower than a read timeout;
 - ``truncate(path)``: the first half of the file, as a complete response;
 - a wrong session or a changed layout: serve another day's or layout's file at the path;
@@ -20,16 +21,19 @@ is the most requests answered at once.
 from __future__ import annotations
 
 import io
+import os
 import threading
 import time
 import zipfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Literal, Self
 from urllib.parse import urlsplit
+
+import pytest
 
 MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 # Paths like NSE's archives: legacy under year and month, UDiFF flat.
@@ -47,6 +51,13 @@ UDIFF_HEADER = (
     "PrvsClsgPric,UndrlygPric,SttlmPric,OpnIntrst,ChngInOpnIntrst,TtlTradgVol,TtlTrfVal,"
     "TtlNbOfTxsExctd,SsnId,NewBrdLotQty,Rmks,Rsvd1,Rsvd2,Rsvd3,Rsvd4"
 )
+
+
+def clear_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Remove the machine's proxy settings for one test: nothing stands between the client and
+    127.0.0.1 (httpx honours HTTP_PROXY and friends)."""
+    for name in [n for n in os.environ if n.lower().endswith("_proxy")]:
+        monkeypatch.delenv(name)
 
 
 def path_for(template: str, day: date) -> str:
@@ -119,7 +130,7 @@ class _Fault:
     kind: Literal["status", "stall", "truncate"]
     remaining: int | None  # None: every request
     status: int = 500
-    retry_after: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     where: Literal["headers", "body"] = "headers"
 
@@ -191,7 +202,12 @@ class FixtureServer:
         self, path: str, status: int = 500, times: int | None = 1, retry_after: str | None = None
     ) -> None:
         """Answer ``status`` (with ``Retry-After`` if given) ``times`` times (None: always)."""
-        self._add(path, _Fault("status", times, status=status, retry_after=retry_after))
+        headers = {"Retry-After": retry_after} if retry_after is not None else {}
+        self._add(path, _Fault("status", times, status=status, headers=headers))
+
+    def redirect(self, path: str, location: str, times: int | None = None) -> None:
+        """Answer 302 Found pointing at ``location`` (a path on this server or a URL)."""
+        self._add(path, _Fault("status", times, status=302, headers={"Location": location}))
 
     def throttle(self, path: str, retry_after_s: int = 1, times: int | None = 1) -> None:
         """Answer 429 Too Many Requests with ``Retry-After: retry_after_s``."""
@@ -252,8 +268,7 @@ class FixtureServer:
             body = self._files.get(path)
         try:
             if fault is not None and fault.kind == "status":
-                headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
-                _respond(handler, fault.status, b"fault\n", headers)
+                _respond(handler, fault.status, b"fault\n", fault.headers)
             elif body is None:
                 _respond(handler, 404, b"not found\n", {})
             elif fault is not None and fault.kind == "truncate":

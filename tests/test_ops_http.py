@@ -14,6 +14,7 @@ from httpserver import (
     LEGACY_PATH,
     UDIFF_PATH,
     FixtureServer,
+    clear_proxies,
     legacy_csv,
     legacy_zip,
     path_for,
@@ -22,6 +23,7 @@ from httpserver import (
 )
 from startup import modules_loaded
 
+from quantcli.errors import UsageError
 from quantcli.ops.download import BadDownload, bhavcopy_check
 from quantcli.ops.http import Attempt, Fetched, Fetcher, HttpPolicy, ProvidersUnavailable
 from quantcli.ops.providers import Provider, parse_provider
@@ -154,11 +156,12 @@ def test_timeouts_every_time_are_exit_69(http_server: FixtureServer) -> None:
     policy = HttpPolicy(read_timeout_s=0.1, backoff_base_s=0.001, retries=1)
     error, seen = fetch([legacy_provider(http_server)], policy)
     assert isinstance(error, ProvidersUnavailable)
-    assert error.failures[0].problem == "read timeout (timed out) after 1 retries"
+    assert error.failures[0].problem == "read timeout (timed out) after 1 retry"
     assert [a.outcome for a in seen] == ["retry", "failed"]
 
 
-def test_connection_refused_is_retried_then_exit_69() -> None:
+def test_connection_refused_is_retried_then_exit_69(monkeypatch: pytest.MonkeyPatch) -> None:
+    clear_proxies(monkeypatch)
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -323,6 +326,49 @@ def test_a_url_httpx_refuses_is_a_provider_failure() -> None:
     assert isinstance(error, ProvidersUnavailable)
     assert [(a.outcome, a.attempt) for a in seen] == [("failed", 1)]
     assert seen[0].detail.startswith("InvalidURL (Invalid non-printable ASCII character")
+
+
+def test_redirects_are_followed_and_reported(http_server: FixtureServer) -> None:
+    http_server.serve_sessions([DAY])
+    moved = path_for("/moved" + LEGACY_PATH, DAY)
+    http_server.redirect(moved, path_for(LEGACY_PATH, DAY))
+    http_server.fail(path_for(LEGACY_PATH, DAY), 500, times=1)
+    fetched, seen = fetch([legacy_provider(http_server, "/moved")])
+    assert fetched.content == legacy_csv(DAY).encode()
+    assert [(a.outcome, a.status) for a in seen] == [("redirect", 302), ("retry", 500), ("ok", 200)]
+
+
+def test_retries_after_a_redirect_count_only_retries(http_server: FixtureServer) -> None:
+    moved = path_for("/moved" + LEGACY_PATH, DAY)
+    http_server.redirect(moved, path_for(LEGACY_PATH, DAY))
+    http_server.fail(path_for(LEGACY_PATH, DAY), 500, times=None)
+    policy = HttpPolicy(retries=1, backoff_base_s=0.001)
+    error, seen = fetch([legacy_provider(http_server, "/moved")], policy)
+    assert isinstance(error, ProvidersUnavailable)
+    assert [a.outcome for a in seen] == ["redirect", "retry", "failed"]
+    assert error.failures[0].problem == "HTTP 500 after 1 retry"
+
+
+def test_proxies_from_the_environment_are_used_with_retries(
+    http_server: FixtureServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The fixture server answers a proxy's absolute-URI requests by their path: a proxy.
+    monkeypatch.setenv("HTTP_PROXY", http_server.url)
+    http_server.serve_sessions([DAY])
+    http_server.fail(path_for(LEGACY_PATH, DAY), 502, times=1)
+    provider = parse_provider("http://archives.invalid" + LEGACY_PATH)
+    fetched, seen = fetch([provider])
+    assert fetched.content == legacy_csv(DAY).encode()
+    assert [a.outcome for a in seen] == ["retry", "ok"]
+    monkeypatch.setenv("NO_PROXY", "archives.invalid")
+    error, seen = fetch([provider], HttpPolicy(retries=0))
+    assert isinstance(error, ProvidersUnavailable)
+    assert seen[0].detail.startswith("connection failed")
+
+
+def test_no_providers_is_a_usage_error() -> None:
+    with Fetcher(FAST) as fetcher, pytest.raises(UsageError, match="at least one --provider"):
+        fetcher.fetch(DAY, [], LEGACY)
 
 
 def test_a_fetcher_outside_its_with_block() -> None:

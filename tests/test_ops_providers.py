@@ -80,6 +80,7 @@ def test_distinct_sessions_render_distinct_urls() -> None:
         ("https://x.example:99999/{date:%Y%m%d}.zip", "Port out of range 0-65535"),
         ("https:///{date:%Y%m%d}.zip", "the URL names no host"),
         ("http://[::1/{date:%Y%m%d}", "not a URL (Invalid IPv6 URL)"),
+        ("http://me:pw@[::1/{date:%Y%m%d}?token=t", "http://***@[::1/{date:%Y%m%d}: not a URL"),
         ("http://x.example/a b/{date:%Y%m%d}", "holds a space or control character"),
         ("http://exa\x01mple/{date:%Y%m%d}", "holds a space or control character"),
         ("  ", "--provider is empty"),

@@ -10,14 +10,15 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from quantcli.core.timezone import IST
 from quantcli.errors import UsageError
 from quantcli.market import calendar
 from quantcli.ops.recipe import load_recipe, make_recipe, recipe_path, save_recipe
-from quantcli.ops.refresh import last_completed_session, plan_sessions, refresh_lock
+from quantcli.ops.refresh import last_completed_session, plan_sessions, refresh, refresh_lock
+from quantcli.store.manifest import version_numbers
 from quantcli.store.reader import open_dataset
 
 SYMBOLS = ("AAA", "BBB", "CCC")
@@ -376,3 +377,22 @@ def test_recipe_and_dry_run_do_not_import_httpx(store: Path, tmp_path: Path) -> 
     runs = [[*root, "data", "recipe", "show", "d"], [*root, "data", "refresh", "--help"]]
     runs.append([*root, "data", "refresh", "d", "--until", "2025-01-31", "--dry-run"])
     assert modules_loaded(runs, ("httpx", "httpx_retries")) == []
+
+
+@settings(max_examples=8)
+@given(stops=st.lists(st.integers(min_value=0, max_value=len(WEEK + NEXT) - 1), max_size=3))
+def test_refreshing_in_steps_gives_the_rows_of_one_refresh(
+    stops: list[int], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    days = WEEK + NEXT
+    tmp = tmp_path_factory.mktemp("steps")
+    template = f"{drop(tmp / 'drop', days)}/{LEGACY_TEMPLATE}"
+    for root in (tmp / "steps", tmp / "once"):
+        save_recipe(root, make_recipe("d", "bhavcopy-legacy", [template], start=days[0]))
+    for stop in sorted(stops):
+        refresh(tmp / "steps", "d", until=days[stop])
+        refresh(tmp / "steps", "d", until=days[stop])  # a re-run adds nothing
+    refresh(tmp / "steps", "d", until=days[-1])
+    refresh(tmp / "once", "d", until=days[-1])
+    assert closes(tmp / "steps").equals(closes(tmp / "once"))
+    assert len(version_numbers(tmp / "steps", "d")) == len({*stops, len(days) - 1})

@@ -6,7 +6,8 @@ Retries are httpx-retries' ``RetryTransport`` (exponential backoff with full jit
 5xx retried; other 4xx not). One thing it lacks is added here: it wraps only the exchange of
 headers, so a response that stalls mid-body would escape it; the observing transport under it
 reads each body inside the retry loop, and records each attempt (status, bytes, latency) for the
-``on_attempt`` observer. httpx is imported only when a ``Fetcher`` opens.
+``on_attempt`` observer. The proxy environment (HTTP(S)_PROXY, NO_PROXY) applies as it does to
+any httpx client. httpx is imported only when a ``Fetcher`` opens.
 
 Failure semantics for one session: providers are tried in order, each until its retries are
 spent or it answers with something final (a 404 or other 4xx, a file that fails its check, which
@@ -29,7 +30,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Final, Literal, Self
 
 from quantcli import __version__
-from quantcli.errors import UnavailableError
+from quantcli.errors import UnavailableError, UsageError
 from quantcli.ops.download import BadDownload, Check
 from quantcli.ops.providers import Provider, redact, render
 
@@ -137,8 +138,9 @@ class _Outcome:
 class Fetcher:
     """Fetches sessions' files from providers; a context manager owning one pooled HTTP client.
 
-    ``on_attempt`` is called with every ``Attempt`` (from one thread at a time, in each
-    session's order), so logging and metrics need not know this module.
+    ``on_attempt`` is called with every ``Attempt``, so logging and metrics need not know this
+    module: a provider's attempts for a session are reported together once it is done with the
+    session (its outcome known), from one thread at a time, in order within the session.
     """
 
     def __init__(self, policy: HttpPolicy | None = None, *, on_attempt: Observer | None = None):
@@ -164,8 +166,11 @@ class Fetcher:
     def fetch(self, day: date, providers: Sequence[Provider], check: Check) -> Fetched:
         """``day``'s file from the first of ``providers`` that delivers one passing ``check``.
 
-        Raises BadDownload or ProvidersUnavailable (see the module's failure semantics).
+        Raises BadDownload or ProvidersUnavailable (see the module's failure semantics), and
+        UsageError for no providers at all.
         """
+        if not providers:
+            raise UsageError("no providers to fetch from: give at least one --provider")
         start = time.perf_counter()
         attempts: list[Attempt] = []
         failures: list[ProviderFailure] = []
@@ -183,7 +188,7 @@ class Fetcher:
                 )
             assert result.failure is not None
             failures.append(result.failure)
-        if failures and all(f.bad_download for f in failures):
+        if all(f.bad_download for f in failures):
             raise BadDownload(_listed(failures), day=day)
         raise ProvidersUnavailable(day, failures)
 
@@ -219,14 +224,15 @@ class Fetcher:
         else:
             tries, content, status = self._get(target, shown)
         outcome = _Outcome()
+        retries = 0
         for number, t in enumerate(tries[:-1], start=1):
-            kind: Outcome = (
-                "redirect" if t.status is not None and 300 <= t.status < 400 else "retry"
-            )
+            moved = t.status is not None and 300 <= t.status < 400
+            retries += not moved
+            kind: Outcome = "redirect" if moved else "retry"
             outcome.attempts.append(_attempt(provider, shown, day, t, number, kind, t.error or ""))
         last = tries[-1]
         final: Outcome
-        if content is not None and status in (None, 200):
+        if content is not None:
             try:
                 outcome.content = check(day, content)
             except BadDownload as exc:
@@ -238,8 +244,8 @@ class Fetcher:
         else:
             problem = last.error or f"HTTP {status}"
             final = "not_found" if status == 404 or problem == _NO_FILE else "failed"
-            if len(tries) > 1:
-                problem = f"{problem} after {len(tries) - 1} retries"
+            if retries:
+                problem = f"{problem} after {retries} {'retry' if retries == 1 else 'retries'}"
             outcome.failure = ProviderFailure(provider.label, shown, problem)
         outcome.attempts.append(_attempt(provider, shown, day, last, len(tries), final, problem))
         return outcome
@@ -285,7 +291,7 @@ def _attempt(
 
 
 def _listed(failures: Sequence[ProviderFailure]) -> str:
-    return "; ".join(f"{f.provider} {f.url}: {f.problem}" for f in failures) or "no providers"
+    return "; ".join(f"{f.provider} {f.url}: {f.problem}" for f in failures)
 
 
 def _describe(exc: BaseException, url: str, shown: str) -> str:
@@ -319,9 +325,22 @@ def _client(policy: HttpPolicy) -> httpx.Client:
     limits = httpx.Limits(
         max_connections=policy.concurrency, max_keepalive_connections=policy.concurrency
     )
-    inner = _observing(httpx.HTTPTransport(limits=limits))
+
+    def transport(proxy: str | None) -> httpx.BaseTransport:
+        inner = _observing(httpx.HTTPTransport(limits=limits, proxy=proxy))
+        return RetryTransport(transport=inner, retry=retry)
+
+    # httpx reads HTTP(S)_PROXY and NO_PROXY only for the transports it builds itself, so the
+    # retrying transports are mounted by the same rules (its own function, so they match).
+    from httpx._utils import get_environment_proxies
+
+    mounts = {
+        pattern: None if proxy is None else transport(proxy)
+        for pattern, proxy in get_environment_proxies().items()
+    }
     return httpx.Client(
-        transport=RetryTransport(transport=inner, retry=retry),
+        transport=transport(None),
+        mounts=mounts,
         timeout=httpx.Timeout(policy.read_timeout_s, connect=policy.connect_timeout_s),
         headers={"User-Agent": f"quantcli/{__version__}"},
         follow_redirects=True,

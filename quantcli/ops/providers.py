@@ -63,8 +63,9 @@ def parse_provider(text: str) -> Provider:
         raise UsageError("--provider is empty: give a URL template or a drop-directory path")
     try:
         scheme = urlsplit(text).scheme.lower()
-    except ValueError as exc:  # an unclosed IPv6 bracket
-        raise UsageError(f"--provider {text}: not a URL ({exc})") from None
+    except ValueError as exc:  # an unclosed IPv6 bracket; shown without userinfo or query
+        shown = re.sub(r"//[^/]*@", f"//{REDACTED}@", text.partition("?")[0])
+        raise UsageError(f"--provider {shown}: not a URL ({exc})") from None
     kind: ProviderKind
     if scheme in ("http", "https"):
         if any(not c.isprintable() or c.isspace() for c in text):
