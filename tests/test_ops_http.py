@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import time
 from datetime import date, timedelta
+from email.utils import formatdate
 from itertools import pairwise
 from pathlib import Path
 
@@ -179,6 +180,16 @@ def test_429_honours_retry_after(http_server: FixtureServer) -> None:
     assert [(a.outcome, a.status) for a in seen] == [("retry", 429), ("ok", 200)]
     first, second = http_server.times(path)
     assert second - first >= 1.0  # the server's wait, not the tiny backoff
+
+
+def test_503_with_an_http_date_retry_after(http_server: FixtureServer) -> None:
+    http_server.serve_sessions([DAY])
+    path = path_for(LEGACY_PATH, DAY)
+    http_server.fail(path, 503, retry_after=formatdate(time.time() + 2, usegmt=True))
+    fetched, _ = fetch([legacy_provider(http_server)])
+    assert fetched.content == legacy_csv(DAY).encode()
+    first, second = http_server.times(path)
+    assert second - first >= 0.9  # whole seconds: the date is 1 to 2 s ahead when sent
 
 
 def test_retry_after_is_capped_by_the_backoff_cap(http_server: FixtureServer) -> None:
@@ -364,6 +375,24 @@ def test_proxies_from_the_environment_are_used_with_retries(
     error, seen = fetch([provider], HttpPolicy(retries=0))
     assert isinstance(error, ProvidersUnavailable)
     assert seen[0].detail.startswith("connection failed")
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"connect_timeout_s": 0}, "[refresh] connect_timeout must be > 0, got 0"),
+        ({"read_timeout_s": -1.0}, "[refresh] read_timeout must be > 0, got -1.0"),
+        ({"retries": -1}, "[refresh] retries must be a whole number >= 0, got -1"),
+        ({"backoff_base_s": -0.5}, "[refresh] backoff_base must be >= 0, got -0.5"),
+        ({"backoff_cap_s": 0}, "[refresh] backoff_cap must be > 0, got 0"),
+        ({"concurrency": 0}, "[refresh] concurrency must be a whole number >= 1, got 0"),
+    ],
+)
+def test_unusable_policies_are_usage_errors(setting: dict[str, float], message: str) -> None:
+    with pytest.raises(UsageError) as info:
+        HttpPolicy(**setting)  # type: ignore[arg-type]
+    assert str(info.value) == message
+    HttpPolicy(retries=0, backoff_base_s=0)  # no retries, no waiting: fine
 
 
 def test_no_providers_is_a_usage_error() -> None:

@@ -26,26 +26,15 @@ class BadDownload(DataError):  # noqa: N818 (the name issue 12's interface uses)
     """A provider served a file that is not the session's bhavcopy: a broken or unexpected
     archive, another layout, or another session's file.
 
-    ``problem`` is the one-line reason; ``day`` the session asked for; ``provider`` and ``url``
-    (redacted) name where it came from once the fetcher knows (the message then names them).
-    ``wrong_session`` tells a file for another date from a damaged one.
+    ``problem`` is the one-line reason and ``day`` the session asked for; ``wrong_session``
+    tells a file for another date from a damaged one. The fetcher's final BadDownload names
+    each provider and URL in its problem.
     """
 
-    def __init__(
-        self,
-        problem: str,
-        *,
-        day: date,
-        provider: str | None = None,
-        url: str | None = None,
-        wrong_session: bool = False,
-    ) -> None:
-        where = f"{provider} {url}: " if provider is not None else ""
-        super().__init__(f"{where}{day.isoformat()}: {problem}")
+    def __init__(self, problem: str, *, day: date, wrong_session: bool = False) -> None:
+        super().__init__(f"{day.isoformat()}: {problem}")
         self.problem = problem
         self.day = day
-        self.provider = provider
-        self.url = url
         self.wrong_session = wrong_session
 
 

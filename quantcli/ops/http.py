@@ -94,6 +94,21 @@ class HttpPolicy:
     backoff_cap_s: float = 60.0
     concurrency: int = 4
 
+    def __post_init__(self) -> None:
+        """UsageError naming the ``[refresh]`` setting for a value the client cannot use (a
+        zero cap would also zero a server's Retry-After)."""
+        rules = [
+            ("connect_timeout", self.connect_timeout_s, self.connect_timeout_s > 0, "> 0"),
+            ("read_timeout", self.read_timeout_s, self.read_timeout_s > 0, "> 0"),
+            ("retries", self.retries, self.retries >= 0, "a whole number >= 0"),
+            ("backoff_base", self.backoff_base_s, self.backoff_base_s >= 0, ">= 0"),
+            ("backoff_cap", self.backoff_cap_s, self.backoff_cap_s > 0, "> 0"),
+            ("concurrency", self.concurrency, self.concurrency >= 1, "a whole number >= 1"),
+        ]
+        for key, value, ok, rule in rules:
+            if not ok:
+                raise UsageError(f"[refresh] {key} must be {rule}, got {value!r}")
+
 
 @dataclass(frozen=True)
 class ProviderFailure:
