@@ -185,3 +185,23 @@ def test_help_is_not_a_run(cli, tmp_path: Path) -> None:
     res = cli("--metrics-file", str(tmp_path / "m.prom"), "data", "refresh", "--help")
     assert res.exit_code == 0 and "Usage" in res.stdout
     assert not (tmp_path / "m.prom").exists()
+
+
+def test_jobs_sharing_a_file_keep_each_others_series(tmp_path: Path) -> None:
+    path = tmp_path / "shared.prom"
+    write_metrics(
+        path,
+        JobOutcome("data refresh", "eq", 10.0, 12.0, 0, providers={"nse": ProviderCounts(1, 1)}),
+    )
+    write_metrics(path, JobOutcome("backtest", "eq", 20.0, 25.0, 0))
+    write_metrics(path, JobOutcome("data refresh", "eq", 30.0, 31.0, 69))
+    found = samples(path)
+    assert job(found, "job_last_success_timestamp_seconds", "eq", "data refresh") == 12.0
+    assert job(found, "job_last_run_timestamp_seconds", "eq", "data refresh") == 31.0
+    assert job(found, "job_exit_code", "eq", "data refresh") == 69
+    assert job(found, "job_last_success_timestamp_seconds", "eq", "backtest") == 25.0
+    # This run's providers replace the last run's: nse was not asked this time.
+    assert not [labels for name, labels in found if name.startswith("quantcli_provider_")]
+    path.write_text("not a metrics file {\n")
+    write_metrics(path, JobOutcome("backtest", "eq", 1.0, 2.0, 1))
+    assert job(samples(path), "job_last_success_timestamp_seconds", "eq", "backtest") == 0
