@@ -159,3 +159,11 @@ def test_attempts_are_not_logged_without_a_format(
     run.finish(0)
     assert capsys.readouterr().err == ""
     assert run.providers["nse"].successes == 1
+
+
+def test_reading_commands_and_help_load_neither_structlog_nor_prometheus(store: Path) -> None:
+    from startup import modules_loaded
+
+    root = ["--root", str(store), "--log-format", "json"]
+    invocations = [["--help"], ["data", "--help"], [*root, "data", "list"]]
+    assert modules_loaded(invocations, ("structlog", "prometheus_client", "httpx")) == []
