@@ -51,7 +51,7 @@ class RefreshConfig:
     backoff_cap_s: float | None = None
     concurrency: int | None = None
 
-    def overrides(self) -> dict[str, float | int]:
+    def overrides(self) -> dict[str, Any]:
         """The settings given (keyword arguments for the fetcher's policy)."""
         return {f.name: v for f in fields(self) if (v := getattr(self, f.name)) is not None}
 

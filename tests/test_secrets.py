@@ -1,6 +1,6 @@
 """Secrets planted in a recipe URL, a config file and an environment variable never reach a
-log line, an error, a manifest, a metrics file or --json output; and a refresh run wired as
-the CLI wires it logs and counts every fetch attempt."""
+log line, an error, a manifest, a metrics file or --json output; and a refresh given the CLI
+run's fetch options logs and counts every fetch attempt."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from quantcli.market import calendar
 from quantcli.ops.http import HttpPolicy
 from quantcli.ops.recipe import RECIPE_FILE, make_recipe, save_recipe
 from quantcli.ops.refresh import refresh
-from quantcli.ops.run import Run
-from quantcli.settings import resolve_config
+from quantcli.ops.run import RUN, Run, fetch_options
+from quantcli.settings import Settings, resolve_config
 
 DAYS = calendar.sessions(date(2024, 7, 1), date(2024, 7, 5))
 ENV_SECRET = "env-secret-0451"
@@ -90,12 +90,16 @@ def test_a_refresh_run_logs_and_counts_every_attempt(
     backup = mirror(http_server, DAYS, "desk:pw")
     save_recipe(store, make_recipe("d", "bhavcopy-legacy", [primary, backup], start=DAYS[0]))
     (tmp_path / "quantcli.toml").write_text(FAST)
-    policy = HttpPolicy(**resolve_config(cwd=tmp_path, env={}).refresh.overrides())
-    assert policy.retries == 1 and policy.read_timeout_s == 0.5
+    settings = Settings(store, config=resolve_config(cwd=tmp_path, env={}))
     path = tmp_path / "r.prom"
     run = Run("data refresh", "d", store, metrics=path)
     run.begin(log_format="json", level="info")
-    refresh(store, "d", until=DAYS[-1], policy=policy, on_attempt=run.on_attempt)
+    options = fetch_options(settings, {RUN: run})
+    assert options["policy"] == HttpPolicy(
+        retries=1, backoff_base_s=0.001, read_timeout_s=0.5, connect_timeout_s=0.5
+    )
+    assert fetch_options(Settings(store), {}) == {"policy": None, "on_attempt": None}
+    refresh(store, "d", until=DAYS[-1], **options)
     assert run.finish(0) is None
     lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
     attempts = [line for line in lines if line["event"] == "fetch.attempt"]

@@ -4,8 +4,8 @@
 The CLI starts a :class:`Run` for every command (quantcli/cli.py) and finishes it with the
 exit code at its error edge. A command that fetches passes :meth:`Run.on_attempt` to the
 fetcher (``Fetcher(on_attempt=...)`` or ``refresh(on_attempt=...)``): each attempt is logged
-and counted per provider. The fetcher's policy comes from ``[refresh]``:
-``HttpPolicy(**settings.config.refresh.overrides())``. What the run wrote is read back from
+and counted per provider. :func:`fetch_options` gives ``refresh`` both that observer and the
+fetch policy from ``[refresh]``. What the run wrote is read back from
 the store when it ends (the dataset's latest version against the one it started from), so
 commands report nothing themselves.
 """
@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from quantcli import log
 from quantcli.errors import QuantcliError
@@ -27,6 +27,7 @@ from quantcli.ops.metrics import JobOutcome, ProviderCounts, write_metrics
 
 if TYPE_CHECKING:
     from quantcli.ops.http import Attempt
+    from quantcli.settings import Settings
 
 RUN: Final = "quantcli.run"  # the click context's meta key holding the command's Run
 # The commands that are cron jobs: they log their work and may write metrics.
@@ -177,3 +178,17 @@ def run_of(meta: Mapping[str, object]) -> Run | None:
     """The Run the CLI started for this command (``ctx.meta``), None outside the CLI."""
     run = meta.get(RUN)
     return run if isinstance(run, Run) else None
+
+
+def fetch_options(settings: Settings, meta: Mapping[str, object]) -> dict[str, Any]:
+    """Keyword arguments for ``quantcli.ops.refresh.refresh`` from a CLI command: ``policy``
+    (``[refresh]`` resolved from flags, ``QUANTCLI_REFRESH_*`` and quantcli.toml) and
+    ``on_attempt`` (the run's observer: attempt log lines and per-provider metrics)."""
+    from quantcli.ops.http import HttpPolicy
+
+    run = run_of(meta)
+    config = settings.config
+    return {
+        "policy": HttpPolicy(**config.refresh.overrides()) if config is not None else None,
+        "on_attempt": None if run is None else run.on_attempt,
+    }
