@@ -35,7 +35,7 @@ from quantcli.output import print_error
 from quantcli.settings import MetricsConfig, Settings, resolve_config
 
 ARGV = "quantcli.argv"
-COMMAND = "quantcli.command"  # (sub-command path, dataset), named before the command runs
+COMMAND = "quantcli.command"  # (sub-command path, dataset, dry run), named before it runs
 ERROR = "quantcli.error"  # the error the edge reported
 
 
@@ -120,10 +120,11 @@ def _redact_error(error: QuantcliError) -> None:
     error.result = redact_value(error.result)
 
 
-def _command_of(group: TyperGroup, ctx: ClickContext) -> tuple[str, str | None]:
-    """The sub-command path the words after the global options name (``data refresh``) and
-    its dataset (its NAME argument or ``--dataset``), parsed without side effects so the run
-    is named before it starts; ``("", None)`` when the words name no command."""
+def _command_of(group: TyperGroup, ctx: ClickContext) -> tuple[str, str | None, bool]:
+    """The sub-command path the words after the global options name (``data refresh``), its
+    dataset (its NAME argument or ``--dataset``) and whether it is a ``--dry-run``, parsed
+    without side effects so the run is named before it starts; ``("", None, False)`` when the
+    words name no command (or ask for help)."""
     args = [*ctx._protected_args, *ctx.args]
     words: list[str] = []
     command: Any = group
@@ -140,9 +141,10 @@ def _command_of(group: TyperGroup, ctx: ClickContext) -> tuple[str, str | None]:
         params = parent.params
         command, args = sub, [*parent._protected_args, *parent.args]
     if "--help" in _options(ctx.meta.get(ARGV, [])):
-        return "", None  # a help screen is not a run of the command
+        return "", None, False  # a help screen is not a run of the command
     dataset = params.get("name") or params.get("dataset")
-    return " ".join(words), dataset if isinstance(dataset, str) else None
+    named = dataset if isinstance(dataset, str) else None
+    return " ".join(words), named, params.get("dry_run") is True
 
 
 def _finish(ctx: ClickContext, exit_code: int, error: QuantcliError | None) -> QuantcliError | None:
@@ -268,8 +270,8 @@ def root_options(
     ctx.obj = Settings(
         root=check_root(config.root), json=json_output, quiet=quiet, debug=debug, config=config
     )
-    command, dataset = ctx.meta.get(COMMAND, ("", None))
-    run = Run(command, dataset, ctx.obj.root)
+    command, dataset, dry_run = ctx.meta.get(COMMAND, ("", None, False))
+    run = Run(command, dataset, ctx.obj.root, dry_run=dry_run)
     run.metrics = _metrics_path(run, config.metrics, explicit=metrics_file is not None)
     level = config.logging.level
     run.begin(
@@ -284,7 +286,7 @@ def _metrics_path(run: Run, metrics: MetricsConfig, *, explicit: bool) -> Path |
     """Where the run's metrics go: only jobs write them, and a ``--metrics-file`` given to
     another command is a mistake worth one line; the directory must exist before the work."""
     if not run.is_job:
-        if explicit and run.command:  # not for a help screen
+        if explicit and run.command and not run.dry_run:  # not for help or a dry run
             raise UsageError(
                 f"--metrics-file applies to {', '.join(sorted(JOBS))}, not {run.command or 'this'}"
             )

@@ -205,3 +205,15 @@ def test_jobs_sharing_a_file_keep_each_others_series(tmp_path: Path) -> None:
     path.write_text("not a metrics file {\n")
     write_metrics(path, JobOutcome("backtest", "eq", 1.0, 2.0, 1))
     assert job(samples(path), "job_last_success_timestamp_seconds", "eq", "backtest") == 0
+
+
+def test_a_dry_run_is_not_a_run_of_the_job(cli, tmp_path: Path) -> None:
+    path = tmp_path / "m.prom"
+    provider = "https://h.example/{date:%Y%m%d}.zip"
+    args = ["data", "recipe", "set", "d", "--source", "bhavcopy-legacy", "--provider", provider]
+    assert cli(*args, "--start", "2024-07-01").exit_code == 0
+    res = cli("--metrics-file", str(path), "--log-format", "json", "data", "refresh", "d",
+              "--until", "2024-07-05", "--dry-run")  # fmt: skip
+    assert res.exit_code == 0, res.stderr
+    assert "2024-07-05" in res.stdout and "{" not in res.stderr
+    assert not path.exists()

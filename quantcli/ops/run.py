@@ -79,12 +79,14 @@ def _recipe_labels(root: Path, name: str) -> list[str]:
 @dataclass
 class Run:
     """The run of ``command`` (``data refresh``) on ``dataset`` in the store at ``root``;
-    ``metrics`` is the textfile to write at the end (None: no metrics)."""
+    ``metrics`` is the textfile to write at the end (None: no metrics); ``dry_run`` when the
+    command was given ``--dry-run``."""
 
     command: str
     dataset: str | None
     root: Path
     metrics: Path | None = None
+    dry_run: bool = False
     run_id: str = field(default_factory=new_run_id)
     started: float = field(default_factory=time.time)
     providers: dict[str, ProviderCounts] = field(default_factory=dict)
@@ -94,8 +96,13 @@ class Run:
 
     @property
     def is_job(self) -> bool:
-        """Whether the command is a cron job (logs its work, may write metrics)."""
-        return self.command in JOBS
+        """Whether the command is a cron job (logs its work, may write metrics); a dry run
+        is not: it must not count as the job's success."""
+        return self.command in JOBS and not self.dry_run
+
+    @property
+    def _on_dataset(self) -> bool:
+        return self.is_job and self.command in DATASET_JOBS and bool(_dataset_name(self.dataset))
 
     def begin(self, *, log_format: log.LogFormat | None, level: str) -> None:
         """Bind this run's context to every log line and note where the dataset stands; a
@@ -109,7 +116,7 @@ class Run:
             command=self.command,
             dataset=self.dataset,
         )
-        if self.command in DATASET_JOBS and self.dataset:
+        if self._on_dataset:
             self._before = _latest(self.root, _dataset_name(self.dataset))
 
     def expect_providers(self, labels: list[str]) -> None:
@@ -130,7 +137,7 @@ class Run:
         returns the error of a metrics file that could not be written, else None."""
         finished = time.time()
         name = _dataset_name(self.dataset)
-        after = _latest(self.root, name) if self.command in DATASET_JOBS and name else None
+        after = _latest(self.root, name) if self._on_dataset else None
         rows = 0
         if after is not None and (self._before is None or after.number > self._before.number):
             rows = after.rows - (self._before.rows if self._before is not None else 0)
