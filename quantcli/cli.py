@@ -22,15 +22,21 @@ from quantcli.commands import backtest as backtest_cmd
 from quantcli.commands import calendar as calendar_cmd
 from quantcli.commands import charges as charges_cmd
 from quantcli.commands import data as data_cmd
+from quantcli.commands import doctor as doctor_cmd
 from quantcli.commands import features as features_cmd
 from quantcli.commands import ingest as ingest_cmd
 from quantcli.commands import model as model_cmd
 from quantcli.commands import refresh as refresh_cmd
+from quantcli.core.redact import redact, redact_value
 from quantcli.errors import QuantcliError, UsageError
+from quantcli.log import check_format
+from quantcli.ops.run import JOBS, RUN, Run, run_of
 from quantcli.output import print_error
-from quantcli.settings import Settings, resolve_root
+from quantcli.settings import MetricsConfig, Settings, resolve_config
 
 ARGV = "quantcli.argv"
+COMMAND = "quantcli.command"  # (sub-command path, dataset, dry run), named before it runs
+ERROR = "quantcli.error"  # the error the edge reported
 
 
 class QuantcliGroup(TyperGroup):
@@ -62,6 +68,27 @@ class QuantcliGroup(TyperGroup):
         return ctx
 
     def invoke(self, ctx: ClickContext) -> Any:
+        ctx.meta[COMMAND] = _command_of(self, ctx)
+        exit_code, error = 1, None
+        try:
+            result = self._reported(ctx)
+            exit_code = 0
+        except (typer.Exit, ClickException) as exc:
+            exit_code = exc.exit_code
+            raise
+        except QuantcliError as exc:  # only with --debug: the traceback is wanted
+            exit_code, error = exc.exit_code, exc
+            raise
+        finally:
+            problem = _finish(ctx, exit_code, ctx.meta.get(ERROR, error))
+            if problem is not None and exit_code == 0:
+                print_error(_wants_json(ctx), problem)
+                raise typer.Exit(problem.exit_code)
+            if problem is not None:
+                print_error(False, problem)
+        return result
+
+    def _reported(self, ctx: ClickContext) -> Any:
         try:
             return super().invoke(ctx)
         except QuantcliError as exc:
@@ -77,8 +104,52 @@ class QuantcliGroup(TyperGroup):
             if exc.errno == errno.EPIPE or _debug(ctx):
                 raise
             error = _os_error(exc, ctx)
+        _redact_error(error)
+        ctx.meta[ERROR] = error
         print_error(_wants_json(ctx), error)
         raise typer.Exit(error.exit_code) from None
+
+
+def _redact_error(error: QuantcliError) -> None:
+    """Blank the credentials in what the error edge prints (the message, the file, the
+    command's own result): a URL with a token or a secret from the environment."""
+    error.message = redact(error.message)
+    error.args = (error.message,)
+    if error.path is not None:
+        error.path = redact(error.path)
+    error.result = redact_value(error.result)
+
+
+def _command_of(group: TyperGroup, ctx: ClickContext) -> tuple[str, str | None, bool]:
+    """The sub-command path the words after the global options name (``data refresh``), its
+    dataset (its NAME argument or ``--dataset``) and whether it is a ``--dry-run``, parsed
+    without side effects so the run is named before it starts; ``("", None, False)`` when the
+    words name no command (or ask for help)."""
+    args = [*ctx._protected_args, *ctx.args]
+    words: list[str] = []
+    command: Any = group
+    parent, params = ctx, {}
+    while isinstance(command, TyperGroup) and args and not args[0].startswith("-"):
+        try:
+            name, sub, args = command.resolve_command(parent, args)
+        except ClickException:
+            break
+        if sub is None or name is None:
+            break
+        words.append(name)
+        parent = sub.make_context(name, list(args), parent=parent, resilient_parsing=True)
+        params = parent.params
+        command, args = sub, [*parent._protected_args, *parent.args]
+    if "--help" in _options(ctx.meta.get(ARGV, [])):
+        return "", None, False  # a help screen is not a run of the command
+    dataset = params.get("name") or params.get("dataset")
+    named = dataset if isinstance(dataset, str) else None
+    return " ".join(words), named, params.get("dry_run") is True
+
+
+def _finish(ctx: ClickContext, exit_code: int, error: QuantcliError | None) -> QuantcliError | None:
+    run = run_of(ctx.meta)
+    return None if run is None else run.finish(exit_code, error)
 
 
 def _settings(ctx: ClickContext) -> Settings | None:
@@ -90,10 +161,14 @@ def _debug(ctx: ClickContext) -> bool:
     return settings.debug if settings is not None else bool(ctx.params.get("debug"))
 
 
+def _options(argv: list[str]) -> list[str]:
+    """The words before a ``--`` (after it, everything is an argument)."""
+    return argv[: argv.index("--")] if "--" in argv else argv
+
+
 def _json_in(argv: list[str]) -> bool:
     """Whether ``--json`` is among the options (the global one or a sub-command's)."""
-    words = argv[: argv.index("--")] if "--" in argv else argv
-    return "--json" in words
+    return "--json" in _options(argv)
 
 
 def _wants_json(ctx: ClickContext) -> bool:
@@ -146,16 +221,34 @@ def root_options(
         str | None,
         typer.Option(
             "--root",
-            envvar="QUANTCLI_ROOT",
-            help="Dataset store root (default: quantcli.toml's [store] root, else ./datasets).",
+            help="Dataset store root (default: $QUANTCLI_ROOT, else quantcli.toml's [store] "
+            "root, else ./datasets).",
         ),
     ] = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Machine-readable JSON on stdout.")
     ] = False,
     quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="No narration or progress bars.")
+        bool,
+        typer.Option("--quiet", "-q", help="No narration, progress bars or info log lines."),
     ] = False,
+    log_format: Annotated[
+        str | None,
+        typer.Option(
+            "--log-format",
+            help="Log lines on stderr: json or console (default: $QUANTCLI_LOGGING_FORMAT, "
+            "else quantcli.toml's [logging] format, else console on a terminal, JSON "
+            "otherwise).",
+        ),
+    ] = None,
+    metrics_file: Annotated[
+        str | None,
+        typer.Option(
+            "--metrics-file",
+            help="Write node_exporter textfile metrics (PATH.prom) when an ingest, refresh, "
+            "model train or backtest ends (default: quantcli.toml's [metrics]).",
+        ),
+    ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
     version: Annotated[
         bool,
@@ -167,10 +260,44 @@ def root_options(
     """Global options, given before the sub-command."""
     from quantcli.store.catalog import check_root
 
-    ctx.obj = Settings(
-        root=check_root(resolve_root(root)), json=json_output, quiet=quiet, debug=debug
+    config = resolve_config(
+        {
+            ("store", "root"): ("--root", root),
+            ("logging", "format"): ("--log-format", log_format),
+            ("metrics", "file"): ("--metrics-file", metrics_file),
+        }
     )
+    ctx.obj = Settings(
+        root=check_root(config.root), json=json_output, quiet=quiet, debug=debug, config=config
+    )
+    command, dataset, dry_run = ctx.meta.get(COMMAND, ("", None, False))
+    run = Run(command, dataset, ctx.obj.root, dry_run=dry_run)
+    run.metrics = _metrics_path(run, config.metrics, explicit=metrics_file is not None)
+    level = config.logging.level
+    run.begin(
+        log_format=None if config.logging.format is None else check_format(config.logging.format),
+        level="warning" if quiet and level in ("debug", "info") else level,
+    )
+    ctx.meta[RUN] = run
     ctx.with_resource(calendar_cmd.store_calendar(ctx.obj))
+
+
+def _metrics_path(run: Run, metrics: MetricsConfig, *, explicit: bool) -> Path | None:
+    """Where the run's metrics go: only jobs write them, and a ``--metrics-file`` given to
+    another command is a mistake worth one line; the directory must exist before the work."""
+    if not run.is_job:
+        if explicit and run.command and not run.dry_run:  # not for help or a dry run
+            raise UsageError(
+                f"--metrics-file applies to {', '.join(sorted(JOBS))}, not {run.command or 'this'}"
+            )
+        return None
+    path = metrics.path_for(run.command, run.dataset and run.dataset.split("@", 1)[0])
+    if path is not None and not path.parent.is_dir():
+        raise UsageError(
+            f"--metrics-file {path}: the directory {path.parent} does not exist "
+            "(node_exporter's textfile directory, or [metrics] dir in quantcli.toml)"
+        )
+    return path
 
 
 data_cmd.app.command("ingest")(ingest_cmd.ingest)
@@ -185,6 +312,7 @@ app.command("charges")(charges_cmd.charges)
 app.add_typer(backtest_cmd.app, name="backtest")
 app.add_typer(features_cmd.app, name="features")
 app.add_typer(model_cmd.app, name="model")
+app.command("doctor")(doctor_cmd.doctor)
 
 
 def main() -> None:

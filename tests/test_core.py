@@ -61,7 +61,7 @@ def test_sha256_of_bytes_and_of_a_file(tmp_path: Path) -> None:
 
 def test_only_dtypes_loads_polars() -> None:
     # Reading commands (data list, data query) use core without the data-frame libraries.
-    light = ["dates", "files", "hashing", "intervals", "lock", "timezone"]
+    light = ["dates", "files", "hashing", "intervals", "lock", "redact", "timezone"]
     code = (
         "import sys\n"
         + "".join(f"import quantcli.core.{name}\n" for name in light)

@@ -13,6 +13,7 @@ from typing import Final
 
 import polars as pl
 
+from quantcli import log
 from quantcli.core.dtypes import TS_DTYPE
 from quantcli.core.hashing import sha256_file
 from quantcli.core.intervals import INTERVALS
@@ -390,6 +391,13 @@ def ingest(
         frame, interval=interval, files=parsed.files, root=root, prices=parsed.prices
     )
     phase("validated")
+    log.event(
+        "dataset.validated",
+        rows=frame.height,
+        errors=report.errors,
+        warnings=report.warnings,
+        findings=dict(report.counts),
+    )
     refuse_findings(report, frame, allow_warnings=allow_warnings, dropped=drop_duplicates)
     bars = frame.drop(BOOKKEEPING, strict=False)
     notes: dict[str, object] = {**parsed.notes, **(extra_notes or {})}

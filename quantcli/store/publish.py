@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from quantcli import __version__
+from quantcli import __version__, log
 from quantcli.core.dtypes import TS_DTYPE
 from quantcli.core.files import fsync_dir, make_temp_dir, write_new
 from quantcli.core.hashing import sha256_hex
@@ -407,6 +407,7 @@ def publish(
                 current = read_manifest(version_dir(root, name, latest))
                 if current.content_hash == digest:
                     shutil.rmtree(tmp)
+                    log.event("dataset.unchanged", ref=current.ref, rows=current.rows)
                     return PublishResult(current, created=False)
             _check_latest(name, expect_latest, latest)
             manifest = Manifest(
@@ -435,6 +436,14 @@ def publish(
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        log.event(
+            "dataset.published",
+            ref=manifest.ref,
+            parent=None if base is None else f"{name}@v{base}",
+            rows=manifest.rows,
+            files=len(files),
+            last_bar=manifest.last_ts.isoformat(),
+        )
         return PublishResult(manifest, created=True)
 
 
@@ -481,4 +490,5 @@ def publish_files(
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        log.event(f"{what}.published", ref=f"{name}@v{version}", files=len(contents))
         return version, True
