@@ -80,6 +80,31 @@ def test_a_redirect_is_counted_apart_from_failures(http_server: FixtureServer, s
     assert stats["last_failure"] is None
 
 
+def test_the_cli_refresh_logs_counts_and_takes_refresh_config(
+    cli, http_server: FixtureServer, store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    template = http_server.serve_sessions(DAYS)
+    http_server.fail(path_for(LEGACY_PATH, DAYS[3]), 500, times=1)
+    recipe(store, template)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "quantcli.toml").write_text("[refresh]\nbackoff_base = 0.001\nretries = 0\n")
+    prom = tmp_path / "refresh.prom"
+    args = ["--log-format", "json", "--metrics-file", str(prom)]
+    res = cli(*args, "data", "refresh", "d", "--until", UNTIL.isoformat())
+    # [refresh] retries = 0 reaches the fetcher: the one 500 is not retried, the session fails.
+    assert res.exit_code == 69, res.stderr
+    events = [json.loads(line) for line in res.stderr.splitlines() if line.startswith("{")]
+    attempts = [e for e in events if e["event"] == "fetch.attempt"]
+    assert {e["status"] for e in attempts} >= {200, 500} and attempts[0]["run_id"]
+    text = prom.read_text()
+    labels = f'dataset="d",job="data refresh",provider="{template}"'
+    assert f"quantcli_provider_failures{{{labels}}} 1.0" in text
+    # The prefix before the failed session is published (how many later ones were fetched
+    # alongside depends on the concurrent fetches' timing).
+    rows = 3 * len(SYMBOLS)
+    assert f'quantcli_job_rows_written{{dataset="d",job="data refresh"}} {rows}.0' in text
+
+
 def test_providers_unavailable_publishes_the_prefix(
     http_server: FixtureServer, store: Path
 ) -> None:

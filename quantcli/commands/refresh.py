@@ -165,9 +165,16 @@ def refresh(
     """
     from quantcli.core.dates import parse_date
     from quantcli.ops.refresh import refresh as run_refresh
+    from quantcli.ops.run import fetch_options
 
     settings = _settings(ctx, json_output)
-    report = run_refresh(settings.root, name, until=parse_date(until, "--until"), dry_run=dry_run)
+    report = run_refresh(
+        settings.root,
+        name,
+        until=parse_date(until, "--until"),
+        dry_run=dry_run,
+        **fetch_options(settings, ctx.meta),
+    )
     plan = report.plan
 
     def render(console: Console) -> None:
