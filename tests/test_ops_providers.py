@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from quantcli.core.redact import redact
 from quantcli.errors import UsageError
-from quantcli.ops.providers import MONTHS, Provider, parse_provider, redact, render
+from quantcli.ops.providers import MONTHS, Provider, parse_provider, render
 
 NSE_LEGACY = (
     "https://archives.nseindia.com/content/historical/EQUITIES/{date:%Y}/{MON}/"

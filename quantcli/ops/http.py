@@ -30,9 +30,10 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Final, Literal, Self
 
 from quantcli import __version__
+from quantcli.core.redact import redact
 from quantcli.errors import UnavailableError, UsageError
 from quantcli.ops.download import BadDownload, Check
-from quantcli.ops.providers import Provider, redact, render
+from quantcli.ops.providers import Provider, render
 
 if TYPE_CHECKING:
     import httpx

@@ -19,19 +19,15 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Final, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
+from quantcli.core.redact import REDACTED, redact
 from quantcli.errors import UsageError
 
 ProviderKind = Literal["url", "dir"]
 
 MONTHS: Final = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 FIELDS: Final = ("date", "MON")
-REDACTED: Final = "***"
-# Query parameters whose values are credentials (tokens, API keys, signed-URL signatures).
-_SECRET_PARAM: Final = re.compile(
-    r"token|key|secret|passw|pwd|auth|sig|credential|session|cookie", re.IGNORECASE
-)
 # Two consecutive sessions in the same month: a template that renders both alike does not name a
 # session's file (MON alone, or no field at all) and would fetch one file for every day.
 _SAMPLES: Final = (date(2024, 1, 2), date(2024, 1, 3))
@@ -126,20 +122,3 @@ def _render_checked(provider: Provider, day: date) -> str:
         f"--provider {provider.label}: {problem}; templates take {{date:%Y%m%d}}-style date "
         "formats and {MON}"
     )
-
-
-def redact(url: str) -> str:
-    """``url`` with its userinfo and the values of secret-looking query parameters replaced by
-    ``***``; anything else (a path, a URL without secrets) is returned unchanged."""
-    parts = urlsplit(url)
-    if not parts.scheme or not parts.netloc:
-        return url
-    netloc = parts.netloc
-    if "@" in netloc:
-        netloc = f"{REDACTED}@{netloc.rpartition('@')[2]}"
-    # The query is split by hand, not decoded: a template's {date:%d} must survive as written.
-    query = "&".join(
-        f"{name}={REDACTED}" if sep and _SECRET_PARAM.search(name) else f"{name}{sep}{value}"
-        for name, sep, value in (pair.partition("=") for pair in parts.query.split("&"))
-    )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
