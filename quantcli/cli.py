@@ -236,9 +236,9 @@ def root_options(
         str | None,
         typer.Option(
             "--log-format",
-            help="Log lines on stderr: json or console (default: $QUANTCLI_LOGGING_FORMAT, "
-            "else quantcli.toml's [logging] format, else console on a terminal, JSON "
-            "otherwise).",
+            help="Log lines on stderr: json, console, auto or off (default: "
+            "$QUANTCLI_LOGGING_FORMAT, else quantcli.toml's [logging] format, else auto: "
+            "console on a terminal, JSON otherwise).",
         ),
     ] = None,
     metrics_file: Annotated[
@@ -275,7 +275,7 @@ def root_options(
     run.metrics = _metrics_path(run, config.metrics, explicit=metrics_file is not None)
     level = config.logging.level
     run.begin(
-        log_format=None if config.logging.format is None else check_format(config.logging.format),
+        log_format=check_format(config.logging.format or "auto"),
         level="warning" if quiet and level in ("debug", "info") else level,
     )
     ctx.meta[RUN] = run

@@ -31,9 +31,11 @@ from typing import Any, Final, Literal, Protocol
 from quantcli.core.redact import redact_value
 from quantcli.errors import UsageError
 
-LogFormat = Literal["json", "console", "auto"]
-FORMATS: Final = ("json", "console", "auto")
+# "off" writes no log lines at all (a caller that wants only the one-line error).
+LogFormat = Literal["json", "console", "auto", "off"]
+FORMATS: Final = ("json", "console", "auto", "off")
 LEVELS: Final = ("debug", "info", "warning", "error")
+_LEVELS: Final = logging.getLevelNamesMapping()
 
 
 @dataclass
@@ -50,10 +52,10 @@ _run = _Run()
 
 def check_format(value: str, where: str = "--log-format") -> LogFormat:
     """``value`` as a log format, or UsageError naming ``where`` it came from."""
-    for known in ("json", "console", "auto"):
+    for known in FORMATS:
         if value == known:
             return known
-    raise UsageError(f"{where}: unknown log format {value!r} (use json, console or auto)")
+    raise UsageError(f"{where}: unknown log format {value!r} (use json, console, auto or off)")
 
 
 def check_level(value: str, where: str = "[logging] level") -> str:
@@ -110,6 +112,12 @@ def _add_run(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Mappi
     return event
 
 
+def _drop(_logger: Any, _name: str, _event: MutableMapping[str, Any]) -> Mapping[str, Any]:
+    import structlog
+
+    raise structlog.DropEvent
+
+
 def _redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Mapping[str, Any]:
     redacted: Mapping[str, Any] = redact_value(dict(event))
     return redacted
@@ -124,6 +132,7 @@ def logger(**bound: Any) -> Any:
         level = _run.level
     if log_format == "auto":
         log_format = "console" if sys.stderr.isatty() else "json"
+
     renderer: Any = (
         structlog.processors.JSONRenderer(sort_keys=True)
         if log_format == "json"
@@ -131,10 +140,9 @@ def logger(**bound: Any) -> Any:
     )
     return structlog.wrap_logger(
         structlog.PrintLogger(file=sys.stderr),
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping()[level.upper()]
-        ),
+        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level.upper()]),
         processors=[
+            *([_drop] if log_format == "off" else []),
             _add_run,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),

@@ -9,8 +9,8 @@ built-in default. The file's sections:
 - ``[runs] dir``: where backtest runs are saved;
 - ``[refresh]``: ``connect_timeout``, ``read_timeout``, ``backoff_base``, ``backoff_cap``
   (seconds), ``retries``, ``concurrency``; unset keys keep the fetcher's defaults;
-- ``[logging]``: ``format`` (json or console; unset: console on a terminal, JSON otherwise)
-  and ``level`` (debug, info, warning, error);
+- ``[logging]``: ``format`` (json, console, auto or off; unset: auto, console on a terminal,
+  JSON otherwise) and ``level`` (debug, info, warning, error);
 - ``[metrics]``: ``file`` (one node_exporter textfile, ``*.prom``) or ``dir`` (a textfile
   directory: each job and dataset writes ``quantcli_<job>_<dataset>.prom`` there).
 
@@ -210,7 +210,7 @@ _KEYS: Final[Mapping[tuple[str, str], tuple[Callable[[object], Any], bool]]] = {
     # A zero cap would also cap a server's Retry-After to nothing.
     ("refresh", "backoff_cap"): (_positive_float, False),
     ("refresh", "concurrency"): (_int(1), False),
-    ("logging", "format"): (_choice("json", "console", "auto"), False),
+    ("logging", "format"): (_choice("json", "console", "auto", "off"), False),
     ("logging", "level"): (_choice("debug", "info", "warning", "error"), False),
     ("metrics", "file"): (_prom, True),
     ("metrics", "dir"): (_text, True),

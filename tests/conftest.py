@@ -70,6 +70,14 @@ def checkout_files(top: Path = REPO) -> set[str]:
     return found
 
 
+@pytest.fixture(autouse=True)
+def _no_log_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Jobs log JSON to a non-terminal stderr by default; most tests read stderr as the one
+    error line, so they run with logs off (inherited by their subprocesses). The tests of the
+    logs ask for a format, or delete this variable to see the default."""
+    monkeypatch.setenv("QUANTCLI_LOGGING_FORMAT", "off")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _repository_untouched() -> Iterator[None]:
     """Fail the run if its tests created or deleted anything in the checkout."""

@@ -105,7 +105,7 @@ def test_metrics_dir_names_one_file_per_job_and_dataset(tmp_path: Path) -> None:
         ("[refresh]\nread_timeout = 0\n", "[refresh] read_timeout must be a number of seconds"),
         ("[refresh]\nconcurrency = 0\n", "[refresh] concurrency must be a whole number, 1 or more"),
         ("[refresh]\nretry = 3\n", "[refresh] retry: unknown key (known: connect_timeout, "),
-        ('[logging]\nformat = "xml"\n', "[logging] format must be one of json, console, auto"),
+        ('[logging]\nformat = "xml"\n', "[logging] format must be one of json, console, auto, off"),
         ('[logging]\nlevel = "loud"\n', "[logging] level must be one of debug, info, warning"),
         ('[metrics]\nfile = "m.txt"\n', "[metrics] file must end in .prom"),
         ("[refresh]\n", None),
@@ -116,6 +116,7 @@ def test_bad_config_is_one_line_naming_file_and_key(
     cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, toml: str, problem: str | None
 ) -> None:
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("QUANTCLI_LOGGING_FORMAT")  # the file alone decides
     (tmp_path / "quantcli.toml").write_text(toml)
     res = cli("data", "list")
     if problem is None:
@@ -131,7 +132,7 @@ def test_bad_environment_value_names_the_variable(cli, monkeypatch: pytest.Monke
     res = cli("data", "list")
     assert res.exit_code == 2
     assert res.stderr == (
-        "error: $QUANTCLI_LOGGING_FORMAT must be one of json, console, auto, got 'yaml'\n"
+        "error: $QUANTCLI_LOGGING_FORMAT must be one of json, console, auto, off, got 'yaml'\n"
     )
 
 

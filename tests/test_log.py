@@ -48,10 +48,22 @@ def test_a_job_logs_validation_publish_and_finish_bound_to_one_run(cli) -> None:
     assert again[0]["run_id"] != lines[0]["run_id"]
 
 
-def test_without_a_format_a_failure_stays_one_line(cli, tmp_path: Path) -> None:
+def test_with_logs_off_a_failure_stays_one_line(cli, tmp_path: Path) -> None:
     res = cli("data", "ingest", "x", "--source", "csv", str(tmp_path / "nope.csv"))
     assert res.exit_code != 0
     assert res.stderr.count("\n") == 1 and res.stderr.startswith("error: ")
+
+
+def test_by_default_a_job_logs_json_off_a_terminal(
+    cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("QUANTCLI_LOGGING_FORMAT")
+    res = cli("data", "ingest", "x", "--source", "csv", str(tmp_path / "nope.csv"))
+    assert res.exit_code != 0
+    error, logged = res.stderr.splitlines()  # the one error line, then the job's log line
+    finished = json.loads(logged)
+    assert finished["event"] == "command.finished" and finished["exit_code"] == res.exit_code
+    assert error.startswith("error: ") and finished["error"] in error
 
 
 def test_a_failed_job_logs_its_error_and_exit_code(cli, tmp_path: Path) -> None:
@@ -71,6 +83,7 @@ def test_quiet_keeps_only_warnings_and_errors(cli, tmp_path: Path) -> None:
 def test_console_format_and_config_and_environment(
     cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv("QUANTCLI_LOGGING_FORMAT")  # the file's format is under test
     res = cli("--log-format", "console", *SYN)
     assert log_lines(res.stderr) == []
     assert "command.finished" in res.stderr and "run_id=" in res.stderr
@@ -92,7 +105,8 @@ def test_non_job_commands_log_nothing(cli) -> None:
 def test_bad_format_is_one_usage_line(cli) -> None:
     res = cli("--log-format", "xml", *SYN)
     assert res.exit_code == 2
-    assert res.stderr == ("error: --log-format must be one of json, console, auto, got 'xml'\n")
+    formats = "json, console, auto, off"
+    assert res.stderr == f"error: --log-format must be one of {formats}, got 'xml'\n"
 
 
 def attempt(outcome: str, provider: str = "nse", **kw: Any) -> Attempt:
@@ -150,11 +164,11 @@ def test_attempts_are_logged_with_the_run_context(
     assert "run_id" not in after
 
 
-def test_attempts_are_not_logged_without_a_format(
+def test_attempts_are_not_logged_with_logs_off(
     store: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run = Run("data refresh", "eq", store)
-    run.begin(log_format=None, level="info")
+    run.begin(log_format="off", level="info")
     run.on_attempt(attempt("ok"))
     run.finish(0)
     assert capsys.readouterr().err == ""

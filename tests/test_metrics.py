@@ -113,7 +113,7 @@ def test_an_unwritable_metrics_file_fails_the_job_in_one_line(cli, tmp_path: Pat
 def test_provider_counts_come_from_the_attempts(store: Path, tmp_path: Path) -> None:
     path = tmp_path / "refresh.prom"
     run = Run("data refresh", "eq", store, metrics=path)
-    run.begin(log_format=None, level="info")
+    run.begin(log_format="off", level="info")
     run.expect_providers(["mirror", "nse"])
 
     def attempt(provider: str, outcome: str, n: int) -> Attempt:

@@ -232,7 +232,10 @@ def test_the_audit_view_gives_each_prediction_its_output_id(
     assert row["n"] == row["rows"] == 2 * len(view)
 
 
-def test_one_structured_log_line_per_call(cli, store: Path, trained: dict[str, Any]) -> None:
+def test_one_structured_log_line_per_call(
+    cli, store: Path, trained: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("QUANTCLI_LOGGING_FORMAT")  # the default: JSON off a terminal
     res = cli(*PREDICT, *WINDOW, "--json")
     (line,) = log_lines(res.stderr)
     assert line["event"] == "model.predict" and line["level"] == "info"
@@ -307,8 +310,9 @@ def test_a_changed_artifact_fails_without_fallback(
 
 
 def test_fallback_answers_with_the_newest_baseline(
-    cli, store: Path, trained: dict[str, Any]
+    cli, store: Path, trained: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv("QUANTCLI_LOGGING_FORMAT")  # its log line is read below
     baseline(store, "base", "ret_1")
     newest = baseline(store, "base", "ret_5")
     (registry.models_root(store) / "m" / "v1" / trained["artifact"]).unlink()

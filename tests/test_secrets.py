@@ -38,6 +38,7 @@ def test_planted_secrets_appear_in_no_output(
 ) -> None:
     monkeypatch.setenv("NSE_API_TOKEN", ENV_SECRET)
     monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("QUANTCLI_LOGGING_FORMAT")  # the file's [logging] format applies
     metrics = tmp_path / "refresh.prom"
     (tmp_path / "quantcli.toml").write_text(
         f'{FAST}[logging]\nformat = "json"\n[metrics]\nfile = "{metrics}"\n'

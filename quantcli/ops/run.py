@@ -104,12 +104,12 @@ class Run:
     def _on_dataset(self) -> bool:
         return self.is_job and self.command in DATASET_JOBS and bool(_dataset_name(self.dataset))
 
-    def begin(self, *, log_format: log.LogFormat | None, level: str) -> None:
+    def begin(self, *, log_format: log.LogFormat, level: str) -> None:
         """Bind this run's context to every log line and note where the dataset stands; a
-        job logs its events when ``log_format`` is given (None: not asked for)."""
-        self._events = self.is_job and log_format is not None
+        job logs its events unless ``log_format`` is ``off``."""
+        self._events = self.is_job and log_format != "off"
         log.start_run(
-            log_format=log_format or "auto",
+            log_format=log_format,
             level=level,
             events=self._events,
             run_id=self.run_id,
