@@ -73,10 +73,11 @@ def test_a_combination_the_strategy_refuses_is_one_line_before_any_run() -> None
     with pytest.raises(StrategyError) as err:
         run_grid(noisy_bars(), "sma_cross", grid, CONFIG)
     assert "combination 1 (fast=20 slow=10)" in err.value.message
-    assert "--where" in err.value.message
+    assert "leave it out with --where" in err.value.message
     with pytest.raises(QuantcliError) as unknown:
         run_grid(noisy_bars(), "sma_cross", parse_grid(["speed=1,2"], None), CONFIG)
-    assert "speed" in unknown.value.message
+    assert "combination 0 (speed=1)" in unknown.value.message
+    assert "--where" not in unknown.value.message  # every combination fails alike
 
 
 def test_chunks_cover_every_combination_in_order() -> None:

@@ -126,17 +126,27 @@ def run_grid(
 
 
 def _check_combos(config: BacktestConfig, grid: Grid) -> None:
-    """StrategyError (one line, naming the combination and the fix) for the first combination
-    the strategy's parameters refuse: an unknown name, a bad value, a rule such as fast < slow."""
+    """The error (one line, naming the combination) of the first combination the strategy's
+    parameters refuse: an unknown name, a bad value, a rule such as fast < slow; when others
+    pass, it says how to leave it out."""
     from quantcli.backtest.strategy import load_strategy
 
+    first: tuple[int, QuantcliError] | None = None
+    passed = False
     for k, combo in enumerate(grid.combos):
         try:
             load_strategy(config.strategy, {**config.params, **combo_params(combo)})
+            passed = True
         except QuantcliError as exc:
-            shown = " ".join(f"{name}={value}" for name, value in combo_params(combo).items())
-            hint = " (narrow the grid, or filter it with --where)" if len(grid.combos) > 1 else ""
-            raise type(exc)(f"combination {k} ({shown}): {exc.message}{hint}") from None
+            first = first or (k, exc)
+        if first is not None and passed:
+            break
+    if first is None:
+        return
+    k, exc = first
+    shown = " ".join(f"{name}={value}" for name, value in combo_params(grid.combos[k]).items())
+    hint = " (narrow the grid, or leave it out with --where)" if passed else ""
+    raise type(exc)(f"combination {k} ({shown}): {exc.message}{hint}") from None
 
 
 @dataclass(frozen=True)
