@@ -143,10 +143,10 @@ def _check_combos(config: BacktestConfig, grid: Grid) -> None:
             break
     if first is None:
         return
-    k, exc = first
+    k, refused = first
     shown = " ".join(f"{name}={value}" for name, value in combo_params(grid.combos[k]).items())
     hint = " (narrow the grid, or leave it out with --where)" if passed else ""
-    raise type(exc)(f"combination {k} ({shown}): {exc.message}{hint}") from None
+    raise type(refused)(f"combination {k} ({shown}): {refused.message}{hint}") from None
 
 
 @dataclass(frozen=True)
