@@ -20,7 +20,7 @@ from store_helpers import make_bars
 from quantcli.backtest.config import BacktestConfig
 from quantcli.backtest.engine import simulate
 from quantcli.backtest.metrics import metrics_of
-from quantcli.errors import QuantcliError, StrategyError, UsageError
+from quantcli.errors import QuantcliError, StrategyError, UnavailableError, UsageError
 from quantcli.sweep.grid import combo_params, parse_grid
 from quantcli.sweep.runner import Cluster, chunks, output_hashes, run_grid
 
@@ -202,3 +202,12 @@ def test_a_real_scheduler_and_two_workers_give_the_bytes_of_the_local_run(
     local = parquet_bytes(run_grid(bars, "sma_cross", GRID, CONFIG), tmp_path)
     remote = run_grid(bars, "sma_cross", GRID, CONFIG, cluster=Cluster(scheduler=scheduler))
     assert parquet_bytes(remote, tmp_path) == local
+
+
+@pytest.mark.dask
+def test_an_unreachable_scheduler_is_one_line() -> None:
+    address = f"tcp://127.0.0.1:{free_port()}"
+    with pytest.raises(UnavailableError) as err:
+        run_grid(noisy_bars(), "sma_cross", GRID, CONFIG, cluster=Cluster(scheduler=address))
+    assert err.value.message.startswith(f"--scheduler {address}: cannot connect")
+    assert "\n" not in err.value.message

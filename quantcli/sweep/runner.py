@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 MAX_CHUNK = 500
 CHUNKS_PER_WORKER = 2
 OUTPUT_HASHES = ("equity_sha256", "fills_sha256")
+CONNECT_TIMEOUT = "10s"  # to an existing scheduler
 
 
 @dataclass(frozen=True)
@@ -247,11 +248,12 @@ def _client(cluster: Cluster) -> Iterator[Client]:
     import dask
     from distributed import Client, LocalCluster
 
-    # The workers log through their own loggers; quantcli's narration stays on the client.
-    with dask.config.set({"distributed.worker.daemon": False, "logging.distributed": "error"}):
+    # Dask's own log lines (connections, worker start and stop) are not quantcli's narration:
+    # only its errors reach stderr.
+    with dask.config.set({"logging.distributed": "error"}):
         if cluster.scheduler is not None:
             try:
-                client = Client(cluster.scheduler, timeout="30s")
+                client = Client(cluster.scheduler, timeout=CONNECT_TIMEOUT)
             except (OSError, TimeoutError) as exc:
                 raise UnavailableError(
                     f"--scheduler {cluster.scheduler}: cannot connect ({exc}); is the scheduler "
