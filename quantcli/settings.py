@@ -12,7 +12,9 @@ built-in default. The file's sections:
 - ``[logging]``: ``format`` (json, console, auto or off; unset: auto, console on a terminal,
   JSON otherwise) and ``level`` (debug, info, warning, error);
 - ``[metrics]``: ``file`` (one node_exporter textfile, ``*.prom``) or ``dir`` (a textfile
-  directory: each job and dataset writes ``quantcli_<job>_<dataset>.prom`` there).
+  directory: each job and dataset writes ``quantcli_<job>_<dataset>.prom`` there);
+- ``[cluster]``: ``scheduler`` (a Dask scheduler address, ``tcp://HOST:PORT``) or ``workers``
+  (the local cluster's processes) for sweeps.
 
 A bad value is one UsageError line naming where it came from (the file and key, the variable
 or the flag) and what is wrong. The value of any key named like a credential (``*token*``,
@@ -214,6 +216,8 @@ _KEYS: Final[Mapping[tuple[str, str], tuple[Callable[[object], Any], bool]]] = {
     ("logging", "level"): (_choice("debug", "info", "warning", "error"), False),
     ("metrics", "file"): (_prom, True),
     ("metrics", "dir"): (_text, True),
+    ("cluster", "scheduler"): (_text, False),
+    ("cluster", "workers"): (_int(1), False),
 }
 _SECTIONS: Final = frozenset(section for section, _ in _KEYS)
 # Environment variables kept from before the sections existed.

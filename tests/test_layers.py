@@ -22,6 +22,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("quantcli.cli",),
     ("quantcli.commands",),
     ("quantcli.ops",),
+    ("quantcli.sweep",),
     ("quantcli.models",),
     ("quantcli.features",),
     ("quantcli.backtest",),

@@ -137,19 +137,25 @@ class BacktestResult:
 # --------------------------------------------------------------------------- entry points
 
 
-def run_backtest(
-    config: BacktestConfig,
-    *,
-    root: Path,
-    progress: Callable[[float], None] | None = None,
-) -> BacktestResult:
-    """Backtest ``config`` on its dataset under store ``root`` (reads only, writes nothing)."""
-    from quantcli.market.calendar import using_store
+@dataclass(frozen=True, eq=False)
+class RunInputs:
+    """What a run reads from the store: its bars (its symbols and dates), the corporate
+    actions it applies, the dataset's content hash, and the warning about actions on record
+    that the prices may lack (None: none)."""
+
+    bars: pl.DataFrame
+    actions: tuple[CorporateAction, ...]
+    dataset_hash: str
+    unapplied: str | None
+
+
+def read_inputs(config: BacktestConfig, root: Path) -> RunInputs:
+    """The :class:`RunInputs` of ``config`` from store ``root``: read once, a parameter sweep
+    replays them for every combination."""
     from quantcli.market.corporate_actions import actions_for
     from quantcli.store.manifest import partition_actions
     from quantcli.store.reader import open_dataset
 
-    strategy = load_strategy(config.strategy, config.params)
     version = open_dataset(config.dataset, root)
     manifest = version.manifest
     bars = version.frame(symbols=config.symbols, start=config.start, end=config.end)
@@ -162,14 +168,29 @@ def run_backtest(
         actions, _ = partition_actions(on_record, manifest.prices)
         ts = bars.get_column("ts")
         unapplied = manifest.unapplied_warning(on_record, ts.min(), ts.max())
+    return RunInputs(bars, tuple(actions), manifest.content_hash, unapplied)
+
+
+def run_backtest(
+    config: BacktestConfig,
+    *,
+    root: Path,
+    progress: Callable[[float], None] | None = None,
+) -> BacktestResult:
+    """Backtest ``config`` on its dataset under store ``root`` (reads only, writes nothing)."""
+    from quantcli.market.calendar import using_store
+
+    strategy = load_strategy(config.strategy, config.params)
+    inputs = read_inputs(config, root)
+    bars, actions, digest = inputs.bars, inputs.actions, inputs.dataset_hash
     # The store has already selected the symbols and dates; its calendar imports decide them.
     with using_store(root):
-        setup = _setup(bars, config, strategy, manifest.content_hash, root)
-        result = _replay(bars, config, strategy, actions, manifest.content_hash, progress)
+        setup = _setup(bars, config, strategy, digest, root)
+        result = _replay(bars, config, strategy, actions, digest, progress)
     result = _with_setup(result, setup)
-    if unapplied is None:
+    if inputs.unapplied is None:
         return result
-    return dataclasses.replace(result, warnings=(unapplied, *result.warnings))
+    return dataclasses.replace(result, warnings=(inputs.unapplied, *result.warnings))
 
 
 def simulate(  # noqa: PLR0913 - keyword-only: every input is named where it is passed
@@ -1388,7 +1409,9 @@ def _equity_frame(equity: np.ndarray, bars: np.ndarray, ts: np.ndarray) -> pl.Da
 __all__ = [
     "BacktestResult",
     "Prepared",
+    "RunInputs",
     "prepare",
+    "read_inputs",
     "run_backtest",
     "simulate",
     "strategy_view",

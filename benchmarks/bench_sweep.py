@@ -1,0 +1,175 @@
+"""Sweeps (issue 13): 100 SMA-cross combinations on 50 x 5,000 daily bars.
+
+- quantcli ``run_grid`` against vectorbt's broadcast ``Portfolio.from_signals`` over the same
+  grid (every combination's signals as columns of one call, vectorbt's way of running a
+  grid), in its own venv (bench_backtest's), alternating rounds in the same run (goal >= 5x);
+- 2 local Dask workers against 1 on the same grid (goal >= 1.8x);
+- the scheduling overhead per combination: a sweep through an already-running 1-worker
+  cluster minus the same sweep in this process, over the combinations (goal < 1 ms).
+
+Figures are wall times on a shared machine: record the load beside them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+import time
+from typing import Any
+
+import numpy as np
+import polars as pl
+from bench_backtest import (
+    CASH,
+    COMMISSION,
+    QTY,
+    WORK,
+    bars,
+    ensure_peers_venv,
+    row,
+    sma_config,
+    subprocess_json,
+    wide,
+)
+
+FASTS = tuple(range(2, 21, 2))  # 10 values
+SLOWS = tuple(range(30, 211, 20))  # 10 values: 100 combinations, every fast < slow
+ROUNDS = 3
+
+VECTORBT_GRID = """
+import json, sys, time
+import numpy as np, pandas as pd
+import vectorbt as vbt
+
+data = np.load(sys.argv[1])
+open_, close = data["open"], data["close"]
+fasts, slows = json.loads(sys.argv[2]), json.loads(sys.argv[3])
+qty, fees, cash = (float(x) for x in sys.argv[4:7])
+combos = [(f, s) for f in fasts for s in slows]
+
+
+def run():
+    frame = pd.DataFrame(close)
+    means = {w: frame.rolling(w).mean().to_numpy() for w in sorted({*fasts, *slows})}
+    long = np.concatenate([means[f] > means[s] for f, s in combos], axis=1)
+    ready = np.concatenate([~np.isnan(means[s]) for _, s in combos], axis=1)
+    # quantcli acts on a bar's signal at the next bar's open: shift one bar, price at the open.
+    entries = np.zeros_like(long)
+    exits = np.zeros_like(long)
+    entries[1:] = long[:-1]
+    exits[1:] = (~long & ready)[:-1]
+    n = len(combos)
+    return vbt.Portfolio.from_signals(
+        np.tile(close, n), entries, exits, price=np.tile(open_, n), size=qty,
+        size_type="amount", fees=fees, init_cash=cash, freq="1D",
+    )
+
+
+start = time.perf_counter()
+pf = run()
+first = time.perf_counter() - start
+start = time.perf_counter()
+pf = run()
+print(json.dumps({
+    "version": vbt.__version__,
+    "first_call_s": first,
+    "seconds": time.perf_counter() - start,
+    "orders": int(len(pf.order_records)),
+    "columns": int(pf.wrapper.shape[1]),
+}))
+"""
+
+
+def grid() -> Any:
+    from quantcli.sweep.grid import parse_grid
+
+    fasts = ",".join(map(str, FASTS))
+    slows = ",".join(map(str, SLOWS))
+    return parse_grid([f"fast={fasts}", f"slow={slows}", f"qty={QTY}"], None)
+
+
+def sweep(frame: pl.DataFrame, cluster: Any = None) -> tuple[float, pl.DataFrame]:
+    """Seconds and results of the benchmark grid through ``run_grid``."""
+    from quantcli.sweep.runner import run_grid
+
+    config = dataclasses.replace(sma_config(), params={})
+    start = time.perf_counter()
+    out = run_grid(frame, "sma_cross", grid(), config, cluster=cluster)
+    return time.perf_counter() - start, out
+
+
+def vectorbt_grid(frame: pl.DataFrame) -> dict[str, Any]:
+    python = ensure_peers_venv()
+    WORK.mkdir(parents=True, exist_ok=True)
+    data = WORK / "bench_sweep_bars.npz"
+    np.savez(data, open=wide(frame, "open"), close=wide(frame, "close"))
+    script = WORK / "peer_vectorbt_grid.py"
+    script.write_text(VECTORBT_GRID)
+    args = [json.dumps(FASTS), json.dumps(SLOWS), *(str(x) for x in (QTY, COMMISSION, CASH))]
+    return subprocess_json([str(python), str(script), str(data), *args])
+
+
+def overhead(frame: pl.DataFrame) -> tuple[float, float, bool]:
+    """(seconds in this process, seconds through a running 1-worker cluster, same bytes)."""
+    from distributed import Client, LocalCluster
+
+    from quantcli.sweep.runner import Cluster
+
+    local_s, local = sweep(frame)
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as running,
+        Client(running) as client,
+    ):
+        sweep(frame, Cluster(scheduler=running.scheduler_address))  # workers warm up
+        remote_s, remote = sweep(frame, Cluster(scheduler=running.scheduler_address))
+        client.close()
+    return local_s, remote_s, local.equals(remote)
+
+
+def run() -> list[dict[str, object]]:
+    from quantcli.sweep.runner import Cluster
+
+    rows: list[dict[str, object]] = []
+
+    def add(name: str, value: object, unit: str, goal: str = "") -> None:
+        rows.append(row(name, value, unit, goal))
+
+    frame = bars()
+    n = len(grid().combos)
+    sweep(bars(2, 300))  # the kernels from numba's cache
+    ours: list[float] = []
+    theirs: list[float] = []
+    for _ in range(ROUNDS):
+        ours.append(sweep(frame)[0])
+        peer = vectorbt_grid(frame)
+        theirs.append(float(peer["seconds"]))
+    qc_s, vb_s = statistics.median(ours), statistics.median(theirs)
+    add(f"quantcli run_grid, {n} SMA combinations on 50x5000 bars, in-process", qc_s, "s")
+    add("  per combination", qc_s / n * 1000, "ms")
+    add(f"vectorbt {peer['version']} broadcast from_signals, {peer['columns']} columns", vb_s, "s")
+    add(f"quantcli / vectorbt (median of {ROUNDS} alternating rounds)", vb_s / qc_s, "x", ">= 5x")
+    ratios = sorted(v / q for q, v in zip(ours, theirs, strict=True))
+    add("  per-round ratios, lowest .. highest", f"{ratios[0]:.2f} .. {ratios[-1]:.2f}", "x")
+
+    one: list[float] = []
+    two: list[float] = []
+    for _ in range(ROUNDS):
+        one.append(sweep(frame, Cluster(workers=1))[0])
+        two.append(sweep(frame, Cluster(workers=2))[0])
+    one_s, two_s = statistics.median(one), statistics.median(two)
+    add("run_grid on a new local cluster, 1 worker (start and stop included)", one_s, "s")
+    add("run_grid on a new local cluster, 2 workers (start and stop included)", two_s, "s")
+    add("2 workers / 1 worker speed-up", one_s / two_s, "x", ">= 1.8x")
+
+    local_s, remote_s, same = overhead(frame)
+    per = (remote_s - local_s) / n * 1000
+    add("sweep through a running 1-worker cluster", remote_s, "s")
+    add("scheduling overhead per combination (cluster minus in-process)", per, "ms", "< 1 ms")
+    add("cluster results byte-identical to in-process", same, "")
+    return rows
+
+
+if __name__ == "__main__":
+    for r in run():
+        print(r)
