@@ -5,6 +5,7 @@ objects refused, the worker-side reader, and `backtest reproduce --pull` on a cl
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -373,3 +374,27 @@ def test_clean_store_reproduces_a_run_with_pull(
     assert res.exit_code == 0, res.stderr
     assert res.stdout.strip().startswith("reproduced: ")
     assert version_numbers(clean, "sample") == [1]
+
+
+def test_clean_store_reproduces_a_model_with_pull(
+    cli, model_template: Path, tmp_path: Path, s3: Any
+) -> None:
+    from conftest import copy_store
+
+    made = copy_store(model_template, tmp_path / "made")
+    cli("data", "remote", "add", "origin", URL, root=made)
+    for ref in ("fs@v1", "bars@v1"):
+        assert cli("data", "push", ref, root=made).exit_code == 0
+    # A clean store holding only the model registry (its versions, not their data).
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    shutil.copytree(made / "models", clean / "models")
+    cli("data", "remote", "add", "origin", URL, root=clean)
+    res = cli("model", "reproduce", "m@v1", root=clean)
+    assert res.exit_code == 1
+    assert "is in the store" in res.stderr
+    res = cli("model", "reproduce", "m@v1", "--pull", root=clean)
+    assert res.exit_code == 0, res.stderr
+    assert "m@v1: reproduced" in res.stdout
+    assert version_numbers(clean, "fs") == [1]
+    assert version_numbers(clean, "bars") == [1]

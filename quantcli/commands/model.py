@@ -417,13 +417,26 @@ def gc_cmd(
 def reproduce_cmd(
     ctx: typer.Context,
     ref: Annotated[str, typer.Argument(help="The version to re-train (NAME@vN).")],
+    pull: Annotated[
+        bool,
+        typer.Option(
+            "--pull", help="Fetch the pinned feature set and dataset from a remote if missing."
+        ),
+    ] = False,
+    remote: Annotated[
+        str | None, typer.Option("--remote", help="The remote --pull uses (default: the only one).")
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Re-train from the metadata alone; exit 0 if identical, 1 with what changed."""
     from quantcli.models.reproduce import reproduce
+    from quantcli.store.remotes import get_remote
 
     settings = _settings(ctx, json_output)
-    report = reproduce(settings.root, ref)
+    if remote is not None and not pull:
+        raise UsageError("--remote applies with --pull")
+    source = get_remote(settings.root, remote) if pull else None
+    report = reproduce(settings.root, ref, remote=source)
     payload = {
         "ref": report.ref,
         "identical": report.identical,
