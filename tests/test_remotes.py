@@ -5,7 +5,6 @@ objects refused, the worker-side reader, and `backtest reproduce --pull` on a cl
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -385,16 +384,50 @@ def test_clean_store_reproduces_a_model_with_pull(
     cli("data", "remote", "add", "origin", URL, root=made)
     for ref in ("fs@v1", "bars@v1"):
         assert cli("data", "push", ref, root=made).exit_code == 0
-    # A clean store holding only the model registry (its versions, not their data).
+    res = cli("model", "push", "m@v1", root=made)
+    assert res.exit_code == 0, res.stderr
+    assert res.stdout.strip().startswith("pushed m@v1 to origin: ")
+    assert "team/data/models/m/v1/metadata.json" in keys(s3)
+    again = cli("--json", "model", "push", "m", root=made).json()
+    assert again["uploaded"] == 0
+    # A clean store: nothing but the remote's name.
     clean = tmp_path / "clean"
     clean.mkdir()
-    shutil.copytree(made / "models", clean / "models")
     cli("data", "remote", "add", "origin", URL, root=clean)
     res = cli("model", "reproduce", "m@v1", root=clean)
     assert res.exit_code == 1
-    assert "is in the store" in res.stderr
+    res = cli("model", "reproduce", "m@champion", "--pull", root=clean)
+    assert res.exit_code == 2
+    assert "aliases are local" in res.stderr
     res = cli("model", "reproduce", "m@v1", "--pull", root=clean)
     assert res.exit_code == 0, res.stderr
     assert "m@v1: reproduced" in res.stdout
     assert version_numbers(clean, "fs") == [1]
     assert version_numbers(clean, "bars") == [1]
+    assert cli("model", "verify", "m@v1", root=clean).exit_code == 0
+
+
+def test_tampered_model_artifact_is_refused(
+    cli, model_template: Path, tmp_path: Path, s3: Any
+) -> None:
+    from conftest import copy_store
+
+    from quantcli.models.registry import metadata
+
+    made = copy_store(model_template, tmp_path / "made")
+    cli("data", "remote", "add", "origin", URL, root=made)
+    cli("model", "push", "m@v1", root=made)
+    sha = metadata(made, "m@v1")["artifact_sha256"]
+    key = f"team/data/objects/{sha}"
+    body = s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
+    s3.put_object(Bucket=BUCKET, Key=key, Body=body[:-1] + bytes([body[-1] ^ 1]))
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    cli("data", "remote", "add", "origin", URL, root=clean)
+    res = cli("model", "reproduce", "m@v1", "--pull", root=clean)
+    assert res.exit_code == 1
+    assert res.stderr.strip() == (
+        f"error: remote origin: object {key} of m@v1 does not match its sha256 (tampered or "
+        "damaged); refused, nothing was pulled"
+    )
+    assert not (clean / "models" / "m" / "v1").exists()

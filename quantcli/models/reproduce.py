@@ -146,14 +146,21 @@ def reproduce(root: Path, ref: str, *, remote: Remote | None = None) -> Reproduc
     compare; when that feature-set version is gone but its dataset is not, the features are
     rebuilt from the definition and parameters the model recorded.
 
-    With ``remote``, the feature-set and dataset versions the model pinned are first pulled
-    from it when the store lacks them (every hash checked)."""
+    With ``remote``, the model version (``NAME@vN``) and the feature-set and dataset versions
+    it pinned are first pulled from it when the store lacks them (every hash checked)."""
     from quantcli.features import open_feature_set
     from quantcli.features.build import dataset_labels, rebuild_features
     from quantcli.models import registry
     from quantcli.models.train import feature_source
     from quantcli.store.reader import open_dataset
 
+    if remote is not None:
+        from quantcli.models.remote import pull_model
+
+        try:
+            registry.resolve(root, ref)
+        except NotFoundError:
+            pull_model(root, ref, remote)
     meta = registry.metadata(root, ref)
     if meta["kind"] == ROUTER:
         raise UsageError(

@@ -325,43 +325,59 @@ def _manifest_key(remote: Remote, name: str, version: int) -> str:
     return remote.key(DATASETS, name, f"v{version}", MANIFEST)
 
 
-def push(
-    root: Path,
-    ref: str,
+@dataclass(frozen=True)
+class LocalVersion:
+    """A published version as a remote moves it: where it is, the file written last (its
+    ``marker``: manifest.json, a model's metadata.json) and the sha256 of every other file.
+    ``kind`` is the remote folder it goes under (``datasets``, ``models``)."""
+
+    kind: str
+    name: str
+    version: int
+    folder: Path
+    marker: str
+    files: Mapping[str, str]
+
+    @property
+    def ref(self) -> str:
+        """``NAME@vN``."""
+        return f"{self.name}@v{self.version}"
+
+
+def push_version(
+    local: LocalVersion,
     remote: Remote,
     *,
+    same: Callable[[bytes], bool],
     progress: Callable[[str, bool], None] | None = None,
 ) -> PushResult:
-    """Upload dataset version ``ref`` to ``remote``: every data file not already there (by key
-    and size), then its manifest, last. ``progress(path, uploaded)`` is called after each file.
-
-    ConflictError when the remote holds a different manifest for that version number (two
-    stores published the same name independently).
-    """
-    from quantcli.store.catalog import resolve
-
-    manifest = resolve(root, ref)
-    folder = version_dir(root, manifest.name, manifest.version)
+    """Upload ``local`` to ``remote``: every file not already there (by key and size), then
+    its marker, last. ``same(marker bytes on the remote)`` says whether a marker already there
+    describes the same content; ConflictError when it does not. ``progress(path, uploaded)``
+    is called after each file."""
     uploaded = skipped = sent = 0
     with _talking_to(remote):
         s3 = _Store(remote)
-        key = _manifest_key(remote, manifest.name, manifest.version)
-        text = (folder / MANIFEST).read_bytes()
+        key = remote.key(local.kind, local.name, f"v{local.version}", local.marker)
+        text = (local.folder / local.marker).read_bytes()
         there = s3.get(key)
-        if there is not None and there != text:
-            _conflict(remote, manifest, there)
-        for rel, sha in sorted(manifest.files.items()):
+        if there is not None and there != text and not same(there):
+            raise ConflictError(
+                f"remote {remote.name} already holds a different {local.ref}; push it under "
+                "another name"
+            )
+        for rel, sha in sorted(local.files.items()):
             object_key = remote.key(OBJECTS, sha)
-            data_size = (folder / rel).stat().st_size
-            if s3.size(object_key) == data_size:
+            path = local.folder / rel
+            if s3.size(object_key) == path.stat().st_size:
                 skipped += 1
                 new = False
             else:
-                data = (folder / rel).read_bytes()
+                data = path.read_bytes()
                 if sha256_hex(data) != sha:
                     raise IntegrityError(
-                        f"{folder / rel}: sha256 differs from the manifest; not pushing a "
-                        f"damaged file (`quantcli data verify {manifest.ref}`)"
+                        f"{path}: sha256 differs from the {local.marker}; not pushing a damaged "
+                        "file (verify it)"
                     )
                 s3.put(object_key, data)
                 uploaded += 1
@@ -371,19 +387,82 @@ def push(
                 progress(rel, new)
         if there is None:
             s3.put(key, text)
-    return PushResult(manifest.ref, uploaded, skipped, sent, there is None)
+    return PushResult(local.ref, uploaded, skipped, sent, there is None)
 
 
-def _conflict(remote: Remote, local: Manifest, there: bytes) -> None:
+def push(
+    root: Path,
+    ref: str,
+    remote: Remote,
+    *,
+    progress: Callable[[str, bool], None] | None = None,
+) -> PushResult:
+    """Upload dataset version ``ref`` to ``remote`` (see :func:`push_version`).
+
+    ConflictError when the remote holds a different manifest for that version number (two
+    stores published the same name independently).
+    """
+    from quantcli.store.catalog import resolve
+
+    manifest = resolve(root, ref)
+    local = LocalVersion(
+        DATASETS,
+        manifest.name,
+        manifest.version,
+        version_dir(root, manifest.name, manifest.version),
+        MANIFEST,
+        manifest.files,
+    )
+    return push_version(
+        local,
+        remote,
+        same=lambda there: _content_of(there) == manifest.content_hash,
+        progress=progress,
+    )
+
+
+def _content_of(manifest: bytes) -> str | None:
     try:
-        theirs = Manifest.from_json(there.decode("utf-8")).content_hash
+        return Manifest.from_json(manifest.decode("utf-8")).content_hash
     except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-        theirs = "unreadable"
-    if theirs != local.content_hash:
-        raise ConflictError(
-            f"remote {remote.name} already holds a different {local.ref} (content "
-            f"{theirs[:12]}, here {local.content_hash[:12]}); push it under another name"
-        )
+        return None
+
+
+def fetch_objects(
+    remote: Remote, files: Mapping[str, str], what: str, progress: Callable[[str], None] | None
+) -> dict[str, bytes]:
+    """The bytes of ``files`` (path -> sha256) from ``remote``'s objects, each checked against
+    its sha256; IntegrityError naming the object (of ``what``) when one is missing or differs."""
+    contents: dict[str, bytes] = {}
+    with _talking_to(remote):
+        s3 = _Store(remote)
+        for rel, sha in sorted(files.items()):
+            key = remote.key(OBJECTS, sha)
+            data = s3.get(key)
+            if data is None:
+                raise IntegrityError(
+                    f"remote {remote.name}: object {key} of {what} is missing; push {what} "
+                    "again from a store that has it"
+                )
+            if sha256_hex(data) != sha:
+                raise IntegrityError(
+                    f"remote {remote.name}: object {key} of {what} does not match its sha256 "
+                    "(tampered or damaged); refused, nothing was pulled"
+                )
+            contents[rel] = data
+            if progress is not None:
+                progress(rel)
+    return contents
+
+
+def fetch_marker(remote: Remote, kind: str, name: str, version: int, marker: str) -> bytes:
+    """The marker file of ``name`` version ``version`` under ``kind`` on ``remote``;
+    NotFoundError when there is none (the version is not there, or not complete)."""
+    with _talking_to(remote):
+        data = _Store(remote).get(remote.key(kind, name, f"v{version}", marker))
+    if data is None:
+        raise NotFoundError(f"{name}@v{version} is not on remote {remote.name} ({remote.url})")
+    return data
 
 
 def remote_versions(remote: Remote, name: str) -> list[int]:
@@ -457,23 +536,7 @@ def pull(
         local = _local_copy(root, manifest)
         if local is not None:
             return PullResult(manifest.ref, f"{name}@v{local}", 0, created=False)
-        contents: dict[str, bytes] = {}
-        for rel, sha in sorted(manifest.files.items()):
-            key = remote.key(OBJECTS, sha)
-            data = s3.get(key)
-            if data is None:
-                raise IntegrityError(
-                    f"remote {remote.name}: object {key} of {manifest.ref} is missing; "
-                    f"push {manifest.ref} again from a store that has it"
-                )
-            if sha256_hex(data) != sha:
-                raise IntegrityError(
-                    f"remote {remote.name}: object {key} of {manifest.ref} does not match its "
-                    "sha256 (tampered or damaged); refused, nothing was pulled"
-                )
-            contents[rel] = data
-            if progress is not None:
-                progress(rel)
+    contents = fetch_objects(remote, manifest.files, manifest.ref, progress)
     contents[MANIFEST] = manifest.to_json().encode("utf-8")
     got, created = publish_files(
         root,
