@@ -319,6 +319,17 @@ def test_workers_read_a_pinned_version_from_the_remote(
     assert open_remote(ref, Remote("origin", URL), cache=cache).root == version.root
 
 
+def test_a_remote_s_own_endpoint_variable_wins(
+    cli, store: Path, s3_server: str, s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("QUANTCLI_REMOTE_MY_ORIGIN_ENDPOINT_URL", s3_server)
+    cli("data", "remote", "add", "my-origin", URL)
+    res = cli("data", "push", published(store))
+    assert res.exit_code == 0, res.stderr
+    assert "team/data/datasets/ds/v1/manifest.json" in keys(s3)
+
+
 @pytest.fixture(scope="module")
 def sample_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from quantcli.store.ingest import ingest

@@ -69,6 +69,8 @@ CONFIG_KEYS: Final = ("url", *CLIENT_KEYS)
 VERSION_REF_RE: Final = re.compile(r"^v([1-9][0-9]*)$")
 # Where workers keep the versions they read from a remote, under the cache directory.
 CACHE_SUBDIR: Final = "remote-stores"
+# How long a worker waits for another worker on its machine pulling the same version.
+CACHE_LOCK_WAIT: Final = 600.0
 
 
 @dataclass(frozen=True)
@@ -144,14 +146,11 @@ def _stored(root: Path) -> dict[str, str]:
         raise IntegrityError(f"{path}: unreadable remotes file: {exc}") from exc
 
 
-def _configured(config: Mapping[str, Any] | None = None) -> dict[str, Mapping[str, Any]]:
-    """The ``[remote.NAME]`` tables of quantcli.toml (the nearest one, unless given)."""
-    if config is None:
-        from quantcli.settings import read_config_file
+def _configured() -> dict[str, Mapping[str, Any]]:
+    """The ``[remote.NAME]`` tables of the nearest quantcli.toml."""
+    from quantcli.settings import read_config_file
 
-        path, config = read_config_file()
-    else:
-        path = None
+    path, config = read_config_file()
     tables = config.get("remote", {})
     where = path or "quantcli.toml"
     if not isinstance(tables, Mapping):
@@ -511,9 +510,11 @@ def pull(
     remote: Remote,
     *,
     progress: Callable[[str], None] | None = None,
+    wait: float = 0,
 ) -> PullResult:
     """Fetch dataset version ``ref`` from ``remote`` into the store at ``root``, keeping its
-    version number, after checking the sha256 of every object and the content hash.
+    version number, after checking the sha256 of every object and the content hash. The
+    publish waits up to ``wait`` seconds for the dataset's lock (else LockHeldError).
 
     Nothing is downloaded when a local version already holds the same content. IntegrityError
     (naming the object) for tampered or damaged remote data: nothing is published then.
@@ -544,6 +545,7 @@ def pull(
         lambda _version: contents,
         marker=MANIFEST,
         existing=lambda folder: read_manifest(folder).content_hash == manifest.content_hash,
+        wait=wait,
         version=version,
     )
     return PullResult(manifest.ref, f"{name}@v{got}", len(contents) - 1, created)
@@ -594,5 +596,6 @@ def open_remote(ref: str, remote: Remote, *, cache: Path | None = None) -> Datas
 
     root = cache_store(remote, cache)
     root.mkdir(parents=True, exist_ok=True)
-    result = pull(root, ref, remote)
+    # Workers of one machine share the cache: one publishes, the others wait and find it.
+    result = pull(root, ref, remote, wait=CACHE_LOCK_WAIT)
     return open_dataset(result.local_ref, root)
