@@ -48,6 +48,10 @@ def pytest_configure(config: pytest.Config) -> None:
     # TensorFlow, imported by a test before quantcli configures Keras, would write
     # ~/.keras/keras.json: the run keeps it in its own cache too.
     os.environ["KERAS_HOME"] = os.path.join(os.environ["QUANTCLI_CACHE_DIR"], "keras")
+    # Jobs log JSON to a non-terminal stderr by default; most tests read stderr as the one
+    # error line, so they run with logs off (and so do their subprocesses). The tests of the
+    # logs ask for a format, or delete this variable to see the default.
+    os.environ["QUANTCLI_LOGGING_FORMAT"] = "off"
     # No per-example time limit: a cold machine's first examples (numba compiling, caches
     # filling) take longer than a warm one's, and that is not a failure. Failures print the
     # blob that replays them.
@@ -68,14 +72,6 @@ def checkout_files(top: Path = REPO) -> set[str]:
         rel = Path(folder).relative_to(top)
         found.update((rel / n).as_posix() for n in [*dirs, *files] if not n.startswith(".coverage"))
     return found
-
-
-@pytest.fixture(autouse=True)
-def _no_log_lines(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Jobs log JSON to a non-terminal stderr by default; most tests read stderr as the one
-    error line, so they run with logs off (inherited by their subprocesses). The tests of the
-    logs ask for a format, or delete this variable to see the default."""
-    monkeypatch.setenv("QUANTCLI_LOGGING_FORMAT", "off")
 
 
 @pytest.fixture(scope="session", autouse=True)

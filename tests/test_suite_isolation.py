@@ -20,7 +20,8 @@ def test_the_run_and_its_subprocesses_use_a_fresh_cache_and_no_user_store() -> N
     cache = cache_dir()
     assert cache.parent == Path(tempfile.gettempdir())
     assert cache.name.startswith("quantcli-test-cache-")
-    assert [n for n in os.environ if n.startswith("QUANTCLI_")] == ["QUANTCLI_CACHE_DIR"]
+    quantcli_env = sorted(n for n in os.environ if n.startswith("QUANTCLI_"))
+    assert quantcli_env == ["QUANTCLI_CACHE_DIR", "QUANTCLI_LOGGING_FORMAT"]
     assert not set(TERMINAL_ENV) & set(os.environ)
     code = "from quantcli.market.calendar import cache_dir; print(cache_dir())"
     child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -17,12 +17,16 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
+from functools import partial
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from quantcli.core.lock import LOCK_FILE
 from quantcli.core.timezone import IST
 from quantcli.errors import QuantcliError
+
+if TYPE_CHECKING:
+    from quantcli.store.verify import VerifyReport
 
 Status = Literal["ok", "warn", "fail"]
 MIN_FREE_BYTES: Final = 1 << 30  # below 1 GiB a publish of a large dataset can fail
@@ -169,18 +173,7 @@ def _datasets(root: Path, deep: bool) -> Iterator[Check]:
         yield Check("datasets", "ok", "no datasets")
     for name in names:
         versions = version_numbers(root, name)
-        targets = versions if deep else versions[-1:]
-        try:
-            bad = [r for r in (verify_version(root, name, v) for v in targets) if not r.ok]
-        except QuantcliError as exc:
-            yield Check(f"dataset {name}", "fail", exc.message)
-            continue
-        if bad:
-            more = f" (and {len(bad) - 1} more bad versions)" if len(bad) > 1 else ""
-            yield Check(f"dataset {name}", "fail", f"{bad[0].summary()}{more}")
-        else:
-            what = f"all {len(targets)} versions verify" if deep else f"v{targets[0]} verifies"
-            yield Check(f"dataset {name}", "ok", what)
+        yield _verified(f"dataset {name}", versions, deep, partial(verify_version, root, name))
 
 
 def _models(root: Path, deep: bool) -> Iterator[Check]:
@@ -192,17 +185,24 @@ def _models(root: Path, deep: bool) -> Iterator[Check]:
         yield Check("models", "ok", "no models")
     for name in models:
         versions = version_numbers(models_root(root), name, METADATA)
-        targets = versions if deep else versions[-1:]
-        try:
-            bad = [r for r in (verify_one(root, name, v) for v in targets) if not r.ok]
-        except QuantcliError as exc:
-            yield Check(f"model {name}", "fail", exc.message)
-            continue
-        if bad:
-            yield Check(f"model {name}", "fail", bad[0].summary())
-        else:
-            what = f"all {len(targets)} versions verify" if deep else f"v{targets[0]} verifies"
-            yield Check(f"model {name}", "ok", what)
+        yield _verified(f"model {name}", versions, deep, partial(verify_one, root, name))
+
+
+def _verified(
+    what: str, versions: list[int], deep: bool, verify: Callable[[int], VerifyReport]
+) -> Check:
+    """One line for a dataset's or model's versions: the latest (``deep``: every one) verified
+    by the store's or registry's own verify."""
+    targets = versions if deep else versions[-1:]
+    try:
+        bad = [r for r in (verify(v) for v in targets) if not r.ok]
+    except QuantcliError as exc:
+        return Check(what, "fail", exc.message)
+    if bad:
+        more = f" (and {len(bad) - 1} more bad versions)" if len(bad) > 1 else ""
+        return Check(what, "fail", f"{bad[0].summary()}{more}")
+    done = f"all {len(targets)} versions verify" if deep else f"v{targets[0]} verifies"
+    return Check(what, "ok", done)
 
 
 def _calendar(root: Path, today: date) -> Iterator[Check]:
