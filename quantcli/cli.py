@@ -27,6 +27,7 @@ from quantcli.commands import features as features_cmd
 from quantcli.commands import ingest as ingest_cmd
 from quantcli.commands import model as model_cmd
 from quantcli.commands import refresh as refresh_cmd
+from quantcli.commands import remote as remote_cmd
 from quantcli.commands import sweep as sweep_cmd
 from quantcli.core.redact import redact, redact_value
 from quantcli.errors import QuantcliError, UsageError
@@ -306,6 +307,9 @@ data_cmd.app.command("validate")(ingest_cmd.validate)
 data_cmd.app.command("rederive")(actions_cmd.rederive)
 data_cmd.app.command("refresh")(refresh_cmd.refresh)
 data_cmd.app.add_typer(refresh_cmd.recipe_app, name="recipe")
+data_cmd.app.add_typer(remote_cmd.remote_app, name="remote")
+data_cmd.app.command("push")(remote_cmd.push)
+data_cmd.app.command("pull")(remote_cmd.pull)
 app.add_typer(data_cmd.app, name="data")
 app.add_typer(actions_cmd.app, name="actions")
 app.add_typer(calendar_cmd.app, name="calendar")

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 
     from quantcli.backtest.engine import BacktestResult
     from quantcli.backtest.metrics import Metric
+    from quantcli.store.remotes import Remote
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 2  # of the run manifest written
@@ -717,15 +718,27 @@ def pinned_config(manifest: RunManifest | Mapping[str, Any], run_dir: Path) -> B
 
 
 def reproduce(
-    run_dir: Path, *, root: Path, progress: Callable[[float], None] | None = None
+    run_dir: Path,
+    *,
+    root: Path,
+    progress: Callable[[float], None] | None = None,
+    remote: Remote | None = None,
 ) -> Reproduction:
-    """Re-run a saved run from its manifest in a temp dir and compare every output's hash."""
+    """Re-run a saved run from its manifest in a temp dir and compare every output's hash.
+
+    With ``remote``, the dataset version the run pinned is pulled from it first when the store
+    lacks it (every hash checked), so a clean store reproduces from the manifest alone.
+    """
     from quantcli.backtest.engine import run_backtest
     from quantcli.store.reader import open_dataset
 
     run = _load(run_dir)
     manifest = run.manifest
     config = pinned_config(manifest, run.path)
+    if remote is not None:
+        from quantcli.store.remotes import ensure_local
+
+        ensure_local(root, manifest.dataset.name, manifest.dataset.content_hash, remote)
     try:
         open_dataset(config.dataset, root)
     except NotFoundError:

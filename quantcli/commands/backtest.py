@@ -217,16 +217,29 @@ def reproduce(
     ctx: typer.Context,
     run_dir: Annotated[str, typer.Argument(help="A run directory (or run id).")],
     runs_dir: RunsDirOption = None,
+    pull: Annotated[
+        bool,
+        typer.Option("--pull", help="Fetch the pinned dataset from a remote first if missing."),
+    ] = False,
+    remote: Annotated[
+        str | None, typer.Option("--remote", help="The remote --pull uses (default: the only one).")
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Re-run a saved run from its manifest and check every output is byte-identical."""
     settings = _settings(ctx, json_output)
     from quantcli.backtest.runs import find_run
     from quantcli.backtest.runs import reproduce as reproduce_run
+    from quantcli.store.remotes import get_remote
 
+    if remote is not None and not pull:
+        raise UsageError("--remote applies with --pull")
+    source = get_remote(settings.root, remote) if pull else None
     run = find_run(_runs_dir(ctx, runs_dir), run_dir)
     with progress(settings, f"reproduce {run.run_id}", total=1.0) as advance:
-        outcome = reproduce_run(run.path, root=settings.root, progress=_fractions(advance))
+        outcome = reproduce_run(
+            run.path, root=settings.root, progress=_fractions(advance), remote=source
+        )
     payload = {
         "run_id": outcome.run_id,
         "ok": outcome.ok,

@@ -1,5 +1,5 @@
-"""`quantcli model` commands: train, route, predict, list, show, verify, rm, gc, reproduce, and
-the champion and challenger commands alias, history, compare and promote.
+"""`quantcli model` commands: train, route, predict, list, show, verify, rm, gc, push,
+reproduce, and the champion and challenger commands alias, history, compare and promote.
 
 Thin wrappers over quantcli.models; scikit-learn is imported only by the commands that fit or
 load a model, and arch only by compare and promote, never by ``quantcli model --help``.
@@ -413,17 +413,60 @@ def gc_cmd(
     emit(settings, asdict(report), render)
 
 
+@app.command("push")
+def push_cmd(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(help="The version to push (NAME@vN or NAME@ALIAS).")],
+    remote: Annotated[
+        str | None, typer.Option("--remote", help="The remote (default: the only one).")
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Upload a model version to a dataset remote (its files, then its metadata, last)."""
+    from dataclasses import asdict
+
+    from quantcli.models.remote import push_model
+    from quantcli.store.remotes import get_remote
+
+    settings = _settings(ctx, json_output)
+    target = get_remote(settings.root, remote)
+    result = push_model(settings.root, ref, target)
+    message = (
+        f"pushed {result.ref} to {target.name}: {result.uploaded} uploaded, "
+        f"{result.skipped} already there"
+    )
+    emit(
+        settings,
+        {**asdict(result), "remote": target.name},
+        lambda c: c.print(message, markup=False),
+    )
+
+
 @app.command("reproduce")
 def reproduce_cmd(
     ctx: typer.Context,
     ref: Annotated[str, typer.Argument(help="The version to re-train (NAME@vN).")],
+    pull: Annotated[
+        bool,
+        typer.Option(
+            "--pull",
+            help="Fetch the model version, its feature set and dataset from a remote if missing.",
+        ),
+    ] = False,
+    remote: Annotated[
+        str | None, typer.Option("--remote", help="The remote --pull uses (default: the only one).")
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Re-train from the metadata alone; exit 0 if identical, 1 with what changed."""
     from quantcli.models.reproduce import reproduce
+    from quantcli.store.remotes import get_remote
 
     settings = _settings(ctx, json_output)
-    report = reproduce(settings.root, ref)
+    if remote is not None and not pull:
+        raise UsageError("--remote applies with --pull")
+    source = get_remote(settings.root, remote) if pull else None
+    report = reproduce(settings.root, ref, remote=source)
     payload = {
         "ref": report.ref,
         "identical": report.identical,

@@ -15,6 +15,8 @@ from quantcli.models.router import ROUTER
 if TYPE_CHECKING:
     import polars as pl
 
+    from quantcli.store.remotes import Remote
+
 
 @dataclass(frozen=True)
 class ReproduceReport:
@@ -139,16 +141,26 @@ def reproduce_on_frames(
     )
 
 
-def reproduce(root: Path, ref: str) -> ReproduceReport:
+def reproduce(root: Path, ref: str, *, remote: Remote | None = None) -> ReproduceReport:
     """Re-train model version ``ref`` from its metadata against its pinned feature set and
     compare; when that feature-set version is gone but its dataset is not, the features are
-    rebuilt from the definition and parameters the model recorded."""
+    rebuilt from the definition and parameters the model recorded.
+
+    With ``remote``, the model version (``NAME@vN``) and the feature-set and dataset versions
+    it pinned are first pulled from it when the store lacks them (every hash checked)."""
     from quantcli.features import open_feature_set
     from quantcli.features.build import dataset_labels, rebuild_features
     from quantcli.models import registry
     from quantcli.models.train import feature_source
     from quantcli.store.reader import open_dataset
 
+    if remote is not None:
+        from quantcli.models.remote import pull_model
+
+        try:
+            registry.resolve(root, ref)
+        except NotFoundError:
+            pull_model(root, ref, remote)
     meta = registry.metadata(root, ref)
     if meta["kind"] == ROUTER:
         raise UsageError(
@@ -161,6 +173,15 @@ def reproduce(root: Path, ref: str) -> ReproduceReport:
             f"{meta['ref']} was trained on frames, not on a feature set: reproduce it with "
             "quantcli.models.reproduce.reproduce_on_frames"
         )
+    if remote is not None:
+        from quantcli.store.remotes import ensure_local
+
+        for ref_key, hash_key in (
+            ("features_ref", "features_hash"),
+            ("dataset_ref", "dataset_hash"),
+        ):
+            name = str(source[ref_key]).partition("@")[0]
+            ensure_local(root, name, str(source[hash_key]), remote)
     label = str(meta["label"])
     try:
         fs = open_feature_set(str(source["features_ref"]), root)

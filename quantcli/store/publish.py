@@ -41,6 +41,7 @@ from quantcli.store.manifest import (
     content_hash,
     next_version,
     read_manifest,
+    removed_versions,
     version_dir,
     version_numbers,
 )
@@ -463,6 +464,7 @@ def publish_files(
     existing: Callable[[Path], bool],
     wait: float = 0,
     what: str = "dataset",
+    version: int | None = None,
 ) -> tuple[int, bool]:
     """Publish the files ``files(version)`` returns as the next version of ``name`` under
     ``root``, the same way as :func:`publish`: built in a temp directory, renamed into place
@@ -472,13 +474,23 @@ def publish_files(
     (a version is visible once its marker exists). When ``existing`` is true for a version's
     directory, that version holds the same thing: nothing is written and ``(that version,
     False)`` is returned; else ``(new version, True)``.
+
+    ``version`` fixes the new version's number (a version pulled from a remote keeps the number
+    its manifest and every run pinning it carry); ConflictError when that number exists or
+    existed here.
     """
     check_name(name)
     with dataset_lock(root, name, wait=wait, what=what):
         for v in version_numbers(root, name, marker):
             if existing(version_dir(root, name, v)):
                 return v, False
-        version = next_version(root, name)
+        if version is None:
+            version = next_version(root, name)
+        elif version in (*version_numbers(root, name, marker), *removed_versions(root, name)):
+            raise ConflictError(
+                f"{name}@v{version} already exists here with other content (or was removed); "
+                "it cannot be replaced"
+            )
         tmp = make_temp_dir(root, name, "publish")
         try:
             contents = files(version)

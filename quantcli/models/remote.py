@@ -1,0 +1,87 @@
+"""Model versions on a dataset remote: ``model push`` and the model half of
+``model reproduce --pull``.
+
+A model version travels like a dataset version (quantcli.store.remotes): its artifact and
+sidecars as content-addressed objects, then ``models/<name>/v<N>/metadata.json`` last; a pull
+checks every sha256 before the store's publish puts the version in the registry under its own
+number. Aliases are local pointers and do not travel: a remote model is named ``NAME@vN``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from quantcli.errors import IntegrityError, UsageError
+from quantcli.models.registry import METADATA, models_root, read_metadata, resolve
+from quantcli.store.catalog import VERSION_RE, parse_ref
+from quantcli.store.manifest import version_dir
+from quantcli.store.remotes import (
+    LocalVersion,
+    PullResult,
+    PushResult,
+    Remote,
+    fetch_marker,
+    fetch_objects,
+    push_version,
+)
+
+KIND = "models"
+
+
+def _files(meta: dict[str, object]) -> dict[str, str]:
+    files = meta.get("files", {})
+    if not isinstance(files, dict):
+        raise IntegrityError("model metadata: 'files' is not an object")
+    return {str(k): str(v) for k, v in files.items()}
+
+
+def push_model(root: Path, ref: str, remote: Remote) -> PushResult:
+    """Upload model version ``ref`` (any local reference, aliases too) to ``remote``."""
+    name, version = resolve(root, ref)
+    folder = version_dir(models_root(root), name, version)
+    meta = read_metadata(folder)
+    local = LocalVersion(KIND, name, version, folder, METADATA, _files(meta))
+
+    def same(there: bytes) -> bool:
+        try:
+            theirs = json.loads(there.decode("utf-8")).get("identity")
+        except (ValueError, UnicodeDecodeError, AttributeError):
+            return False
+        return bool(theirs == meta.get("identity"))
+
+    return push_version(local, remote, same=same)
+
+
+def pull_model(root: Path, ref: str, remote: Remote) -> PullResult:
+    """Fetch model version ``ref`` (``NAME@vN``) from ``remote`` into the registry, every
+    file's sha256 checked first; nothing is fetched when a local version has its identity."""
+    from quantcli.store.publish import publish_files
+
+    name, selector = parse_ref(ref)
+    match = VERSION_RE.match(selector)
+    if match is None:
+        raise UsageError(f"a model on a remote is named NAME@vN, not {ref!r} (aliases are local)")
+    version = int(match.group(1))
+    marker = fetch_marker(remote, KIND, name, version, METADATA)
+    key = remote.key(KIND, name, f"v{version}", METADATA)
+    try:
+        meta = json.loads(marker.decode("utf-8"))
+        files = _files(meta)
+        identity = meta["identity"]
+    except (ValueError, UnicodeDecodeError, KeyError, TypeError, IntegrityError) as exc:
+        raise IntegrityError(
+            f"remote {remote.name}: {key}: unreadable model metadata: {exc}"
+        ) from None
+    contents = fetch_objects(remote, files, f"{name}@v{version}", None)
+    contents[METADATA] = marker
+    got, created = publish_files(
+        models_root(root),
+        name,
+        lambda _version: contents,
+        marker=METADATA,
+        existing=lambda folder: read_metadata(folder).get("identity") == identity,
+        what="model",
+        version=version,
+    )
+    return PullResult(f"{name}@v{version}", f"{name}@v{got}", len(files), created)
