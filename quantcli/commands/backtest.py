@@ -12,7 +12,33 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from quantcli.core.dates import parse_date
+from quantcli.commands.run_options import (
+    BROKER,
+    CASH,
+    COSTS,
+    FILL,
+    MARGIN,
+    PARTICIPATION,
+    SEGMENT,
+    SLIPPAGE,
+    BrokerOption,
+    CashOption,
+    CostsOption,
+    DatasetOption,
+    FillOption,
+    FromOption,
+    MarginOption,
+    ParticipationOption,
+    RiskFreeOption,
+    SeedOption,
+    SegmentOption,
+    ShortOption,
+    SlippageOption,
+    StrategyOption,
+    SymbolsOption,
+    ToOption,
+    run_config,
+)
 from quantcli.errors import UsageError
 from quantcli.output import emit, info, progress, settings_of, table, warn
 from quantcli.settings import Settings, resolve_runs_dir
@@ -49,16 +75,6 @@ def parse_params(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-def parse_symbols(text: str | None) -> tuple[str, ...] | None:
-    """``A,B`` as a tuple of symbols, None when not given."""
-    if text is None:
-        return None
-    symbols = tuple(s.strip() for s in text.split(",") if s.strip())
-    if not symbols:
-        raise UsageError("--symbols: no symbol given")
-    return symbols
-
-
 def _fractions(advance: Callable[[float], None]) -> Callable[[float], None]:
     """Adapt the engine's progress (fraction done so far) to a bar's ``advance(delta)``."""
     done = 0.0
@@ -87,53 +103,28 @@ def _runs_dir(ctx: typer.Context, option: str | None) -> Path:
 @app.callback(invoke_without_command=True)
 def backtest(
     ctx: typer.Context,
-    dataset: Annotated[
-        str | None, typer.Option("--dataset", "-d", help="Dataset reference: NAME or NAME@version.")
-    ] = None,
-    strategy: Annotated[
-        str | None,
-        typer.Option(
-            "--strategy", "-s", help="sma_cross, momentum, model, ... or path/to/file.py:Class."
-        ),
-    ] = None,
+    dataset: DatasetOption = None,
+    strategy: StrategyOption = None,
     params: Annotated[
         list[str] | None, typer.Option("--param", "-p", help="Strategy parameter NAME=VALUE.")
     ] = None,
-    symbols: Annotated[
-        str | None, typer.Option("--symbols", help="Comma-separated symbols (default: all).")
-    ] = None,
-    start: Annotated[str | None, typer.Option("--from", help="First date YYYY-MM-DD.")] = None,
-    end: Annotated[str | None, typer.Option("--to", help="Last date YYYY-MM-DD.")] = None,
-    cash: Annotated[float, typer.Option("--cash", help="Initial cash in Rs.")] = 1_000_000.0,
-    segment: Annotated[
-        str, typer.Option("--segment", help="delivery | intraday | futures | options.")
-    ] = "delivery",
-    broker: Annotated[
-        str, typer.Option("--broker", help="Broker profile name or TOML file.")
-    ] = "zerodha",
-    costs: Annotated[
-        str, typer.Option("--costs", help="statutory, or flat:PCT% (e.g. flat:0.05%).")
-    ] = "statutory",
-    slippage: Annotated[
-        str, typer.Option("--slippage", help="none | bps:5 | spread:10 | sqrt:0.1.")
-    ] = "none",
-    fill: Annotated[
-        str, typer.Option("--fill", help="open (next bar's open) or close (same bar).")
-    ] = "open",
-    participation: Annotated[
-        float, typer.Option("--participation", help="Max share of a bar's volume, in (0, 1].")
-    ] = 0.10,
-    short: Annotated[bool, typer.Option("--short", help="Allow short positions.")] = False,
-    margin: Annotated[
-        float, typer.Option("--margin", help="Margin fraction of notional (leveraged segments).")
-    ] = 0.20,
+    symbols: SymbolsOption = None,
+    start: FromOption = None,
+    end: ToOption = None,
+    cash: CashOption = CASH,
+    segment: SegmentOption = SEGMENT,
+    broker: BrokerOption = BROKER,
+    costs: CostsOption = COSTS,
+    slippage: SlippageOption = SLIPPAGE,
+    fill: FillOption = FILL,
+    participation: ParticipationOption = PARTICIPATION,
+    short: ShortOption = False,
+    margin: MarginOption = MARGIN,
     on_reject: Annotated[
         str, typer.Option("--on-reject", help="record (keep rejected orders) or error (stop).")
     ] = "record",
-    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
-    risk_free: Annotated[
-        float, typer.Option("--risk-free", help="Annual risk-free rate for Sharpe/Sortino.")
-    ] = 0.0,
+    seed: SeedOption = 0,
+    risk_free: RiskFreeOption = 0.0,
     allow_overlap: Annotated[
         bool,
         typer.Option(
@@ -150,29 +141,13 @@ def backtest(
     settings = _settings(ctx, json_output)
     if dataset is None or strategy is None:
         raise UsageError("backtest needs --dataset and --strategy (or a sub-command)")
-    from quantcli.backtest.config import BacktestConfig, Fill, OnReject, choice
+    from quantcli.backtest.config import OnReject, choice
     from quantcli.backtest.runs import execute
-    from quantcli.market.segments import Segment
 
-    config = BacktestConfig(
-        dataset=dataset,
-        strategy=strategy,
+    config = run_config(
+        ctx.params,
         params=parse_params(params or []),
-        symbols=parse_symbols(symbols),
-        start=parse_date(start, "--from"),
-        end=parse_date(end, "--to"),
-        cash=cash,
-        segment=choice(Segment, segment, "segment"),
-        broker=broker,
-        costs=costs,
-        slippage=slippage,
-        fill=choice(Fill, fill, "fill"),
-        participation=participation,
-        allow_short=short,
-        margin=margin,
         on_reject=choice(OnReject, on_reject, "on_reject"),
-        seed=seed,
-        risk_free=risk_free,
         allow_overlap=allow_overlap,
     )
     with progress(settings, "backtest", total=1.0) as advance:

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from quantcli.commands.backtest import JsonOption, parse_params, parse_symbols
+from quantcli.commands.backtest import JsonOption, parse_params
+from quantcli.commands.run_options import parse_symbols
 from quantcli.core.dates import parse_date
 from quantcli.errors import QuantcliError, UsageError
 from quantcli.output import emit, info, settings_of, table

@@ -10,7 +10,33 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from quantcli.core.dates import parse_date
+from quantcli.commands.run_options import (
+    BROKER,
+    CASH,
+    COSTS,
+    FILL,
+    MARGIN,
+    PARTICIPATION,
+    SEGMENT,
+    SLIPPAGE,
+    BrokerOption,
+    CashOption,
+    CostsOption,
+    DatasetOption,
+    FillOption,
+    FromOption,
+    MarginOption,
+    ParticipationOption,
+    RiskFreeOption,
+    SeedOption,
+    SegmentOption,
+    ShortOption,
+    SlippageOption,
+    StrategyOption,
+    SymbolsOption,
+    ToOption,
+    run_config,
+)
 from quantcli.errors import UsageError
 from quantcli.output import emit, info, progress, settings_of, table, warn
 
@@ -44,13 +70,8 @@ def _settings(ctx: typer.Context, json_output: bool) -> Settings:
 @app.callback(invoke_without_command=True)
 def sweep(
     ctx: typer.Context,
-    dataset: Annotated[
-        str | None, typer.Option("--dataset", "-d", help="Dataset reference: NAME or NAME@version.")
-    ] = None,
-    strategy: Annotated[
-        str | None,
-        typer.Option("--strategy", "-s", help="sma_cross, momentum, ... or path/to/file.py:Class."),
-    ] = None,
+    dataset: DatasetOption = None,
+    strategy: StrategyOption = None,
     params: Annotated[
         list[str] | None,
         typer.Option(
@@ -71,38 +92,20 @@ def sweep(
         str | None,
         typer.Option("--scheduler", help="An existing Dask scheduler, tcp://HOST:PORT."),
     ] = None,
-    symbols: Annotated[
-        str | None, typer.Option("--symbols", help="Comma-separated symbols (default: all).")
-    ] = None,
-    start: Annotated[str | None, typer.Option("--from", help="First date YYYY-MM-DD.")] = None,
-    end: Annotated[str | None, typer.Option("--to", help="Last date YYYY-MM-DD.")] = None,
-    cash: Annotated[float, typer.Option("--cash", help="Initial cash in Rs.")] = 1_000_000.0,
-    segment: Annotated[
-        str, typer.Option("--segment", help="delivery | intraday | futures | options.")
-    ] = "delivery",
-    broker: Annotated[
-        str, typer.Option("--broker", help="Broker profile name or TOML file.")
-    ] = "zerodha",
-    costs: Annotated[
-        str, typer.Option("--costs", help="statutory, or flat:PCT% (e.g. flat:0.05%).")
-    ] = "statutory",
-    slippage: Annotated[
-        str, typer.Option("--slippage", help="none | bps:5 | spread:10 | sqrt:0.1.")
-    ] = "none",
-    fill: Annotated[
-        str, typer.Option("--fill", help="open (next bar's open) or close (same bar).")
-    ] = "open",
-    participation: Annotated[
-        float, typer.Option("--participation", help="Max share of a bar's volume, in (0, 1].")
-    ] = 0.10,
-    short: Annotated[bool, typer.Option("--short", help="Allow short positions.")] = False,
-    margin: Annotated[
-        float, typer.Option("--margin", help="Margin fraction of notional (leveraged segments).")
-    ] = 0.20,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
-    risk_free: Annotated[
-        float, typer.Option("--risk-free", help="Annual risk-free rate for Sharpe/Sortino.")
-    ] = 0.0,
+    symbols: SymbolsOption = None,
+    start: FromOption = None,
+    end: ToOption = None,
+    cash: CashOption = CASH,
+    segment: SegmentOption = SEGMENT,
+    broker: BrokerOption = BROKER,
+    costs: CostsOption = COSTS,
+    slippage: SlippageOption = SLIPPAGE,
+    fill: FillOption = FILL,
+    participation: ParticipationOption = PARTICIPATION,
+    short: ShortOption = False,
+    margin: MarginOption = MARGIN,
+    seed: SeedOption = 0,
+    risk_free: RiskFreeOption = 0.0,
     json_output: JsonOption = False,
 ) -> None:
     """Backtest every combination of a grid and save it under <root>/sweeps/<sweep-id>/."""
@@ -111,9 +114,6 @@ def sweep(
     settings = _settings(ctx, json_output)
     if dataset is None or strategy is None:
         raise UsageError("backtest sweep needs --dataset, --strategy and -p (or a sub-command)")
-    from quantcli.backtest.config import BacktestConfig, Fill, choice
-    from quantcli.commands.backtest import parse_symbols
-    from quantcli.market.segments import Segment
     from quantcli.sweep.grid import parse_grid
     from quantcli.sweep.results import check_metric, execute_sweep, ranked
     from quantcli.sweep.runner import Cluster
@@ -123,24 +123,7 @@ def sweep(
     if top < 1:
         raise UsageError(f"--top must be 1 or more, got {top}")
     cluster = Cluster.resolve(workers=workers, scheduler=scheduler)
-    config = BacktestConfig(
-        dataset=dataset,
-        strategy=strategy,
-        symbols=parse_symbols(symbols),
-        start=parse_date(start, "--from"),
-        end=parse_date(end, "--to"),
-        cash=cash,
-        segment=choice(Segment, segment, "segment"),
-        broker=broker,
-        costs=costs,
-        slippage=slippage,
-        fill=choice(Fill, fill, "fill"),
-        participation=participation,
-        allow_short=short,
-        margin=margin,
-        seed=seed,
-        risk_free=risk_free,
-    )
+    config = run_config(ctx.params)
     total = len(grid.combos)
     with progress(settings, f"sweep of {total:,} combinations", total=total) as advance:
         saved = execute_sweep(config, grid, root=settings.root, cluster=cluster, progress=advance)
