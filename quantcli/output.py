@@ -11,12 +11,13 @@ Styling is applied with explicit ``Text`` styles instead.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -60,12 +61,16 @@ def literal(text: str, style: str = "") -> Text:
     return Text(text, style=style)
 
 
-def settings_of(ctx: typer.Context) -> Settings:
-    """The global options stored by the root callback."""
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+
+
+def settings_of(ctx: typer.Context, json_output: bool = False) -> Settings:
+    """The global options stored by the root callback; a command's own ``--json``
+    (``json_output``) turns JSON output on as the global one does."""
     obj = ctx.find_root().obj
     if not isinstance(obj, Settings):  # pragma: no cover - the root callback always sets it
         raise RuntimeError("quantcli settings missing from the click context")
-    return obj
+    return dataclasses.replace(obj, json=True) if json_output else obj
 
 
 def _finite(value: Any) -> Any:

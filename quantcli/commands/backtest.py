@@ -5,7 +5,6 @@ Heavy libraries (polars, numba, ...) are imported inside the functions so `--hel
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -40,8 +39,8 @@ from quantcli.commands.run_options import (
     run_config,
 )
 from quantcli.errors import UsageError
-from quantcli.output import emit, info, progress, settings_of, table, warn
-from quantcli.settings import Settings, resolve_runs_dir
+from quantcli.output import JsonOption, emit, info, progress, settings_of, table, warn
+from quantcli.settings import resolve_runs_dir
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -54,7 +53,6 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 RunsDirOption = Annotated[
     str | None,
     typer.Option(
@@ -86,11 +84,6 @@ def _fractions(advance: Callable[[float], None]) -> Callable[[float], None]:
             done = fraction
 
     return report
-
-
-def _settings(ctx: typer.Context, json_output: bool) -> Settings:
-    settings = settings_of(ctx)
-    return dataclasses.replace(settings, json=True) if json_output else settings
 
 
 def _runs_dir(ctx: typer.Context, option: str | None) -> Path:
@@ -138,7 +131,7 @@ def backtest(
     """Run a backtest and save it under RUNS_DIR/<run-id>/ (manifest, Parquet, metrics, report)."""
     if ctx.invoked_subcommand is not None:
         return
-    settings = _settings(ctx, json_output)
+    settings = settings_of(ctx, json_output)
     if dataset is None or strategy is None:
         raise UsageError("backtest needs --dataset and --strategy (or a sub-command)")
     from quantcli.backtest.config import OnReject, choice
@@ -202,7 +195,7 @@ def reproduce(
     json_output: JsonOption = False,
 ) -> None:
     """Re-run a saved run from its manifest and check every output is byte-identical."""
-    settings = _settings(ctx, json_output)
+    settings = settings_of(ctx, json_output)
     from quantcli.backtest.runs import find_run
     from quantcli.backtest.runs import reproduce as reproduce_run
     from quantcli.store.remotes import get_remote
@@ -265,7 +258,7 @@ def list_command(
     ctx: typer.Context, runs_dir: RunsDirOption = None, json_output: JsonOption = False
 ) -> None:
     """List saved runs, oldest first."""
-    settings = _settings(ctx, json_output)
+    settings = settings_of(ctx, json_output)
     from quantcli.backtest.runs import list_runs
 
     rows = [_summary_row(run) for run in list_runs(_runs_dir(ctx, runs_dir))]
@@ -298,7 +291,7 @@ def show(
     json_output: JsonOption = False,
 ) -> None:
     """Show a saved run: its inputs, versions and metrics."""
-    settings = _settings(ctx, json_output)
+    settings = settings_of(ctx, json_output)
     from quantcli.backtest.runs import find_run
 
     run = find_run(_runs_dir(ctx, runs_dir), run_ref)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from quantcli.errors import QuantcliError
-from quantcli.output import emit, literal, settings_of
+from quantcli.output import JsonOption, emit, literal, settings_of
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -20,9 +20,7 @@ def doctor(
     deep: Annotated[
         bool, typer.Option("--deep", help="Verify every version, not only each latest.")
     ] = False,
-    json_output: Annotated[
-        bool, typer.Option("--json", help="Machine-readable JSON on stdout.")
-    ] = False,
+    json_output: JsonOption = False,
 ) -> None:
     """Check the store for unattended use: exit 0 healthy, 1 when a check fails.
 
@@ -30,13 +28,9 @@ def doctor(
     dataset's and model's latest version (every version with --deep), calendar and charge-rate
     coverage, each recipe dataset's staleness, library versions against constraints.txt.
     """
-    import dataclasses
-
     from quantcli.ops.doctor import doctor as run_doctor
 
-    settings = settings_of(ctx)
-    if json_output:
-        settings = dataclasses.replace(settings, json=True)
+    settings = settings_of(ctx, json_output)
     report = run_doctor(settings.root, deep=deep)
     failed = [c for c in report.checks if c.status == "fail"]
     error = None

@@ -13,18 +13,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from quantcli.commands.backtest import JsonOption, parse_params
+from quantcli.commands.backtest import parse_params
 from quantcli.commands.run_options import parse_symbols
 from quantcli.core.dates import parse_date
 from quantcli.errors import QuantcliError, UsageError
-from quantcli.output import emit, info, settings_of, table
+from quantcli.output import JsonOption, emit, info, settings_of, table
 
 if TYPE_CHECKING:
     from datetime import datetime
 
     from rich.console import Console
 
-    from quantcli.settings import Settings
 
 app = typer.Typer(
     help=(
@@ -34,11 +33,6 @@ app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
 )
-
-
-def _settings(ctx: typer.Context, json_output: bool) -> Settings:
-    settings = settings_of(ctx)
-    return dataclasses.replace(settings, json=True) if json_output else settings
 
 
 def _summary(meta: dict[str, Any]) -> dict[str, Any]:
@@ -91,7 +85,7 @@ def train_cmd(
     """Train, evaluate walk-forward and register a model (nothing new if already trained)."""
     from quantcli.models import TrainSpec, train
 
-    settings = _settings(ctx, json_output)
+    settings = settings_of(ctx, json_output)
     spec = TrainSpec(
         label=label,
         kind=model,
@@ -137,7 +131,7 @@ def route_cmd(
     """Register a router: each row goes to the model of its regime (a quantile bin)."""
     from quantcli.models.router import parse_levels, route
 
-    settings = _settings(ctx, json_output)
+    settings = settings_of(ctx, json_output)
     refs = [m.strip() for m in models.split(",") if m.strip()]
     result = route(
         settings.root,
@@ -205,7 +199,7 @@ def predict_cmd(
     """Score a feature set's rows in one batch; every call is appended to the audit log."""
     from quantcli.models.predict import predict
 
-    settings = _settings(ctx, json_output)
+    settings = settings_of(ctx, json_output)
     fmt = _output_format(output)
     result = predict(
         ref,
@@ -270,7 +264,7 @@ def list_cmd(
     """List models (latest version) or one model's versions."""
     from quantcli.models import registry
 
-    settings = _settings(ctx, json_output)
+    settings = settings_of(ctx, json_output)
     if name is None:
         metas = [registry.versions(settings.root, n)[-1] for n in registry.names(settings.root)]
         title = "models"
@@ -298,7 +292,7 @@ def show(
     """Show a model version's metadata: inputs, folds and metrics."""
     from quantcli.models import registry
 
-    settings = _settings(ctx, json_output)
+    settings = settings_of(ctx, json_output)
     meta = registry.metadata(settings.root, ref)
     held = registry.aliases(settings.root, meta["name"])
     on = sorted(a for a, v in held.items() if v == meta["version"])
@@ -353,7 +347,7 @@ def verify_cmd(
     from quantcli.commands.data import emit_verify
     from quantcli.models import registry
 
-    settings = _settings(ctx, json_output)
+    settings = settings_of(ctx, json_output)
     emit_verify(
         settings, registry.verify(settings.root, ref), nothing="no model versions to verify"
     )
@@ -370,7 +364,7 @@ def rm_cmd(
     history; its number is never reused)."""
     from quantcli.models import registry
 
-    settings = _settings(ctx, json_output)
+    settings = settings_of(ctx, json_output)
     name, version = registry.resolve(settings.root, ref)
     on = sorted(a for a, v in registry.aliases(settings.root, name).items() if v == version)
     meta = registry.remove(settings.root, ref, force=force)
@@ -393,7 +387,7 @@ def gc_cmd(
 
     from quantcli.models import audit, registry
 
-    settings = _settings(ctx, json_output)
+    settings = settings_of(ctx, json_output)
     models = registry.gc(settings.root, dry_run=dry_run)
     logs = audit.gc(settings.root, dry_run=dry_run)
     report = dataclasses.replace(
@@ -429,7 +423,7 @@ def push_cmd(
     from quantcli.models.remote import push_model
     from quantcli.store.remotes import get_remote
 
-    settings = _settings(ctx, json_output)
+    settings = settings_of(ctx, json_output)
     target = get_remote(settings.root, remote)
     result = push_model(settings.root, ref, target)
     message = (
@@ -463,7 +457,7 @@ def reproduce_cmd(
     from quantcli.models.reproduce import reproduce
     from quantcli.store.remotes import get_remote
 
-    settings = _settings(ctx, json_output)
+    settings = settings_of(ctx, json_output)
     if remote is not None and not pull:
         raise UsageError("--remote applies with --pull")
     source = get_remote(settings.root, remote) if pull else None
@@ -519,7 +513,7 @@ def alias_cmd(
     """Point an alias (NAME@ALIAS) at a version and record the move in the history."""
     from quantcli.models import registry
 
-    settings = _settings(ctx, json_output)
+    settings = settings_of(ctx, json_output)
     registry.check_alias(alias)  # a typo in the alias is reported before the ref is looked up
     name, version = registry.resolve(settings.root, ref)
     target = f"{name}@v{version}"
@@ -559,7 +553,7 @@ def history_cmd(
     from quantcli.models import registry
     from quantcli.models.aliases import holdings, parse_at
 
-    settings = _settings(ctx, json_output)
+    settings = settings_of(ctx, json_output)
     instant = None if at is None else parse_at(at)
     if alias is not None:
         registry.check_alias(alias)
@@ -695,7 +689,7 @@ def compare_cmd(
     """Compare two versions on a window neither trained on: metrics and a paired bootstrap."""
     from quantcli.models.compare import compare
 
-    settings = _settings(ctx, json_output)
+    settings = settings_of(ctx, json_output)
     first, last = _window(start, end)
     result = compare(
         settings.root,
@@ -756,7 +750,7 @@ def promote_cmd(
     from quantcli.errors import NotPromotedError
     from quantcli.models.promote import promote
 
-    settings = _settings(ctx, json_output)
+    settings = settings_of(ctx, json_output)
     first, last = _window(start, end)
     result = promote(
         settings.root,

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from quantcli.commands.backtest import JsonOption
-from quantcli.output import emit, settings_of, table
+from quantcli.output import JsonOption, emit, settings_of, table
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -16,7 +14,6 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from quantcli.ops.refresh import ProviderStats
-    from quantcli.settings import Settings
 
 recipe_app = typer.Typer(
     help="A dataset's refresh recipe: its source kind, providers and filters.",
@@ -42,12 +39,6 @@ def matrix_rows(matrix: Mapping[str, ProviderStats]) -> list[list[Any]]:
             ]
         )
     return rows
-
-
-def _settings(ctx: typer.Context, json_output: bool) -> Settings:
-    """The global options, with ``--json`` also taken after the sub-command."""
-    settings = settings_of(ctx)
-    return dataclasses.replace(settings, json=True) if json_output else settings
 
 
 MATRIX_COLUMNS = ["provider", "attempts", "ok", "failed", "sessions served", "mean latency s"]
@@ -120,7 +111,7 @@ def recipe_show(
     from quantcli.ops.recipe import load_recipe
     from quantcli.ops.refresh import read_matrix
 
-    settings = _settings(ctx, json_output)
+    settings = settings_of(ctx, json_output)
     recipe = load_recipe(settings.root, name)
     matrix = read_matrix(settings.root, name)
     public = recipe.public()
@@ -167,7 +158,7 @@ def refresh(
     from quantcli.ops.refresh import refresh as run_refresh
     from quantcli.ops.run import fetch_options
 
-    settings = _settings(ctx, json_output)
+    settings = settings_of(ctx, json_output)
     report = run_refresh(
         settings.root,
         name,

@@ -5,7 +5,6 @@ Dask, polars and the engine are imported inside the functions, so `--help` stays
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -38,7 +37,7 @@ from quantcli.commands.run_options import (
     run_config,
 )
 from quantcli.errors import UsageError
-from quantcli.output import emit, info, progress, settings_of, table, warn
+from quantcli.output import JsonOption, emit, info, progress, settings_of, table, warn
 
 if TYPE_CHECKING:
     import polars as pl
@@ -53,18 +52,12 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 MetricOption = Annotated[
     str, typer.Option("--metric", help="The metric that ranks the combinations (e.g. sharpe).")
 ]
 TopOption = Annotated[int, typer.Option("--top", help="How many of the best combinations to show.")]
 # The columns of the top-N table besides K and the parameters.
 SHOWN = ("sharpe", "total_return", "max_drawdown", "trades")
-
-
-def _settings(ctx: typer.Context, json_output: bool) -> Settings:
-    settings = settings_of(ctx)
-    return dataclasses.replace(settings, json=True) if json_output else settings
 
 
 @app.callback(invoke_without_command=True)
@@ -111,7 +104,7 @@ def sweep(
     """Backtest every combination of a grid and save it under <root>/sweeps/<sweep-id>/."""
     if ctx.invoked_subcommand is not None:
         return
-    settings = _settings(ctx, json_output)
+    settings = settings_of(ctx, json_output)
     if dataset is None or strategy is None:
         raise UsageError("backtest sweep needs --dataset, --strategy and -p (or a sub-command)")
     from quantcli.sweep.grid import parse_grid
@@ -185,7 +178,7 @@ def show(
     json_output: JsonOption = False,
 ) -> None:
     """Show a saved sweep's best combinations, or one combination (and save it as a run)."""
-    settings = _settings(ctx, json_output)
+    settings = settings_of(ctx, json_output)
     from quantcli.settings import resolve_runs_dir
     from quantcli.sweep.results import check_metric, find_sweep, ranked
 
