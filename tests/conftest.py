@@ -164,6 +164,17 @@ def sample_dir() -> Path:
     return SAMPLE_DIR
 
 
+@pytest.fixture(scope="module")
+def sample_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A store holding the bundled sample as dataset ``sample`` (ingested once per module)."""
+    from quantcli.store.ingest import ingest
+
+    root = tmp_path_factory.mktemp("sample-store")
+    files = sorted(SAMPLE_DIR.glob("*.csv"))
+    ingest(root, "sample", "nifty50", files, options={}, allow_warnings=True, drop_duplicates=True)
+    return root
+
+
 @pytest.fixture
 def http_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FixtureServer]:
     """A loopback HTTP server of bhavcopy fixture files with injectable faults

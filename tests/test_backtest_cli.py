@@ -14,19 +14,6 @@ from quantcli.backtest import runs
 SIMPLE = ["--costs", "flat:0.05%", "--slippage", "none", "--cash", "100000"]
 
 
-@pytest.fixture(scope="module")
-def sample_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A store holding the bundled sample as dataset ``sample`` (ingested once per module)."""
-    from quantcli.store.ingest import ingest
-
-    root = tmp_path_factory.mktemp("sample-store")
-    files = sorted(
-        (Path(__file__).resolve().parents[1] / "datasets/_raw/nse-daily-sample").glob("*.csv")
-    )
-    ingest(root, "sample", "nifty50", files, options={}, allow_warnings=True, drop_duplicates=True)
-    return root
-
-
 def backtest(cli, root: Path, runs_dir: Path, *args: str):
     return cli(
         "backtest",

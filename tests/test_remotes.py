@@ -330,18 +330,6 @@ def test_a_remote_s_own_endpoint_variable_wins(
     assert "team/data/datasets/ds/v1/manifest.json" in keys(s3)
 
 
-@pytest.fixture(scope="module")
-def sample_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from quantcli.store.ingest import ingest
-
-    root = tmp_path_factory.mktemp("sample-store")
-    files = sorted(
-        (Path(__file__).resolve().parents[1] / "datasets/_raw/nse-daily-sample").glob("*.csv")
-    )
-    ingest(root, "sample", "nifty50", files, options={}, allow_warnings=True, drop_duplicates=True)
-    return root
-
-
 def test_clean_store_reproduces_a_run_with_pull(
     cli, sample_store: Path, tmp_path: Path, s3: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

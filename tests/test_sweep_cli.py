@@ -24,19 +24,6 @@ def sweep_dirs(root: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*/v*") if p.is_dir()) if folder.is_dir() else []
 
 
-@pytest.fixture(scope="module")
-def sample_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A store holding the bundled sample as dataset ``sample`` (ingested once per module)."""
-    from quantcli.store.ingest import ingest
-
-    root = tmp_path_factory.mktemp("sweep-store")
-    files = sorted(
-        (Path(__file__).resolve().parents[1] / "datasets/_raw/nse-daily-sample").glob("*.csv")
-    )
-    ingest(root, "sample", "nifty50", files, options={}, allow_warnings=True, drop_duplicates=True)
-    return root
-
-
 @pytest.fixture
 def store_copy(sample_store: Path, tmp_path: Path) -> Path:
     """A test's own copy of the sample store (sweeps are saved into it)."""
