@@ -442,3 +442,120 @@ def test_tampered_model_artifact_is_refused(
         "damaged); refused, nothing was pulled"
     )
     assert not (clean / "models" / "m" / "v1").exists()
+
+
+def push_all(cli, root: Path, datasets: tuple[str, ...], models: tuple[str, ...]) -> None:
+    cli("data", "remote", "add", "origin", URL, root=root)
+    for ref in datasets:
+        assert cli("data", "push", ref, root=root).exit_code == 0
+    for ref in models:
+        assert cli("model", "push", ref, root=root).exit_code == 0
+
+
+def clean_machine(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A new store root that knows nothing but the remote's name, and an empty HOME."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    cli("data", "remote", "add", "origin", URL, root=clean)
+    return clean
+
+
+MODEL_RUN = ("--from", "2023-08-01", "--segment", "intraday", "--json")
+
+
+def test_clean_store_reproduces_a_model_strategy_run_with_pull(
+    cli, model_template: Path, tmp_path: Path, s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conftest import copy_store
+
+    made = copy_store(model_template, tmp_path / "made")
+    runs = tmp_path / "runs"
+    res = cli(
+        "backtest", "-d", "bars", "-s", "model", "-p", "model=m@v1", "-p", "long=0.5",
+        *MODEL_RUN, "--runs-dir", str(runs), root=made,
+    )  # fmt: skip
+    assert res.exit_code == 0, res.stderr
+    run_dir = res.json()["run_dir"]
+    push_all(cli, made, ("bars@v1", "fs@v1"), ("m@v1",))
+    clean = clean_machine(cli, tmp_path, monkeypatch)
+    res = cli("--json", "backtest", "reproduce", run_dir, "--pull", root=clean)
+    assert res.exit_code == 0, res.stderr
+    out = res.json()
+    assert out["ok"] is True and out["inputs_changed"] == [] and out["different"] == []
+    # Everything the run pinned is here now, under its own numbers, and verifies.
+    assert version_numbers(clean, "bars") == [1]
+    assert version_numbers(clean, "fs") == [1]
+    assert cli("model", "verify", "m@v1", root=clean).exit_code == 0
+    # Reproducing again fetches nothing more: the same outcome with the remote gone.
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    again = cli("--json", "backtest", "reproduce", run_dir, "--pull", root=clean)
+    assert again.exit_code == 0, again.stderr
+    assert again.json() == out
+
+
+def test_pull_fetches_a_router_s_models_and_a_pinned_feature_set(
+    cli, model_template: Path, tmp_path: Path, s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import datetime as dt
+
+    from conftest import copy_store
+    from test_models_predict import baseline
+
+    from quantcli.features import open_feature_set
+    from quantcli.models import route
+    from quantcli.store.manifest import SourceInfo
+
+    made = copy_store(model_template, tmp_path / "made")
+    baseline(made)
+    route(
+        made, "r", feature="vol_20", levels=(0.5,), models=["m@v1", "base@v1"],
+        features="fs@v1", train_from=dt.date(2023, 1, 1), train_to=dt.date(2023, 6, 30),
+    )  # fmt: skip
+    # fs@v1's rows under another name, given to the strategy as -p features.
+    fs = open_feature_set("fs@v1", made)
+    source = SourceInfo(kind=fs.manifest.source.kind, options=fs.manifest.source.options)
+    lean = publish(made, "lean", fs.frame(), interval="1d", source=source, notes=fs.manifest.notes)
+    lean_ref = lean.manifest.ref
+    runs = tmp_path / "runs"
+    run_dirs = []
+    for params in (("-p", "model=r@v1"), ("-p", "model=base@v1", "-p", f"features={lean_ref}")):
+        res = cli(
+            "backtest", "-d", "bars", "-s", "model", *params, *MODEL_RUN,
+            "--runs-dir", str(runs), root=made,
+        )  # fmt: skip
+        assert res.exit_code == 0, res.stderr
+        run_dirs.append(res.json()["run_dir"])
+    push_all(cli, made, ("bars@v1", "fs@v1", lean_ref), ("m@v1", "base@v1", "r@v1"))
+    clean = clean_machine(cli, tmp_path, monkeypatch)
+    router = cli("--json", "backtest", "reproduce", run_dirs[0], "--pull", root=clean)
+    assert router.exit_code == 0, router.stderr
+    assert router.json()["ok"] is True
+    for model in ("r@v1", "m@v1", "base@v1"):
+        assert cli("model", "verify", model, root=clean).exit_code == 0
+    assert version_numbers(clean, "lean") == []
+    pinned = cli("--json", "backtest", "reproduce", run_dirs[1], "--pull", root=clean)
+    assert pinned.exit_code == 0, pinned.stderr
+    assert pinned.json()["ok"] is True
+    assert version_numbers(clean, "lean") == [1]
+
+
+def test_a_model_missing_on_the_remote_is_one_line(
+    cli, model_template: Path, tmp_path: Path, s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conftest import copy_store
+
+    made = copy_store(model_template, tmp_path / "made")
+    res = cli(
+        "backtest", "-d", "bars", "-s", "model", "-p", "model=m@v1", *MODEL_RUN,
+        "--runs-dir", str(tmp_path / "runs"), root=made,
+    )  # fmt: skip
+    run_dir = res.json()["run_dir"]
+    push_all(cli, made, ("bars@v1",), ())  # the model was never pushed
+    clean = clean_machine(cli, tmp_path, monkeypatch)
+    res = cli("backtest", "reproduce", run_dir, "--pull", root=clean)
+    assert res.exit_code == 1
+    assert res.stderr.strip() == f"error: m@v1 is not on remote origin ({URL})"
+    assert not (clean / "models").exists()
