@@ -559,3 +559,91 @@ def test_a_model_missing_on_the_remote_is_one_line(
     assert res.exit_code == 1
     assert res.stderr.strip() == f"error: m@v1 is not on remote origin ({URL})"
     assert not (clean / "models").exists()
+
+
+def test_remote_ls_lists_datasets_and_their_complete_versions(
+    cli, store: Path, tmp_path: Path, s3: Any
+) -> None:
+    cli("data", "remote", "add", "origin", URL)
+    res = cli("data", "remote", "ls", "origin")
+    assert res.exit_code == 0, res.stderr
+    assert res.stdout.strip() == "no datasets on remote origin"
+    published(store, symbols=("AAA",))
+    published(store, symbols=("AAA", "BBB"))
+    published(store, "ds2")
+    for ref in ("ds@v1", "ds@v2", "ds2@v1"):
+        assert cli("data", "push", ref).exit_code == 0
+    # A version whose manifest never arrived (a push that died) is not listed.
+    s3.put_object(Bucket=BUCKET, Key="team/data/datasets/ds/v3/part-0.parquet", Body=b"x")
+    res = cli("--json", "data", "remote", "ls", "origin")
+    assert res.exit_code == 0, res.stderr
+    assert res.json() == {
+        "name": "origin",
+        "url": URL,
+        "datasets": [{"name": "ds", "versions": [1, 2]}, {"name": "ds2", "versions": [1]}],
+    }
+    lines = cli("data", "remote", "ls", "origin").stdout.splitlines()
+    assert any("ds " in line and "v1, v2" in line for line in lines)
+    assert any("ds2" in line and "v1" in line for line in lines)
+    only = cli("--json", "data", "remote", "ls", "origin", "ds").json()
+    assert only["datasets"] == [{"name": "ds", "versions": [1, 2]}]
+    # What it lists is what a clean store can pull.
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    cli("data", "remote", "add", "origin", URL, root=clean)
+    assert cli("data", "pull", "ds@v2", root=clean).exit_code == 0
+    res = cli("data", "remote", "ls", "origin", "nope")
+    assert res.exit_code == 1
+    assert res.stderr.strip() == f"error: no version of nope on remote origin ({URL})"
+    res = cli("data", "remote", "ls", "origin", "_bad")
+    assert res.exit_code == 2
+    assert res.stderr.startswith("error: invalid dataset name '_bad'")
+    res = cli("data", "remote", "ls", "elsewhere")
+    assert res.exit_code == 1
+    assert res.stderr.strip() == (
+        "error: no remote 'elsewhere' (remotes: origin); add it with `data remote add`"
+    )
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("data", "push", "ds@v1"),
+        ("data", "pull", "ds@v1"),
+        ("data", "remote", "ls", "origin"),
+        ("data", "remote", "ls", "origin", "ds"),
+    ],
+)
+def test_an_unreachable_remote_is_one_redacted_line_and_leaves_nothing(
+    cli, store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: tuple[str, ...]
+) -> None:
+    published(store)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://user:{SECRET}@127.0.0.1:9")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    root = store if command[1] == "push" else clean
+    cli("data", "remote", "add", "origin", URL, root=root)
+    before = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+    res = cli(*command, root=root)
+    assert res.exit_code == 1
+    assert res.stderr.startswith(f"error: remote origin ({URL}): ")
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert SECRET not in res.stderr + res.stdout
+    assert sorted(str(p.relative_to(root)) for p in root.rglob("*")) == before
+
+
+def test_push_of_a_version_the_store_lacks_is_one_line(cli, store: Path, s3: Any) -> None:
+    cli("data", "remote", "add", "origin", URL)
+    res = cli("data", "push", "ds@v1")
+    assert res.exit_code == 1
+    assert res.stderr.strip() == f"error: dataset 'ds' not found in {store} (datasets: none)"
+    assert keys(s3) == []
+    for ref, problem in (("_bad@v1", "invalid dataset name '_bad'"), ("ds@", "nothing after")):
+        res = cli("data", "pull", ref)
+        assert res.exit_code == 2
+        assert len(res.stderr.strip().splitlines()) == 1
+        assert problem in res.stderr
