@@ -71,6 +71,14 @@ def sweep(
         str | None,
         typer.Option("--scheduler", help="An existing Dask scheduler, tcp://HOST:PORT."),
     ] = None,
+    remote: Annotated[
+        str | None,
+        typer.Option(
+            "--remote",
+            help="Cluster workers read the pinned dataset version from this remote (pushed "
+            "first) instead of being sent the bars.",
+        ),
+    ] = None,
     symbols: Annotated[
         str | None, typer.Option("--symbols", help="Comma-separated symbols (default: all).")
     ] = None,
@@ -122,7 +130,7 @@ def sweep(
     check_metric(metric)
     if top < 1:
         raise UsageError(f"--top must be 1 or more, got {top}")
-    cluster = Cluster.resolve(workers=workers, scheduler=scheduler)
+    cluster = Cluster.resolve(workers=workers, scheduler=scheduler, remote=remote)
     config = BacktestConfig(
         dataset=dataset,
         strategy=strategy,

@@ -513,6 +513,13 @@ def _remote_manifest(s3: _Store, remote: Remote, ref: str) -> Manifest:
     raise NotFoundError(f"{ref} is not on remote {remote.name} ({remote.url})")
 
 
+def remote_manifest(remote: Remote, ref: str) -> Manifest:
+    """The manifest of dataset version ``ref`` on ``remote`` (``NAME``, ``NAME@vN`` or
+    ``NAME@<content hash>``); NotFoundError when it is not there (or not complete)."""
+    with _talking_to(remote):
+        return _remote_manifest(_Store(remote), remote, ref)
+
+
 def pull(
     root: Path,
     ref: str,
