@@ -4,6 +4,7 @@ objects refused, the worker-side reader, and `backtest reproduce --pull` on a cl
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -559,6 +560,16 @@ def test_a_model_missing_on_the_remote_is_one_line(
     assert res.exit_code == 1
     assert res.stderr.strip() == f"error: m@v1 is not on remote origin ({URL})"
     assert not (clean / "models").exists()
+    # A manifest whose model input lost its pin says so.
+    manifest = Path(run_dir) / "manifest.json"
+    doc = json.loads(manifest.read_text(encoding="utf-8"))
+    del doc["inputs"]["model"]["pin"]
+    manifest.write_text(json.dumps(doc), encoding="utf-8")
+    res = cli("backtest", "reproduce", run_dir, "--pull", root=clean)
+    assert res.exit_code == 1
+    assert res.stderr.strip() == (
+        "error: damaged run manifest: its model input pins no model version to pull"
+    )
 
 
 def test_remote_ls_lists_datasets_and_their_complete_versions(
@@ -647,3 +658,17 @@ def test_push_of_a_version_the_store_lacks_is_one_line(cli, store: Path, s3: Any
         assert res.exit_code == 2
         assert len(res.stderr.strip().splitlines()) == 1
         assert problem in res.stderr
+
+
+def test_a_damaged_remotes_file_is_one_line_naming_it(cli, store: Path) -> None:
+    path = store / "_meta" / "remotes.json"
+    path.parent.mkdir()
+    path.write_text("{not json", encoding="utf-8")
+    for command in (("data", "remote", "list"), ("data", "remote", "ls", "origin")):
+        res = cli(*command)
+        assert res.exit_code == 1
+        (line,) = res.stderr.strip().splitlines()
+        assert line.startswith(f"error: {path}: unreadable remotes file: ")
+    res = cli("data", "remote", "add", "origin", URL)
+    assert res.exit_code == 1
+    assert path.read_text(encoding="utf-8") == "{not json"  # left for the user to fix

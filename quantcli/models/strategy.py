@@ -32,7 +32,7 @@ import polars as pl
 
 from quantcli.backtest.strategy import RunContext, Setup, SignalStrategy
 from quantcli.core.hashing import sha256_hex
-from quantcli.errors import DataError, NotFoundError, StrategyError, UsageError
+from quantcli.errors import DataError, IntegrityError, NotFoundError, StrategyError, UsageError
 
 if TYPE_CHECKING:
     from quantcli.features import FeatureSet
@@ -122,7 +122,11 @@ class ModelStrategy(SignalStrategy):
         from quantcli.models.remote import ensure_model
         from quantcli.store.remotes import ensure_local
 
-        pin = inputs["model"]["pin"]
+        pin = inputs.get("model", {}).get("pin", {})
+        if not isinstance(pin, Mapping) or "model" not in pin:
+            raise IntegrityError(
+                "damaged run manifest: its model input pins no model version to pull"
+            )
         ensure_model(root, str(pin["model"]), remote)
         if "features" in pin:
             name, _, content = str(pin["features"]).partition("@")
