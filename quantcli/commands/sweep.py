@@ -61,6 +61,14 @@ def sweep(
         str | None,
         typer.Option("--where", help='Keep the combinations where this holds, e.g. "fast < slow".'),
     ] = None,
+    remote: Annotated[
+        str | None,
+        typer.Option(
+            "--remote",
+            help="Cluster workers read the pinned dataset version from this remote (pushed "
+            "first) instead of being sent the bars.",
+        ),
+    ] = None,
     metric: MetricOption = "sharpe",
     top: TopOption = 10,
     workers: Annotated[
@@ -70,14 +78,6 @@ def sweep(
     scheduler: Annotated[
         str | None,
         typer.Option("--scheduler", help="An existing Dask scheduler, tcp://HOST:PORT."),
-    ] = None,
-    remote: Annotated[
-        str | None,
-        typer.Option(
-            "--remote",
-            help="Cluster workers read the pinned dataset version from this remote (pushed "
-            "first) instead of being sent the bars.",
-        ),
     ] = None,
     symbols: Annotated[
         str | None, typer.Option("--symbols", help="Comma-separated symbols (default: all).")
