@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from quantcli.errors import NotFoundError, UsageError
-from quantcli.store.remotes import Remote
 
 if TYPE_CHECKING:
     import polars as pl
@@ -27,6 +26,7 @@ if TYPE_CHECKING:
     from quantcli.backtest.config import BacktestConfig
     from quantcli.backtest.engine import RunInputs
     from quantcli.market.corporate_actions import CorporateAction
+    from quantcli.store.remotes import Remote
 
 # Versions a worker keeps read (a sweep reads one).
 KEPT = 2
