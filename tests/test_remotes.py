@@ -672,3 +672,34 @@ def test_a_damaged_remotes_file_is_one_line_naming_it(cli, store: Path) -> None:
     res = cli("data", "remote", "add", "origin", URL)
     assert res.exit_code == 1
     assert path.read_text(encoding="utf-8") == "{not json"  # left for the user to fix
+
+
+def test_model_push_and_reproduce_pull_on_an_unreachable_remote_are_one_line(
+    cli, model_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conftest import copy_store
+
+    made = copy_store(model_template, tmp_path / "made")
+    res = cli(
+        "backtest", "-d", "bars", "-s", "model", "-p", "model=m@v1", *MODEL_RUN,
+        "--runs-dir", str(tmp_path / "runs"), root=made,
+    )  # fmt: skip
+    run_dir = res.json()["run_dir"]
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://user:{SECRET}@127.0.0.1:9")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    cli("data", "remote", "add", "origin", URL, root=made)
+    clean = clean_machine(cli, tmp_path, monkeypatch)
+    for root, command in (
+        (made, ("model", "push", "m@v1")),
+        (clean, ("backtest", "reproduce", run_dir, "--pull")),
+        (clean, ("model", "reproduce", "m@v1", "--pull")),
+    ):
+        res = cli(*command, root=root)
+        assert res.exit_code == 1, command
+        (line,) = res.stderr.strip().splitlines()
+        assert line.startswith(f"error: remote origin ({URL}): ")
+        assert SECRET not in res.stderr + res.stdout
+    assert sorted(p.name for p in clean.iterdir()) == ["_meta"]  # nothing pulled, nothing left
