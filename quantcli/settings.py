@@ -14,7 +14,8 @@ built-in default. The file's sections:
 - ``[metrics]``: ``file`` (one node_exporter textfile, ``*.prom``) or ``dir`` (a textfile
   directory: each job and dataset writes ``quantcli_<job>_<dataset>.prom`` there);
 - ``[cluster]``: ``scheduler`` (a Dask scheduler address, ``tcp://HOST:PORT``) or ``workers``
-  (the local cluster's processes) for sweeps.
+  (the local cluster's processes) for sweeps, and ``remote`` (the dataset remote whose pinned
+  version the workers read).
 
 A bad value is one UsageError line naming where it came from (the file and key, the variable
 or the flag) and what is wrong. The value of any key named like a credential (``*token*``,
@@ -218,6 +219,7 @@ _KEYS: Final[Mapping[tuple[str, str], tuple[Callable[[object], Any], bool]]] = {
     ("metrics", "dir"): (_text, True),
     ("cluster", "scheduler"): (_text, False),
     ("cluster", "workers"): (_int(1), False),
+    ("cluster", "remote"): (_text, False),
 }
 _SECTIONS: Final = frozenset(section for section, _ in _KEYS)
 # Environment variables kept from before the sections existed.

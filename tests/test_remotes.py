@@ -4,6 +4,7 @@ objects refused, the worker-side reader, and `backtest reproduce --pull` on a cl
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -430,3 +431,263 @@ def test_tampered_model_artifact_is_refused(
         "damaged); refused, nothing was pulled"
     )
     assert not (clean / "models" / "m" / "v1").exists()
+
+
+def push_all(cli, root: Path, datasets: tuple[str, ...], models: tuple[str, ...]) -> None:
+    cli("data", "remote", "add", "origin", URL, root=root)
+    for ref in datasets:
+        assert cli("data", "push", ref, root=root).exit_code == 0
+    for ref in models:
+        assert cli("model", "push", ref, root=root).exit_code == 0
+
+
+def clean_machine(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A new store root that knows nothing but the remote's name, and an empty HOME."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    cli("data", "remote", "add", "origin", URL, root=clean)
+    return clean
+
+
+MODEL_RUN = ("--from", "2023-08-01", "--segment", "intraday", "--json")
+
+
+def test_clean_store_reproduces_a_model_strategy_run_with_pull(
+    cli, model_template: Path, tmp_path: Path, s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conftest import copy_store
+
+    made = copy_store(model_template, tmp_path / "made")
+    runs = tmp_path / "runs"
+    res = cli(
+        "backtest", "-d", "bars", "-s", "model", "-p", "model=m@v1", "-p", "long=0.5",
+        *MODEL_RUN, "--runs-dir", str(runs), root=made,
+    )  # fmt: skip
+    assert res.exit_code == 0, res.stderr
+    run_dir = res.json()["run_dir"]
+    push_all(cli, made, ("bars@v1", "fs@v1"), ("m@v1",))
+    clean = clean_machine(cli, tmp_path, monkeypatch)
+    res = cli("--json", "backtest", "reproduce", run_dir, "--pull", root=clean)
+    assert res.exit_code == 0, res.stderr
+    out = res.json()
+    assert out["ok"] is True and out["inputs_changed"] == [] and out["different"] == []
+    # Everything the run pinned is here now, under its own numbers, and verifies.
+    assert version_numbers(clean, "bars") == [1]
+    assert version_numbers(clean, "fs") == [1]
+    assert cli("model", "verify", "m@v1", root=clean).exit_code == 0
+    # Reproducing again fetches nothing more: the same outcome with the remote gone.
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    again = cli("--json", "backtest", "reproduce", run_dir, "--pull", root=clean)
+    assert again.exit_code == 0, again.stderr
+    assert again.json() == out
+
+
+def test_pull_fetches_a_router_s_models_and_a_pinned_feature_set(
+    cli, model_template: Path, tmp_path: Path, s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import datetime as dt
+
+    from conftest import copy_store
+    from test_models_predict import baseline
+
+    from quantcli.features import open_feature_set
+    from quantcli.models import route
+    from quantcli.store.manifest import SourceInfo
+
+    made = copy_store(model_template, tmp_path / "made")
+    baseline(made)
+    route(
+        made, "r", feature="vol_20", levels=(0.5,), models=["m@v1", "base@v1"],
+        features="fs@v1", train_from=dt.date(2023, 1, 1), train_to=dt.date(2023, 6, 30),
+    )  # fmt: skip
+    # fs@v1's rows under another name, given to the strategy as -p features.
+    fs = open_feature_set("fs@v1", made)
+    source = SourceInfo(kind=fs.manifest.source.kind, options=fs.manifest.source.options)
+    lean = publish(made, "lean", fs.frame(), interval="1d", source=source, notes=fs.manifest.notes)
+    lean_ref = lean.manifest.ref
+    runs = tmp_path / "runs"
+    run_dirs = []
+    for params in (("-p", "model=r@v1"), ("-p", "model=base@v1", "-p", f"features={lean_ref}")):
+        res = cli(
+            "backtest", "-d", "bars", "-s", "model", *params, *MODEL_RUN,
+            "--runs-dir", str(runs), root=made,
+        )  # fmt: skip
+        assert res.exit_code == 0, res.stderr
+        run_dirs.append(res.json()["run_dir"])
+    push_all(cli, made, ("bars@v1", "fs@v1", lean_ref), ("m@v1", "base@v1", "r@v1"))
+    clean = clean_machine(cli, tmp_path, monkeypatch)
+    router = cli("--json", "backtest", "reproduce", run_dirs[0], "--pull", root=clean)
+    assert router.exit_code == 0, router.stderr
+    assert router.json()["ok"] is True
+    for model in ("r@v1", "m@v1", "base@v1"):
+        assert cli("model", "verify", model, root=clean).exit_code == 0
+    assert version_numbers(clean, "lean") == []
+    pinned = cli("--json", "backtest", "reproduce", run_dirs[1], "--pull", root=clean)
+    assert pinned.exit_code == 0, pinned.stderr
+    assert pinned.json()["ok"] is True
+    assert version_numbers(clean, "lean") == [1]
+
+
+def test_a_model_missing_on_the_remote_is_one_line(
+    cli, model_template: Path, tmp_path: Path, s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conftest import copy_store
+
+    made = copy_store(model_template, tmp_path / "made")
+    res = cli(
+        "backtest", "-d", "bars", "-s", "model", "-p", "model=m@v1", *MODEL_RUN,
+        "--runs-dir", str(tmp_path / "runs"), root=made,
+    )  # fmt: skip
+    run_dir = res.json()["run_dir"]
+    push_all(cli, made, ("bars@v1",), ())  # the model was never pushed
+    clean = clean_machine(cli, tmp_path, monkeypatch)
+    res = cli("backtest", "reproduce", run_dir, "--pull", root=clean)
+    assert res.exit_code == 1
+    assert res.stderr.strip() == f"error: m@v1 is not on remote origin ({URL})"
+    assert not (clean / "models").exists()
+    # A manifest whose model input lost its pin says so.
+    manifest = Path(run_dir) / "manifest.json"
+    doc = json.loads(manifest.read_text(encoding="utf-8"))
+    del doc["inputs"]["model"]["pin"]
+    manifest.write_text(json.dumps(doc), encoding="utf-8")
+    res = cli("backtest", "reproduce", run_dir, "--pull", root=clean)
+    assert res.exit_code == 1
+    assert res.stderr.strip() == (
+        "error: damaged run manifest: its model input pins no model version to pull"
+    )
+
+
+def test_remote_ls_lists_datasets_and_their_complete_versions(
+    cli, store: Path, tmp_path: Path, s3: Any
+) -> None:
+    cli("data", "remote", "add", "origin", URL)
+    res = cli("data", "remote", "ls", "origin")
+    assert res.exit_code == 0, res.stderr
+    assert res.stdout.strip() == "no datasets on remote origin"
+    published(store, symbols=("AAA",))
+    published(store, symbols=("AAA", "BBB"))
+    published(store, "ds2")
+    for ref in ("ds@v1", "ds@v2", "ds2@v1"):
+        assert cli("data", "push", ref).exit_code == 0
+    # A version whose manifest never arrived (a push that died) is not listed.
+    s3.put_object(Bucket=BUCKET, Key="team/data/datasets/ds/v3/part-0.parquet", Body=b"x")
+    res = cli("--json", "data", "remote", "ls", "origin")
+    assert res.exit_code == 0, res.stderr
+    assert res.json() == {
+        "name": "origin",
+        "url": URL,
+        "datasets": [{"name": "ds", "versions": [1, 2]}, {"name": "ds2", "versions": [1]}],
+    }
+    lines = cli("data", "remote", "ls", "origin").stdout.splitlines()
+    assert any("ds " in line and "v1, v2" in line for line in lines)
+    assert any("ds2" in line and "v1" in line for line in lines)
+    only = cli("--json", "data", "remote", "ls", "origin", "ds").json()
+    assert only["datasets"] == [{"name": "ds", "versions": [1, 2]}]
+    # What it lists is what a clean store can pull.
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    cli("data", "remote", "add", "origin", URL, root=clean)
+    assert cli("data", "pull", "ds@v2", root=clean).exit_code == 0
+    res = cli("data", "remote", "ls", "origin", "nope")
+    assert res.exit_code == 1
+    assert res.stderr.strip() == f"error: no version of nope on remote origin ({URL})"
+    res = cli("data", "remote", "ls", "origin", "_bad")
+    assert res.exit_code == 2
+    assert res.stderr.startswith("error: invalid dataset name '_bad'")
+    res = cli("data", "remote", "ls", "elsewhere")
+    assert res.exit_code == 1
+    assert res.stderr.strip() == (
+        "error: no remote 'elsewhere' (remotes: origin); add it with `data remote add`"
+    )
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("data", "push", "ds@v1"),
+        ("data", "pull", "ds@v1"),
+        ("data", "remote", "ls", "origin"),
+        ("data", "remote", "ls", "origin", "ds"),
+    ],
+)
+def test_an_unreachable_remote_is_one_redacted_line_and_leaves_nothing(
+    cli, store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: tuple[str, ...]
+) -> None:
+    published(store)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://user:{SECRET}@127.0.0.1:9")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    root = store if command[1] == "push" else clean
+    cli("data", "remote", "add", "origin", URL, root=root)
+    before = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+    res = cli(*command, root=root)
+    assert res.exit_code == 1
+    assert res.stderr.startswith(f"error: remote origin ({URL}): ")
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert SECRET not in res.stderr + res.stdout
+    assert sorted(str(p.relative_to(root)) for p in root.rglob("*")) == before
+
+
+def test_push_of_a_version_the_store_lacks_is_one_line(cli, store: Path, s3: Any) -> None:
+    cli("data", "remote", "add", "origin", URL)
+    res = cli("data", "push", "ds@v1")
+    assert res.exit_code == 1
+    assert res.stderr.strip() == f"error: dataset 'ds' not found in {store} (datasets: none)"
+    assert keys(s3) == []
+    for ref, problem in (("_bad@v1", "invalid dataset name '_bad'"), ("ds@", "nothing after")):
+        res = cli("data", "pull", ref)
+        assert res.exit_code == 2
+        assert len(res.stderr.strip().splitlines()) == 1
+        assert problem in res.stderr
+
+
+def test_a_damaged_remotes_file_is_one_line_naming_it(cli, store: Path) -> None:
+    path = store / "_meta" / "remotes.json"
+    path.parent.mkdir()
+    path.write_text("{not json", encoding="utf-8")
+    for command in (("data", "remote", "list"), ("data", "remote", "ls", "origin")):
+        res = cli(*command)
+        assert res.exit_code == 1
+        (line,) = res.stderr.strip().splitlines()
+        assert line.startswith(f"error: {path}: unreadable remotes file: ")
+    res = cli("data", "remote", "add", "origin", URL)
+    assert res.exit_code == 1
+    assert path.read_text(encoding="utf-8") == "{not json"  # left for the user to fix
+
+
+def test_model_push_and_reproduce_pull_on_an_unreachable_remote_are_one_line(
+    cli, model_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from conftest import copy_store
+
+    made = copy_store(model_template, tmp_path / "made")
+    res = cli(
+        "backtest", "-d", "bars", "-s", "model", "-p", "model=m@v1", *MODEL_RUN,
+        "--runs-dir", str(tmp_path / "runs"), root=made,
+    )  # fmt: skip
+    run_dir = res.json()["run_dir"]
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://user:{SECRET}@127.0.0.1:9")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    cli("data", "remote", "add", "origin", URL, root=made)
+    clean = clean_machine(cli, tmp_path, monkeypatch)
+    for root, command in (
+        (made, ("model", "push", "m@v1")),
+        (clean, ("backtest", "reproduce", run_dir, "--pull")),
+        (clean, ("model", "reproduce", "m@v1", "--pull")),
+    ):
+        res = cli(*command, root=root)
+        assert res.exit_code == 1, command
+        (line,) = res.stderr.strip().splitlines()
+        assert line.startswith(f"error: remote origin ({URL}): ")
+        assert SECRET not in res.stderr + res.stdout
+    assert sorted(p.name for p in clean.iterdir()) == ["_meta"]  # nothing pulled, nothing left

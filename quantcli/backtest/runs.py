@@ -726,8 +726,10 @@ def reproduce(
 ) -> Reproduction:
     """Re-run a saved run from its manifest in a temp dir and compare every output's hash.
 
-    With ``remote``, the dataset version the run pinned is pulled from it first when the store
-    lacks it (every hash checked), so a clean store reproduces from the manifest alone.
+    With ``remote``, what the run pinned is pulled from it first when the store lacks it
+    (every hash checked): the dataset version, and what the strategy's ``pull`` hook names
+    (the model strategy's model version, its feature set and dataset), so a clean store
+    reproduces from the manifest alone.
     """
     from quantcli.backtest.engine import run_backtest
     from quantcli.store.reader import open_dataset
@@ -736,9 +738,13 @@ def reproduce(
     manifest = run.manifest
     config = pinned_config(manifest, run.path)
     if remote is not None:
+        from quantcli.backtest.strategy import BUILTINS, load_class
         from quantcli.store.remotes import ensure_local
 
         ensure_local(root, manifest.dataset.name, manifest.dataset.content_hash, remote)
+        pull = getattr(load_class(config.strategy, BUILTINS)[0], "pull", None)
+        if pull is not None:
+            pull(root, manifest.inputs, remote)
     try:
         open_dataset(config.dataset, root)
     except NotFoundError:

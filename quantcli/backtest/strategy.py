@@ -31,6 +31,9 @@ A strategy that reads more than its bars (the ``model`` strategy reads a registe
 defines ``setup(self, run: RunContext) -> Setup``: called once before its targets are evaluated,
 with the store and the span of the run's bars, it returns the inputs the run's manifest records
 beside the strategy source (so the run id changes with them) and warning lines for the report.
+Such a strategy may also define ``pull(root, inputs, remote)`` (a static method):
+``backtest reproduce --pull`` calls it with the run's recorded ``inputs`` to fetch what its
+setup reads from a dataset remote (quantcli.store.remotes) into the store at ``root`` first.
 
 Parameters are declared as a frozen dataclass ``Params`` nested in the class, or as annotated
 class attributes with defaults; raw ``-p name=value`` strings are parsed to int, float, bool or

@@ -187,7 +187,11 @@ def reproduce(
     runs_dir: RunsDirOption = None,
     pull: Annotated[
         bool,
-        typer.Option("--pull", help="Fetch the pinned dataset from a remote first if missing."),
+        typer.Option(
+            "--pull",
+            help="Fetch what the run pinned (dataset; a model's version, feature set and "
+            "dataset) from a remote first if missing.",
+        ),
     ] = False,
     remote: Annotated[
         str | None, typer.Option("--remote", help="The remote --pull uses (default: the only one).")

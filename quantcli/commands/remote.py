@@ -57,6 +57,39 @@ def list_cmd(ctx: typer.Context) -> None:
     )
 
 
+@remote_app.command("ls")
+def ls_cmd(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The remote to look into.")],
+    dataset: Annotated[
+        str | None, typer.Argument(help="Only this dataset (an error when it has no version).")
+    ] = None,
+) -> None:
+    """List the datasets a remote holds and their complete versions (what `data pull` can
+    fetch)."""
+    from quantcli.errors import NotFoundError
+    from quantcli.store import remotes
+
+    settings = settings_of(ctx)
+    target = remotes.get_remote(settings.root, name)
+    found = remotes.remote_datasets(target, dataset)
+    if dataset is not None and not found:
+        raise NotFoundError(f"no version of {dataset} on remote {target.name} ({target.url})")
+    rows = [[ds, ", ".join(f"v{v}" for v in versions)] for ds, versions in found.items()]
+    emit(
+        settings,
+        {
+            **asdict(target),
+            "datasets": [{"name": ds, "versions": v} for ds, v in found.items()],
+        },
+        lambda c: (
+            c.print(table(None, ["dataset", "versions"], rows))
+            if rows
+            else c.print(f"no datasets on remote {target.name}", markup=False)
+        ),
+    )
+
+
 @remote_app.command("rm")
 def rm_cmd(
     ctx: typer.Context,

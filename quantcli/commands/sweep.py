@@ -75,6 +75,14 @@ def sweep(
         str | None,
         typer.Option("--where", help='Keep the combinations where this holds, e.g. "fast < slow".'),
     ] = None,
+    remote: Annotated[
+        str | None,
+        typer.Option(
+            "--remote",
+            help="Cluster workers read the pinned dataset version from this remote (pushed "
+            "first) instead of being sent the bars.",
+        ),
+    ] = None,
     metric: MetricOption = "sharpe",
     top: TopOption = 10,
     workers: Annotated[
@@ -115,7 +123,7 @@ def sweep(
     check_metric(metric)
     if top < 1:
         raise UsageError(f"--top must be 1 or more, got {top}")
-    cluster = Cluster.resolve(workers=workers, scheduler=scheduler)
+    cluster = Cluster.resolve(workers=workers, scheduler=scheduler, remote=remote)
     config = run_config(ctx.params)
     total = len(grid.combos)
     with progress(settings, f"sweep of {total:,} combinations", total=total) as advance:

@@ -1,5 +1,5 @@
-"""Model versions on a dataset remote: ``model push`` and the model half of
-``model reproduce --pull``.
+"""Model versions on a dataset remote: ``model push``, and what ``model reproduce --pull``
+and ``backtest reproduce --pull`` of a model-strategy run fetch (:func:`ensure_model`).
 
 A model version travels like a dataset version (quantcli.store.remotes): its artifact and
 sidecars as content-addressed objects, then ``models/<name>/v<N>/metadata.json`` last; a pull
@@ -12,8 +12,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from quantcli.errors import IntegrityError, UsageError
-from quantcli.models.registry import METADATA, models_root, read_metadata, resolve
+from quantcli.errors import IntegrityError, NotFoundError, UsageError
+from quantcli.models.registry import (
+    METADATA,
+    metadata,
+    models_root,
+    read_artifact,
+    read_metadata,
+    resolve,
+)
 from quantcli.store.catalog import VERSION_RE, parse_ref
 from quantcli.store.manifest import version_dir
 from quantcli.store.remotes import (
@@ -21,6 +28,7 @@ from quantcli.store.remotes import (
     PullResult,
     PushResult,
     Remote,
+    ensure_local,
     fetch_marker,
     fetch_objects,
     push_version,
@@ -85,3 +93,25 @@ def pull_model(root: Path, ref: str, remote: Remote) -> PullResult:
         version=version,
     )
     return PullResult(f"{name}@v{version}", f"{name}@v{got}", len(files), created)
+
+
+def ensure_model(root: Path, ref: str, remote: Remote) -> None:
+    """Model version ``ref`` in the store at ``root`` with everything it pinned, each pulled
+    from ``remote`` when the store lacks it (every hash checked): the version itself
+    (``NAME@vN`` when it is not here), the feature-set and dataset versions it was trained
+    on, and, for a router, each model it routes to, likewise."""
+    from quantcli.models.router import ROUTER, RouterSpec
+
+    try:
+        resolve(root, ref)
+    except NotFoundError:
+        pull_model(root, ref, remote)
+    meta = metadata(root, ref)
+    source = meta.get("source", {})
+    for ref_key, hash_key in (("features_ref", "features_hash"), ("dataset_ref", "dataset_hash")):
+        if ref_key in source:
+            name = str(source[ref_key]).partition("@")[0]
+            ensure_local(root, name, str(source[hash_key]), remote)
+    if meta["kind"] == ROUTER:
+        for model in RouterSpec.from_bytes(read_artifact(root, meta)).models:
+            ensure_model(root, model, remote)

@@ -155,12 +155,9 @@ def reproduce(root: Path, ref: str, *, remote: Remote | None = None) -> Reproduc
     from quantcli.store.reader import open_dataset
 
     if remote is not None:
-        from quantcli.models.remote import pull_model
+        from quantcli.models.remote import ensure_model
 
-        try:
-            registry.resolve(root, ref)
-        except NotFoundError:
-            pull_model(root, ref, remote)
+        ensure_model(root, ref, remote)
     meta = registry.metadata(root, ref)
     if meta["kind"] == ROUTER:
         raise UsageError(
@@ -173,15 +170,6 @@ def reproduce(root: Path, ref: str, *, remote: Remote | None = None) -> Reproduc
             f"{meta['ref']} was trained on frames, not on a feature set: reproduce it with "
             "quantcli.models.reproduce.reproduce_on_frames"
         )
-    if remote is not None:
-        from quantcli.store.remotes import ensure_local
-
-        for ref_key, hash_key in (
-            ("features_ref", "features_hash"),
-            ("dataset_ref", "dataset_hash"),
-        ):
-            name = str(source[ref_key]).partition("@")[0]
-            ensure_local(root, name, str(source[hash_key]), remote)
     label = str(meta["label"])
     try:
         fs = open_feature_set(str(source["features_ref"]), root)

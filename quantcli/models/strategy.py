@@ -22,7 +22,9 @@ passes. The run records the version, its artifact's sha256 and the features' con
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -30,11 +32,12 @@ import polars as pl
 
 from quantcli.backtest.strategy import RunContext, Setup, SignalStrategy
 from quantcli.core.hashing import sha256_hex
-from quantcli.errors import DataError, NotFoundError, StrategyError, UsageError
+from quantcli.errors import DataError, IntegrityError, NotFoundError, StrategyError, UsageError
 
 if TYPE_CHECKING:
     from quantcli.features import FeatureSet
     from quantcli.models.predict import Scorer
+    from quantcli.store.remotes import Remote
 
 KEYS = ("symbol", "ts")
 # Where a run's window meets what its model learned from, the flag that allows it.
@@ -110,6 +113,24 @@ class ModelStrategy(SignalStrategy):
         if overlap is not None:
             entry["overlap"] = f"{overlap[0]}..{overlap[1]}"
         return Setup(inputs={"model": entry}, warnings=warnings)
+
+    @staticmethod
+    def pull(root: Path, inputs: Mapping[str, Mapping[str, Any]], remote: Remote) -> None:
+        """Fetch what a run's ``model`` input pinned from ``remote`` when the store at
+        ``root`` lacks it: the model version with the feature set and dataset it was trained
+        on (quantcli.models.remote.ensure_model), and a feature set given as ``-p features``."""
+        from quantcli.models.remote import ensure_model
+        from quantcli.store.remotes import ensure_local
+
+        pin = inputs.get("model", {}).get("pin", {})
+        if not isinstance(pin, Mapping) or "model" not in pin:
+            raise IntegrityError(
+                "damaged run manifest: its model input pins no model version to pull"
+            )
+        ensure_model(root, str(pin["model"]), remote)
+        if "features" in pin:
+            name, _, content = str(pin["features"]).partition("@")
+            ensure_local(root, name, content, remote)
 
     def _features(
         self, run: RunContext, meta: dict[str, Any], sequences: bool

@@ -466,24 +466,33 @@ def fetch_marker(remote: Remote, kind: str, name: str, version: int, marker: str
 
 def remote_versions(remote: Remote, name: str) -> list[int]:
     """The complete versions of ``name`` on ``remote`` (those with a manifest), ascending."""
-    check_name(name)
-    prefix = remote.key(DATASETS, name) + "/"
-    found = set()
+    return remote_datasets(remote, name).get(name, [])
+
+
+def remote_datasets(remote: Remote, name: str | None = None) -> dict[str, list[int]]:
+    """Every dataset on ``remote`` (or only ``name``) with its complete versions (those with a
+    manifest), ascending, by name: what ``data remote ls`` shows, from one key listing."""
+    if name is not None:
+        check_name(name)
+    prefix = remote.key(DATASETS, *([name] if name is not None else [])) + "/"
+    top = remote.key(DATASETS) + "/"
+    found: dict[str, set[int]] = {}
     with _talking_to(remote):
         for key in _Store(remote).keys(prefix):
-            head, _, leaf = key[len(prefix) :].partition("/")
+            dataset, _, rest = key[len(top) :].partition("/")
+            head, _, leaf = rest.partition("/")
             match = VERSION_REF_RE.match(head)
             if match and leaf == MANIFEST:
-                found.add(int(match.group(1)))
-    return sorted(found)
+                found.setdefault(dataset, set()).add(int(match.group(1)))
+    return {dataset: sorted(found[dataset]) for dataset in sorted(found)}
 
 
 def _remote_manifest(s3: _Store, remote: Remote, ref: str) -> Manifest:
     """The manifest of ``ref`` on the remote: ``NAME``, ``NAME@latest``, ``NAME@vN``, or
     ``NAME@<content hash>`` (the form runs pin)."""
-    name, _, which = ref.partition("@")
-    check_name(name)
-    which = which or "latest"
+    from quantcli.store.catalog import LATEST, parse_ref
+
+    name, which = parse_ref(ref)
     match = VERSION_REF_RE.match(which)
     candidates = [int(match.group(1))] if match else remote_versions(remote, name)[::-1]
     for version in candidates:
@@ -499,9 +508,16 @@ def _remote_manifest(s3: _Store, remote: Remote, ref: str) -> Manifest:
             ) from None
         if manifest.name != name or manifest.version != version:
             raise IntegrityError(f"remote {remote.name}: {key} describes {manifest.ref}; refused")
-        if which == "latest" or match or manifest.content_hash.startswith(which.lower()):
+        if which == LATEST or match or manifest.content_hash.startswith(which.lower()):
             return manifest
     raise NotFoundError(f"{ref} is not on remote {remote.name} ({remote.url})")
+
+
+def remote_manifest(remote: Remote, ref: str) -> Manifest:
+    """The manifest of dataset version ``ref`` on ``remote`` (``NAME``, ``NAME@vN`` or
+    ``NAME@<content hash>``); NotFoundError when it is not there (or not complete)."""
+    with _talking_to(remote):
+        return _remote_manifest(_Store(remote), remote, ref)
 
 
 def pull(

@@ -8,10 +8,10 @@ process, so the frame is the same whatever the number of workers, the order in w
 finish, or where they run.
 
 On a cluster the combinations go in chunks (a Dask task costs ~2-3 ms, a combination ~10-30 ms),
-the inputs are scattered to every worker once, and the first combination runs in this process
-first: it compiles the numba kernels into their cache before any worker starts, as parallel
-first writes to that cache can crash (numba#4807). Dask is imported only here, inside the
-functions that use it.
+the inputs are scattered to every worker once (or each reads them from a dataset remote:
+quantcli.sweep.source), and the first combination runs in this process first: it compiles the
+numba kernels into their cache before any worker starts, as parallel first writes to that cache
+can crash (numba#4807). Dask is imported only here, inside the functions that use it.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
     from quantcli.backtest.engine import BacktestResult, RunInputs
     from quantcli.backtest.metrics import Metric
+    from quantcli.sweep.source import RemoteInputs
 
 # Combinations per task: enough that Dask's per-task cost is well under 1 ms a combination,
 # few enough that every worker gets work and the progress bar moves.
@@ -49,10 +50,12 @@ CONNECT_TIMEOUT = "10s"  # to an existing scheduler
 @dataclass(frozen=True)
 class Cluster:
     """Where a sweep runs: a local Dask cluster of ``workers`` processes (None: one per core),
-    or the existing cluster whose scheduler is at ``scheduler`` (``tcp://HOST:PORT``)."""
+    or the existing cluster whose scheduler is at ``scheduler`` (``tcp://HOST:PORT``); with
+    ``remote``, the name of the dataset remote its workers read the bars from."""
 
     workers: int | None = None
     scheduler: str | None = None
+    remote: str | None = None
 
     def __post_init__(self) -> None:
         if self.workers is not None and self.scheduler is not None:
@@ -65,18 +68,21 @@ class Cluster:
             )
 
     @classmethod
-    def resolve(cls, *, workers: int | None, scheduler: str | None) -> Cluster:
+    def resolve(
+        cls, *, workers: int | None, scheduler: str | None, remote: str | None = None
+    ) -> Cluster:
         """The cluster of ``--workers``/``--scheduler``, else quantcli.toml's ``[cluster]``
         (``scheduler`` or ``workers``; or ``QUANTCLI_CLUSTER_*``), else a local cluster sized
-        to the cores."""
+        to the cores; its workers read from ``--remote``, else ``[cluster] remote``."""
         from quantcli.settings import setting
 
+        remote = setting("cluster", "remote", flag=("--remote", remote))
         if workers is not None or scheduler is not None:
-            return cls(workers=workers, scheduler=scheduler)
+            return cls(workers=workers, scheduler=scheduler, remote=remote)
         address = setting("cluster", "scheduler")
         if address is not None:
-            return cls(scheduler=address)
-        return cls(workers=setting("cluster", "workers"))
+            return cls(scheduler=address, remote=remote)
+        return cls(workers=setting("cluster", "workers"), remote=remote)
 
     @property
     def size(self) -> int:
@@ -154,7 +160,7 @@ def _check_combos(config: BacktestConfig, grid: Grid) -> None:
 class _Job:
     """What every combination of a sweep shares: shipped to each worker once."""
 
-    inputs: RunInputs
+    inputs: RunInputs | RemoteInputs
     config: BacktestConfig
     root: str | None
 
@@ -224,6 +230,11 @@ def _on_cluster(
 ) -> list[dict[str, Any]]:
     from distributed import as_completed
 
+    if cluster.remote is not None:
+        from quantcli.sweep.source import remote_inputs
+
+        inputs = remote_inputs(job.inputs, job.config, job.root, cluster.remote)
+        job = dataclasses.replace(job, inputs=inputs)
     with _client(cluster) as client:
         workers = max(1, len(client.scheduler_info().get("workers", {})))
         shared = client.scatter(job, broadcast=True)
