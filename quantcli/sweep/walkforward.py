@@ -52,7 +52,14 @@ import polars as pl
 
 from quantcli.backtest.config import BacktestConfig
 from quantcli.core.hashing import sha256_hex
-from quantcli.errors import ConflictError, DataError, IntegrityError, StrategyError, UsageError
+from quantcli.errors import (
+    ConflictError,
+    DataError,
+    IntegrityError,
+    QuantcliError,
+    StrategyError,
+    UsageError,
+)
 from quantcli.sweep.grid import Grid, Value, combo_params, param_text
 from quantcli.sweep.runner import Cluster, run_grid
 
@@ -388,7 +395,12 @@ def _retrain(base: _Base, plan: _Plan, window: Window, root: Path) -> Mapping[st
     spec = dataclasses.replace(
         TrainSpec.from_metadata(base.meta), train_from=first, train_to=days[i], test_to=None
     )
-    return train(base.name, spec, features=base.features, root=root).metadata
+    try:
+        return train(base.name, spec, features=base.features, root=root).metadata
+    except QuantcliError as exc:
+        raise type(exc)(
+            f"--retrain, training window {window.index} ({first}..{days[i]}): {exc.message}"
+        ) from None
 
 
 @contextmanager
@@ -608,7 +620,7 @@ def _windows_frame(
             "oos_start_cash": s.cash,
             "oos_final_equity": _number(s.metrics["final_equity"]),
             **{f"oos_{name}": _number(s.metrics[name]) for name in WINDOW_METRICS},
-            "model": None if s.model is None else str(s.model["ref"]),
+            "retrained": None if s.model is None else str(s.model["ref"]),
         }
         rows.append(row)
     schema = {
@@ -620,7 +632,7 @@ def _windows_frame(
         "partial": pl.Boolean(),
         "K": pl.Int64(),
         **{name: pl.Float64() for name in rows[0] if name.startswith(("is_", "oos_"))},
-        "model": pl.String(),
+        "retrained": pl.String(),
     }
     frame = pl.DataFrame(rows, schema=schema)
     best = pl.concat(
