@@ -27,7 +27,8 @@ WF = ["backtest", "walkforward", "--dataset", "sample", "--strategy", "sma_cross
 
 
 def walkforward(cli, root: Path, *args: str):
-    return cli(*WF, *GRID, *SIMPLE, *args, root=root)
+    grid = [] if "-p" in args else GRID
+    return cli(*WF, *grid, *SIMPLE, *args, root=root)
 
 
 def saved(root: Path) -> list[Path]:
@@ -237,12 +238,23 @@ def test_anchored_windows_all_train_from_the_first_session(cli, store_copy: Path
         (["--train", "3x", "--test", "6m"], "--train '3x': expected a span", 2),
         (["--train", "1y", "--test", "6m", "--retrain"], "needs --strategy model", 2),
         (["--train", "1y", "--test", "6m", "--metric", "nope"], "not a metric", 2),
+        (
+            ["--train", "1y", "--test", "6m", "-p", "fast=5,40", "-p", "slow=30"],
+            "combination 1 (fast=40 slow=30): strategy sma_cross: constructor raised",
+            1,
+        ),
+        (
+            ["--train", "1y", "--test", "6m", "--scheduler", "tcp://127.0.0.1:1"],
+            "cannot connect",
+            69,
+        ),
     ],
 )
 def test_bad_spans_are_one_line_and_write_nothing(
     cli, store_copy: Path, args: list[str], message: str, code: int
 ) -> None:
-    res = walkforward(cli, store_copy, *SPAN, *args, "--workers", "1")
+    workers = [] if "--scheduler" in args else ["--workers", "1"]
+    res = walkforward(cli, store_copy, *SPAN, *args, *workers)
     assert res.exit_code == code, res.stderr
     assert message in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and "Traceback" not in res.stderr

@@ -12,7 +12,6 @@ import typer
 
 from quantcli.commands.sweep import _cell, _settings
 from quantcli.core.dates import parse_date
-from quantcli.errors import UsageError
 from quantcli.output import emit, info, progress, table, warn
 
 if TYPE_CHECKING:
@@ -126,8 +125,6 @@ def walkforward(
     spans = parse_span(train, "--train"), parse_span(test, "--test")
     grid = parse_grid(params or [], where)
     check_metric(metric)
-    if retrain and strategy != "model":
-        raise UsageError("--retrain retrains a model: it needs --strategy model")
     cluster = Cluster.resolve(workers=workers, scheduler=scheduler)
     config = BacktestConfig(
         dataset=dataset,

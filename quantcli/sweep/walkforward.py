@@ -274,12 +274,19 @@ def _after(last: date, root: Path) -> date:
 
 
 def _warmups(config: BacktestConfig, grid: Grid) -> list[int]:
+    """Each combination's warm-up; 0 for one the strategy refuses, which run_grid names (with
+    the grid's own hint) before any run."""
     from quantcli.backtest.strategy import load_strategy
 
-    return [
-        load_strategy(config.strategy, {**config.params, **combo_params(combo)}).warmup()
-        for combo in grid.combos
-    ]
+    out = []
+    for combo in grid.combos:
+        try:
+            strategy = load_strategy(config.strategy, {**config.params, **combo_params(combo)})
+        except QuantcliError:
+            out.append(0)
+            continue
+        out.append(strategy.warmup())
+    return out
 
 
 def _check_warmup(
