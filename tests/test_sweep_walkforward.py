@@ -163,6 +163,7 @@ def test_each_window_trades_its_training_best_with_the_capital_carried(
         assert grid.height == 4
         assert w["K"] == grid["K"][0]
         assert w["is_sharpe"] == pytest.approx(grid["sharpe"][0])
+        assert w["is_trades"] == grid["trades"][0]
     for a, b in itertools.pairwise(windows):
         assert a["test_to"] < b["test_from"]
         assert b["oos_start_cash"] == a["oos_final_equity"]  # the capital carried

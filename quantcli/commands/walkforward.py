@@ -174,8 +174,25 @@ def walkforward(
     }
 
     def render(console: Console) -> None:
-        columns = saved.windows.columns
-        rows = [[_cell(row[c]) for c in columns] for row in saved.windows.iter_rows(named=True)]
+        # The terminal's table keeps what fits; --json and windows.parquet have every column.
+        params = list(manifest["grid"]["params"])
+        if manifest["models"]:
+            params = [p for p in params if p != "model"] + ["retrained"]
+        shown = [
+            *params,
+            *dict.fromkeys((f"is_{metric}", f"oos_{metric}", "oos_total_return", "oos_trades")),
+        ]
+        columns = ["window", "train", "test", "K", *shown]
+        rows = [
+            [
+                str(row["window"]),
+                f"{row['train_from']}..{row['train_to']}",
+                f"{row['test_from']}..{row['test_to']}{' (partial)' if row['partial'] else ''}",
+                str(row["K"]),
+                *(_cell(row[c]) for c in shown),
+            ]
+            for row in saved.windows.iter_rows(named=True)
+        ]
         console.print(table(f"{saved.wf_id}: {len(rows)} windows", columns, rows))
         stab = manifest["stability"]
         lines = [

@@ -78,7 +78,7 @@ CAPITAL = (
     "each test window starts flat with the previous one's final equity as its cash; open "
     "positions are valued at the window's last close and not carried (no closing charges)"
 )
-# The out-of-sample metrics each window's row keeps (every one is in the stitched summary).
+# The in- and out-of-sample metrics each window's row keeps besides the ranking metric.
 WINDOW_METRICS = ("sharpe", "total_return", "max_drawdown", "trades")
 
 
@@ -611,8 +611,9 @@ def _windows_frame(
     grid: Grid, windows: Sequence[Window], plan: _Plan, steps: Sequence[_Step], metric: str
 ) -> pl.DataFrame:
     """One row per window: its dates, the best combination (K and its parameters, typed as
-    the grid's), its in-sample metric and its out-of-sample metrics."""
+    the grid's), its in-sample metrics (from the grid) and its out-of-sample metrics."""
     day = plan.sessions
+    shown = tuple(dict.fromkeys((metric, *WINDOW_METRICS)))
     rows: list[dict[str, Any]] = []
     for w, s in zip(windows, steps, strict=True):
         row: dict[str, Any] = {
@@ -623,10 +624,10 @@ def _windows_frame(
             "test_to": day[w.test_hi - 1],
             "partial": w.partial,
             "K": int(s.best["K"]),
-            f"is_{metric}": _number(s.best[metric]),
+            **{f"is_{name}": _number(s.best[name]) for name in shown},
             "oos_start_cash": s.cash,
             "oos_final_equity": _number(s.metrics["final_equity"]),
-            **{f"oos_{name}": _number(s.metrics[name]) for name in WINDOW_METRICS},
+            **{f"oos_{name}": _number(s.metrics[name]) for name in shown},
             "retrained": None if s.model is None else str(s.model["ref"]),
         }
         rows.append(row)
