@@ -29,6 +29,7 @@ from quantcli.commands import model as model_cmd
 from quantcli.commands import refresh as refresh_cmd
 from quantcli.commands import remote as remote_cmd
 from quantcli.commands import sweep as sweep_cmd
+from quantcli.commands import walkforward as walkforward_cmd
 from quantcli.core.redact import redact, redact_value
 from quantcli.errors import QuantcliError, UsageError
 from quantcli.log import check_format
@@ -315,6 +316,7 @@ app.add_typer(actions_cmd.app, name="actions")
 app.add_typer(calendar_cmd.app, name="calendar")
 app.command("charges")(charges_cmd.charges)
 backtest_cmd.app.add_typer(sweep_cmd.app, name="sweep")
+backtest_cmd.app.command("walkforward")(walkforward_cmd.walkforward)
 app.add_typer(backtest_cmd.app, name="backtest")
 app.add_typer(features_cmd.app, name="features")
 app.add_typer(model_cmd.app, name="model")

@@ -35,6 +35,11 @@ Such a strategy may also define ``pull(root, inputs, remote)`` (a static method)
 ``backtest reproduce --pull`` calls it with the run's recorded ``inputs`` to fetch what its
 setup reads from a dataset remote (quantcli.store.remotes) into the store at ``root`` first.
 
+A strategy whose first targets need history (a moving average) says how much with
+``warmup(self) -> int``: the bars per symbol before its first possible target, during which its
+targets are null. A walk-forward gives each test window that many bars before it, traded by
+nobody (quantcli.sweep.walkforward); a strategy without the hook needs none.
+
 Parameters are declared as a frozen dataclass ``Params`` nested in the class, or as annotated
 class attributes with defaults; raw ``-p name=value`` strings are parsed to int, float, bool or
 str. The instance is built as ``cls(params)`` and reads ``self.params``.
@@ -152,6 +157,20 @@ class LoadedStrategy:
         if not isinstance(done, Setup):
             raise StrategyError(f"strategy {self.name}: setup() must return a Setup")
         return done
+
+    def warmup(self) -> int:
+        """The bars per symbol before the strategy's first possible target (its ``warmup()``
+        hook; 0 without one); StrategyError when the hook raises or returns no count."""
+        hook = getattr(self.instance, "warmup", None)
+        if hook is None:
+            return 0
+        try:
+            bars = hook()
+        except Exception as exc:
+            raise StrategyError(f"strategy {self.name}: warmup() raised {_describe(exc)}") from exc
+        if not isinstance(bars, int) or isinstance(bars, bool) or bars < 0:
+            raise StrategyError(f"strategy {self.name}: warmup() must return a count >= 0")
+        return bars
 
     def features(self) -> list[pl.Expr]:
         """Named expressions to add to the bars before the target (the optional ``features()``

@@ -41,6 +41,10 @@ class Momentum(SignalStrategy):
             (pl.col("close") / pl.col("close").shift(lookback) - 1.0).over("symbol").alias("_ret"),
         ]
 
+    def warmup(self) -> int:
+        """The lookback return's first value is ``lookback`` bars in."""
+        return self.params.lookback
+
     def weights(self) -> pl.Expr:
         """Weight ``weight/top`` for the top symbols on rebalance bars, 0 for the rest."""
         rebalance = pl.col("_rebalance") & pl.col("_ret").is_not_null()

@@ -40,6 +40,10 @@ class SmaCross(SignalStrategy):
         super().__init__(params)
         self.sizing = "targets" if params.weight is None else "weights"
 
+    def warmup(self) -> int:
+        """The slow average's first value is at its ``slow``-th bar."""
+        return self.params.slow - 1
+
     def _signal(self, size: float) -> pl.Expr:
         close = pl.col("close")
         # One per-symbol window for both averages, each evaluated once (eager polars does not
