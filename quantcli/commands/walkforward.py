@@ -10,9 +10,33 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from quantcli.commands.sweep import _cell, _settings
-from quantcli.core.dates import parse_date
-from quantcli.output import emit, info, progress, table, warn
+from quantcli.commands.run_options import (
+    BROKER,
+    CASH,
+    COSTS,
+    FILL,
+    MARGIN,
+    PARTICIPATION,
+    SEGMENT,
+    SLIPPAGE,
+    BrokerOption,
+    CashOption,
+    CostsOption,
+    FillOption,
+    FromOption,
+    MarginOption,
+    ParticipationOption,
+    RiskFreeOption,
+    SeedOption,
+    SegmentOption,
+    ShortOption,
+    SlippageOption,
+    SymbolsOption,
+    ToOption,
+    run_config,
+)
+from quantcli.commands.sweep import _cell
+from quantcli.output import JsonOption, emit, info, progress, settings_of, table, warn
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -77,46 +101,25 @@ def walkforward(
         str | None,
         typer.Option("--scheduler", help="An existing Dask scheduler, tcp://HOST:PORT."),
     ] = None,
-    symbols: Annotated[
-        str | None, typer.Option("--symbols", help="Comma-separated symbols (default: all).")
-    ] = None,
-    start: Annotated[str | None, typer.Option("--from", help="First date YYYY-MM-DD.")] = None,
-    end: Annotated[str | None, typer.Option("--to", help="Last date YYYY-MM-DD.")] = None,
-    cash: Annotated[float, typer.Option("--cash", help="Initial cash in Rs.")] = 1_000_000.0,
-    segment: Annotated[
-        str, typer.Option("--segment", help="delivery | intraday | futures | options.")
-    ] = "delivery",
-    broker: Annotated[
-        str, typer.Option("--broker", help="Broker profile name or TOML file.")
-    ] = "zerodha",
-    costs: Annotated[
-        str, typer.Option("--costs", help="statutory, or flat:PCT% (e.g. flat:0.05%).")
-    ] = "statutory",
-    slippage: Annotated[
-        str, typer.Option("--slippage", help="none | bps:5 | spread:10 | sqrt:0.1.")
-    ] = "none",
-    fill: Annotated[
-        str, typer.Option("--fill", help="open (next bar's open) or close (same bar).")
-    ] = "open",
-    participation: Annotated[
-        float, typer.Option("--participation", help="Max share of a bar's volume, in (0, 1].")
-    ] = 0.10,
-    short: Annotated[bool, typer.Option("--short", help="Allow short positions.")] = False,
-    margin: Annotated[
-        float, typer.Option("--margin", help="Margin fraction of notional (leveraged segments).")
-    ] = 0.20,
-    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
-    risk_free: Annotated[
-        float, typer.Option("--risk-free", help="Annual risk-free rate for Sharpe/Sortino.")
-    ] = 0.0,
-    json_output: Annotated[bool, typer.Option("--json", help="Machine-readable JSON.")] = False,
+    symbols: SymbolsOption = None,
+    start: FromOption = None,
+    end: ToOption = None,
+    cash: CashOption = CASH,
+    segment: SegmentOption = SEGMENT,
+    broker: BrokerOption = BROKER,
+    costs: CostsOption = COSTS,
+    slippage: SlippageOption = SLIPPAGE,
+    fill: FillOption = FILL,
+    participation: ParticipationOption = PARTICIPATION,
+    short: ShortOption = False,
+    margin: MarginOption = MARGIN,
+    seed: SeedOption = 0,
+    risk_free: RiskFreeOption = 0.0,
+    json_output: JsonOption = False,
 ) -> None:
     """Walk a grid forward: optimise on each training window, trade the next test window,
     save the result under <root>/walkforwards/<id>/."""
-    settings = _settings(ctx, json_output)
-    from quantcli.backtest.config import BacktestConfig, Fill, choice
-    from quantcli.commands.backtest import parse_symbols
-    from quantcli.market.segments import Segment
+    settings = settings_of(ctx, json_output)
     from quantcli.sweep.grid import parse_grid
     from quantcli.sweep.results import check_metric
     from quantcli.sweep.runner import Cluster
@@ -126,24 +129,7 @@ def walkforward(
     grid = parse_grid(params or [], where)
     check_metric(metric)
     cluster = Cluster.resolve(workers=workers, scheduler=scheduler)
-    config = BacktestConfig(
-        dataset=dataset,
-        strategy=strategy,
-        symbols=parse_symbols(symbols),
-        start=parse_date(start, "--from"),
-        end=parse_date(end, "--to"),
-        cash=cash,
-        segment=choice(Segment, segment, "segment"),
-        broker=broker,
-        costs=costs,
-        slippage=slippage,
-        fill=choice(Fill, fill, "fill"),
-        participation=participation,
-        allow_short=short,
-        margin=margin,
-        seed=seed,
-        risk_free=risk_free,
-    )
+    config = run_config(ctx.params)
     with progress(settings, "walk-forward", total=None) as advance:
         saved = execute_walkforward(
             config,
