@@ -17,7 +17,7 @@ import math
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import typer
 
@@ -164,10 +164,14 @@ def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any
     return tbl
 
 
+class Advance(Protocol):
+    """A progress bar's ``advance(n)``; ``total=`` sets the bar's total once it is known."""
+
+    def __call__(self, n: float = 1, *, total: float | None = None) -> None: ...
+
+
 @contextmanager
-def progress(
-    settings: Settings, description: str, total: float | None
-) -> Iterator[Callable[[float], None]]:
+def progress(settings: Settings, description: str, total: float | None) -> Iterator[Advance]:
     """A progress bar on stderr; yields ``advance(n)``. Hidden when quiet, JSON or not a TTY."""
     # Imported here: rich.progress is the costliest part of rich to import, and most
     # invocations (--help included) never draw a bar.
@@ -192,7 +196,9 @@ def progress(
     with bar:
         task = bar.add_task(description, total=total)
 
-        def advance(n: float = 1) -> None:
+        def advance(n: float = 1, *, total: float | None = None) -> None:
+            if total is not None:
+                bar.update(task, total=total)
             bar.advance(task, n)
 
         yield advance

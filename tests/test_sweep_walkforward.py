@@ -36,19 +36,6 @@ def saved(root: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*/v*") if p.is_dir()) if folder.is_dir() else []
 
 
-@pytest.fixture(scope="module")
-def sample_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A store holding the bundled sample as dataset ``sample`` (ingested once per module)."""
-    from quantcli.store.ingest import ingest
-
-    root = tmp_path_factory.mktemp("wf-store")
-    files = sorted(
-        (Path(__file__).resolve().parents[1] / "datasets/_raw/nse-daily-sample").glob("*.csv")
-    )
-    ingest(root, "sample", "nifty50", files, options={}, allow_warnings=True, drop_duplicates=True)
-    return root
-
-
 @pytest.fixture
 def store_copy(sample_store: Path, tmp_path: Path) -> Path:
     root = tmp_path / "wf-root"
@@ -227,6 +214,39 @@ def test_anchored_windows_all_train_from_the_first_session(cli, store_copy: Path
     # The rich report: the windows, the parameter stability and the stitched summary.
     for text in ("windows", "parameter stability", "stitched out of sample", "deflated_sharpe"):
         assert text in res.stdout
+
+
+def test_progress_is_told_the_total_before_the_combinations_finish(store_copy: Path) -> None:
+    from quantcli.backtest.config import BacktestConfig
+    from quantcli.sweep.grid import parse_grid
+    from quantcli.sweep.walkforward import execute_walkforward
+
+    config = BacktestConfig(
+        dataset="sample",
+        strategy="sma_cross",
+        symbols=("MARUTI",),
+        start=date(2014, 1, 1),
+        end=date(2017, 12, 31),
+        cash=100_000.0,
+        costs="flat:0.05%",
+    )
+    calls: list[tuple[str, int]] = []
+    saved_wf = execute_walkforward(
+        config,
+        parse_grid(GRID[1::2], None),
+        train=parse_span("1y", "--train"),
+        test=parse_span("1y", "--test"),
+        anchored=False,
+        metric="sharpe",
+        root=store_copy,
+        cluster=None,
+        progress=lambda n: calls.append(("done", n)),
+        planned=lambda total: calls.append(("total", total)),
+    )
+    windows = saved_wf.windows.height
+    assert calls[0] == ("total", windows * 4) and windows >= 2
+    assert sum(n for kind, n in calls[1:] if kind == "done") == windows * 4
+    assert all(kind == "done" for kind, _ in calls[1:])
 
 
 @pytest.mark.dask

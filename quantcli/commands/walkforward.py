@@ -142,6 +142,7 @@ def walkforward(
             root=settings.root,
             cluster=cluster,
             progress=advance,
+            planned=lambda combinations: advance(0, total=combinations),
         )
     info(settings, f"{'unchanged: ' if saved.unchanged else 'saved '}{saved.path}")
     for line in saved.manifest.get("warnings", []):

@@ -215,9 +215,13 @@ def execute_walkforward(
     root: Path,
     cluster: Cluster | None,
     progress: Callable[[int], None] | None = None,
+    planned: Callable[[int], None] | None = None,
 ) -> WalkForward:
     """Walk ``grid`` forward over ``config``'s dataset and save it: the library behind
-    ``quantcli backtest walkforward``. Nothing is written unless every window ran."""
+    ``quantcli backtest walkforward``. Nothing is written unless every window ran.
+
+    ``progress(n)`` is called as ``n`` more combinations finish, after ``planned(total)``
+    has said how many there are (windows times combinations)."""
     from quantcli.backtest.engine import read_inputs
     from quantcli.sweep.results import check_metric
 
@@ -232,6 +236,8 @@ def execute_walkforward(
     )
     warmups = _warmups(config, grid) if base is None else [0] * len(grid.combos)
     _check_warmup(config, grid, warmups, windows, plan, train)
+    if planned is not None:
+        planned(len(windows) * len(grid.combos))
     steps = _walk(config, grid, windows, plan, metric, base, cluster, progress, root)
     options = {
         "train": str(train),
