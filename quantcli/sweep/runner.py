@@ -45,6 +45,8 @@ MAX_CHUNK = 500
 CHUNKS_PER_WORKER = 2
 OUTPUT_HASHES = ("equity_sha256", "fills_sha256")
 CONNECT_TIMEOUT = "10s"  # to an existing scheduler
+# The thread-count variables a local worker process starts with (each set to 1).
+_THREAD_VARS = ("POLARS_MAX_THREADS", "NUMBA_NUM_THREADS", "OMP_NUM_THREADS")
 
 
 @dataclass(frozen=True)
@@ -269,8 +271,11 @@ def _client(cluster: Cluster) -> Iterator[Client]:
     from distributed import Client, LocalCluster
 
     # Dask's own log lines (connections, worker start and stop) are not quantcli's narration:
-    # only its errors reach stderr.
-    with dask.config.set({"logging.distributed": "error"}):
+    # only its errors reach stderr. A local worker runs one combination at a time on one
+    # thread of polars and numba too (Dask already pins BLAS), so N workers on N cores do not
+    # fight over them.
+    one_thread = {f"distributed.nanny.pre-spawn-environ.{name}": "1" for name in _THREAD_VARS}
+    with dask.config.set({"logging.distributed": "error", **one_thread}):
         if cluster.scheduler is not None:
             try:
                 client = Client(cluster.scheduler, timeout=CONNECT_TIMEOUT)
