@@ -109,10 +109,12 @@ def test_batches_bounded_by_memory_give_the_same_runs(monkeypatch: pytest.Monkey
     runs = runs_of(CONFIG, SPECS)
     shared = prepare_bars(bars, CONFIG)
     whole = list(simulate_prepared(shared, runs))
-    # Room for two strategies' targets a batch.
+    # Room for two strategies' targets a batch; replayed on the worker threads too.
     monkeypatch.setattr(engine, "_BATCH_BYTES", 2 * 8 * shared.prep.n)
-    for a, b in zip(whole, simulate_prepared(shared, runs), strict=True):
-        same_run(a, b)
+    for parallel in (False, True):
+        again = simulate_prepared(shared, runs, parallel=parallel)
+        for a, b in zip(whole, again, strict=True):
+            same_run(a, b)
 
 
 class Peek(SignalStrategy):
@@ -163,10 +165,11 @@ def test_each_strategy_of_a_batch_gets_its_own_verdict() -> None:
             assert np.array_equal(next(got).output.fill_ints, want)
     # A run of the batch raises its strategy's error when its turn comes, after the ones before.
     runs = [(dataclasses.replace(CONFIG, strategy=s.name), s) for s in strategies]
-    done = simulate_prepared(shared, runs)
-    assert next(done).config.strategy == "honest"
-    with pytest.raises(StrategyError, match="peek looks ahead"):
-        next(done)
+    for parallel in (False, True):
+        done = simulate_prepared(shared, runs, parallel=parallel)
+        assert next(done).config.strategy == "honest"
+        with pytest.raises(StrategyError, match="peek looks ahead"):
+            next(done)
 
 
 def test_event_strategies_run_on_prepared_bars(tmp_path: Any) -> None:

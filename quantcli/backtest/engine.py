@@ -13,6 +13,7 @@ run's buffers; its frames are built from them when first read.
 from __future__ import annotations
 
 import bisect
+import contextvars
 import dataclasses
 import functools
 import itertools
@@ -304,32 +305,72 @@ def simulate_prepared(
     *,
     dataset_hash: str = "",
     root: Path | None = None,
+    parallel: bool = False,
 ) -> Iterator[BacktestResult]:
     """The :func:`simulate` result of each (config, strategy) of ``runs`` over the bars
     ``shared`` was prepared from (by :func:`prepare_bars`, with the configs' options: runs
     differ only in their strategy and parameters), in order, as a sweep runs its
     combinations: signal strategies' targets are evaluated together in batches
-    (:func:`evaluate_targets`), then each run replays alone. A strategy with a ``setup`` is
-    evaluated alone, after its setup."""
-    warnings: tuple[str, ...] | None = None
+    (:func:`evaluate_targets`), then each run replays alone, on the process's worker threads
+    when ``parallel`` (the replay releases the GIL). A strategy with a ``setup`` is evaluated
+    alone, after its setup. A run's error is raised when its result is due."""
+    if not runs:
+        return
+    segment = runs[0][0].segment
+    warnings = shared.split_warnings() if segment in _ACTION_SEGMENTS else ()
     size = max(1, _BATCH_BYTES // (8 * max(1, shared.prep.n)))
     for first in range(0, len(runs), size):
         part = runs[first : first + size]
         batched = [k for k, (_, s) in enumerate(part) if s.kind != "events" and not s.has_setup]
         found = evaluate_targets(shared.view, shared.sessions.code, [part[k][1] for k in batched])
         targets = dict(zip(batched, found, strict=True))
-        for k, (config, strat) in enumerate(part):
-            setup = _setup(shared.source, config, strat, dataset_hash, root)
-            prep = shared.prep
-            if strat.kind != "events":
-                alone = functools.partial(_checked_targets, shared.view, shared.sessions.code)
-                prep = shared.with_targets(
-                    (targets.get(k) or _now(alone, strat)).result(), config, strat
-                )
-            out = _replay_prepared(prep, config, strat, None)
-            if warnings is None:
-                warnings = shared.split_warnings() if config.segment in _ACTION_SEGMENTS else ()
-            yield _with_setup(_result(prep, out, config, strat, dataset_hash, warnings), setup)
+        jobs = [
+            functools.partial(
+                _prepared_run,
+                shared,
+                config,
+                strat,
+                targets=targets.get(k),
+                dataset_hash=dataset_hash,
+                root=root,
+                warnings=warnings,
+            )
+            for k, (config, strat) in enumerate(part)
+        ]
+        if not parallel:
+            yield from (job() for job in jobs)
+            continue
+        # Each run in a copy of this thread's context: the store whose calendar it reads.
+        pool = _pool()
+        futures = [pool.submit(contextvars.copy_context().run, job) for job in jobs]
+        try:
+            for future in futures:
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()
+
+
+def _prepared_run(  # noqa: PLR0913 - keyword-only: every input is named where it is passed
+    shared: PreparedBars,
+    config: BacktestConfig,
+    strat: LoadedStrategy,
+    *,
+    targets: Future[np.ndarray] | None,
+    dataset_hash: str,
+    root: Path | None,
+    warnings: tuple[str, ...],
+) -> BacktestResult:
+    """One run of :func:`simulate_prepared` (``targets``: its batch's, None if evaluated
+    alone, after its setup)."""
+    setup = _setup(shared.source, config, strat, dataset_hash, root)
+    prep = shared.prep
+    if strat.kind != "events":
+        if targets is None:
+            targets = _now(_checked_targets, shared.view, shared.sessions.code, strat)
+        prep = shared.with_targets(targets.result(), config, strat)
+    out = _replay_prepared(prep, config, strat, None)
+    return _with_setup(_result(prep, out, config, strat, dataset_hash, warnings), setup)
 
 
 # --------------------------------------------------------------------------- preparation

@@ -115,10 +115,11 @@ def run_grid(
     _check_combos(base, grid)
     combos = list(enumerate(grid.combos))
     rows: list[dict[str, Any]] = []
-    # On a cluster, the first combination runs here first: it checks the inputs, and compiles
-    # (and caches) the kernels before any worker loads them.
+    # In this process the replays use every core. On a cluster, the first combination runs
+    # here first: it checks the inputs, and compiles (and caches) the kernels before any
+    # worker loads them.
     here = combos if cluster is None else combos[:1]
-    for row in job.rows(here):
+    for row in job.rows(here, parallel=cluster is None):
         rows.append(row)
         if progress is not None:
             progress(1)
@@ -183,10 +184,12 @@ class _Job:
         """The rows of a chunk of combinations (one Dask task)."""
         return list(self.rows(chunk))
 
-    def rows(self, chunk: Sequence[tuple[int, Mapping[str, Value]]]) -> Iterator[dict[str, Any]]:
+    def rows(
+        self, chunk: Sequence[tuple[int, Mapping[str, Value]]], *, parallel: bool = False
+    ) -> Iterator[dict[str, Any]]:
         """The result rows of ``chunk``'s combinations, in order, each as it is done: their
-        targets evaluated together in batches, each replayed alone
-        (:func:`~quantcli.backtest.engine.simulate_prepared`)."""
+        targets evaluated together in batches, each replayed alone, on every core when
+        ``parallel`` (:func:`~quantcli.backtest.engine.simulate_prepared`)."""
         from quantcli.backtest.engine import simulate_prepared
         from quantcli.backtest.metrics import metrics_of
         from quantcli.backtest.strategy import load_strategy
@@ -199,7 +202,11 @@ class _Job:
         shared = self.shared
         with _store_calendar(self._root):
             results = simulate_prepared(
-                shared, runs, dataset_hash=self.inputs.dataset_hash, root=self._root
+                shared,
+                runs,
+                dataset_hash=self.inputs.dataset_hash,
+                root=self._root,
+                parallel=parallel,
             )
             for (k, combo), result in zip(chunk, results, strict=True):
                 yield {"K": k, **combo, **metrics_of(result), **output_hashes(result)}
