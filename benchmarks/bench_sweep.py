@@ -6,7 +6,7 @@
 - 2 local Dask workers against 1 on the same grid (goal >= 1.8x), on new clusters and
   on running clusters (the processes' start and stop reported apart);
 - the scheduling overhead per combination: a sweep through an already-running 1-worker
-  cluster minus the same work done here as that worker does it (prepared once, one thread),
+  cluster minus the same work as that worker does it (its own process, polars on one thread),
   over the combinations (goal < 1 ms).
 
 Figures are wall times on a shared machine: record the load beside them.
@@ -18,9 +18,11 @@ import dataclasses
 import json
 import os
 import statistics
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -115,18 +117,32 @@ def vectorbt_grid(frame: pl.DataFrame) -> dict[str, Any]:
     return subprocess_json([str(python), str(script), str(data), *args])
 
 
-def one_worker_work(frame: pl.DataFrame) -> float:
-    """Seconds of the benchmark grid as one worker runs it: prepared once, on one thread (an
-    in-process sweep replays on every core, so it is not what a worker does)."""
-    from quantcli.backtest.engine import RunInputs
-    from quantcli.sweep.runner import _Job
+ONE_WORKER = """
+import dataclasses, json, sys, time
+sys.path.insert(0, sys.argv[1])
+import bench_sweep as bs
+from bench_backtest import bars, sma_config
+from quantcli.backtest.engine import RunInputs
+from quantcli.sweep.runner import _Job
 
-    config = dataclasses.replace(sma_config(), params={}, strategy="sma_cross")
-    combos = list(enumerate(grid().combos))
-    start = time.perf_counter()
-    job = _Job(RunInputs(frame, (), "", None), config, None)
-    list(job.rows(combos, parallel=False))
-    return time.perf_counter() - start
+frame = bars()
+config = dataclasses.replace(sma_config(), params={}, strategy="sma_cross")
+combos = list(enumerate(bs.grid().combos))
+list(_Job(RunInputs(bars(2, 300), (), "", None), config, None).rows(combos[:2]))  # kernels
+start = time.perf_counter()
+job = _Job(RunInputs(frame, (), "", None), config, None)
+list(job.rows(combos, parallel=False))
+print(json.dumps({"seconds": time.perf_counter() - start}))
+"""
+
+
+def one_worker_work() -> float:
+    """Seconds of the benchmark grid as one worker runs it: in a process of its own with
+    polars on one thread (as run_grid's workers), prepared once, replayed on one thread (an
+    in-process sweep uses every core, so it is not what a worker does)."""
+    env = {**os.environ, "POLARS_MAX_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
+    argv = [sys.executable, "-c", ONE_WORKER, str(Path(__file__).resolve().parent)]
+    return float(subprocess_json(argv, env)["seconds"])
 
 
 @contextmanager
@@ -192,7 +208,7 @@ def run() -> list[dict[str, object]]:
     with running(1) as cluster_1, running(2) as cluster_2:
         one, two = [], []
         for _ in range(ROUNDS):
-            alone.append(one_worker_work(frame))
+            alone.append(one_worker_work())
             seconds, out = sweep(frame, cluster_1)
             one.append(seconds)
             same = same and out.equals(local)
@@ -204,7 +220,7 @@ def run() -> list[dict[str, object]]:
     add("sweep through a running 1-worker cluster", one_s, "s")
     add("sweep through a running 2-worker cluster", two_s, "s")
     add("2 workers / 1 worker (running clusters)", one_s / two_s, "x", ">= 1.8x")
-    add("the same grid as one worker runs it, in this process (one thread)", alone_s, "s")
+    add("the same grid as one worker runs it, in a process of its own (one thread)", alone_s, "s")
     per = (one_s - alone_s) / n * 1000
     add("scheduling overhead per combination (1-worker cluster minus that)", per, "ms", "< 1 ms")
     add("cluster results byte-identical to in-process", same, "")
