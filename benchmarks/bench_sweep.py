@@ -3,9 +3,11 @@
 - quantcli ``run_grid`` against vectorbt's broadcast ``Portfolio.from_signals`` over the same
   grid (every combination's signals as columns of one call, vectorbt's way of running a
   grid), in its own venv (bench_backtest's), alternating rounds in the same run (goal >= 5x);
-- 2 local Dask workers against 1 on the same grid (goal >= 1.8x);
+- 2 local Dask workers against 1 on the same grid (goal >= 1.8x), on new clusters and
+  on running clusters (the processes' start and stop reported apart);
 - the scheduling overhead per combination: a sweep through an already-running 1-worker
-  cluster minus the same sweep in this process, over the combinations (goal < 1 ms).
+  cluster minus the same work as that worker does it (its own process, polars on one thread),
+  over the combinations (goal < 1 ms).
 
 Figures are wall times on a shared machine: record the load beside them.
 """
@@ -14,8 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import statistics
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -110,21 +117,51 @@ def vectorbt_grid(frame: pl.DataFrame) -> dict[str, Any]:
     return subprocess_json([str(python), str(script), str(data), *args])
 
 
-def overhead(frame: pl.DataFrame) -> tuple[float, float, bool]:
-    """(seconds in this process, seconds through a running 1-worker cluster, same bytes)."""
-    from distributed import Client, LocalCluster
+ONE_WORKER = """
+import dataclasses, json, sys, time
+sys.path.insert(0, sys.argv[1])
+import bench_sweep as bs
+from bench_backtest import bars, sma_config
+from quantcli.backtest.engine import RunInputs
+from quantcli.sweep.runner import _Job
 
-    from quantcli.sweep.runner import Cluster
+frame = bars()
+config = dataclasses.replace(sma_config(), params={}, strategy="sma_cross")
+combos = list(enumerate(bs.grid().combos))
+list(_Job(RunInputs(bars(2, 300), (), "", None), config, None).rows(combos[:2]))  # kernels
+start = time.perf_counter()
+job = _Job(RunInputs(frame, (), "", None), config, None)
+list(job.rows(combos, parallel=False))
+print(json.dumps({"seconds": time.perf_counter() - start}))
+"""
 
-    local_s, local = sweep(frame)
+
+def one_worker_work() -> float:
+    """Seconds of the benchmark grid as one worker runs it: in a process of its own with
+    polars on one thread (as run_grid's workers), prepared once, replayed on one thread (an
+    in-process sweep uses every core, so it is not what a worker does)."""
+    env = {**os.environ, "POLARS_MAX_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
+    argv = [sys.executable, "-c", ONE_WORKER, str(Path(__file__).resolve().parent)]
+    return float(subprocess_json(argv, env)["seconds"])
+
+
+@contextmanager
+def running(workers: int) -> Iterator[Any]:
+    """The Cluster of a running local cluster of ``workers`` one-thread workers (as run_grid
+    starts them), warmed up by one sweep."""
+    import dask
+    from distributed import LocalCluster
+
+    from quantcli.sweep.runner import _THREAD_VARS, Cluster
+
+    one_thread = {f"distributed.nanny.pre-spawn-environ.{v}": "1" for v in _THREAD_VARS}
     with (
-        LocalCluster(n_workers=1, threads_per_worker=1, dashboard_address=None) as running,
-        Client(running) as client,
+        dask.config.set(one_thread),
+        LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None) as local,
     ):
-        sweep(frame, Cluster(scheduler=running.scheduler_address))  # workers warm up
-        remote_s, remote = sweep(frame, Cluster(scheduler=running.scheduler_address))
-        client.close()
-    return local_s, remote_s, local.equals(remote)
+        cluster = Cluster(scheduler=local.scheduler_address)
+        sweep(bars(2, 300), cluster)  # workers import quantcli and load the kernels
+        yield cluster
 
 
 def run() -> list[dict[str, object]]:
@@ -135,6 +172,7 @@ def run() -> list[dict[str, object]]:
     def add(name: str, value: object, unit: str, goal: str = "") -> None:
         rows.append(row(name, value, unit, goal))
 
+    add("1-minute load average at the start", os.getloadavg()[0], "")
     frame = bars()
     n = len(grid().combos)
     sweep(bars(2, 300))  # the kernels from numba's cache
@@ -160,13 +198,33 @@ def run() -> list[dict[str, object]]:
     one_s, two_s = statistics.median(one), statistics.median(two)
     add("run_grid on a new local cluster, 1 worker (start and stop included)", one_s, "s")
     add("run_grid on a new local cluster, 2 workers (start and stop included)", two_s, "s")
-    add("2 workers / 1 worker speed-up", one_s / two_s, "x", ">= 1.8x")
+    add("  new-cluster 2 workers / 1 worker", one_s / two_s, "x")
 
-    local_s, remote_s, same = overhead(frame)
-    per = (remote_s - local_s) / n * 1000
-    add("sweep through a running 1-worker cluster", remote_s, "s")
-    add("scheduling overhead per combination (cluster minus in-process)", per, "ms", "< 1 ms")
+    # The speed-up and the overhead on running clusters (alternating rounds): what the workers
+    # and the scheduling cost, without the processes' start and stop.
+    alone: list[float] = []
+    same = True
+    local = sweep(frame)[1]
+    with running(1) as cluster_1, running(2) as cluster_2:
+        one, two = [], []
+        for _ in range(ROUNDS):
+            alone.append(one_worker_work())
+            seconds, out = sweep(frame, cluster_1)
+            one.append(seconds)
+            same = same and out.equals(local)
+            seconds, out = sweep(frame, cluster_2)
+            two.append(seconds)
+            same = same and out.equals(local)
+    one_s, two_s = statistics.median(one), statistics.median(two)
+    alone_s = statistics.median(alone)
+    add("sweep through a running 1-worker cluster", one_s, "s")
+    add("sweep through a running 2-worker cluster", two_s, "s")
+    add("2 workers / 1 worker (running clusters)", one_s / two_s, "x", ">= 1.8x")
+    add("the same grid as one worker runs it, in a process of its own (one thread)", alone_s, "s")
+    per = (one_s - alone_s) / n * 1000
+    add("scheduling overhead per combination (1-worker cluster minus that)", per, "ms", "< 1 ms")
     add("cluster results byte-identical to in-process", same, "")
+    add("1-minute load average at the end", os.getloadavg()[0], "")
     return rows
 
 

@@ -16,6 +16,8 @@ import pytest
 
 from quantcli.backtest import runs
 from quantcli.backtest.config import BacktestConfig
+from quantcli.backtest.kernel import Output
+from quantcli.backtest.orders import O_FLOAT_COLS, O_INT_COLS
 from quantcli.core.hashing import sha256_file
 from quantcli.errors import ConflictError, NotFoundError, QuantcliError, UsageError
 from quantcli.market.charges import CHARGE_COMPONENTS
@@ -38,6 +40,7 @@ class FakeResult:
     trades: pl.DataFrame
     ts: np.ndarray
     symbols: list[str]
+    output: Output  # the buffers of the same run (metrics_of reads them)
     warnings: tuple[str, ...] = ()
     inputs: dict[str, dict[str, object]] = dataclasses.field(default_factory=dict)
 
@@ -91,8 +94,22 @@ def fake_result(cash: float = 1000.0, final: float = 1100.0, dataset: str = "px"
         start=date(2024, 1, 1),
     )
     micros = ts.dt.epoch("us").to_numpy()
+    charge_row = [1.0] * (len(CHARGE_COMPONENTS) + 1)
+    output = Output(
+        order_ints=np.zeros((2, O_INT_COLS), dtype=np.int64),
+        order_floats=np.zeros((2, O_FLOAT_COLS)),
+        # fill id, order id, bar, symbol, signed quantity; price, slippage, charges, total
+        fill_ints=np.array([[1, 1, 1, 0, 5], [2, 2, 2, 0, -5]], dtype=np.int64),
+        fill_floats=np.array([[100.0, 0.0, *charge_row], [120.0, 0.0, *charge_row]]),
+        equity=equity.select("cash", "holdings", "equity", pl.col("exposure") * pl.col("equity"))
+        .to_numpy()
+        .astype(np.float64),
+        equity_bar=np.arange(3, dtype=np.int64),
+        event_ints=np.zeros((0, 3), dtype=np.int64),
+        event_floats=np.zeros((0, 2)),
+    )
     return FakeResult(
-        config, "c0ffee" * 10, "beef" * 16, 3, orders, fills, equity, trades, micros, ["A"]
+        config, "c0ffee" * 10, "beef" * 16, 3, orders, fills, equity, trades, micros, ["A"], output
     )
 
 

@@ -4,6 +4,7 @@ through a real `dask scheduler` with two `dask worker` processes on 127.0.0.1.""
 from __future__ import annotations
 
 import os
+import pickle
 import socket
 import subprocess
 import sys
@@ -211,3 +212,31 @@ def test_an_unreachable_scheduler_is_one_line() -> None:
         run_grid(noisy_bars(), "sma_cross", GRID, CONFIG, cluster=Cluster(scheduler=address))
     assert err.value.message.startswith(f"--scheduler {address}: cannot connect")
     assert "\n" not in err.value.message
+
+
+def test_a_job_prepares_once_and_ships_without_its_prepared_bars() -> None:
+    from quantcli.backtest.engine import RunInputs
+    from quantcli.sweep.runner import _Job
+
+    job = _Job(RunInputs(noisy_bars(), (), "", None), CONFIG, None)
+    combos = list(enumerate(GRID.combos))
+    first = job.run_chunk(combos[:3])
+    assert job.shared is job.shared  # prepared once, kept for the next chunks
+    shipped = pickle.loads(pickle.dumps(job))
+    assert "shared" not in shipped.__dict__
+    assert len(pickle.dumps(job)) < len(pickle.dumps(job.shared.prep.bars))
+    assert shipped.run_chunk(combos[:3]) == first
+
+
+def worker_threads() -> tuple[str | None, int]:
+    return os.environ.get("POLARS_MAX_THREADS"), pl.thread_pool_size()
+
+
+@pytest.mark.dask
+def test_local_workers_run_polars_on_one_thread() -> None:
+    from quantcli.sweep.runner import _client
+
+    with _client(Cluster(workers=2)) as client:
+        client.wait_for_workers(2, timeout=START_TIMEOUT)
+        seen = client.run(worker_threads)
+    assert sorted(seen.values()) == [("1", 1), ("1", 1)]

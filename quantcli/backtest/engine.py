@@ -13,13 +13,14 @@ run's buffers; its frames are built from them when first read.
 from __future__ import annotations
 
 import bisect
+import contextvars
 import dataclasses
 import functools
 import itertools
 import math
 import mmap
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, time
@@ -48,6 +49,7 @@ from quantcli.backtest.inputs import (
     helper,
 )
 from quantcli.backtest.kernel import CHUNK, Book, Output, Prepared
+from quantcli.backtest.metrics import exposure
 from quantcli.backtest.orders import (
     O_BAR,
     O_ID,
@@ -255,13 +257,32 @@ def _replay(
     # The look-ahead check is done when prepare returns; the split warnings run beside the
     # replay (the kernel releases the GIL).
     prep, warned = _prepare(bars, config, strat, actions, _pool(), warn=True)
-    if strat.kind == "events":
-        out = EventRun(prep, config, strat).replay(progress)
-    else:
-        out = _run_signals(prep, config, strat, progress)
+    out = _replay_prepared(prep, config, strat, progress)
     warnings = () if warned is None else warned.result()
     if progress is not None:
         progress(1.0)
+    return _result(prep, out, config, strat, dataset_hash, warnings)
+
+
+def _replay_prepared(
+    prep: Prepared,
+    config: BacktestConfig,
+    strat: LoadedStrategy,
+    progress: Callable[[float], None] | None,
+) -> Output:
+    if strat.kind == "events":
+        return EventRun(prep, config, strat).replay(progress)
+    return _run_signals(prep, config, strat, progress)
+
+
+def _result(
+    prep: Prepared,
+    out: Output,
+    config: BacktestConfig,
+    strat: LoadedStrategy,
+    dataset_hash: str,
+    warnings: tuple[str, ...],
+) -> BacktestResult:
     return BacktestResult(
         config=config,
         dataset_hash=dataset_hash,
@@ -272,6 +293,84 @@ def _replay(
         symbols=prep.symbols,
         warnings=warnings,
     )
+
+
+# Targets evaluated together take up to this many bytes (8 a bar and strategy).
+_BATCH_BYTES = 1 << 27
+
+
+def simulate_prepared(
+    shared: PreparedBars,
+    runs: Sequence[tuple[BacktestConfig, LoadedStrategy]],
+    *,
+    dataset_hash: str = "",
+    root: Path | None = None,
+    parallel: bool = False,
+) -> Iterator[BacktestResult]:
+    """The :func:`simulate` result of each (config, strategy) of ``runs`` over the bars
+    ``shared`` was prepared from (by :func:`prepare_bars`, with the configs' options: runs
+    differ only in their strategy and parameters), in order, as a sweep runs its
+    combinations: signal strategies' targets are evaluated together in batches
+    (:func:`evaluate_targets`), then each run replays alone, on the process's worker threads
+    when ``parallel`` (the replay releases the GIL). A strategy with a ``setup`` is evaluated
+    alone, after its setup. A run's error is raised when its result is due."""
+    if not runs:
+        return
+    segment = runs[0][0].segment
+    warnings = shared.split_warnings() if segment in _ACTION_SEGMENTS else ()
+    size = max(1, _BATCH_BYTES // (8 * max(1, shared.prep.n)))
+    for first in range(0, len(runs), size):
+        part = runs[first : first + size]
+        batched = [k for k, (_, s) in enumerate(part) if s.kind != "events" and not s.has_setup]
+        found = evaluate_targets(shared.view, shared.sessions.code, [part[k][1] for k in batched])
+        targets = dict(zip(batched, found, strict=True))
+        jobs = [
+            functools.partial(
+                _prepared_run,
+                shared,
+                config,
+                strat,
+                targets=targets.get(k),
+                dataset_hash=dataset_hash,
+                root=root,
+                warnings=warnings,
+            )
+            for k, (config, strat) in enumerate(part)
+        ]
+        if not parallel:
+            yield from (job() for job in jobs)
+            continue
+        # Each run in a copy of this thread's context: the store whose calendar it reads.
+        pool = _pool()
+        futures = [pool.submit(contextvars.copy_context().run, job) for job in jobs]
+        try:
+            for future in futures:
+                yield future.result()
+        finally:
+            for future in futures:
+                future.cancel()
+
+
+def _prepared_run(  # noqa: PLR0913 - keyword-only: every input is named where it is passed
+    shared: PreparedBars,
+    config: BacktestConfig,
+    strat: LoadedStrategy,
+    *,
+    targets: Future[np.ndarray] | None,
+    dataset_hash: str,
+    root: Path | None,
+    warnings: tuple[str, ...],
+) -> BacktestResult:
+    """One run of :func:`simulate_prepared` (``targets``: its batch's, None if evaluated
+    alone, after its setup)."""
+    setup = _setup(shared.source, config, strat, dataset_hash, root)
+    prep = shared.prep
+    if strat.kind != "events":
+        if targets is None:
+            targets = _now(_checked_targets, shared.view, shared.sessions.code, strat)
+        prep = shared.with_targets(targets.result(), config, strat)
+    out = _replay_prepared(prep, config, strat, None)
+    return _with_setup(_result(prep, out, config, strat, dataset_hash, warnings), setup)
 
 
 # --------------------------------------------------------------------------- preparation
@@ -340,6 +439,107 @@ def _prepare(
 ) -> tuple[Prepared, Future[tuple[str, ...]] | None]:
     """:func:`prepare` with the split warnings left running on ``pool``: (the arrays, the
     future of the run's warnings when ``warn``, else None)."""
+    sessions = _session_bars(bars, config)
+    s = sessions
+    adjust = _split_factors(actions, s.symbols, s.code, s.day_of, s.days)
+    # Polars evaluates a signal strategy and its look-ahead check without the GIL (on one core
+    # for per-symbol windows) while this thread builds the replay arrays: the two overlap. An
+    # event strategy reads its bars from the arrays, so only signal runs build the view.
+    targets = None
+    if strategy.kind != "events":
+        view = strategy_view(s.frame, adjust)
+        targets = _submit(pool, s.n, _checked_targets, view, s.code, strategy)
+    try:
+        prep = _replay_arrays(sessions, config, actions, adjust)
+    except Exception:
+        if targets is not None:
+            targets.result()  # the strategy's own error comes first, as when sequential
+        raise
+    if targets is not None:
+        # A look-ahead (raised here) outranks the lot check's error and the replay's.
+        prep = _with_targets(prep, s.order, targets.result(), config, strategy)
+    warned = None
+    if warn and config.segment in _ACTION_SEGMENTS:
+        args = (s.frame, actions, s.code, s.day_of, len(s.symbols))
+        warned = _submit(pool, s.n, _split_warnings, *args)
+    return prep, warned
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedBars:
+    """What :func:`prepare` builds from the bars and the options that are not a strategy's
+    (sessions, symbol codes, replay order and arrays, ticks, lots, charge rates, corporate
+    actions), built once by :func:`prepare_bars` for every strategy run on those bars (a
+    sweep's combinations), and what those strategies see of the bars."""
+
+    prep: Prepared  # the replay's arrays, targets all NaN
+    source: pl.DataFrame  # the bars given (a strategy's setup reads their span)
+    sessions: _SessionBars
+    view: pl.DataFrame  # what a signal strategy sees (strategy_view), in (symbol, ts) order
+    actions: tuple[CorporateAction, ...]
+
+    def with_targets(
+        self, targets: np.ndarray, config: BacktestConfig, strategy: LoadedStrategy
+    ) -> Prepared:
+        """The replay's arrays with a signal strategy's ``targets`` (one per row of the view,
+        from :func:`evaluate_targets`), after the lot check (UsageError)."""
+        return _with_targets(self.prep, self.sessions.order, targets, config, strategy)
+
+    def split_warnings(self) -> tuple[str, ...]:
+        """The run's suspected-split warning lines (see :func:`_split_warnings`)."""
+        s = self.sessions
+        return _split_warnings(s.frame, self.actions, s.code, s.day_of, len(s.symbols))
+
+
+def prepare_bars(
+    bars: pl.DataFrame, config: BacktestConfig, actions: Sequence[CorporateAction] = ()
+) -> PreparedBars:
+    """The part of :func:`prepare` that depends on the bars and ``config``'s options but not
+    on its strategy or parameters (see :class:`PreparedBars`)."""
+    sessions = _session_bars(bars, config)
+    s = sessions
+    adjust = _split_factors(actions, s.symbols, s.code, s.day_of, s.days)
+    view = strategy_view(s.frame, adjust)
+    prep = _replay_arrays(sessions, config, actions, adjust)
+    return PreparedBars(prep, bars, sessions, view, tuple(actions))
+
+
+def _with_targets(
+    prep: Prepared,
+    order: _Order,
+    targets: np.ndarray,
+    config: BacktestConfig,
+    strategy: LoadedStrategy,
+) -> Prepared:
+    """``prep`` with a signal strategy's ``targets`` (in (symbol, ts) order) moved to replay
+    order by ``order``, after the lot check (UsageError)."""
+    target = _empty(prep.n, np.float64)
+    _scatter_column(order, _frozen(targets)[0], target)
+    prep = dataclasses.replace(prep, bars=prep.bars._replace(target=target))
+    _check_lots(prep, config, strategy)
+    return prep
+
+
+class _SessionBars(NamedTuple):
+    """The validated bars on NSE sessions in (symbol, ts) order, what they are coded by, and
+    where each goes in replay order."""
+
+    frame: pl.DataFrame
+    days: list[date]  # the sessions
+    day_of: np.ndarray  # each row's session index
+    symbols: list[str]
+    code: np.ndarray  # each row's symbol number
+    order: _Order
+
+    @property
+    def n(self) -> int:
+        """The number of bars."""
+        return self.frame.height
+
+
+def _session_bars(bars: pl.DataFrame, config: BacktestConfig) -> _SessionBars:
+    """``bars`` checked (required columns, no null keys, no duplicates), cast, kept to NSE
+    sessions and in (symbol, ts) order."""
     missing = [c for c in REQUIRED if c not in bars.columns]
     if missing:
         raise DataError(f"bars lack required columns: {', '.join(missing)}")
@@ -377,45 +577,42 @@ def _prepare(
             raise DataError(f"duplicate bar ({row['symbol']}, {row['ts']}) in the input")
     # Flagged sorted, polars evaluates the strategies' .over("symbol") windows without hashing.
     frame = frame.with_columns(pl.col("symbol").set_sorted())
+    # From here on arrays are in (symbol, ts) order; ``order`` says where each bar goes in
+    # replay order, (ts, symbol). ``utc`` is not kept: a copy when the frame is chunked, and the
+    # pass that moves the columns reads the frame's own.
+    order = _replay_order(utc, code, day_of, len(days), len(symbols))
+    return _SessionBars(frame, days, day_of, symbols, code, order)
+
+
+def _replay_arrays(
+    sessions: _SessionBars,
+    config: BacktestConfig,
+    actions: Sequence[CorporateAction],
+    adjust: np.ndarray | None,
+) -> Prepared:
+    """The replay's arrays of ``sessions`` (targets all NaN), in (ts, symbol) order."""
+    frame, days, symbols, order = sessions.frame, sessions.days, sessions.symbols, sessions.order
     n = frame.height
-    adjust = _split_factors(actions, symbols, code, day_of, days)
     rules = segment_rules(config.segment)
     square_off = -1 if rules.square_off is None else _time_us(rules.square_off)
-    # Polars evaluates a signal strategy and its look-ahead check without the GIL (on one core
-    # for per-symbol windows) while this thread builds the replay arrays: the two overlap. An
-    # event strategy reads its bars from the arrays, so only signal runs build the view.
-    targets = None
-    if strategy.kind != "events":
-        view = strategy_view(frame, adjust)
-        targets = _submit(pool, n, _checked_targets, view, code, strategy)
-    try:
-        # From here on arrays are in (symbol, ts) order; ``order`` says where each bar goes in
-        # replay order, (ts, symbol), and one pass moves the columns there.
-        order = _replay_order(utc, code, day_of, len(days), len(symbols))
-        del utc  # a copy when the frame is chunked; the pass below reads the frame's own
-        replay = _Replay(
-            ts=_empty(n, np.int64),
-            sym=_empty(n, np.int32),
-            day=_empty(n, np.int32),
-            flags=_empty(n, np.uint8),
-            prices=_empty((6, n), np.float64),
-        )
-        _scatter_frame(frame, order, replay)
-        n_ts = _time_flags(replay.ts, replay.flags, square_off)
-        ts, sym, day_index, flags = replay.ts, replay.sym, replay.day, replay.flags
-        open_, high, low, close, volume, prev_close = replay.prices
-        target = _empty(n, np.float64) if targets is not None else np.broadcast_to(np.nan, n)
-        tick = _ticks(open_, day_index, days, config.segment, symbols, sym)
-        lot = _lots(symbols, sym, day_index, days, config.segment)
-        rates = rate_table(parse_costs(config.costs), config.segment, config.broker, days)
-        actions_in = _action_arrays(actions, symbols, day_index, days, sym)
-    except Exception:
-        if targets is not None:
-            targets.result()  # the strategy's own error comes first, as when sequential
-        raise
+    replay = _Replay(
+        ts=_empty(n, np.int64),
+        sym=_empty(n, np.int32),
+        day=_empty(n, np.int32),
+        flags=_empty(n, np.uint8),
+        prices=_empty((6, n), np.float64),
+    )
+    _scatter_frame(frame, order, replay)
+    n_ts = _time_flags(replay.ts, replay.flags, square_off)
+    ts, sym, day_index, flags = replay.ts, replay.sym, replay.day, replay.flags
+    open_, high, low, close, volume, prev_close = replay.prices
+    tick = _ticks(open_, day_index, days, config.segment, symbols, sym)
+    lot = _lots(symbols, sym, day_index, days, config.segment)
+    rates = rate_table(parse_costs(config.costs), config.segment, config.broker, days)
+    actions_in = _action_arrays(actions, symbols, day_index, days, sym)
     slip_input = parse_slippage(config.slippage).prepare(frame)
     slip_input = np.broadcast_to(0.0, n) if slip_input is None else _in_time(slip_input, order)
-    prep = Prepared(
+    return Prepared(
         symbols=symbols,
         days=days,
         n=n,
@@ -433,21 +630,13 @@ def _prepare(
             tick=tick,
             slip_input=slip_input,
             lot=lot,
-            target=target,
+            target=np.broadcast_to(np.nan, n),
             rates=rates,
         ),
         actions=actions_in,
         adjust=np.broadcast_to(1.0, n) if adjust is None else _in_time(adjust, order),
         n_ts=n_ts,
     )
-    if targets is not None:
-        # A look-ahead (raised here) outranks the lot check's error and the replay's.
-        _scatter_column(order, _frozen(targets.result())[0], target)
-        _check_lots(prep, config, strategy)
-    warned = None
-    if warn and config.segment in _ACTION_SEGMENTS:
-        warned = _submit(pool, n, _split_warnings, frame, actions, code, day_of, len(symbols))
-    return prep, warned
 
 
 # Below this many bars the work beside the main thread runs on it instead: handing it to a
@@ -462,6 +651,11 @@ def _submit(pool: ThreadPoolExecutor, n: int, fn: Callable[..., _T], *args: obje
     errors are raised is the same."""
     if n >= _INLINE_BARS:
         return pool.submit(fn, *args)
+    return _now(fn, *args)
+
+
+def _now(fn: Callable[..., _T], *args: object) -> Future[_T]:
+    """The future of ``fn(*args)``, done in this thread: its result or its error."""
     done: Future[_T] = Future()
     try:
         done.set_result(fn(*args))
@@ -1299,6 +1493,27 @@ def _check_slice(
     """The look-ahead check's bars (see check_lookahead), which of them are after the cut, and
     their rows in ``frame`` when they are every symbol's first bars, else None (``run``: each
     row's symbol number, rows grouped by symbol)."""
+    utc = frame.get_column("ts").cast(pl.Int64).to_numpy()
+    return _slice_of(frame, utc, _slice_plan(utc, valid, run))
+
+
+class _SlicePlan(NamedTuple):
+    """Which bars the look-ahead check reads: the picked symbols' first rows and how many of
+    each, the cut (a timestamp), and whether every symbol is picked."""
+
+    starts: np.ndarray
+    sizes: np.ndarray
+    cut: int
+    every_symbol: bool
+
+    @property
+    def key(self) -> tuple[bytes, bytes, int]:
+        """Equal for plans that read the same bars with the same cut."""
+        return self.starts.tobytes(), self.sizes.tobytes(), self.cut
+
+
+def _slice_plan(utc: np.ndarray, valid: np.ndarray, run: np.ndarray) -> _SlicePlan:
+    """The :class:`_SlicePlan` of bars whose timestamps are ``utc`` (see :func:`_check_slice`)."""
     # Each symbol's first row and the end (``run`` numbers the symbols 0, 1, ... in order).
     bounds = np.searchsorted(run, np.arange(int(run[-1]) + 2, dtype=run.dtype))
     live = np.flatnonzero(np.logical_or.reduceat(valid, bounds[:-1]))
@@ -1309,7 +1524,6 @@ def _check_slice(
     starts, ends = bounds[picked], bounds[picked + 1]
     # Rows are grouped by symbol and sorted by time: each picked symbol's bars up to the
     # horizon are a slice.
-    utc = frame.get_column("ts").cast(pl.Int64).to_numpy()
     stamps = [utc[a:b] for a, b in zip(starts, ends, strict=True)]
     times = _union(stamps)
     count = times.shape[0]
@@ -1318,14 +1532,20 @@ def _check_slice(
     first = int(np.searchsorted(times, min(firsts)))
     k_cut = min(count - 1, first + max(1, min(count // 10, _CHECK_BARS)))
     horizon = times[min(count - 1, k_cut + max(1, min(count // 20, _CHECK_BARS // 5)))]
-    sizes = [int(np.searchsorted(s, horizon, side="right")) for s in stamps]
-    head = pl.concat([frame.slice(a, size) for a, size in zip(starts, sizes, strict=True)])
-    later = np.concatenate([s[:size] for s, size in zip(stamps, sizes, strict=True)])
-    later = later >= times[k_cut]
-    if picked.shape[0] < run[-1] + 1:
+    sizes = np.array([int(np.searchsorted(s, horizon, side="right")) for s in stamps])
+    return _SlicePlan(starts, sizes, int(times[k_cut]), picked.shape[0] == run[-1] + 1)
+
+
+def _slice_of(
+    frame: pl.DataFrame, utc: np.ndarray, plan: _SlicePlan
+) -> tuple[pl.DataFrame, np.ndarray, np.ndarray | None]:
+    """The bars of ``plan`` (``utc``: the timestamps of ``frame``), as :func:`_check_slice`."""
+    pairs = list(zip(plan.starts.tolist(), plan.sizes.tolist(), strict=True))
+    head = pl.concat([frame.slice(a, size) for a, size in pairs])
+    later = np.concatenate([utc[a : a + size] for a, size in pairs]) >= plan.cut
+    if not plan.every_symbol:
         return head, later, None
-    prefixes = [np.arange(a, a + size) for a, size in zip(starts, sizes, strict=True)]
-    return head, later, np.concatenate(prefixes)
+    return head, later, np.concatenate([np.arange(a, a + size) for a, size in pairs])
 
 
 def _union(stamps: list[np.ndarray]) -> np.ndarray:
@@ -1341,17 +1561,128 @@ def _targets_of(
     frame: pl.DataFrame, features: list[pl.Expr], target: pl.Expr, strategy: LoadedStrategy
 ) -> np.ndarray:
     try:
-        if features:
-            frame = frame.with_columns(features)
-        # to_numpy turns nulls into NaN (no opinion) like the expression's own NaNs.
-        values = frame.with_columns(target).get_column("_target")
+        return _batch_targets(frame, features, [target])[0]
     except Exception as exc:
         text = " ".join(str(exc).split())[:300]
         raise StrategyError(
             f"strategy {strategy.name}: its {strategy.kind} expression failed: "
             f"{type(exc).__name__}: {text}"
         ) from exc
-    return np.asarray(values.to_numpy(), dtype=np.float64)
+
+
+def evaluate_targets(
+    view: pl.DataFrame, code: np.ndarray, strategies: Sequence[LoadedStrategy]
+) -> list[Future[np.ndarray]]:
+    """Each signal strategy's targets over ``view`` as :func:`_checked_targets` computes them
+    (checked for look-ahead), each in a future holding them or the strategy's error: a caller
+    reads the errors in the strategies' order.
+
+    Strategies with the same ``features`` are evaluated in one polars query, and their
+    look-ahead checks over the same slice of bars in one query a distortion: polars'
+    common-subexpression elimination then computes each distinct window once (a sweep's
+    combinations share most of theirs). A query that fails or finds a look-ahead is done again
+    a strategy at a time, for each one's own verdict."""
+    futures: list[Future[np.ndarray]] = [Future() for _ in strategies]
+    groups: list[tuple[list[pl.Expr], dict[int, pl.Expr]]] = []
+    for k, strategy in enumerate(strategies):
+        try:
+            features = strategy.features()
+            target = strategy.expression().cast(pl.Float64).alias(f"_target{k}")
+        except QuantcliError as exc:
+            futures[k].set_exception(exc)
+            continue
+        group = next((g for g in groups if _same_exprs(g[0], features)), None)
+        if group is None:
+            groups.append((features, {k: target}))
+        else:
+            group[1][k] = target
+    utc = view.get_column("ts").cast(pl.Int64).to_numpy()
+    for features, targets in groups:
+        try:
+            full = _batch_targets(view, features, list(targets.values()))
+        except Exception:
+            for k in targets:
+                futures[k] = _now(_checked_targets, view, code, strategies[k])
+            continue
+        columns = dict(zip(targets, full, strict=True))
+        batch = {k: (targets[k], columns[k], strategies[k]) for k in targets}
+        refused = _batch_lookahead(view, utc, code, features, batch)
+        for k, error in refused.items():
+            futures[k].set_exception(error)
+        for k, values in columns.items():
+            if not futures[k].done():
+                futures[k].set_result(values)
+    return futures
+
+
+def _batch_lookahead(
+    view: pl.DataFrame,
+    utc: np.ndarray,
+    code: np.ndarray,
+    features: list[pl.Expr],
+    batch: Mapping[int, tuple[pl.Expr, np.ndarray, LoadedStrategy]],
+) -> dict[int, BaseException]:
+    """The look-ahead errors of a batch of strategies with the same ``features`` (by number:
+    each one's target expression, its targets over ``view`` and itself):
+    :func:`check_lookahead` over each one's slice of bars, those with the same slice at once;
+    a batch that finds a look-ahead (or fails) checks its strategies again one at a time."""
+    columns = {k: values for k, (_, values, _) in batch.items()}
+    checks: dict[tuple[bytes, bytes, int], tuple[_SlicePlan, list[int]]] = {}
+    for k, values in columns.items():
+        valid = ~np.isnan(values)
+        if valid.any():
+            plan = _slice_plan(utc, valid, code)
+            checks.setdefault(plan.key, (plan, []))[1].append(k)
+    refused: dict[int, BaseException] = {}
+    for plan, members in checks.values():
+        head, later, rows = _slice_of(view, utc, plan)
+        baseline = None
+        if rows is not None:  # every symbol in the slice: the targets over it are at hand
+            baseline = np.column_stack([columns[k][rows] for k in members])
+        evaluate = functools.partial(
+            _batch_matrix, features=features, targets=[batch[k][0] for k in members]
+        )
+        try:
+            if _first_distorted(head, later, evaluate, baseline) is None:
+                continue
+        except Exception:
+            pass  # each strategy alone gives its own verdict, below
+        for k in members:
+            strategy = batch[k][2]
+            alone = None if rows is None else columns[k][rows]
+            one = _signal_targets(strategy)
+            error = _now(check_lookahead, head, later, alone, strategy, one).exception()
+            if error is not None:
+                refused[k] = error
+    return refused
+
+
+def _same_exprs(a: Sequence[pl.Expr], b: Sequence[pl.Expr]) -> bool:
+    """Whether two lists of expressions are the same, expression by expression."""
+    return len(a) == len(b) and all(x.meta.eq(y) for x, y in zip(a, b, strict=True))
+
+
+def _batch_targets(
+    frame: pl.DataFrame, features: list[pl.Expr], targets: list[pl.Expr]
+) -> list[np.ndarray]:
+    """The values of ``targets`` (after ``features``) over ``frame``, NaN for null. One lazy
+    query, so that polars shares their common subexpressions; with_columns broadcasts a
+    scalar target to every bar."""
+    query = frame.lazy()
+    if features:
+        query = query.with_columns(features)
+    names = [t.meta.output_name() for t in targets]
+    # Nulls are no opinion, like the expressions' own NaNs; without them to_numpy is a view
+    # (turning them into NaN there cost more than the query).
+    out = query.with_columns(t.fill_null(math.nan) for t in targets).select(names).collect()
+    return [np.asarray(out.get_column(name).to_numpy(), dtype=np.float64) for name in names]
+
+
+def _batch_matrix(
+    frame: pl.DataFrame, features: list[pl.Expr], targets: list[pl.Expr]
+) -> np.ndarray:
+    """:func:`_batch_targets` as one column a target (for :func:`_first_distorted`)."""
+    return np.column_stack(_batch_targets(frame, features, targets))
 
 
 # --------------------------------------------------------------------------- signal path
@@ -1391,16 +1722,13 @@ def _reject_error(book: Book, row: int, prep: Prepared) -> StrategyError:
 
 
 def _equity_frame(equity: np.ndarray, bars: np.ndarray, ts: np.ndarray) -> pl.DataFrame:
-    total = equity[:, 2]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        exposure = np.where(total != 0, equity[:, 3] / total, 0.0)
     return pl.DataFrame(
         {
             "ts": timestamps(ts[bars]),
             "cash": equity[:, 0],
             "holdings": equity[:, 1],
-            "equity": total,
-            "exposure": exposure,
+            "equity": equity[:, 2],
+            "exposure": exposure(equity),
         },
         schema=EQUITY_SCHEMA,
     )

@@ -1,4 +1,4 @@
-"""Performance metrics of a backtest: pure functions over the engine's result frames.
+"""Performance metrics of a backtest: pure functions over the engine's result frames or buffers.
 
 Conventions (one place for each):
 
@@ -21,11 +21,14 @@ import json
 import math
 from collections.abc import Mapping
 from datetime import date
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import polars as pl
 
+from quantcli.backtest.accounting import _trips
+from quantcli.backtest.orders import F_CHARGES, F_PRICE, F_QTY
+from quantcli.core.timezone import DAY_US, IST_OFFSET_US
 from quantcli.market.charges import CHARGE_COMPONENTS
 
 if TYPE_CHECKING:
@@ -130,10 +133,10 @@ def max_drawdown(values: np.ndarray, initial_cash: float) -> tuple[float, int]:
     if values.size == 0:
         return 0.0, 0
     dd = drawdown(values, initial_cash)
-    longest = run = 0
-    for under in dd > 1e-12:
-        run = run + 1 if under else 0
-        longest = max(longest, run)
+    # Each run under water starts and ends at a change of ``under`` (edges in pairs).
+    under = np.concatenate(([False], dd > 1e-12, [False]))
+    edges = np.flatnonzero(under[1:] != under[:-1])
+    longest = int((edges[1::2] - edges[::2]).max()) if edges.size else 0
     return float(dd.max()), longest
 
 
@@ -215,15 +218,47 @@ def compute_metrics(  # noqa: PLR0913 - keyword-only: every input is named where
     traded value over the mean daily equity (how many times the book was turned over).
     """
     daily = daily_equity(equity)
-    values = daily["equity"].to_numpy().astype(np.float64)
+    dates = daily.get_column("date")
+    return _metrics(
+        _Run(
+            values=daily["equity"].to_numpy().astype(np.float64),
+            span=(str(dates[0]), str(dates[-1])) if daily.height else None,
+            pnl=trades["pnl"].to_numpy().astype(np.float64),
+            exposure=equity["exposure"].to_numpy().astype(np.float64),
+            traded=traded_value(fills),
+            charges=charges_by_component(fills),
+            orders=orders,
+            fills=fills.height,
+            bars=bars,
+        ),
+        initial_cash,
+        risk_free,
+    )
+
+
+class _Run(NamedTuple):
+    """What a run's metrics are computed from."""
+
+    values: np.ndarray  # the last equity of each session
+    span: tuple[str, str] | None  # the first and last session (ISO dates), None without any
+    pnl: np.ndarray  # each round trip's net P&L
+    exposure: np.ndarray  # each equity row's exposure
+    traded: float
+    charges: dict[str, float]
+    orders: int
+    fills: int
+    bars: int
+
+
+def _metrics(run: _Run, initial_cash: float, risk_free: float) -> dict[str, Metric]:
+    """:func:`compute_metrics` of a run's parts (the one computation of both its sources)."""
+    values, pnl = run.values, run.pnl
     final = float(values[-1]) if values.size else initial_cash
     returns = daily_returns(values, initial_cash)
     growth = cagr(initial_cash, final, values.size)
     deepest, duration = max_drawdown(values, initial_cash)
-    pnl = trades["pnl"].to_numpy().astype(np.float64)
-    exposure = np.abs(equity["exposure"].to_numpy().astype(np.float64))
+    exposure = np.abs(run.exposure)
     mean_equity = float(values.mean()) if values.size else initial_cash
-    value = traded_value(fills)
     out: dict[str, Metric] = {
         "initial_cash": initial_cash,
         "final_equity": final,
@@ -240,40 +275,75 @@ def compute_metrics(  # noqa: PLR0913 - keyword-only: every input is named where
         "win_rate": win_rate(pnl),
         "profit_factor": profit_factor(pnl),
         "average_trade": average_trade(pnl),
-        "traded_value": value,
-        "turnover": value / mean_equity if mean_equity > 0 else None,
+        "traded_value": run.traded,
+        "turnover": run.traded / mean_equity if mean_equity > 0 else None,
         "exposure": float(exposure.mean()) if exposure.size else 0.0,
         "time_in_market": float((exposure > 0).mean()) if exposure.size else 0.0,
-        "orders": orders,
-        "fills": fills.height,
-        "bars": bars,
+        "orders": run.orders,
+        "fills": run.fills,
+        "bars": run.bars,
         "sessions": int(values.size),
-        "start": str(daily["date"][0]) if daily.height else None,
-        "end": str(daily["date"][-1]) if daily.height else None,
+        "start": run.span[0] if run.span else None,
+        "end": run.span[1] if run.span else None,
     }
-    for name, total in charges_by_component(fills).items():
+    for name, total in run.charges.items():
         out[f"charges_{name}"] = total
     return out
 
 
 def session_returns(result: BacktestResult) -> tuple[list[date], np.ndarray]:
     """The session dates of a run and its daily returns, net of charges."""
-    daily = daily_equity(result.equity)
-    values = daily.get_column("equity").to_numpy().astype(np.float64)
-    return daily.get_column("date").to_list(), daily_returns(values, result.config.cash)
+    days, values = _daily_of(result)
+    dates: list[date] = days.astype("datetime64[D]").tolist()
+    return dates, daily_returns(values, result.config.cash)
 
 
 def metrics_of(result: BacktestResult) -> dict[str, Metric]:
-    """``compute_metrics`` of an engine result, with its initial cash and risk-free rate."""
-    return compute_metrics(
-        equity=result.equity,
-        trades=result.trades,
-        fills=result.fills,
-        orders=result.orders.height,
+    """``compute_metrics`` of an engine result, with its initial cash and risk-free rate:
+    computed from the run's buffers, not its frames (a sweep reads thousands of runs), to
+    the same numbers bit for bit."""
+    out = result.output
+    days, values = _daily_of(result)
+    fills = out.fill_floats
+    traded = np.abs(out.fill_ints[:, F_QTY]).astype(np.float64) * fills[:, F_PRICE]
+    names = [*CHARGE_COMPONENTS, "total"]
+    # Polars' own sums, as traded_value and charges_by_component take them of the frames: the
+    # same summation order, so the same last bits.
+    charges = {n: float(pl.Series(fills[:, F_CHARGES + k]).sum()) for k, n in enumerate(names)}
+    span = None
+    if days.size:
+        first, last = days[[0, -1]].astype("datetime64[D]").tolist()
+        span = (str(first), str(last))
+    _, trips = _trips(out.fill_ints, fills, out.event_ints, out.event_floats, len(result.symbols))
+    run = _Run(
+        values=values,
+        span=span,
+        pnl=trips[:, 2],
+        exposure=exposure(out.equity),
+        traded=float(pl.Series(traded).sum()) if traded.size else 0.0,
+        charges=charges if fills.shape[0] else dict.fromkeys(names, 0.0),
+        orders=out.order_ints.shape[0],
+        fills=fills.shape[0],
         bars=result.bars,
-        initial_cash=result.config.cash,
-        risk_free=result.config.risk_free,
     )
+    return _metrics(run, result.config.cash, result.config.risk_free)
+
+
+def _daily_of(result: BacktestResult) -> tuple[np.ndarray, np.ndarray]:
+    """(the IST epoch day of each session of a run, its last equity), from the run's equity
+    rows (one a timestamp, in time order): :func:`daily_equity` of its equity frame."""
+    out = result.output
+    day = (result.ts[out.equity_bar] + IST_OFFSET_US) // DAY_US
+    last = np.flatnonzero(np.r_[day[1:] != day[:-1], True]) if day.size else day
+    return day[last], np.ascontiguousarray(out.equity[last, 2], dtype=np.float64)
+
+
+def exposure(equity: np.ndarray) -> np.ndarray:
+    """Each equity row's exposure (gross position value over equity; 0 at zero equity) from
+    the replay's equity buffer (cash, holdings, equity, gross value)."""
+    total = equity[:, 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.asarray(np.where(total != 0, equity[:, 3] / total, 0.0), dtype=np.float64)
 
 
 def fixed_float(value: Metric) -> Metric:

@@ -17,6 +17,7 @@ can crash (numba#4807). Dask is imported only here, inside the functions that us
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -35,7 +36,7 @@ from quantcli.sweep.grid import Grid, Value, combo_params
 if TYPE_CHECKING:
     from distributed import Client
 
-    from quantcli.backtest.engine import BacktestResult, RunInputs
+    from quantcli.backtest.engine import BacktestResult, PreparedBars, RunInputs
     from quantcli.backtest.metrics import Metric
     from quantcli.sweep.source import RemoteInputs
 
@@ -45,6 +46,8 @@ MAX_CHUNK = 500
 CHUNKS_PER_WORKER = 2
 OUTPUT_HASHES = ("equity_sha256", "fills_sha256")
 CONNECT_TIMEOUT = "10s"  # to an existing scheduler
+# The thread-count variables a local worker process starts with (each set to 1).
+_THREAD_VARS = ("POLARS_MAX_THREADS", "NUMBA_NUM_THREADS", "OMP_NUM_THREADS")
 
 
 @dataclass(frozen=True)
@@ -117,17 +120,17 @@ def run_grid(
     job = _Job(inputs, base, str(root) if root is not None else None)
     _check_combos(base, grid)
     combos = list(enumerate(grid.combos))
-    # The first combination here: it checks the inputs, and compiles (and caches) the kernels.
-    rows = [job.run(*combos[0])]
-    if progress is not None:
-        progress(1)
-    rest = combos[1:]
-    if rest and cluster is None:
-        for k, combo in rest:
-            rows.append(job.run(k, combo))
-            if progress is not None:
-                progress(1)
-    elif rest and cluster is not None:
+    rows: list[dict[str, Any]] = []
+    # In this process the replays use every core. On a cluster, the first combination runs
+    # here first: it checks the inputs, and compiles (and caches) the kernels before any
+    # worker loads them.
+    here = combos if cluster is None else combos[:1]
+    for row in job.rows(here, parallel=cluster is None):
+        rows.append(row)
+        if progress is not None:
+            progress(1)
+    rest = combos[len(here) :]
+    if rest and cluster is not None:
         rows.extend(_on_cluster(job, rest, cluster, progress))
     return results_frame(grid, sorted(rows, key=lambda r: int(r["K"])))
 
@@ -158,35 +161,61 @@ def _check_combos(config: BacktestConfig, grid: Grid) -> None:
 
 @dataclass(frozen=True)
 class _Job:
-    """What every combination of a sweep shares: shipped to each worker once."""
+    """What every combination of a sweep shares: shipped to each worker once, where its bars
+    are prepared once (:attr:`shared`, never shipped) for all the chunks it runs."""
 
     inputs: RunInputs | RemoteInputs
     config: BacktestConfig
     root: str | None
 
-    def run(self, k: int, combo: Mapping[str, Value]) -> dict[str, Any]:
-        """The result row of combination ``k``."""
-        from quantcli.backtest.engine import simulate
-        from quantcli.backtest.metrics import metrics_of
+    @functools.cached_property
+    def shared(self) -> PreparedBars:
+        """The sweep's bars prepared for the replay, once per process
+        (:func:`~quantcli.backtest.engine.prepare_bars`)."""
+        from quantcli.backtest.engine import prepare_bars, select
 
-        config = dataclasses.replace(
-            self.config, params={**self.config.params, **combo_params(combo)}
-        )
-        root = Path(self.root) if self.root is not None else None
-        with _store_calendar(root):
-            result = simulate(
-                self.inputs.bars,
-                config,
-                actions=self.inputs.actions,
-                dataset_hash=self.inputs.dataset_hash,
-                root=root,
-            )
-        metrics = metrics_of(result)
-        return {"K": k, **combo, **metrics, **output_hashes(result)}
+        with _store_calendar(self._root):
+            bars = select(self.inputs.bars, self.config)
+            return prepare_bars(bars, self.config, self.inputs.actions)
+
+    @property
+    def _root(self) -> Path | None:
+        return Path(self.root) if self.root is not None else None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A worker prepares the bars itself: the prepared arrays are larger than the bars.
+        return {k: v for k, v in self.__dict__.items() if k != "shared"}
 
     def run_chunk(self, chunk: Sequence[tuple[int, Mapping[str, Value]]]) -> list[dict[str, Any]]:
         """The rows of a chunk of combinations (one Dask task)."""
-        return [self.run(k, combo) for k, combo in chunk]
+        return list(self.rows(chunk))
+
+    def rows(
+        self, chunk: Sequence[tuple[int, Mapping[str, Value]]], *, parallel: bool = False
+    ) -> Iterator[dict[str, Any]]:
+        """The result rows of ``chunk``'s combinations, in order, each as it is done: their
+        targets evaluated together in batches, each replayed alone, on every core when
+        ``parallel`` (:func:`~quantcli.backtest.engine.simulate_prepared`)."""
+        from quantcli.backtest.engine import simulate_prepared
+        from quantcli.backtest.metrics import metrics_of
+        from quantcli.backtest.strategy import load_strategy
+
+        runs = []
+        for _, combo in chunk:
+            params = {**self.config.params, **combo_params(combo)}
+            config = dataclasses.replace(self.config, params=params)
+            runs.append((config, load_strategy(config.strategy, params)))
+        shared = self.shared
+        with _store_calendar(self._root):
+            results = simulate_prepared(
+                shared,
+                runs,
+                dataset_hash=self.inputs.dataset_hash,
+                root=self._root,
+                parallel=parallel,
+            )
+            for (k, combo), result in zip(chunk, results, strict=True):
+                yield {"K": k, **combo, **metrics_of(result), **output_hashes(result)}
 
 
 @contextmanager
@@ -237,7 +266,8 @@ def _on_cluster(
         job = dataclasses.replace(job, inputs=inputs)
     with _client(cluster) as client:
         workers = max(1, len(client.scheduler_info().get("workers", {})))
-        shared = client.scatter(job, broadcast=True)
+        # Not hashed: tokenizing the bars took as long as shipping them.
+        shared = client.scatter(job, broadcast=True, hash=False)
         pieces = chunks(combos, workers)
         futures = [client.submit(_run_chunk, shared, piece, pure=False) for piece in pieces]
         rows: list[dict[str, Any]] = []
@@ -260,8 +290,11 @@ def _client(cluster: Cluster) -> Iterator[Client]:
     from distributed import Client, LocalCluster
 
     # Dask's own log lines (connections, worker start and stop) are not quantcli's narration:
-    # only its errors reach stderr.
-    with dask.config.set({"logging.distributed": "error"}):
+    # only its errors reach stderr. A local worker runs one combination at a time on one
+    # thread of polars and numba too (Dask already pins BLAS), so N workers on N cores do not
+    # fight over them.
+    one_thread = {f"distributed.nanny.pre-spawn-environ.{name}": "1" for name in _THREAD_VARS}
+    with dask.config.set({"logging.distributed": "error", **one_thread}):
         if cluster.scheduler is not None:
             try:
                 client = Client(cluster.scheduler, timeout=CONNECT_TIMEOUT)

@@ -46,12 +46,14 @@ class SmaCross(SignalStrategy):
 
     def _signal(self, size: float) -> pl.Expr:
         close = pl.col("close")
-        # One per-symbol window for both averages, each evaluated once (eager polars does not
-        # share repeated subexpressions). Null until the slow average exists: no opinion, no
-        # trade. Polars orders floats totally (NaN largest), so "not above" is "at or below".
-        above = (close.rolling_mean(self.params.fast) > close.rolling_mean(self.params.slow)).over(
-            "symbol"
+        # A per-symbol window for each average: a sweep evaluates its combinations in one
+        # query, where polars computes each distinct average once. Null until the slow average
+        # exists: no opinion, no trade. Polars orders floats totally (NaN largest), so "not
+        # above" is "at or below".
+        fast, slow = (
+            close.rolling_mean(n).over("symbol") for n in (self.params.fast, self.params.slow)
         )
+        above = fast > slow
         flat = -size if self.params.short else 0.0
         # 1 -> (size - flat) + flat and 0 -> flat are exact for flat in {0, -size}.
         return above.cast(pl.Float64) * (size - flat) + flat
