@@ -125,7 +125,7 @@ def no_store(monkeypatch: pytest.MonkeyPatch) -> None:
             "content_hash": content_hash,
         }
 
-    monkeypatch.setattr(runs, "_dataset_info", info)
+    monkeypatch.setattr(runs, "dataset_info", info)
 
 
 def test_save_run_writes_every_output(tmp_path: Path) -> None:

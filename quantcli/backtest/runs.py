@@ -357,7 +357,7 @@ def run_inputs(
         "dataset": {"sha256": result.dataset_hash},
         "corporate_actions": _actions_input(result, days, root),
         "calendar": {"sha256": _calendar_fingerprint(root)},
-        **_charges_inputs(result.config, days),
+        **charges_inputs(result.config, days),
         "versions": {"sha256": _digest(versions())},
     }
     clash = sorted(set(result.inputs) & set(own))
@@ -398,7 +398,7 @@ def _actions_input(
     last = days[1] if days is not None else date.min
     on_record = [a for a in actions_for(result.symbols, root) if a.ex_date <= last]
     actions = [a.to_dict() for a in on_record]
-    prices = str(_dataset_info(result.config.dataset, result.dataset_hash, root).get("prices", RAW))
+    prices = str(dataset_info(result.config.dataset, result.dataset_hash, root).get("prices", RAW))
     if prices == RAW:
         return {"sha256": _digest(actions), "count": len(actions)}
     applied, adjusted = partition_actions(on_record, prices)
@@ -415,9 +415,9 @@ def _actions_input(
     }
 
 
-def _charges_inputs(config: BacktestConfig, days: tuple[date, date] | None) -> dict[str, Any]:
-    # The cost model's dated rates and the broker profile it read; its name and parameter are
-    # in the options.
+def charges_inputs(config: BacktestConfig, days: tuple[date, date] | None) -> dict[str, Any]:
+    """The manifest's entries for the cost model's dated rates over ``days`` and the broker
+    profile it read (its name and parameter are in the options); sweeps record them too."""
     from quantcli.backtest.costs import parse_costs
     from quantcli.market.charges import load_profile, profile_source
 
@@ -493,8 +493,9 @@ def write_outputs(
     return {name: sha256_file(directory / name) for name in OUTPUTS}, metrics
 
 
-def _dataset_info(ref: str, content_hash: str, root: Path) -> dict[str, object]:
-    # The manifest's ``dataset`` object (DatasetInfo's JSON form).
+def dataset_info(ref: str, content_hash: str, root: Path) -> dict[str, object]:
+    """The manifest's ``dataset`` object (DatasetInfo's JSON form) of ``ref`` at
+    ``content_hash``: runs, sweeps and walk-forwards record the same."""
     from quantcli.store.manifest import RAW
     from quantcli.store.reader import open_dataset
 
@@ -528,7 +529,7 @@ def build_manifest(
         run_id=run_id,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         config=config,
-        dataset=DatasetInfo.from_dict(_dataset_info(config.dataset, result.dataset_hash, root)),
+        dataset=DatasetInfo.from_dict(dataset_info(config.dataset, result.dataset_hash, root)),
         strategy=StrategyInfo(
             config.strategy, strategy_name(config.strategy), result.strategy_hash, config.params
         ),

@@ -99,7 +99,7 @@ def execute_sweep(
 
 def _manifest(config: BacktestConfig, grid: Grid, inputs: Any, root: Path) -> dict[str, Any]:
     from quantcli.backtest.engine import simulate
-    from quantcli.backtest.runs import _dataset_info, run_id_for, run_inputs, versions
+    from quantcli.backtest.runs import dataset_info, run_id_for, run_inputs, versions
     from quantcli.market.calendar import using_store
 
     # One run of the first combination gives every input the sweep shares (calendar, charge
@@ -120,7 +120,7 @@ def _manifest(config: BacktestConfig, grid: Grid, inputs: Any, root: Path) -> di
         "format": FORMAT_VERSION,
         "sweep_id": sweep_id,
         "config": recorded,
-        "dataset": _dataset_info(config.dataset, inputs.dataset_hash, root),
+        "dataset": dataset_info(config.dataset, inputs.dataset_hash, root),
         "strategy": {"spec": config.strategy, "source_hash": result.strategy_hash},
         "grid": grid.to_dict(),
         "inputs": entries,

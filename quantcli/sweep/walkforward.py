@@ -734,8 +734,8 @@ def _manifest(
     report (windows' best combinations, stability, out-of-sample metrics)."""
     from quantcli.backtest.metrics import fixed_float
     from quantcli.backtest.runs import (
-        _charges_inputs,
-        _dataset_info,
+        charges_inputs,
+        dataset_info,
         run_id_for,
         run_inputs,
         versions,
@@ -745,7 +745,7 @@ def _manifest(
     last = steps[-1].result
     entries = run_inputs(last, config=recorded, root=root)
     # The charge rates of the whole span (training windows too), not only the last run's.
-    entries.update(_charges_inputs(config, (plan.sessions[0], plan.sessions[-1])))
+    entries.update(charges_inputs(config, (plan.sessions[0], plan.sessions[-1])))
     entries["params"] = {"sha256": _digest(grid.to_dict()), "grid": True}
     entries["walkforward"] = {"sha256": _digest(options), **options}
     per_window = [
@@ -773,7 +773,7 @@ def _manifest(
         "format": FORMAT_VERSION,
         "walkforward_id": run_id_for(recorded, entries),
         "config": recorded,
-        "dataset": _dataset_info(config.dataset, plan.inputs.dataset_hash, root),
+        "dataset": dataset_info(config.dataset, plan.inputs.dataset_hash, root),
         "strategy": {"spec": config.strategy, "source_hash": last.strategy_hash},
         "grid": grid.to_dict(),
         "walkforward": {
