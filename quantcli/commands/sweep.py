@@ -56,6 +56,24 @@ MetricOption = Annotated[
     str, typer.Option("--metric", help="The metric that ranks the combinations (e.g. sharpe).")
 ]
 TopOption = Annotated[int, typer.Option("--top", help="How many of the best combinations to show.")]
+# The grid and cluster options of every command that runs a grid (sweep, walk-forward).
+GridOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--param", "-p", help="NAME=a:b:step (inclusive range), NAME=a,b,c or NAME=VALUE."
+    ),
+]
+WhereOption = Annotated[
+    str | None,
+    typer.Option("--where", help='Keep the combinations where this holds, e.g. "fast < slow".'),
+]
+WorkersOption = Annotated[
+    int | None,
+    typer.Option("--workers", help="Local Dask worker processes (default: one per core)."),
+]
+SchedulerOption = Annotated[
+    str | None, typer.Option("--scheduler", help="An existing Dask scheduler, tcp://HOST:PORT.")
+]
 # The columns of the top-N table besides K and the parameters.
 SHOWN = ("sharpe", "total_return", "max_drawdown", "trades")
 
@@ -65,16 +83,8 @@ def sweep(
     ctx: typer.Context,
     dataset: DatasetOption = None,
     strategy: StrategyOption = None,
-    params: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--param", "-p", help="NAME=a:b:step (inclusive range), NAME=a,b,c or NAME=VALUE."
-        ),
-    ] = None,
-    where: Annotated[
-        str | None,
-        typer.Option("--where", help='Keep the combinations where this holds, e.g. "fast < slow".'),
-    ] = None,
+    params: GridOption = None,
+    where: WhereOption = None,
     remote: Annotated[
         str | None,
         typer.Option(
@@ -85,14 +95,8 @@ def sweep(
     ] = None,
     metric: MetricOption = "sharpe",
     top: TopOption = 10,
-    workers: Annotated[
-        int | None,
-        typer.Option("--workers", help="Local Dask worker processes (default: one per core)."),
-    ] = None,
-    scheduler: Annotated[
-        str | None,
-        typer.Option("--scheduler", help="An existing Dask scheduler, tcp://HOST:PORT."),
-    ] = None,
+    workers: WorkersOption = None,
+    scheduler: SchedulerOption = None,
     symbols: SymbolsOption = None,
     start: FromOption = None,
     end: ToOption = None,

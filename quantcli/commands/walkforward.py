@@ -35,7 +35,13 @@ from quantcli.commands.run_options import (
     ToOption,
     run_config,
 )
-from quantcli.commands.sweep import _cell
+from quantcli.commands.sweep import (
+    GridOption,
+    SchedulerOption,
+    WhereOption,
+    WorkersOption,
+    _cell,
+)
 from quantcli.output import JsonOption, emit, info, progress, settings_of, table, warn
 
 if TYPE_CHECKING:
@@ -70,16 +76,8 @@ def walkforward(
         typer.Option("--train", help="Training span: 3y, 18m, 26w (calendar) or 500s (sessions)."),
     ],
     test: Annotated[str, typer.Option("--test", help="Test span, as --train (e.g. 6m).")],
-    params: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--param", "-p", help="NAME=a:b:step (inclusive range), NAME=a,b,c or NAME=VALUE."
-        ),
-    ] = None,
-    where: Annotated[
-        str | None,
-        typer.Option("--where", help='Keep the combinations where this holds, e.g. "fast < slow".'),
-    ] = None,
+    params: GridOption = None,
+    where: WhereOption = None,
     anchored: Annotated[
         bool,
         typer.Option("--anchored", help="Train from the first session (default: a rolling span)."),
@@ -93,14 +91,8 @@ def walkforward(
     metric: Annotated[
         str, typer.Option("--metric", help="The metric that picks each window's best (sharpe).")
     ] = "sharpe",
-    workers: Annotated[
-        int | None,
-        typer.Option("--workers", help="Local Dask worker processes (default: one per core)."),
-    ] = None,
-    scheduler: Annotated[
-        str | None,
-        typer.Option("--scheduler", help="An existing Dask scheduler, tcp://HOST:PORT."),
-    ] = None,
+    workers: WorkersOption = None,
+    scheduler: SchedulerOption = None,
     symbols: SymbolsOption = None,
     start: FromOption = None,
     end: ToOption = None,
