@@ -25,7 +25,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, time
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import numba
 import numpy as np
@@ -78,6 +78,8 @@ from quantcli.market.segments import segment_rules
 from quantcli.store.schema import REQUIRED
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from quantcli.market.corporate_actions import CorporateAction
 
 _EPOCH_DAY = date(1970, 1, 1)
@@ -149,6 +151,24 @@ class RunInputs:
     actions: tuple[CorporateAction, ...]
     dataset_hash: str
     unapplied: str | None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Shipped to a sweep's workers as Arrow, whose buffers pickle out of band without a
+        # copy: polars' own pickle wrote (and each worker read) a 16 MB copy of 250,000 bars,
+        # ~80 ms against ~10 ms.
+        fields = (self.bars.to_arrow(), self.actions, self.dataset_hash, self.unapplied)
+        return (_unpickle_inputs, fields)
+
+
+def _unpickle_inputs(
+    bars: pa.Table,
+    actions: tuple[CorporateAction, ...],
+    dataset_hash: str,
+    unapplied: str | None,
+) -> RunInputs:
+    frame = pl.from_arrow(bars)
+    assert isinstance(frame, pl.DataFrame)
+    return RunInputs(frame, actions, dataset_hash, unapplied)
 
 
 def read_inputs(config: BacktestConfig, root: Path) -> RunInputs:
