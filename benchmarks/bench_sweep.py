@@ -128,9 +128,9 @@ from quantcli.sweep.runner import _Job
 frame = bars()
 config = dataclasses.replace(sma_config(), params={}, strategy="sma_cross")
 combos = list(enumerate(bs.grid().combos))
-list(_Job(RunInputs(bars(2, 300), (), "", None), config, None).rows(combos[:2]))  # kernels
+list(_Job.of(RunInputs(bars(2, 300), (), "", None), config, None).rows(combos[:2]))  # kernels
 start = time.perf_counter()
-job = _Job(RunInputs(frame, (), "", None), config, None)
+job = _Job.of(RunInputs(frame, (), "", None), config, None)
 list(job.rows(combos, parallel=False))
 print(json.dumps({"seconds": time.perf_counter() - start}))
 """
@@ -152,11 +152,10 @@ def running(workers: int) -> Iterator[Any]:
     import dask
     from distributed import LocalCluster
 
-    from quantcli.sweep.runner import _THREAD_VARS, Cluster
+    from quantcli.sweep.runner import Cluster, worker_environ
 
-    one_thread = {f"distributed.nanny.pre-spawn-environ.{v}": "1" for v in _THREAD_VARS}
     with (
-        dask.config.set(one_thread),
+        dask.config.set(worker_environ()),
         LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None) as local,
     ):
         cluster = Cluster(scheduler=local.scheduler_address)

@@ -3,8 +3,10 @@ through a real `dask scheduler` with two `dask worker` processes on 127.0.0.1.""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
+import shutil
 import socket
 import subprocess
 import sys
@@ -21,7 +23,14 @@ from store_helpers import make_bars
 from quantcli.backtest.config import BacktestConfig
 from quantcli.backtest.engine import simulate
 from quantcli.backtest.metrics import metrics_of
-from quantcli.errors import QuantcliError, StrategyError, UnavailableError, UsageError
+from quantcli.errors import (
+    CoverageError,
+    QuantcliError,
+    StrategyError,
+    UnavailableError,
+    UsageError,
+)
+from quantcli.market.calendar import import_year, sessions, using_store
 from quantcli.sweep.grid import combo_params, parse_grid
 from quantcli.sweep.runner import Cluster, chunks, output_hashes, run_grid
 
@@ -218,14 +227,39 @@ def test_a_job_prepares_once_and_ships_without_its_prepared_bars() -> None:
     from quantcli.backtest.engine import RunInputs
     from quantcli.sweep.runner import _Job
 
-    job = _Job(RunInputs(noisy_bars(), (), "", None), CONFIG, None)
+    job = _Job.of(RunInputs(noisy_bars(), (), "", None), CONFIG, None)
     combos = list(enumerate(GRID.combos))
     first = job.run_chunk(combos[:3])
     assert job.shared is job.shared  # prepared once, kept for the next chunks
     shipped = pickle.loads(pickle.dumps(job))
     assert "shared" not in shipped.__dict__
-    assert len(pickle.dumps(job)) < len(pickle.dumps(job.shared.prep.bars))
+    assert pickle.dumps(job) == pickle.dumps(dataclasses.replace(job))  # as if never prepared
     assert shipped.run_chunk(combos[:3]) == first
+
+
+def test_a_shipped_job_keeps_the_calendar_of_the_store_it_began_in(
+    store: Path, tmp_path: Path
+) -> None:
+    # 2027 is past the bundled calendar: only the store's import covers it. A worker on
+    # another machine has no such store (removed here), and still runs the same sessions.
+    from quantcli.backtest.engine import RunInputs
+    from quantcli.sweep.runner import _Job
+
+    table = tmp_path / "2027.csv"
+    table.write_text("Sr. No,Date,Day,Description\n1,26-Jan-2027,Tuesday,Republic Day\n")
+    import_year(store, table)
+    with using_store(store):
+        days = sessions(date(2027, 1, 1), date(2027, 6, 30))
+    bars = make_bars(("AAA", "BBB"), days[0], (days[-1] - days[0]).days + 1)
+    bars = bars.filter(pl.col("ts").dt.date().is_in(days))
+    job = _Job.of(RunInputs(bars, (), "", None), CONFIG, store)
+    combos = list(enumerate(GRID.combos))[:4]
+    here = job.run_chunk(combos)
+    shipped = pickle.loads(pickle.dumps(job))
+    shutil.rmtree(store)
+    assert shipped.run_chunk(combos) == here
+    with pytest.raises(CoverageError):
+        _Job.of(RunInputs(bars, (), "", None), CONFIG, store).run_chunk(combos)
 
 
 def worker_threads() -> tuple[str | None, int]:

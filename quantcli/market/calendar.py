@@ -277,23 +277,37 @@ def assemble(
     )
 
 
-_STORE: ContextVar[Path | None] = ContextVar("quantcli_calendar_store", default=None)
+# The store whose imports are in effect, or a calendar assembled in another process.
+_ACTIVE: ContextVar[Path | Calendar | None] = ContextVar("quantcli_calendar", default=None)
 
 
 @contextlib.contextmanager
 def using_store(root: Path | None) -> Iterator[None]:
     """Within the block, the calendar includes the holiday lists imported into store ``root``
     (None: the bundled calendar only)."""
-    token = _STORE.set(root)
+    token = _ACTIVE.set(root)
     try:
         yield
     finally:
-        _STORE.reset(token)
+        _ACTIVE.reset(token)
+
+
+@contextlib.contextmanager
+def using_calendar(assembled: Calendar) -> Iterator[None]:
+    """Within the block, the calendar is ``assembled``: one built where a job was made (a
+    sweep's), so a worker whose machine holds other imports, or no store, answers alike."""
+    token = _ACTIVE.set(assembled)
+    try:
+        yield
+    finally:
+        _ACTIVE.reset(token)
 
 
 def calendar() -> Calendar:
     """The NSE calendar in effect: XBOM, the override table and the active store's imports."""
-    root = _STORE.get()
+    root = _ACTIVE.get()
+    if isinstance(root, Calendar):
+        return root
     if root is None:
         return _built(None)
     folder = imports_dir(root)
