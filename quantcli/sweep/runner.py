@@ -9,9 +9,9 @@ finish, or where they run.
 
 On a cluster the combinations go in chunks (a Dask task costs ~2-3 ms, a combination ~10-30 ms),
 the inputs are scattered to every worker once (or each reads them from a dataset remote:
-quantcli.sweep.source), and the first combination runs in this process first: it compiles the
-numba kernels into their cache before any worker starts, as parallel first writes to that cache
-can crash (numba#4807). Dask is imported only here, inside the functions that use it.
+quantcli.sweep.source), and meanwhile the first combination runs in this process: it compiles
+the numba kernels into their cache before any worker runs, as parallel first writes to that
+cache can crash (numba#4807). Dask is imported only here, inside the functions that use it.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import dataclasses
 import functools
 import math
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,18 +122,11 @@ def run_grid(
     job = _Job.of(inputs, base, root)
     _check_combos(base, grid)
     combos = list(enumerate(grid.combos))
-    rows: list[dict[str, Any]] = []
-    # In this process the replays use every core. On a cluster, the first combination runs
-    # here first: it checks the inputs, and compiles (and caches) the kernels before any
-    # worker loads them.
-    here = combos if cluster is None else combos[:1]
-    for row in job.rows(here, parallel=cluster is None):
-        rows.append(row)
-        if progress is not None:
-            progress(1)
-    rest = combos[len(here) :]
-    if rest and cluster is not None:
-        rows.extend(_on_cluster(job, rest, cluster, progress))
+    if cluster is None or len(combos) == 1:
+        # In this process the replays use every core.
+        rows = list(_reported(job.rows(combos, parallel=True), progress))
+    else:
+        rows = _on_cluster(job, combos, cluster, progress)
     return results_frame(grid, sorted(rows, key=lambda r: int(r["K"])))
 
 
@@ -257,6 +251,15 @@ def chunks(items: Sequence[Any], workers: int) -> list[Sequence[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
+def _reported(
+    rows: Iterable[dict[str, Any]], progress: Callable[[int], None] | None
+) -> Iterator[dict[str, Any]]:
+    for row in rows:
+        yield row
+        if progress is not None:
+            progress(1)
+
+
 def _on_cluster(
     job: _Job,
     combos: Sequence[tuple[int, Mapping[str, Value]]],
@@ -265,18 +268,22 @@ def _on_cluster(
 ) -> list[dict[str, Any]]:
     from distributed import as_completed
 
+    shipped = job
     if cluster.remote is not None:
         from quantcli.sweep.source import remote_inputs
 
         inputs = remote_inputs(job.inputs, job.config, job.root, cluster.remote)
-        job = dataclasses.replace(job, inputs=inputs)
-    with _client(cluster) as client:
+        shipped = dataclasses.replace(job, inputs=inputs)
+    with _client(cluster) as client, ThreadPoolExecutor(1) as sender:
+        # While the job travels to every worker (not hashed: tokenizing the bars took as long
+        # as shipping them), the first combination runs here: it checks the inputs, and
+        # compiles (and caches) the kernels before any worker loads them.
+        scattering = sender.submit(client.scatter, shipped, broadcast=True, hash=False)
+        rows = list(_reported(job.rows(combos[:1]), progress))
+        shared = scattering.result()
         workers = max(1, len(client.scheduler_info().get("workers", {})))
-        # Not hashed: tokenizing the bars took as long as shipping them.
-        shared = client.scatter(job, broadcast=True, hash=False)
-        pieces = chunks(combos, workers)
+        pieces = chunks(combos[1:], workers)
         futures = [client.submit(_run_chunk, shared, piece, pure=False) for piece in pieces]
-        rows: list[dict[str, Any]] = []
         try:
             for future in as_completed(futures):
                 part = future.result()
