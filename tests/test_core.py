@@ -9,6 +9,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 from hypothesis import given
 from hypothesis import strategies as st
@@ -57,6 +58,15 @@ def test_sha256_of_bytes_and_of_a_file(tmp_path: Path) -> None:
     (tmp_path / "empty").write_bytes(b"")
     assert sha256_file(tmp_path / "empty") == hashlib.sha256(b"").hexdigest()
     assert sha256_hex(b"x") != sha256_hex(b"y")
+
+
+def test_sha256_of_parts_is_that_of_their_bytes_joined() -> None:
+    # Array buffers are hashed in place: the digest is that of their bytes one after another.
+    ints = np.arange(12, dtype=np.int64).reshape(4, 3)[:3]
+    floats = np.linspace(0.0, 1.0, 7)[:5]
+    joined = ints.tobytes() + floats.tobytes()
+    assert sha256_hex(ints.data, floats.data) == hashlib.sha256(joined).hexdigest()
+    assert sha256_hex(b"ab", b"c") == sha256_hex(b"abc") != sha256_hex(b"abd")
 
 
 def test_only_dtypes_loads_polars() -> None:

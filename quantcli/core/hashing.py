@@ -10,9 +10,13 @@ import hashlib
 from pathlib import Path
 
 
-def sha256_hex(data: bytes) -> str:
-    """The hex sha256 of ``data``."""
-    return hashlib.sha256(data).hexdigest()
+def sha256_hex(*parts: bytes | memoryview) -> str:
+    """The hex sha256 of ``parts`` one after the other: buffers (an array's ``.data``) are
+    hashed where they lie, without joining them into a copy first."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part)
+    return digest.hexdigest()
 
 
 def sha256_file(path: Path) -> str:

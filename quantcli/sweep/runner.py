@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import polars as pl
 
 from quantcli.backtest.config import BacktestConfig
@@ -234,9 +235,14 @@ def output_hashes(result: BacktestResult) -> dict[str, str]:
     """The sha256 of a run's equity curve and of its fills (their buffers' bytes): two runs
     with equal hashes have the same numbers."""
     out = result.output
-    fills = out.fill_ints.tobytes() + out.fill_floats.tobytes()
-    equity = out.equity.tobytes() + out.equity_bar.tobytes()
-    return {"equity_sha256": sha256_hex(equity), "fills_sha256": sha256_hex(fills)}
+    equity = _buffers(out.equity, out.equity_bar)
+    fills = _buffers(out.fill_ints, out.fill_floats)
+    return {"equity_sha256": sha256_hex(*equity), "fills_sha256": sha256_hex(*fills)}
+
+
+def _buffers(*arrays: np.ndarray) -> list[memoryview]:
+    # In place where contiguous (a replay's buffers are): ~0.5 ms a combination of copies.
+    return [np.ascontiguousarray(a).data for a in arrays]
 
 
 def _run_chunk(job: _Job, chunk: Sequence[tuple[int, Mapping[str, Value]]]) -> list[dict[str, Any]]:
