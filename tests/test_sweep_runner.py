@@ -262,15 +262,19 @@ def test_a_shipped_job_keeps_the_calendar_of_the_store_it_began_in(
         _Job.of(RunInputs(bars, (), "", None), CONFIG, store).run_chunk(combos)
 
 
-def worker_threads() -> tuple[str | None, int]:
-    return os.environ.get("POLARS_MAX_THREADS"), pl.thread_pool_size()
+def worker_threads() -> tuple[str | None, int, str | None]:
+    environ = os.environ.get
+    return environ("POLARS_MAX_THREADS"), pl.thread_pool_size(), environ("MALLOC_TRIM_THRESHOLD_")
 
 
 @pytest.mark.dask
-def test_local_workers_run_polars_on_one_thread() -> None:
+def test_local_workers_run_polars_on_one_thread_and_malloc_adapts() -> None:
+    # Dask sets MALLOC_TRIM_THRESHOLD_ for its workers; a sweep's workers start without it
+    # (glibc then keeps adapting its mmap threshold to the replay's buffers).
     from quantcli.sweep.runner import _client
 
+    assert "MALLOC_TRIM_THRESHOLD_" not in os.environ
     with _client(Cluster(workers=2)) as client:
         client.wait_for_workers(2, timeout=START_TIMEOUT)
         seen = client.run(worker_threads)
-    assert sorted(seen.values()) == [("1", 1), ("1", 1)]
+    assert sorted(seen.values()) == [("1", 1, None), ("1", 1, None)]
