@@ -7,7 +7,9 @@
   on running clusters (the processes' start and stop reported apart);
 - the scheduling overhead per combination: a sweep through an already-running 1-worker
   cluster minus the same work as that worker does it (its own process, polars on one thread),
-  over the combinations (goal < 1 ms).
+  over the combinations (goal < 1 ms);
+- the worker speed-up again on a grid four times as large (400 combinations), where the fixed
+  part of a cluster sweep (the first combination here, shipping the job) weighs less.
 
 Figures are wall times on a shared machine: record the load beside them.
 """
@@ -42,6 +44,9 @@ from bench_backtest import (
 
 FASTS = tuple(range(2, 21, 2))  # 10 values
 SLOWS = tuple(range(30, 211, 20))  # 10 values: 100 combinations, every fast < slow
+# A grid four times as large, for how the worker speed-up grows as the fixed part shrinks.
+BIG_FASTS = tuple(range(2, 41, 2))  # 20 values
+BIG_SLOWS = tuple(range(50, 431, 20))  # 20 values: 400 combinations, every fast < slow
 ROUNDS = 3
 
 VECTORBT_GRID = """
@@ -88,21 +93,23 @@ print(json.dumps({
 """
 
 
-def grid() -> Any:
+def grid(fasts: tuple[int, ...] = FASTS, slows: tuple[int, ...] = SLOWS) -> Any:
     from quantcli.sweep.grid import parse_grid
 
-    fasts = ",".join(map(str, FASTS))
-    slows = ",".join(map(str, SLOWS))
-    return parse_grid([f"fast={fasts}", f"slow={slows}", f"qty={QTY}"], None)
+    fast = ",".join(map(str, fasts))
+    slow = ",".join(map(str, slows))
+    return parse_grid([f"fast={fast}", f"slow={slow}", f"qty={QTY}"], None)
 
 
-def sweep(frame: pl.DataFrame, cluster: Any = None) -> tuple[float, pl.DataFrame]:
-    """Seconds and results of the benchmark grid through ``run_grid``."""
+def sweep(
+    frame: pl.DataFrame, cluster: Any = None, combos: Any = None
+) -> tuple[float, pl.DataFrame]:
+    """Seconds and results of the benchmark grid (or ``combos``) through ``run_grid``."""
     from quantcli.sweep.runner import run_grid
 
     config = dataclasses.replace(sma_config(), params={})
     start = time.perf_counter()
-    out = run_grid(frame, "sma_cross", grid(), config, cluster=cluster)
+    out = run_grid(frame, "sma_cross", combos or grid(), config, cluster=cluster)
     return time.perf_counter() - start, out
 
 
@@ -223,6 +230,17 @@ def run() -> list[dict[str, object]]:
     per = (one_s - alone_s) / n * 1000
     add("scheduling overhead per combination (1-worker cluster minus that)", per, "ms", "< 1 ms")
     add("cluster results byte-identical to in-process", same, "")
+
+    big = grid(BIG_FASTS, BIG_SLOWS)
+    with running(1) as cluster_1, running(2) as cluster_2:
+        one, two = [], []
+        for _ in range(ROUNDS):
+            one.append(sweep(frame, cluster_1, big)[0])
+            two.append(sweep(frame, cluster_2, big)[0])
+    one_s, two_s = statistics.median(one), statistics.median(two)
+    add(f"{len(big.combos)} combinations: sweep through a running 1-worker cluster", one_s, "s")
+    add(f"{len(big.combos)} combinations: sweep through a running 2-worker cluster", two_s, "s")
+    add(f"{len(big.combos)} combinations: 2 workers / 1 worker", one_s / two_s, "x")
     add("1-minute load average at the end", os.getloadavg()[0], "")
     return rows
 
