@@ -390,6 +390,15 @@ def test_clean_store_reproduces_a_model_with_pull(
     assert "team/data/models/m/v1/metadata.json" in keys(s3)
     again = cli("--json", "model", "push", "m", root=made).json()
     assert again["uploaded"] == 0
+    # Listed beside the datasets; a version whose metadata never arrived is not.
+    s3.put_object(Bucket=BUCKET, Key="team/data/models/m/v2/model.skops", Body=b"x")
+    listing = cli("--json", "data", "remote", "ls", "origin", root=made).json()
+    assert listing["models"] == [{"name": "m", "versions": [1]}]
+    assert [d["name"] for d in listing["datasets"]] == ["bars", "fs"]
+    only = cli("--json", "data", "remote", "ls", "origin", "m", root=made).json()
+    assert (only["datasets"], only["models"]) == ([], [{"name": "m", "versions": [1]}])
+    lines = cli("data", "remote", "ls", "origin", root=made).stdout.splitlines()
+    assert any("model" in line and " m " in line and "v1" in line for line in lines)
     # A clean store: nothing but the remote's name.
     clean = tmp_path / "clean"
     clean.mkdir()
@@ -566,7 +575,7 @@ def test_remote_ls_lists_datasets_and_their_complete_versions(
     cli("data", "remote", "add", "origin", URL)
     res = cli("data", "remote", "ls", "origin")
     assert res.exit_code == 0, res.stderr
-    assert res.stdout.strip() == "no datasets on remote origin"
+    assert res.stdout.strip() == "no datasets or models on remote origin"
     published(store, symbols=("AAA",))
     published(store, symbols=("AAA", "BBB"))
     published(store, "ds2")
@@ -580,6 +589,7 @@ def test_remote_ls_lists_datasets_and_their_complete_versions(
         "name": "origin",
         "url": URL,
         "datasets": [{"name": "ds", "versions": [1, 2]}, {"name": "ds2", "versions": [1]}],
+        "models": [],
     }
     lines = cli("data", "remote", "ls", "origin").stdout.splitlines()
     assert any("ds " in line and "v1, v2" in line for line in lines)

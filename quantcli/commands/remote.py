@@ -61,31 +61,42 @@ def list_cmd(ctx: typer.Context) -> None:
 def ls_cmd(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The remote to look into.")],
-    dataset: Annotated[
-        str | None, typer.Argument(help="Only this dataset (an error when it has no version).")
+    entry: Annotated[
+        str | None,
+        typer.Argument(help="Only this dataset or model (an error when it has no version)."),
     ] = None,
 ) -> None:
-    """List the datasets a remote holds and their complete versions (what `data pull` can
-    fetch)."""
+    """List the datasets and models a remote holds and their complete versions (what `data
+    pull` and `model reproduce --pull` can fetch)."""
     from quantcli.errors import NotFoundError
+    from quantcli.models.remote import remote_models
     from quantcli.store import remotes
+    from quantcli.store.manifest import VERSION_DIR_RE
 
     settings = settings_of(ctx)
     target = remotes.get_remote(settings.root, name)
-    found = remotes.remote_datasets(target, dataset)
-    if dataset is not None and not found:
-        raise NotFoundError(f"no version of {dataset} on remote {target.name} ({target.url})")
-    rows = [[ds, ", ".join(f"v{v}" for v in versions)] for ds, versions in found.items()]
+    datasets = remotes.remote_datasets(target, entry)
+    # A dataset may be named v1; a model may not (it reads as a version).
+    can_be_model = entry is None or not VERSION_DIR_RE.match(entry)
+    models = remote_models(target, entry) if can_be_model else {}
+    if entry is not None and not datasets and not models:
+        raise NotFoundError(f"no version of {entry} on remote {target.name} ({target.url})")
+    rows = [
+        [kind, found, ", ".join(f"v{v}" for v in versions)]
+        for kind, listing in (("dataset", datasets), ("model", models))
+        for found, versions in listing.items()
+    ]
     emit(
         settings,
         {
             **asdict(target),
-            "datasets": [{"name": ds, "versions": v} for ds, v in found.items()],
+            "datasets": [{"name": ds, "versions": v} for ds, v in datasets.items()],
+            "models": [{"name": m, "versions": v} for m, v in models.items()],
         },
         lambda c: (
-            c.print(table(None, ["dataset", "versions"], rows))
+            c.print(table(None, ["kind", "name", "versions"], rows))
             if rows
-            else c.print(f"no datasets on remote {target.name}", markup=False)
+            else c.print(f"no datasets or models on remote {target.name}", markup=False)
         ),
     )
 

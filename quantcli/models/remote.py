@@ -15,6 +15,7 @@ from pathlib import Path
 from quantcli.errors import IntegrityError, NotFoundError, UsageError
 from quantcli.models.registry import (
     METADATA,
+    check_model_name,
     metadata,
     models_root,
     read_artifact,
@@ -32,6 +33,7 @@ from quantcli.store.remotes import (
     fetch_marker,
     fetch_objects,
     push_version,
+    remote_listing,
 )
 
 KIND = "models"
@@ -42,6 +44,14 @@ def _files(meta: dict[str, object]) -> dict[str, str]:
     if not isinstance(files, dict):
         raise IntegrityError("model metadata: 'files' is not an object")
     return {str(k): str(v) for k, v in files.items()}
+
+
+def remote_models(remote: Remote, name: str | None = None) -> dict[str, list[int]]:
+    """Every model on ``remote`` (or only ``name``) with its complete versions (those with
+    their metadata, written last), ascending, by name."""
+    if name is not None:
+        check_model_name(name)
+    return remote_listing(remote, KIND, METADATA, name)
 
 
 def push_model(root: Path, ref: str, remote: Remote) -> PushResult:

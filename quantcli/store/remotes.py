@@ -474,17 +474,26 @@ def remote_datasets(remote: Remote, name: str | None = None) -> dict[str, list[i
     manifest), ascending, by name: what ``data remote ls`` shows, from one key listing."""
     if name is not None:
         check_name(name)
-    prefix = remote.key(DATASETS, *([name] if name is not None else [])) + "/"
-    top = remote.key(DATASETS) + "/"
+    return remote_listing(remote, DATASETS, MANIFEST, name)
+
+
+def remote_listing(
+    remote: Remote, kind: str, marker: str, name: str | None = None
+) -> dict[str, list[int]]:
+    """Every ``kind`` entry (datasets, models) on ``remote``, or only ``name``, with its
+    complete versions, ascending, by name: a version is complete when its ``marker`` (written
+    last) is there."""
+    prefix = remote.key(kind, *([name] if name is not None else [])) + "/"
+    top = remote.key(kind) + "/"
     found: dict[str, set[int]] = {}
     with _talking_to(remote):
         for key in _Store(remote).keys(prefix):
-            dataset, _, rest = key[len(top) :].partition("/")
+            entry, _, rest = key[len(top) :].partition("/")
             head, _, leaf = rest.partition("/")
             match = VERSION_REF_RE.match(head)
-            if match and leaf == MANIFEST:
-                found.setdefault(dataset, set()).add(int(match.group(1)))
-    return {dataset: sorted(found[dataset]) for dataset in sorted(found)}
+            if match and leaf == marker:
+                found.setdefault(entry, set()).add(int(match.group(1)))
+    return {entry: sorted(found[entry]) for entry in sorted(found)}
 
 
 def _remote_manifest(s3: _Store, remote: Remote, ref: str) -> Manifest:
