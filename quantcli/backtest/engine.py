@@ -1667,14 +1667,16 @@ def _batch_targets(
 ) -> list[np.ndarray]:
     """The values of ``targets`` (after ``features``) over ``frame``, NaN for null. One lazy
     query, so that polars shares their common subexpressions; with_columns broadcasts a
-    scalar target to every bar."""
+    scalar target to every bar. The in-memory engine: polars' default (streaming) costs a
+    small run ~0.4 ms more a query and a 250 k-bar run ~10 ms more, for the same values."""
     query = frame.lazy()
     if features:
         query = query.with_columns(features)
     names = [t.meta.output_name() for t in targets]
     # Nulls are no opinion, like the expressions' own NaNs; without them to_numpy is a view
     # (turning them into NaN there cost more than the query).
-    out = query.with_columns(t.fill_null(math.nan) for t in targets).select(names).collect()
+    query = query.with_columns(t.fill_null(math.nan) for t in targets).select(names)
+    out = query.collect(engine="in-memory")
     return [np.asarray(out.get_column(name).to_numpy(), dtype=np.float64) for name in names]
 
 
