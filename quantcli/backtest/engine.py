@@ -575,8 +575,10 @@ def _session_bars(bars: pl.DataFrame, config: BacktestConfig) -> _SessionBars:
         if twins.size:
             row = frame.row(int(twins[0]), named=True)
             raise DataError(f"duplicate bar ({row['symbol']}, {row['ts']}) in the input")
-    # Flagged sorted, polars evaluates the strategies' .over("symbol") windows without hashing.
-    frame = frame.with_columns(pl.col("symbol").set_sorted())
+    # Flagged sorted, polars evaluates the strategies' .over("symbol") windows without hashing
+    # (in a shallow copy, not a with_columns: a query-engine call costs a small run ~0.04 ms).
+    frame = frame.clone()
+    frame.replace_column(frame.get_column_index("symbol"), frame["symbol"].set_sorted())
     # From here on arrays are in (symbol, ts) order; ``order`` says where each bar goes in
     # replay order, (ts, symbol). ``utc`` is not kept: a copy when the frame is chunked, and the
     # pass that moves the columns reads the frame's own.
@@ -1462,7 +1464,8 @@ def _first_distorted(
     (``baseline``: the values over ``head`` when at hand); see :func:`find_lookahead`."""
     before = ~later
     expected = (evaluate(head) if baseline is None else baseline)[before]
-    prices = [c for c in (_PRICE_COLUMNS if distort is None else distort) if c in head.columns]
+    present = set(head.columns)  # read once: each read builds the list of names
+    prices = [c for c in (_PRICE_COLUMNS if distort is None else distort) if c in present]
     for factor in (2.0, 0.5):
         # One factor (1.0 before the cut, exact) for every price, multiplied as Series into a
         # shallow copy: half the cost of a with_columns, which on small runs is as much as
