@@ -595,8 +595,10 @@ def _session_bars(bars: pl.DataFrame, config: BacktestConfig) -> _SessionBars:
         if twins.size:
             row = frame.row(int(twins[0]), named=True)
             raise DataError(f"duplicate bar ({row['symbol']}, {row['ts']}) in the input")
-    # Flagged sorted, polars evaluates the strategies' .over("symbol") windows without hashing.
-    frame = frame.with_columns(pl.col("symbol").set_sorted())
+    # Flagged sorted, polars evaluates the strategies' .over("symbol") windows without hashing
+    # (in a shallow copy, not a with_columns: a query-engine call costs a small run ~0.04 ms).
+    frame = frame.clone()
+    frame.replace_column(frame.get_column_index("symbol"), frame["symbol"].set_sorted())
     # From here on arrays are in (symbol, ts) order; ``order`` says where each bar goes in
     # replay order, (ts, symbol). ``utc`` is not kept: a copy when the frame is chunked, and the
     # pass that moves the columns reads the frame's own.
@@ -1482,7 +1484,8 @@ def _first_distorted(
     (``baseline``: the values over ``head`` when at hand); see :func:`find_lookahead`."""
     before = ~later
     expected = (evaluate(head) if baseline is None else baseline)[before]
-    prices = [c for c in (_PRICE_COLUMNS if distort is None else distort) if c in head.columns]
+    present = set(head.columns)  # read once: each read builds the list of names
+    prices = [c for c in (_PRICE_COLUMNS if distort is None else distort) if c in present]
     for factor in (2.0, 0.5):
         # One factor (1.0 before the cut, exact) for every price, multiplied as Series into a
         # shallow copy: half the cost of a with_columns, which on small runs is as much as
@@ -1685,16 +1688,22 @@ def _same_exprs(a: Sequence[pl.Expr], b: Sequence[pl.Expr]) -> bool:
 def _batch_targets(
     frame: pl.DataFrame, features: list[pl.Expr], targets: list[pl.Expr]
 ) -> list[np.ndarray]:
-    """The values of ``targets`` (after ``features``) over ``frame``, NaN for null. One lazy
-    query, so that polars shares their common subexpressions; with_columns broadcasts a
-    scalar target to every bar."""
-    query = frame.lazy()
-    if features:
-        query = query.with_columns(features)
+    """The values of ``targets`` (after ``features``) over ``frame``, NaN for null. Several
+    targets, or features, are one lazy query, so that polars shares their common
+    subexpressions, on the in-memory engine (polars' default, streaming, cost a small run
+    ~0.4 ms more a query and a 250 k-bar run ~10 ms more, for the same values); a single
+    target alone (a run's own, and its look-ahead check's) is an eager with_columns, which
+    skips the optimiser's passes: ~0.07 ms less a query on 5,000 bars, with nothing to share.
+    with_columns broadcasts a scalar target to every bar."""
     names = [t.meta.output_name() for t in targets]
     # Nulls are no opinion, like the expressions' own NaNs; without them to_numpy is a view
     # (turning them into NaN there cost more than the query).
-    out = query.with_columns(t.fill_null(math.nan) for t in targets).select(names).collect()
+    filled = [t.fill_null(math.nan) for t in targets]
+    if len(targets) == 1 and not features:
+        out = frame.with_columns(filled)
+    else:
+        query = frame.lazy().with_columns(features) if features else frame.lazy()
+        out = query.with_columns(filled).select(names).collect(engine="in-memory")
     return [np.asarray(out.get_column(name).to_numpy(), dtype=np.float64) for name in names]
 
 
