@@ -58,7 +58,6 @@ class Bars(NamedTuple):
     close: Floats
     volume: Floats
     prev_close: Floats  # NaN when unknown (the symbol's first bar)
-    tick: Floats
     slip_input: Floats  # the slippage model's per-bar input (sqrt: recent volatility)
     lot: Floats
     target: Floats  # a signal strategy's target (NaN = no opinion)
@@ -95,10 +94,11 @@ class Params(NamedTuple):
 
 
 class Ticks(NamedTuple):
-    """The run's tick schedule (quantcli.market.instruments.TICK_SCHEDULES) as arrays, for
-    pricing event orders on the tick: symbol ``s`` on session ``d`` uses row
-    ``era[kind[s], d]`` of ``bounds`` (inclusive upper price bounds, padded with +inf) and
-    ``ticks``. Signal runs price no orders and carry an empty table."""
+    """The run's tick schedule (quantcli.market.instruments' tick tables) as arrays, for
+    pricing fills and event orders on the tick (:func:`tick_at`): symbol ``s`` on session
+    ``d`` uses row ``era[kind[s], d]`` of ``bounds`` (inclusive upper price bounds, padded
+    with +inf) and ``ticks``. A table, not a tick per bar: at 10M bars that column was 80 MB
+    and a pass over the bars."""
 
     kind: Ints
     era: Ints
@@ -166,6 +166,19 @@ def helper(fn: F) -> F:
     replay's compile time. Called from Python, it runs interpreted."""
     jitable: Callable[[F], F] = register_jitable(_nrt=False, no_cfunc_wrapper=True)
     return jitable(fn)
+
+
+@helper
+def tick_at(ticks: Ticks, s: int, d: int, price: float) -> float:
+    """The tick of symbol ``s`` on session ``d`` at ``price``: its schedule's band of that
+    price. A bad price (NaN, zero, negative) gets the lowest band's tick; the fill rules
+    reject its orders."""
+    row = ticks.era[ticks.kind[s], d]
+    band = 0
+    while band < ticks.bounds.shape[1] and ticks.bounds[row, band] < price:
+        band += 1
+    tick: float = ticks.ticks[row, band]
+    return tick
 
 
 def entry(fn: Any, *args: Any) -> Callable[..., Any]:
