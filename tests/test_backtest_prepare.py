@@ -235,3 +235,21 @@ def test_split_warnings_equal_the_validators_on_the_whole_frame() -> None:
     assert [w.split(" If so")[0] for w in warnings] == [
         f"suspected_split: {f.message}" for f in found
     ]
+
+
+@pytest.mark.parametrize("cut", [1, 3, 4, 9, 15])
+def test_split_warnings_see_a_gap_across_a_chunk_boundary(cut: int) -> None:
+    # S0 gaps 50% on session 3 (row 3) and S1 on session 2 (row 8): each compares a bar's open
+    # with the previous row's close, which a chunk cut at ``cut`` may put in another chunk.
+    grid = [session_stamp(d, 0) for d in range(6)]
+    bars = bars_at({"S0": grid, "S1": grid, "S2": grid}).sort("symbol", "ts")
+    close = bars["close"].to_numpy()
+    opens = bars["open"].to_numpy().copy()
+    opens[3], opens[8] = close[2] * 0.5, close[7] * 2.0
+    bars = bars.with_columns(open=pl.Series(opens), high=pl.Series(np.maximum(opens, close) + 2))
+    chunked = pl.concat([bars.slice(0, cut), bars.slice(cut)], rechunk=False)
+    assert chunked.n_chunks() == 2
+    config = BacktestConfig(dataset="t", strategy="hold")
+    whole = simulate(bars, config, strategy=hold()).warnings
+    assert len(whole) == 2
+    assert simulate(chunked, config, strategy=hold()).warnings == whole

@@ -1241,8 +1241,14 @@ def _split_warnings(
 
     # Below the check's threshold, so that float rounding can never drop a symbol it flags.
     near = 0.99 * DEFAULT_SPLIT_THRESHOLD
-    opens, closes = _frozen(*(frame.get_column(c).to_numpy() for c in ("open", "close")))
-    jumps = _jump_symbols(code, day_of, opens, closes, near, n_symbols)
+    columns = [frame.get_column(c) for c in ("open", "close")]
+    jumps = np.zeros(n_symbols, dtype=np.bool_)
+    # A slice of each chunk and the row before it (whose close the first open is compared
+    # with): a copy of one chunk at most, not of both columns.
+    for a, b in _chunk_slices(columns):
+        lo = max(0, a - 1)
+        opens, closes = _frozen(*(c.slice(lo, b - lo).to_numpy() for c in columns))
+        jumps |= _jump_symbols(code[lo:b], day_of[lo:b], opens, closes, near, n_symbols)
     if not jumps.any():
         return ()
     if not jumps.all():
