@@ -14,11 +14,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from quantcli.backtest import engine
 from quantcli.backtest.config import BacktestConfig
 from quantcli.backtest.engine import _time_positions, prepare, simulate
 from quantcli.backtest.inputs import EOD, LAST_OF_TS, SQUARE_OFF
 from quantcli.backtest.strategy import LoadedStrategy, SignalStrategy
-from quantcli.errors import CoverageError
+from quantcli.errors import CoverageError, StrategyError
 from quantcli.market.calendar import sessions
 from quantcli.market.segments import MIS_SQUARE_OFF, segment_rules
 from quantcli.store.schema import TS_DTYPE
@@ -253,3 +254,35 @@ def test_split_warnings_see_a_gap_across_a_chunk_boundary(cut: int) -> None:
     whole = simulate(bars, config, strategy=hold()).warnings
     assert len(whole) == 2
     assert simulate(chunked, config, strategy=hold()).warnings == whole
+
+
+class Peek(SignalStrategy):
+    """Long when tomorrow's close is higher: a look-ahead."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+
+    def targets(self) -> pl.Expr:
+        ahead = pl.col("close").shift(-1).over("symbol") > pl.col("close")
+        return ahead.cast(pl.Float64) * 10
+
+
+@pytest.mark.parametrize(("inline", "overlap"), [(0, 0), (0, 10**9), (10**9, 0)])
+def test_evaluating_before_or_beside_the_arrays_gives_the_same_run(
+    monkeypatch: pytest.MonkeyPatch, inline: int, overlap: int
+) -> None:
+    # Above _OVERLAP_BARS the strategy is evaluated (and checked) before the replay arrays are
+    # built, below it beside them on a worker (at or above _INLINE_BARS): same fills, same
+    # equity, and a look-ahead is still the error raised.
+    grid = [session_stamp(d, 0) for d in range(len(DAYS))]
+    bars = bars_at({f"S{k}": grid for k in range(3)})
+    config = BacktestConfig(dataset="t", strategy="sma_cross", params={"fast": "2", "slow": "5"})
+    expected = simulate(bars, config)
+    monkeypatch.setattr(engine, "_INLINE_BARS", inline)
+    monkeypatch.setattr(engine, "_OVERLAP_BARS", overlap)
+    got = simulate(bars, config)
+    assert expected.fills.height > 0
+    assert got.fills.equals(expected.fills) and got.equity.equals(expected.equity)
+    peek = LoadedStrategy("peek", Peek(), "targets", "hash", {})
+    with pytest.raises(StrategyError, match="strategy peek looks ahead"):
+        simulate(bars, config, strategy=peek)

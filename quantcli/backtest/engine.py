@@ -444,12 +444,16 @@ def _prepare(
     s = sessions
     adjust = _split_factors(actions, s.symbols, s.code, s.day_of, s.days)
     # Polars evaluates a signal strategy and its look-ahead check without the GIL (on one core
-    # for per-symbol windows) while this thread builds the replay arrays: the two overlap. An
-    # event strategy reads its bars from the arrays, so only signal runs build the view.
+    # for per-symbol windows) while this thread builds the replay arrays: the two overlap, up
+    # to _OVERLAP_BARS bars. Above that the evaluation comes first and its working memory (six
+    # times its targets' size at 10M bars) is freed before the arrays (eight times) are
+    # written: overlapped, the two made a 10M-bar run's peak. An event strategy reads its bars
+    # from the arrays, so only signal runs build the view.
     targets = None
     if strategy.kind != "events":
-        view = strategy_view(s.frame, adjust)
-        targets = _submit(pool, s.n, _checked_targets, view, s.code, strategy)
+        check = (_checked_targets, strategy_view(s.frame, adjust), s.code, strategy)
+        targets = _now(*check) if s.n > _OVERLAP_BARS else _submit(pool, s.n, *check)
+        del check  # the view, which the arrays need not wait beside
     try:
         prep = _replay_arrays(sessions, config, actions, adjust)
     except Exception:
@@ -643,6 +647,9 @@ def _replay_arrays(
 # worker cost more than the overlap saved (the threads trade the GIL in polars' Python layer,
 # ~2 ms a run on 5,000 bars, more than the whole evaluation).
 _INLINE_BARS = 50_000
+# Above this many bars a signal strategy's evaluation and the replay arrays do not overlap
+# (see _prepare): at 10M bars their working memory together took the run past 2 GiB.
+_OVERLAP_BARS = 2_000_000
 
 
 def _submit(pool: ThreadPoolExecutor, n: int, fn: Callable[..., _T], *args: object) -> Future[_T]:
