@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from quantcli.backtest import engine
 from quantcli.backtest.config import BacktestConfig
 from quantcli.backtest.engine import _time_positions, prepare, simulate
-from quantcli.backtest.inputs import EOD, LAST_OF_TS, SQUARE_OFF
+from quantcli.backtest.inputs import EOD, LAST_OF_TS, SQUARE_OFF, previous_close
 from quantcli.backtest.strategy import LoadedStrategy, SignalStrategy
 from quantcli.errors import CoverageError, StrategyError
 from quantcli.market.calendar import sessions
@@ -142,7 +142,12 @@ def assert_replay_order(bars: pl.DataFrame, segment: str) -> None:
     if "prev_close" in bars.columns:
         given = bars["prev_close"].to_numpy()
         prev = np.where(np.isnan(given), prev, given)
-    assert np.array_equal(prep.bars.prev_close, prev[order], equal_nan=True)
+    # (read as the fills read it: a full panel keeps no column of it)
+    seen = [previous_close(prep.bars, i) for i in range(prep.n)]
+    assert np.array_equal(seen, prev[order], equal_nan=True)
+    stamps = bars.group_by("symbol", maintain_order=True).agg("ts")["ts"].to_list()
+    full = all(t == stamps[0] for t in stamps) and "prev_close" not in bars.columns
+    assert prep.bars.panel == (len(stamps) if full else 0)
     local = utc + IST_US
     day = local // DAY_US
     last = np.r_[(code[1:] != code[:-1]) | (day[1:] != day[:-1]), True]

@@ -18,6 +18,7 @@ functions they call are :func:`helper` functions, compiled into them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar
 
@@ -57,7 +58,8 @@ class Bars(NamedTuple):
     low: Floats
     close: Floats
     volume: Floats
-    prev_close: Floats  # NaN when unknown (the symbol's first bar)
+    prev_close: Floats  # NaN when unknown (the symbol's first bar); see previous_close
+    panel: int  # a full panel's symbols (then prev_close is all NaN), else 0
     slip_input: Floats  # the slippage model's per-bar input (sqrt: recent volatility)
     lot: Floats
     target: Floats  # a signal strategy's target (NaN = no opinion)
@@ -179,6 +181,19 @@ def tick_at(ticks: Ticks, s: int, d: int, price: float) -> float:
         band += 1
     tick: float = ticks.ticks[row, band]
     return tick
+
+
+@helper
+def previous_close(bars: Bars, bar: int) -> float:
+    """The previous close of bar ``bar`` (NaN: unknown): the input's, or its symbol's
+    previous bar's close. A full panel (``bars.panel`` symbols on every timestamp, without
+    the input's own) has no column of them: the symbol's previous bar is ``panel`` rows
+    earlier."""
+    if bars.panel:
+        prev: float = bars.close[bar - bars.panel] if bar >= bars.panel else math.nan
+        return prev
+    given: float = bars.prev_close[bar]
+    return given
 
 
 def entry(fn: Any, *args: Any) -> Callable[..., Any]:
