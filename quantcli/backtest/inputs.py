@@ -12,7 +12,7 @@ The compiled functions that take these structures run without numba's reference 
 they allocate no arrays, and counting references on every array of a structure at each call
 made the replay three times slower. Python enters the few entries (:func:`compiled`) through
 :func:`entry`, which compiles one signature per function whatever the arrays' layouts (a
-broadcast tick column and a contiguous one share it) and skips numba's per-call typing; the
+broadcast target column and a contiguous one share it) and skips numba's per-call typing; the
 functions they call are :func:`helper` functions, compiled into them.
 """
 
@@ -48,7 +48,8 @@ LAST_OF_TS = 4  # last bar of its timestamp (the equity row is written after it)
 
 
 class Bars(NamedTuple):
-    """The replay's per-bar arrays in (ts, symbol) order, and the per-session charge rates."""
+    """The replay's per-bar arrays in (ts, symbol) order, the per-session charge rates, and
+    the width of a full panel (see :func:`previous_close`)."""
 
     sym: Codes  # symbol code
     day: Codes  # session index (into the run's days and ``rates``)
