@@ -106,15 +106,15 @@ def test_cancel_names_an_order_id_that_is_not_an_integer() -> None:
 
 
 def test_every_run_enters_the_replay_through_one_signature() -> None:
-    # A run whose tick column is a zero-stride broadcast and one with a tick per bar, signal
-    # and event strategies: one compiled specialisation of the loop serves them all.
+    # A run with one tick for every price and one with price bands, signal and event
+    # strategies: one compiled specialisation of the loop serves them all.
     flat_bars = make_bars({"AAA": flat(6)})
     # From 2024-06-10 a price below 250 ticks 0.01, above it 0.05.
     rows: list[Row] = [(c, c + 1, c - 1, c, 10_000) for c in (240.0, 260.0) * 3]
     banded = make_bars({"AAA": rows}, start=date(2025, 6, 2))
-    assert prepare(
-        banded, cfg(strategy="buy_and_hold"), load_strategy("buy_and_hold", {}), []
-    ).bars.tick.strides != (0,)
+    buy_and_hold = cfg(strategy="buy_and_hold"), load_strategy("buy_and_hold", {})
+    assert prepare(flat_bars, *buy_and_hold, []).ticks.bounds.shape[1] == 0
+    assert prepare(banded, *buy_and_hold, []).ticks.bounds.shape[1] > 0
     for bars in (flat_bars, banded):
         simulate(bars, cfg(strategy="buy_and_hold"))
         simulate(bars, cfg(), strategy=loaded(Script({0: lambda c, b: c.buy("AAA", 1)}), "events"))

@@ -14,11 +14,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from quantcli.backtest import engine
 from quantcli.backtest.config import BacktestConfig
 from quantcli.backtest.engine import _time_positions, prepare, simulate
-from quantcli.backtest.inputs import EOD, LAST_OF_TS, SQUARE_OFF
+from quantcli.backtest.inputs import EOD, LAST_OF_TS, SQUARE_OFF, previous_close
 from quantcli.backtest.strategy import LoadedStrategy, SignalStrategy
-from quantcli.errors import CoverageError
+from quantcli.errors import CoverageError, StrategyError
 from quantcli.market.calendar import sessions
 from quantcli.market.segments import MIS_SQUARE_OFF, segment_rules
 from quantcli.store.schema import TS_DTYPE
@@ -141,7 +142,12 @@ def assert_replay_order(bars: pl.DataFrame, segment: str) -> None:
     if "prev_close" in bars.columns:
         given = bars["prev_close"].to_numpy()
         prev = np.where(np.isnan(given), prev, given)
-    assert np.array_equal(prep.bars.prev_close, prev[order], equal_nan=True)
+    # (read as the fills read it: a full panel keeps no column of it)
+    seen = [previous_close(prep.bars, i) for i in range(prep.n)]
+    assert np.array_equal(seen, prev[order], equal_nan=True)
+    stamps = bars.group_by("symbol", maintain_order=True).agg("ts")["ts"].to_list()
+    full = all(t == stamps[0] for t in stamps) and "prev_close" not in bars.columns
+    assert prep.bars.panel == (len(stamps) if full else 0)
     local = utc + IST_US
     day = local // DAY_US
     last = np.r_[(code[1:] != code[:-1]) | (day[1:] != day[:-1]), True]
@@ -235,3 +241,53 @@ def test_split_warnings_equal_the_validators_on_the_whole_frame() -> None:
     assert [w.split(" If so")[0] for w in warnings] == [
         f"suspected_split: {f.message}" for f in found
     ]
+
+
+@pytest.mark.parametrize("cut", [1, 3, 4, 9, 15])
+def test_split_warnings_see_a_gap_across_a_chunk_boundary(cut: int) -> None:
+    # S0 gaps 50% on session 3 (row 3) and S1 on session 2 (row 8): each compares a bar's open
+    # with the previous row's close, which a chunk cut at ``cut`` may put in another chunk.
+    grid = [session_stamp(d, 0) for d in range(6)]
+    bars = bars_at({"S0": grid, "S1": grid, "S2": grid}).sort("symbol", "ts")
+    close = bars["close"].to_numpy()
+    opens = bars["open"].to_numpy().copy()
+    opens[3], opens[8] = close[2] * 0.5, close[7] * 2.0
+    bars = bars.with_columns(open=pl.Series(opens), high=pl.Series(np.maximum(opens, close) + 2))
+    chunked = pl.concat([bars.slice(0, cut), bars.slice(cut)], rechunk=False)
+    assert chunked.n_chunks() == 2
+    config = BacktestConfig(dataset="t", strategy="hold")
+    whole = simulate(bars, config, strategy=hold()).warnings
+    assert len(whole) == 2
+    assert simulate(chunked, config, strategy=hold()).warnings == whole
+
+
+class Peek(SignalStrategy):
+    """Long when tomorrow's close is higher: a look-ahead."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+
+    def targets(self) -> pl.Expr:
+        ahead = pl.col("close").shift(-1).over("symbol") > pl.col("close")
+        return ahead.cast(pl.Float64) * 10
+
+
+@pytest.mark.parametrize(("inline", "overlap"), [(0, 0), (0, 10**9), (10**9, 0)])
+def test_evaluating_before_or_beside_the_arrays_gives_the_same_run(
+    monkeypatch: pytest.MonkeyPatch, inline: int, overlap: int
+) -> None:
+    # Above _OVERLAP_BARS the strategy is evaluated (and checked) before the replay arrays are
+    # built, below it beside them on a worker (at or above _INLINE_BARS): same fills, same
+    # equity, and a look-ahead is still the error raised.
+    grid = [session_stamp(d, 0) for d in range(len(DAYS))]
+    bars = bars_at({f"S{k}": grid for k in range(3)})
+    config = BacktestConfig(dataset="t", strategy="sma_cross", params={"fast": "2", "slow": "5"})
+    expected = simulate(bars, config)
+    monkeypatch.setattr(engine, "_INLINE_BARS", inline)
+    monkeypatch.setattr(engine, "_OVERLAP_BARS", overlap)
+    got = simulate(bars, config)
+    assert expected.fills.height > 0
+    assert got.fills.equals(expected.fills) and got.equity.equals(expected.equity)
+    peek = LoadedStrategy("peek", Peek(), "targets", "hash", {})
+    with pytest.raises(StrategyError, match="strategy peek looks ahead"):
+        simulate(bars, config, strategy=peek)

@@ -1,8 +1,8 @@
 """Backtests take tick sizes from the market model alone (quantcli.market.instruments).
 
 Each segment is checked on the session before and on each date a tick schedule changes, for
-prices across the bands: the backtester's per-bar tick equals ``tick_size`` of the schedule the
-market model names for that segment and symbol.
+prices across the bands: the tick the backtester's fills look up equals ``tick_size`` of the
+schedule the market model names for that segment and symbol.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from datetime import date
 import numpy as np
 import pytest
 
-from quantcli.backtest.engine import _ticks
+from quantcli.backtest.engine import _tick_table
+from quantcli.backtest.inputs import tick_at
 from quantcli.errors import UsageError
 from quantcli.market.calendar import previous_session
 from quantcli.market.instruments import TICK_SCHEDULES, tick_kind, tick_size
@@ -34,10 +35,9 @@ PRICES = np.array([0.5, 100.0, 249.99, 250.0, 999.0, 1_000.5, 7_000.0, 16_000.0,
 
 def backtester_ticks(segment: str, symbols: list[str], day: date) -> np.ndarray:
     """The backtester's tick for every price of PRICES, for each symbol, on ``day``."""
-    n = PRICES.shape[0]
-    prices = np.tile(PRICES, len(symbols))
-    sym = np.repeat(np.arange(len(symbols)), n)
-    return _ticks(prices, np.zeros(prices.shape[0], dtype=np.int64), [day], segment, symbols, sym)
+    table = _tick_table(symbols, [day], segment)
+    ticks = [tick_at(table, s, 0, float(p)) for s in range(len(symbols)) for p in PRICES]
+    return np.array(ticks)
 
 
 @pytest.mark.parametrize("day", DATES)

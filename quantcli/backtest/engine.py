@@ -46,6 +46,7 @@ from quantcli.backtest.inputs import (
     Flags,
     Floats,
     Ints,
+    Ticks,
     helper,
 )
 from quantcli.backtest.kernel import CHUNK, Book, Output, Prepared
@@ -463,12 +464,16 @@ def _prepare(
     s = sessions
     adjust = _split_factors(actions, s.symbols, s.code, s.day_of, s.days)
     # Polars evaluates a signal strategy and its look-ahead check without the GIL (on one core
-    # for per-symbol windows) while this thread builds the replay arrays: the two overlap. An
-    # event strategy reads its bars from the arrays, so only signal runs build the view.
+    # for per-symbol windows) while this thread builds the replay arrays: the two overlap, up
+    # to _OVERLAP_BARS bars. Above that the evaluation comes first and its working memory
+    # (~0.6 GB for an SMA cross at 10M bars) is freed before the arrays (as much again) are
+    # written: overlapped, the two made a 10M-bar run's peak. An event strategy reads its bars
+    # from the arrays, so only signal runs build the view.
     targets = None
     if strategy.kind != "events":
-        view = strategy_view(s.frame, adjust)
-        targets = _submit(pool, s.n, _checked_targets, view, s.code, strategy)
+        check = (_checked_targets, strategy_view(s.frame, adjust), s.code, strategy)
+        targets = _now(*check) if s.n > _OVERLAP_BARS else _submit(pool, s.n, *check)
+        del check  # the view, which the arrays need not wait beside
     try:
         prep = _replay_arrays(sessions, config, actions, adjust)
     except Exception:
@@ -617,18 +622,21 @@ def _replay_arrays(
     n = frame.height
     rules = segment_rules(config.segment)
     square_off = -1 if rules.square_off is None else _time_us(rules.square_off)
+    # A full panel without the input's own previous close needs no column of it: a bar's is
+    # the close one timestamp earlier (Bars.panel), 80 MB less at 10M bars.
+    panel = len(symbols) if order.pos.shape[0] == 0 and "prev_close" not in frame.columns else 0
     replay = _Replay(
         ts=_empty(n, np.int64),
         sym=_empty(n, np.int32),
         day=_empty(n, np.int32),
         flags=_empty(n, np.uint8),
-        prices=_empty((6, n), np.float64),
+        prices=_empty((5 if panel else 6, n), np.float64),
     )
     _scatter_frame(frame, order, replay)
     n_ts = _time_flags(replay.ts, replay.flags, square_off)
     ts, sym, day_index, flags = replay.ts, replay.sym, replay.day, replay.flags
-    open_, high, low, close, volume, prev_close = replay.prices
-    tick = _ticks(open_, day_index, days, config.segment, symbols, sym)
+    open_, high, low, close, volume = replay.prices[:5]
+    prev_close = np.broadcast_to(np.nan, n) if panel else replay.prices[5]
     lot = _lots(symbols, sym, day_index, days, config.segment)
     rates = rate_table(parse_costs(config.costs), config.segment, config.broker, days)
     actions_in = _action_arrays(actions, symbols, day_index, days, sym)
@@ -649,7 +657,7 @@ def _replay_arrays(
             close=close,
             volume=volume,
             prev_close=prev_close,
-            tick=tick,
+            panel=panel,
             slip_input=slip_input,
             lot=lot,
             target=np.broadcast_to(np.nan, n),
@@ -658,6 +666,7 @@ def _replay_arrays(
         actions=actions_in,
         adjust=np.broadcast_to(1.0, n) if adjust is None else _in_time(adjust, order),
         n_ts=n_ts,
+        ticks=_tick_table(symbols, days, config.segment),
     )
 
 
@@ -665,6 +674,9 @@ def _replay_arrays(
 # worker cost more than the overlap saved (the threads trade the GIL in polars' Python layer,
 # ~2 ms a run on 5,000 bars, more than the whole evaluation).
 _INLINE_BARS = 50_000
+# Above this many bars a signal strategy's evaluation and the replay arrays do not overlap
+# (see _prepare): at 10M bars their working memory together took the run past 2 GiB.
+_OVERLAP_BARS = 2_000_000
 
 
 def _submit(pool: ThreadPoolExecutor, n: int, fn: Callable[..., _T], *args: object) -> Future[_T]:
@@ -778,7 +790,7 @@ class _Replay(NamedTuple):
     sym: Codes
     day: Codes
     flags: Flags
-    prices: Floats  # rows: open, high, low, close, volume, previous close
+    prices: Floats  # rows: open, high, low, close, volume, previous close (when it has a row)
 
 
 def _replay_order(
@@ -867,6 +879,7 @@ def _scatter(order: _Order, start: int, end: int, moves: _Moves) -> None:
     cursor[lo], stop[hi - 1] = max(cursor[lo], start), min(stop[hi - 1], end)
     given = cols.prev_close.shape[0] > 0
     prices = out.prices
+    with_prev = prices.shape[0] > 5  # the previous close has a row (see Bars.panel)
     for b0 in range(lo, hi, _BLOCK_SYMBOLS):
         b1 = min(hi, b0 + _BLOCK_SYMBOLS)
         low = _first_row(order, cursor, stop, b0, b1)
@@ -896,10 +909,11 @@ def _scatter(order: _Order, start: int, end: int, moves: _Moves) -> None:
                     prices[2, p] = cols.low[k]
                     prices[3, p] = cols.close[k]
                     prices[4, p] = cols.volume[k]
-                    prev = cols.prev_close[k] if given else math.nan
-                    if math.isnan(prev) and j > bounds[s]:
-                        prev = cols.close[k - 1] if k else moves.carry
-                    prices[5, p] = prev
+                    if with_prev:
+                        prev = cols.prev_close[k] if given else math.nan
+                        if math.isnan(prev) and j > bounds[s]:
+                            prev = cols.close[k - 1] if k else moves.carry
+                        prices[5, p] = prev
                     j += 1
                 cursor[s] = j
 
@@ -922,18 +936,24 @@ def _scatter_frame(frame: pl.DataFrame, order: _Order, out: _Replay) -> None:
     columns[0] = columns[0].cast(pl.Int64)
     if "prev_close" in frame.columns:
         columns.append(frame.get_column("prev_close").cast(pl.Float64).fill_null(np.nan))
-    edges = {0, frame.height}
-    for column in columns:
-        edges.update(itertools.accumulate(column.chunk_lengths()))
-    cuts = sorted(edges)
     carry = math.nan
-    for a, b in itertools.pairwise(cuts):
+    for a, b in _chunk_slices(columns):
         views = [column.slice(a, b - a).to_numpy() for column in columns]
         if len(views) == len(_Columns._fields) - 1:
             views.append(_NO_PRICES)
         cols = _Columns(*_frozen(*views))
         _scatter(order, a, b, _Moves(cols, carry, out, _NO_PRICES, _NO_COLUMN))
         carry = float(cols.close[-1])
+
+
+def _chunk_slices(columns: Sequence[pl.Series]) -> Iterator[tuple[int, int]]:
+    """The (start, end) row slices of ``columns`` (of one length) that lie within one chunk
+    of each: a slice of each is a view of its buffer, where ``to_numpy`` of a chunked column
+    copies all of it."""
+    edges = {0, len(columns[0])}
+    for column in columns:
+        edges.update(itertools.accumulate(column.chunk_lengths()))
+    return itertools.pairwise(sorted(edges))
 
 
 # From this size on, numpy asks the kernel for transparent huge pages (numpy's own threshold).
@@ -1128,67 +1148,33 @@ def _calendar_sessions() -> _Sessions:
     return made
 
 
-def _ticks(
-    prices: np.ndarray,
-    day_index: np.ndarray,
-    days: list[date],
-    segment: str,
-    symbols: list[str],
-    sym: np.ndarray,
-) -> np.ndarray:
-    """Tick size per bar, by the bar's open price and session date (bars in time order, so a
-    run of sessions is a slice), from the market model's tick tables: one table per era
-    between the schedule's change dates; a zero-stride view when one tick holds for every
-    bar."""
+def _tick_table(symbols: list[str], days: list[date], segment: str) -> Ticks:
+    """The :class:`Ticks` table of ``symbols`` over sessions ``days`` in ``segment``: one row
+    per era of each symbol's schedule, the eras split at the market model's change dates
+    (quantcli.market.instruments.tick_changes) and each era's table the model's
+    (``tick_table``). The fills look a bar's tick up in it at its open price."""
     kinds = [tick_kind(segment, s) for s in symbols]
     distinct = sorted(set(kinds))
-    # Each era of each schedule: (first bar, end bar, kind, bounds, ticks).
-    pieces: list[tuple[int, int, int, np.ndarray, np.ndarray]] = []
+    era = np.zeros((len(distinct), len(days)), dtype=np.int64)
+    rows: list[tuple[tuple[float, ...], tuple[float, ...]]] = []
     for k, kind in enumerate(distinct):
         changes = [bisect.bisect_left(days, d) for d in tick_changes(kind)]
         edges = sorted({0, len(days), *(c for c in changes if 0 < c < len(days))})
         for lo, hi in itertools.pairwise(edges):
-            # Needles of the sessions' own dtype: numpy would otherwise convert all of them.
-            span = np.array([lo, hi], dtype=day_index.dtype)
-            a, b = (int(x) for x in np.searchsorted(day_index, span))
-            upper, steps = tick_table(days[lo], kind)
-            pieces.append((a, b, k, np.array(upper), np.array(steps)))
-    single = {float(t[0]) for *_, t in pieces if t.shape[0] == 1}
-    if len(distinct) == 1 and len(single) == 1 and all(t.shape[0] == 1 for *_, t in pieces):
-        return np.broadcast_to(single.pop(), prices.shape[0])
-    # Each bar's schedule (a zero-stride view when the symbols share one).
-    kind_of = (
-        np.array([distinct.index(k) for k in kinds], dtype=np.int64)[sym]
-        if len(distinct) > 1
-        else np.broadcast_to(np.int64(0), prices.shape[0])
+            era[k, lo:hi] = len(rows)
+            rows.append(tick_table(days[lo], kind))
+    width = max(len(bounds) for bounds, _ in rows)
+    bounds_table = np.full((len(rows), width), np.inf)
+    ticks_table = np.zeros((len(rows), width + 1))
+    for r, (bounds, ticks) in enumerate(rows):
+        bounds_table[r, : len(bounds)] = bounds
+        ticks_table[r, : len(ticks)] = ticks
+    return Ticks(
+        kind=np.array([distinct.index(k) for k in kinds], dtype=np.int64),
+        era=era,
+        bounds=bounds_table,
+        ticks=ticks_table,
     )
-    out = _empty(prices.shape[0], np.float64)
-    for a, b, k, bounds, ticks in pieces:
-        _band_ticks(prices[a:b], kind_of[a:b], k, bounds, ticks, out[a:b])
-    return out
-
-
-@numba.njit(cache=True, nogil=True)
-def _band_ticks(
-    prices: np.ndarray,
-    kind_of: np.ndarray,
-    kind: int,
-    bounds: np.ndarray,
-    ticks: np.ndarray,
-    out: np.ndarray,
-) -> None:
-    """``out[i]`` = the tick of the price band of ``prices[i]`` (``tick_table``'s bounds and
-    ticks) for the bars whose ``kind_of`` is ``kind``. A bad price (NaN, negative) gets the
-    lowest band's tick here; the fill rules reject its orders."""
-    for i in range(prices.shape[0]):
-        if kind_of[i] != kind:
-            continue
-        p = prices[i]
-        band = 0
-        if p > 0.0:
-            while band < bounds.shape[0] and p > bounds[band]:
-                band += 1
-        out[i] = ticks[band]
 
 
 def _lots(
@@ -1291,8 +1277,14 @@ def _split_warnings(
 
     # Below the check's threshold, so that float rounding can never drop a symbol it flags.
     near = 0.99 * DEFAULT_SPLIT_THRESHOLD
-    opens, closes = _frozen(*(frame.get_column(c).to_numpy() for c in ("open", "close")))
-    jumps = _jump_symbols(code, day_of, opens, closes, near, n_symbols)
+    columns = [frame.get_column(c) for c in ("open", "close")]
+    jumps = np.zeros(n_symbols, dtype=np.bool_)
+    # A slice of each chunk and the row before it (whose close the first open is compared
+    # with): a copy of one chunk at most, not of both columns.
+    for a, b in _chunk_slices(columns):
+        lo = max(0, a - 1)
+        opens, closes = _frozen(*(c.slice(lo, b - lo).to_numpy() for c in columns))
+        jumps |= _jump_symbols(code[lo:b], day_of[lo:b], opens, closes, near, n_symbols)
     if not jumps.any():
         return ()
     if not jumps.all():

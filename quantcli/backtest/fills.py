@@ -39,7 +39,15 @@ from quantcli.backtest.accounting import (
     holdings,
 )
 from quantcli.backtest.costs import DP, fill_costs
-from quantcli.backtest.inputs import FUND_MARGIN, FUND_PREMIUM, Run, compiled, helper
+from quantcli.backtest.inputs import (
+    FUND_MARGIN,
+    FUND_PREMIUM,
+    Run,
+    compiled,
+    helper,
+    previous_close,
+    tick_at,
+)
 from quantcli.backtest.orders import (
     F_BAR,
     F_CHARGES,
@@ -143,7 +151,8 @@ def execute(
         state[s, USED] = 0.0
     q = abs(signed)
     if not forced:
-        if circuit_blocked(is_buy, run.bars.high[bar], run.bars.low[bar], run.bars.prev_close[bar]):
+        b = run.bars
+        if circuit_blocked(is_buy, b.high[bar], b.low[bar], previous_close(b, bar)):
             return 0.0, NO_REASON
         room = math.floor(run.params.participation * run.bars.volume[bar] - state[s, USED] + _EPS)
         q = min(q, math.floor(room / lot) * lot)
@@ -207,7 +216,10 @@ def _priced(
         run.params.slip, run.params.slip_param, q, run.bars.volume[bar], run.bars.slip_input[bar]
     )
     raw = ref_price * (1.0 + frac) if is_buy else ref_price * (1.0 - frac)
-    price = round_to_tick_kernel(raw, run.bars.tick[bar], ROUND_UP if is_buy else ROUND_DOWN)
+    # The bar's tick: its symbol's schedule on its session, in the band of its open price.
+    b = run.bars
+    tick = tick_at(run.ticks, b.sym[bar], b.day[bar], b.open[bar])
+    price = round_to_tick_kernel(raw, tick, ROUND_UP if is_buy else ROUND_DOWN)
     fee = fill_costs(run, bar, signed, price, dp_paid)
     return price, fee
 

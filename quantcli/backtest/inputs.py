@@ -12,12 +12,13 @@ The compiled functions that take these structures run without numba's reference 
 they allocate no arrays, and counting references on every array of a structure at each call
 made the replay three times slower. Python enters the few entries (:func:`compiled`) through
 :func:`entry`, which compiles one signature per function whatever the arrays' layouts (a
-broadcast tick column and a contiguous one share it) and skips numba's per-call typing; the
+broadcast target column and a contiguous one share it) and skips numba's per-call typing; the
 functions they call are :func:`helper` functions, compiled into them.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar
 
@@ -47,7 +48,8 @@ LAST_OF_TS = 4  # last bar of its timestamp (the equity row is written after it)
 
 
 class Bars(NamedTuple):
-    """The replay's per-bar arrays in (ts, symbol) order, and the per-session charge rates."""
+    """The replay's per-bar arrays in (ts, symbol) order, the per-session charge rates, and
+    the width of a full panel (see :func:`previous_close`)."""
 
     sym: Codes  # symbol code
     day: Codes  # session index (into the run's days and ``rates``)
@@ -57,8 +59,8 @@ class Bars(NamedTuple):
     low: Floats
     close: Floats
     volume: Floats
-    prev_close: Floats  # NaN when unknown (the symbol's first bar)
-    tick: Floats
+    prev_close: Floats  # NaN when unknown (the symbol's first bar); see previous_close
+    panel: int  # a full panel's symbols (then prev_close is all NaN), else 0
     slip_input: Floats  # the slippage model's per-bar input (sqrt: recent volatility)
     lot: Floats
     target: Floats  # a signal strategy's target (NaN = no opinion)
@@ -95,10 +97,11 @@ class Params(NamedTuple):
 
 
 class Ticks(NamedTuple):
-    """The run's tick schedule (quantcli.market.instruments.TICK_SCHEDULES) as arrays, for
-    pricing event orders on the tick: symbol ``s`` on session ``d`` uses row
-    ``era[kind[s], d]`` of ``bounds`` (inclusive upper price bounds, padded with +inf) and
-    ``ticks``. Signal runs price no orders and carry an empty table."""
+    """The run's tick schedule (quantcli.market.instruments' tick tables) as arrays, for
+    pricing fills and event orders on the tick (:func:`tick_at`): symbol ``s`` on session
+    ``d`` uses row ``era[kind[s], d]`` of ``bounds`` (inclusive upper price bounds, padded
+    with +inf) and ``ticks``. A table, not a tick per bar: at 10M bars that column was 80 MB
+    and a pass over the bars."""
 
     kind: Ints
     era: Ints
@@ -166,6 +169,32 @@ def helper(fn: F) -> F:
     replay's compile time. Called from Python, it runs interpreted."""
     jitable: Callable[[F], F] = register_jitable(_nrt=False, no_cfunc_wrapper=True)
     return jitable(fn)
+
+
+@helper
+def tick_at(ticks: Ticks, s: int, d: int, price: float) -> float:
+    """The tick of symbol ``s`` on session ``d`` at ``price``: its schedule's band of that
+    price. A bad price (NaN, zero, negative) gets the lowest band's tick; the fill rules
+    reject its orders."""
+    row = ticks.era[ticks.kind[s], d]
+    band = 0
+    while band < ticks.bounds.shape[1] and ticks.bounds[row, band] < price:
+        band += 1
+    tick: float = ticks.ticks[row, band]
+    return tick
+
+
+@helper
+def previous_close(bars: Bars, bar: int) -> float:
+    """The previous close of bar ``bar`` (NaN: unknown): the input's, or its symbol's
+    previous bar's close. A full panel (``bars.panel`` symbols on every timestamp, without
+    the input's own) has no column of them: the symbol's previous bar is ``panel`` rows
+    earlier."""
+    if bars.panel:
+        prev: float = bars.close[bar - bars.panel] if bar >= bars.panel else math.nan
+        return prev
+    given: float = bars.prev_close[bar]
+    return given
 
 
 def entry(fn: Any, *args: Any) -> Callable[..., Any]:

@@ -81,6 +81,7 @@ from quantcli.backtest.inputs import (
     compiled,
     entry,
     helper,
+    tick_at,
 )
 from quantcli.backtest.orders import (
     AT_CLOSE,
@@ -581,12 +582,8 @@ def cancel(ledger: Ledger, row: int) -> bool:
 @helper
 def on_tick(run: Run, s: int, d: int, price: float, up: bool) -> float:
     """``price`` of symbol ``s`` on session ``d`` rounded to its tick (up or down)."""
-    ticks = run.ticks
-    row = ticks.era[ticks.kind[s], d]
-    band = 0
-    while band < ticks.bounds.shape[1] and ticks.bounds[row, band] < price:
-        band += 1
-    return round_to_tick_kernel(price, ticks.ticks[row, band], ROUND_UP if up else ROUND_DOWN)
+    tick = tick_at(run.ticks, s, d, price)
+    return round_to_tick_kernel(price, tick, ROUND_UP if up else ROUND_DOWN)
 
 
 # --------------------------------------------------------------------------- inputs and state
@@ -609,6 +606,7 @@ class Prepared:
     actions: Actions
     adjust: np.ndarray  # each bar's split/bonus factor: what strategies see is traded x adjust
     n_ts: int
+    ticks: Ticks  # the symbols' tick schedules over the sessions
 
     @property
     def target(self) -> np.ndarray:
@@ -663,43 +661,6 @@ def params_for(config: BacktestConfig, *, weights: bool = False, events: bool = 
     )
 
 
-def tick_table(prep: Prepared, segment: str) -> Ticks:
-    """The tick schedule of ``prep``'s symbols and sessions in ``segment`` (for on_tick)."""
-    from quantcli.market.instruments import TICK_SCHEDULES, tick_kind
-
-    kinds = [tick_kind(segment, s) for s in prep.symbols]
-    names = sorted(set(kinds))
-    ordinals = np.array([d.toordinal() for d in prep.days], dtype=np.int64)
-    era = np.zeros((len(names), len(prep.days)), dtype=np.int64)
-    rows: list[tuple[tuple[float, ...], tuple[float, ...]]] = []
-    for k, name in enumerate(names):
-        schedule = TICK_SCHEDULES[name]
-        starts = np.array([start.toordinal() for start, _, _ in schedule], dtype=np.int64)
-        era[k] = np.searchsorted(starts, ordinals, side="right") - 1 + len(rows)
-        rows += [(bounds, ticks) for _, bounds, ticks in schedule]
-    width = max(len(bounds) for bounds, _ in rows)
-    bounds_table = np.full((len(rows), width), np.inf)
-    ticks_table = np.zeros((len(rows), width + 1))
-    for r, (bounds, ticks) in enumerate(rows):
-        bounds_table[r, : len(bounds)] = bounds
-        ticks_table[r, : len(ticks)] = ticks
-    return Ticks(
-        kind=np.array([names.index(k) for k in kinds], dtype=np.int64),
-        era=era,
-        bounds=bounds_table,
-        ticks=ticks_table,
-    )
-
-
-# Signal strategies price no orders: their runs carry this table.
-_NO_TICKS = Ticks(
-    kind=np.zeros(0, dtype=np.int64),
-    era=np.zeros((0, 0), dtype=np.int64),
-    bounds=np.zeros((0, 0)),
-    ticks=np.zeros((0, 0)),
-)
-
-
 class Book:
     """The mutable state of one run (:class:`Ledger`, whose buffers grow), its inputs, and
     the compiled entries that work on them."""
@@ -731,8 +692,7 @@ class Book:
             event_floats=np.zeros((n_act, EVENT_FLOAT_COLS), dtype=np.float64),
             scratch=np.zeros(F_FLOAT_COLS - F_CHARGES - 1, dtype=np.float64),
         )
-        ticks = tick_table(prep, config.segment) if events else _NO_TICKS
-        self.run = Run(prep.bars, prep.actions, self.params, ticks, self.ledger)
+        self.run = Run(prep.bars, prep.actions, self.params, prep.ticks, self.ledger)
         self._advance = entry(advance, self.run, 0)
         self._place: Any = None
         self._cancel: Any = None
