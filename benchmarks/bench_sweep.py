@@ -130,7 +130,7 @@ sys.path.insert(0, sys.argv[1])
 import bench_sweep as bs
 from bench_backtest import bars, sma_config
 from quantcli.backtest.engine import RunInputs
-from quantcli.sweep.runner import _Job
+from quantcli.sweep.runner import _Job, chunks
 
 frame = bars()
 config = dataclasses.replace(sma_config(), params={}, strategy="sma_cross")
@@ -138,15 +138,19 @@ combos = list(enumerate(bs.grid().combos))
 list(_Job.of(RunInputs(bars(2, 300), (), "", None), config, None).rows(combos[:2]))  # kernels
 start = time.perf_counter()
 job = _Job.of(RunInputs(frame, (), "", None), config, None)
-list(job.rows(combos, parallel=False))
+# The pieces a 1-worker cluster sweep runs: the first combination, then the worker's chunks.
+for piece in [combos[:1], *chunks(combos[1:], 1)]:
+    list(job.rows(piece, parallel=False))
 print(json.dumps({"seconds": time.perf_counter() - start}))
 """
 
 
 def one_worker_work() -> float:
-    """Seconds of the benchmark grid as one worker runs it: in a process of its own with
-    polars on one thread (as run_grid's workers), prepared once, replayed on one thread (an
-    in-process sweep uses every core, so it is not what a worker does)."""
+    """Seconds of the benchmark grid as a 1-worker cluster sweep runs it, without the cluster:
+    in a process of its own with polars on one thread (as run_grid's workers), prepared once,
+    the same pieces (the first combination, then the worker's chunks: each chunk's targets are
+    one batch) replayed on one thread (an in-process sweep uses every core and one batch, so
+    it is not what a worker does)."""
     env = {**os.environ, "POLARS_MAX_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
     argv = [sys.executable, "-c", ONE_WORKER, str(Path(__file__).resolve().parent)]
     return float(subprocess_json(argv, env)["seconds"])
