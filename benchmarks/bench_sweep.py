@@ -163,10 +163,10 @@ def running(workers: int) -> Iterator[Any]:
     import dask
     from distributed import LocalCluster
 
-    from quantcli.sweep.runner import Cluster, worker_environ
+    from quantcli.sweep.runner import Cluster, worker_settings
 
     with (
-        dask.config.set(worker_environ()),
+        dask.config.set(worker_settings()),
         LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None) as local,
     ):
         cluster = Cluster(scheduler=local.scheduler_address)

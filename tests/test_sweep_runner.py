@@ -262,19 +262,31 @@ def test_a_shipped_job_keeps_the_calendar_of_the_store_it_began_in(
         _Job.of(RunInputs(bars, (), "", None), CONFIG, store).run_chunk(combos)
 
 
-def worker_threads() -> tuple[str | None, int, str | None]:
+def worker_threads() -> tuple[str | None, int, str | None, bool]:
+    import dask
+
     environ = os.environ.get
-    return environ("POLARS_MAX_THREADS"), pl.thread_pool_size(), environ("MALLOC_TRIM_THRESHOLD_")
+    profiling = bool(dask.config.get("distributed.worker.profile.enabled"))
+    return (
+        environ("POLARS_MAX_THREADS"),
+        pl.thread_pool_size(),
+        environ("MALLOC_TRIM_THRESHOLD_"),
+        profiling,
+    )
 
 
 @pytest.mark.dask
-def test_local_workers_run_polars_on_one_thread_and_malloc_adapts() -> None:
-    # Dask sets MALLOC_TRIM_THRESHOLD_ for its workers; a sweep's workers start without it
-    # (glibc then keeps adapting its mmap threshold to the replay's buffers).
+def test_local_workers_run_polars_on_one_thread_malloc_adapts_and_no_profiler() -> None:
+    # Dask sets MALLOC_TRIM_THRESHOLD_ for its workers and profiles them; a sweep's workers
+    # start without either (glibc then keeps adapting its mmap threshold to the replay's
+    # buffers, and no thread samples their stacks).
+    import dask
+
     from quantcli.sweep.runner import _client
 
     assert "MALLOC_TRIM_THRESHOLD_" not in os.environ
+    assert dask.config.get("distributed.worker.profile.enabled") is True  # Dask's default
     with _client(Cluster(workers=2)) as client:
         client.wait_for_workers(2, timeout=START_TIMEOUT)
         seen = client.run(worker_threads)
-    assert sorted(seen.values()) == [("1", 1, None), ("1", 1, None)]
+    assert sorted(seen.values()) == [("1", 1, None, False), ("1", 1, None, False)]

@@ -301,18 +301,22 @@ def _on_cluster(
     return rows
 
 
-def worker_environ() -> dict[str, str | None]:
-    """The Dask settings of a local worker process's environment, set before it starts.
+def worker_settings() -> dict[str, object]:
+    """The Dask settings a local worker process starts with (its environment is set before it
+    starts).
 
     A worker runs one combination at a time on one thread of polars and numba too (Dask
     already pins BLAS), so N workers on N cores do not fight over them. Dask's default
     ``MALLOC_TRIM_THRESHOLD_`` is unset: setting it stops glibc from raising its mmap
     threshold, so each replay's megabyte buffers were fresh pages, faulted in on every
-    combination (a worker ran a chunk ~25% slower than the same work outside Dask).
+    combination (a worker ran a chunk ~25% slower than the same work outside Dask). Dask's
+    statistical profiler (a thread sampling every worker's stack every 10 ms, for a dashboard
+    a sweep does not start) is off: with it, running sweeps took ~10-20% longer.
     """
     key = "distributed.nanny.pre-spawn-environ"
-    settings: dict[str, str | None] = {f"{key}.{name}": "1" for name in _THREAD_VARS}
+    settings: dict[str, object] = {f"{key}.{name}": "1" for name in _THREAD_VARS}
     settings[f"{key}.MALLOC_TRIM_THRESHOLD_"] = None
+    settings["distributed.worker.profile.enabled"] = False
     return settings
 
 
@@ -325,7 +329,7 @@ def _client(cluster: Cluster) -> Iterator[Client]:
 
     # Dask's own log lines (connections, worker start and stop) are not quantcli's narration:
     # only its errors reach stderr.
-    with dask.config.set({"logging.distributed": "error", **worker_environ()}):
+    with dask.config.set({"logging.distributed": "error", **worker_settings()}):
         if cluster.scheduler is not None:
             try:
                 client = Client(cluster.scheduler, timeout=CONNECT_TIMEOUT)
