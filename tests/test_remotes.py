@@ -701,3 +701,21 @@ def test_model_push_and_reproduce_pull_on_an_unreachable_remote_are_one_line(
         assert line.startswith(f"error: remote origin ({URL}): ")
         assert SECRET not in res.stderr + res.stdout
     assert sorted(p.name for p in clean.iterdir()) == ["_meta"]  # nothing pulled, nothing left
+
+
+def test_remote_contents_looks_up_a_version_like_name_among_datasets_only(
+    cli, store: Path, s3: Any
+) -> None:
+    from quantcli.errors import NotFoundError
+    from quantcli.models.remote import RemoteContents, remote_contents
+    from quantcli.store.remotes import get_remote
+
+    cli("data", "remote", "add", "origin", URL)
+    published(store, "v1")
+    assert cli("data", "push", "v1@v1").exit_code == 0
+    remote = get_remote(store, "origin")
+    # A model may not be named v1, so the name is not refused as a model name: it is a dataset.
+    assert remote_contents(remote, "v1") == RemoteContents({"v1": [1]}, {})
+    assert remote_contents(remote) == RemoteContents({"v1": [1]}, {})
+    with pytest.raises(NotFoundError, match=r"^no version of v2 on remote origin \("):
+        remote_contents(remote, "v2")

@@ -68,19 +68,13 @@ def ls_cmd(
 ) -> None:
     """List the datasets and models a remote holds and their complete versions (what `data
     pull` and `model reproduce --pull` can fetch)."""
-    from quantcli.errors import NotFoundError
-    from quantcli.models.remote import remote_models
+    from quantcli.models.remote import remote_contents
     from quantcli.store import remotes
-    from quantcli.store.manifest import VERSION_DIR_RE
 
     settings = settings_of(ctx)
     target = remotes.get_remote(settings.root, name)
-    datasets = remotes.remote_datasets(target, entry)
-    # A dataset may be named v1; a model may not (it reads as a version).
-    can_be_model = entry is None or not VERSION_DIR_RE.match(entry)
-    models = remote_models(target, entry) if can_be_model else {}
-    if entry is not None and not datasets and not models:
-        raise NotFoundError(f"no version of {entry} on remote {target.name} ({target.url})")
+    held = remote_contents(target, entry)
+    datasets, models = held.datasets, held.models
     rows = [
         [kind, found, ", ".join(f"v{v}" for v in versions)]
         for kind, listing in (("dataset", datasets), ("model", models))

@@ -281,22 +281,21 @@ def assemble(
 _ACTIVE: ContextVar[Path | Calendar | None] = ContextVar("quantcli_calendar", default=None)
 
 
-@contextlib.contextmanager
-def using_store(root: Path | None) -> Iterator[None]:
+def using_store(root: Path | None) -> contextlib.AbstractContextManager[None]:
     """Within the block, the calendar includes the holiday lists imported into store ``root``
     (None: the bundled calendar only)."""
-    token = _ACTIVE.set(root)
-    try:
-        yield
-    finally:
-        _ACTIVE.reset(token)
+    return _active(root)
+
+
+def using_calendar(assembled: Calendar) -> contextlib.AbstractContextManager[None]:
+    """Within the block, the calendar is ``assembled``: one built where a job was made (a
+    sweep's), so a worker whose machine holds other imports, or no store, answers alike."""
+    return _active(assembled)
 
 
 @contextlib.contextmanager
-def using_calendar(assembled: Calendar) -> Iterator[None]:
-    """Within the block, the calendar is ``assembled``: one built where a job was made (a
-    sweep's), so a worker whose machine holds other imports, or no store, answers alike."""
-    token = _ACTIVE.set(assembled)
+def _active(value: Path | Calendar | None) -> Iterator[None]:
+    token = _ACTIVE.set(value)
     try:
         yield
     finally:

@@ -61,10 +61,16 @@ def models_root(root: Path) -> Path:
     return root / MODELS_DIR
 
 
+def can_name_model(name: str) -> bool:
+    """Whether a valid dataset name can also name a model: one that reads as a version
+    number (``v<N>``) cannot."""
+    return not VERSION_DIR_RE.match(name)
+
+
 def check_model_name(name: str) -> str:
     """``name`` if it can name a model (a dataset name that is not ``v<N>``)."""
     check_name(name)
-    if VERSION_DIR_RE.match(name):
+    if not can_name_model(name):
         raise UsageError(f"invalid model name {name!r}: it reads as a version number")
     return name
 

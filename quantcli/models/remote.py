@@ -10,11 +10,13 @@ number. Aliases are local pointers and do not travel: a remote model is named ``
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from quantcli.errors import IntegrityError, NotFoundError, UsageError
 from quantcli.models.registry import (
     METADATA,
+    can_name_model,
     check_model_name,
     metadata,
     models_root,
@@ -33,6 +35,7 @@ from quantcli.store.remotes import (
     fetch_marker,
     fetch_objects,
     push_version,
+    remote_datasets,
     remote_listing,
 )
 
@@ -52,6 +55,26 @@ def remote_models(remote: Remote, name: str | None = None) -> dict[str, list[int
     if name is not None:
         check_model_name(name)
     return remote_listing(remote, KIND, METADATA, name)
+
+
+@dataclass(frozen=True)
+class RemoteContents:
+    """What a remote holds: its datasets and its models, each by name with its complete
+    versions, ascending."""
+
+    datasets: dict[str, list[int]]
+    models: dict[str, list[int]]
+
+
+def remote_contents(remote: Remote, name: str | None = None) -> RemoteContents:
+    """Every dataset and model on ``remote`` (or only those named ``name``; NotFoundError when
+    neither has a complete version): what ``data remote ls`` shows. A dataset may be named
+    like a version (``v1``); a model may not, so such a name is not looked up among models."""
+    datasets = remote_datasets(remote, name)
+    models = remote_models(remote, name) if name is None or can_name_model(name) else {}
+    if name is not None and not datasets and not models:
+        raise NotFoundError(f"no version of {name} on remote {remote.name} ({remote.url})")
+    return RemoteContents(datasets, models)
 
 
 def push_model(root: Path, ref: str, remote: Remote) -> PushResult:
