@@ -9,7 +9,10 @@
   cluster minus the same work as that worker does it (its own process, polars on one thread),
   over the combinations (goal < 1 ms);
 - the worker speed-up again on a grid four times as large (400 combinations), where the fixed
-  part of a cluster sweep (the first combination here, shipping the job) weighs less.
+  part of a cluster sweep (the first combination here, shipping the job) weighs less;
+- what two processes get from this machine's two cores, alternating with the cluster rounds:
+  a pure-interpreter loop, and the sweep's own work (as one worker runs it) without Dask, each
+  run twice at once against once alone. The workers' speed-up cannot exceed these.
 
 Figures are wall times on a shared machine: record the load beside them.
 """
@@ -20,6 +23,7 @@ import dataclasses
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -48,6 +52,16 @@ SLOWS = tuple(range(30, 211, 20))  # 10 values: 100 combinations, every fast < s
 BIG_FASTS = tuple(range(2, 41, 2))  # 20 values
 BIG_SLOWS = tuple(range(50, 431, 20))  # 20 values: 400 combinations, every fast < slow
 ROUNDS = 3
+RUNNING_ROUNDS = 5  # the running-cluster rows: differences of ~0.1 s need more rounds
+# A pure-interpreter loop (no memory traffic beyond the caches): ~1 s in one process.
+SPIN = """
+import json, time
+start = time.perf_counter()
+s = 0
+for i in range(6_000_000):
+    s += i & 7
+print(json.dumps({"seconds": time.perf_counter() - start}))
+"""
 
 VECTORBT_GRID = """
 import json, sys, time
@@ -145,15 +159,39 @@ print(json.dumps({"seconds": time.perf_counter() - start}))
 """
 
 
+def one_worker_argv() -> list[str]:
+    """The command of the benchmark grid as a 1-worker cluster sweep runs it, without the
+    cluster: in a process of its own with polars on one thread (as run_grid's workers),
+    prepared once, the same pieces (the first combination, then the worker's chunks: each
+    chunk's targets are one batch) replayed on one thread (an in-process sweep uses every core
+    and one batch, so it is not what a worker does). It prints its seconds as JSON."""
+    return [sys.executable, "-c", ONE_WORKER, str(Path(__file__).resolve().parent)]
+
+
+ONE_THREAD = {"POLARS_MAX_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
+
+
 def one_worker_work() -> float:
-    """Seconds of the benchmark grid as a 1-worker cluster sweep runs it, without the cluster:
-    in a process of its own with polars on one thread (as run_grid's workers), prepared once,
-    the same pieces (the first combination, then the worker's chunks: each chunk's targets are
-    one batch) replayed on one thread (an in-process sweep uses every core and one batch, so
-    it is not what a worker does)."""
-    env = {**os.environ, "POLARS_MAX_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
-    argv = [sys.executable, "-c", ONE_WORKER, str(Path(__file__).resolve().parent)]
-    return float(subprocess_json(argv, env)["seconds"])
+    """Seconds of :func:`one_worker_argv`."""
+    return float(subprocess_json(one_worker_argv(), {**os.environ, **ONE_THREAD})["seconds"])
+
+
+def two_at_once(argv: list[str]) -> float:
+    """Wall seconds of two processes of ``argv`` started together (each on one thread)."""
+    env = {**os.environ, **ONE_THREAD}
+    start = time.perf_counter()
+    procs = [subprocess.Popen(argv, stdout=subprocess.DEVNULL, env=env) for _ in range(2)]
+    if any(p.wait() != 0 for p in procs):
+        raise RuntimeError(f"{argv[0]} failed")
+    return time.perf_counter() - start
+
+
+def spin_alone() -> float:
+    """Wall seconds of one pure-interpreter loop process alone (start-up included, as in
+    :func:`two_at_once`)."""
+    start = time.perf_counter()
+    subprocess_json([sys.executable, "-c", SPIN])
+    return time.perf_counter() - start
 
 
 @contextmanager
@@ -213,11 +251,13 @@ def run() -> list[dict[str, object]]:
     # The speed-up and the overhead on running clusters (alternating rounds): what the workers
     # and the scheduling cost, without the processes' start and stop.
     alone: list[float] = []
+    pair: list[float] = []
+    spins: list[tuple[float, float]] = []
     same = True
     local = sweep(frame)[1]
     with running(1) as cluster_1, running(2) as cluster_2:
         one, two = [], []
-        for _ in range(ROUNDS):
+        for _ in range(RUNNING_ROUNDS):
             alone.append(one_worker_work())
             seconds, out = sweep(frame, cluster_1)
             one.append(seconds)
@@ -225,13 +265,23 @@ def run() -> list[dict[str, object]]:
             seconds, out = sweep(frame, cluster_2)
             two.append(seconds)
             same = same and out.equals(local)
+            pair.append(two_at_once(one_worker_argv()))
+            spin_argv = [sys.executable, "-c", SPIN]
+            spins.append((spin_alone(), two_at_once(spin_argv)))
     one_s, two_s = statistics.median(one), statistics.median(two)
     alone_s = statistics.median(alone)
     add("sweep through a running 1-worker cluster", one_s, "s")
     add("sweep through a running 2-worker cluster", two_s, "s")
     add("2 workers / 1 worker (running clusters)", one_s / two_s, "x", ">= 1.8x")
+    speedups = sorted(o / w for o, w in zip(one, two, strict=True))
+    add("  per-round ratios, lowest .. highest", f"{speedups[0]:.2f} .. {speedups[-1]:.2f}", "x")
+    ceiling = statistics.median(2 * a / p for a, p in zip(alone, pair, strict=True))
+    add("  ceiling: the same work in 2 processes at once / 1 alone, no Dask", ceiling, "x")
+    spin = statistics.median(2 * a / p for a, p in spins)
+    add("  ceiling: a pure-interpreter loop in 2 processes / 1", spin, "x")
     add("the same grid as one worker runs it, in a process of its own (one thread)", alone_s, "s")
-    per = (one_s - alone_s) / n * 1000
+    # Paired by round: the cluster sweep and the work it wraps ran in the same minute.
+    per = statistics.median(o - a for o, a in zip(one, alone, strict=True)) / n * 1000
     add("scheduling overhead per combination (1-worker cluster minus that)", per, "ms", "< 1 ms")
     add("cluster results byte-identical to in-process", same, "")
 
