@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -71,7 +72,7 @@ def test_sha256_of_parts_is_that_of_their_bytes_joined() -> None:
 
 def test_only_dtypes_loads_polars() -> None:
     # Reading commands (data list, data query) use core without the data-frame libraries.
-    light = ["dates", "files", "hashing", "intervals", "lock", "redact", "timezone"]
+    light = ["dates", "files", "futures", "hashing", "intervals", "lock", "redact", "timezone"]
     code = (
         "import sys\n"
         + "".join(f"import quantcli.core.{name}\n" for name in light)
@@ -83,3 +84,44 @@ def test_only_dtypes_loads_polars() -> None:
     assert out.stdout.split() == ["False", "True"]
     modules = sorted(p.stem for p in Path(quantcli_core.__file__).parent.glob("[!_]*.py"))
     assert modules == sorted([*light, "dtypes"])  # a new core module is listed above
+
+
+def test_in_order_yields_in_submission_order_and_cancels_what_nobody_reads() -> None:
+    import threading
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from quantcli.core.futures import in_order
+
+    first_may_finish = threading.Event()
+    started: list[int] = []
+
+    def job(k: int) -> int:
+        started.append(k)
+        if k == 0:
+            first_may_finish.wait(5)
+        elif k == 1:
+            first_may_finish.set()  # finishes before job 0
+        elif k == 2:
+            raise ValueError("job 2 failed")
+        return k
+
+    with ThreadPoolExecutor(max_workers=1) as one, ThreadPoolExecutor(max_workers=2) as two:
+        # Later futures done first still come after the earlier ones.
+        assert list(in_order([two.submit(job, k) for k in (0, 1)])) == [0, 1]
+        started.clear()
+        done: Future[int] = Future()
+        done.set_result(7)
+        gate = threading.Event()
+        blocker = one.submit(gate.wait, 5)  # holds the only thread
+        queued = [one.submit(job, k) for k in (3, 4)]
+        results = in_order([done, blocker, *queued])
+        assert next(results) == 7
+        results.close()  # the consumer stops: what has not started never runs
+        gate.set()
+        assert all(f.cancelled() for f in queued)
+        assert started == []
+        # An error is raised once every result before it has been yielded.
+        failing = in_order([two.submit(job, k) for k in (1, 2, 3)])
+        assert next(failing) == 1
+        with pytest.raises(ValueError, match="job 2 failed"):
+            next(failing)

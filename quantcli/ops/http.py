@@ -22,7 +22,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -30,6 +30,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Final, Literal, Self
 
 from quantcli import __version__
+from quantcli.core.futures import in_order
 from quantcli.core.redact import redact
 from quantcli.errors import UnavailableError, UsageError
 from quantcli.ops.download import BadDownload, Check
@@ -215,15 +216,7 @@ class Fetcher:
         given; the first session that cannot be fetched raises its error once every session
         before it has been yielded, and sessions not yet started are not fetched."""
         with ThreadPoolExecutor(max_workers=self.policy.concurrency) as pool:
-            futures: list[Future[Fetched]] = [
-                pool.submit(self.fetch, day, providers, check) for day in days
-            ]
-            try:
-                for future in futures:
-                    yield future.result()
-            finally:
-                for future in futures:
-                    future.cancel()
+            yield from in_order([pool.submit(self.fetch, day, providers, check) for day in days])
 
     def _report(self, attempts: Sequence[Attempt]) -> None:
         if self._observer is None:
