@@ -55,7 +55,9 @@ ROUNDS = 3
 RUNNING_ROUNDS = 5  # the running-cluster rows: differences of ~0.1 s need more rounds
 # A pure-interpreter loop (no memory traffic beyond the caches): ~1 s in one process.
 SPIN = """
-import json, time
+import json, sys, time
+print("ready", flush=True)
+sys.stdin.readline()
 start = time.perf_counter()
 s = 0
 for i in range(6_000_000):
@@ -150,6 +152,8 @@ frame = bars()
 config = dataclasses.replace(sma_config(), params={}, strategy="sma_cross")
 combos = list(enumerate(bs.grid().combos))
 list(_Job.of(RunInputs(bars(2, 300), (), "", None), config, None).rows(combos[:2]))  # kernels
+print("ready", flush=True)
+sys.stdin.readline()  # the go of together(): every process times the same minutes
 start = time.perf_counter()
 job = _Job.of(RunInputs(frame, (), "", None), config, None)
 # The pieces a 1-worker cluster sweep runs: the first combination, then the worker's chunks.
@@ -164,34 +168,53 @@ def one_worker_argv() -> list[str]:
     cluster: in a process of its own with polars on one thread (as run_grid's workers),
     prepared once, the same pieces (the first combination, then the worker's chunks: each
     chunk's targets are one batch) replayed on one thread (an in-process sweep uses every core
-    and one batch, so it is not what a worker does). It prints its seconds as JSON."""
+    and one batch, so it is not what a worker does). Run it through :func:`together`."""
     return [sys.executable, "-c", ONE_WORKER, str(Path(__file__).resolve().parent)]
 
 
-ONE_THREAD = {"POLARS_MAX_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
+def spin_argv() -> list[str]:
+    """The command of a pure-interpreter loop (~1 s), for :func:`together`."""
+    return [sys.executable, "-c", SPIN]
 
 
-def one_worker_work() -> float:
-    """Seconds of :func:`one_worker_argv`."""
-    return float(subprocess_json(one_worker_argv(), {**os.environ, **ONE_THREAD})["seconds"])
+def together(argv: list[str], count: int) -> list[float]:
+    """The seconds each of ``count`` processes of ``argv`` (polars and numba on one thread)
+    reports for its timed part. Each prints ``ready`` once set up (imports, bars, kernels) and
+    starts its clock when told to, at the same moment as the others, so only the timed parts
+    overlap."""
+    env = {**os.environ, "POLARS_MAX_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
+    pipe = subprocess.PIPE
+    procs = [
+        subprocess.Popen(argv, stdin=pipe, stdout=pipe, text=True, env=env) for _ in range(count)
+    ]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None
+            if proc.stdout.readline().strip() != "ready":
+                raise RuntimeError(f"{argv[0]} failed before its timed part")
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+        seconds = []
+        for proc in procs:
+            out, _ = proc.communicate()
+            if proc.returncode != 0:
+                raise RuntimeError(f"{argv[0]} failed")
+            seconds.append(float(json.loads(out.strip().splitlines()[-1])["seconds"]))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return seconds
 
 
-def two_at_once(argv: list[str]) -> float:
-    """Wall seconds of two processes of ``argv`` started together (each on one thread)."""
-    env = {**os.environ, **ONE_THREAD}
-    start = time.perf_counter()
-    procs = [subprocess.Popen(argv, stdout=subprocess.DEVNULL, env=env) for _ in range(2)]
-    if any(p.wait() != 0 for p in procs):
-        raise RuntimeError(f"{argv[0]} failed")
-    return time.perf_counter() - start
-
-
-def spin_alone() -> float:
-    """Wall seconds of one pure-interpreter loop process alone (start-up included, as in
-    :func:`two_at_once`)."""
-    start = time.perf_counter()
-    subprocess_json([sys.executable, "-c", SPIN])
-    return time.perf_counter() - start
+def two_over_one(argv: list[str]) -> float:
+    """How much more two processes of ``argv`` at once get done than one alone (2.0: two
+    independent cores), alone first."""
+    alone = together(argv, 1)[0]
+    return 2 * alone / max(together(argv, 2))
 
 
 @contextmanager
@@ -252,22 +275,21 @@ def run() -> list[dict[str, object]]:
     # and the scheduling cost, without the processes' start and stop.
     alone: list[float] = []
     pair: list[float] = []
-    spins: list[tuple[float, float]] = []
+    spins: list[float] = []
     same = True
     local = sweep(frame)[1]
     with running(1) as cluster_1, running(2) as cluster_2:
         one, two = [], []
         for _ in range(RUNNING_ROUNDS):
-            alone.append(one_worker_work())
+            alone.append(together(one_worker_argv(), 1)[0])
             seconds, out = sweep(frame, cluster_1)
             one.append(seconds)
             same = same and out.equals(local)
             seconds, out = sweep(frame, cluster_2)
             two.append(seconds)
             same = same and out.equals(local)
-            pair.append(two_at_once(one_worker_argv()))
-            spin_argv = [sys.executable, "-c", SPIN]
-            spins.append((spin_alone(), two_at_once(spin_argv)))
+            pair.append(max(together(one_worker_argv(), 2)))
+            spins.append(two_over_one(spin_argv()))
     one_s, two_s = statistics.median(one), statistics.median(two)
     alone_s = statistics.median(alone)
     add("sweep through a running 1-worker cluster", one_s, "s")
@@ -277,7 +299,7 @@ def run() -> list[dict[str, object]]:
     add("  per-round ratios, lowest .. highest", f"{speedups[0]:.2f} .. {speedups[-1]:.2f}", "x")
     ceiling = statistics.median(2 * a / p for a, p in zip(alone, pair, strict=True))
     add("  ceiling: the same work in 2 processes at once / 1 alone, no Dask", ceiling, "x")
-    spin = statistics.median(2 * a / p for a, p in spins)
+    spin = statistics.median(spins)
     add("  ceiling: a pure-interpreter loop in 2 processes / 1", spin, "x")
     add("the same grid as one worker runs it, in a process of its own (one thread)", alone_s, "s")
     # Paired by round: the cluster sweep and the work it wraps ran in the same minute.
