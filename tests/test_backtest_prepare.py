@@ -294,6 +294,18 @@ def test_evaluating_before_or_beside_the_arrays_gives_the_same_run(
         simulate(bars, config, strategy=peek)
 
 
+@given(st.lists(st.sampled_from(["A", "B", "C"]), min_size=1, max_size=30), st.booleans())
+def test_symbol_codes_are_each_rows_index_into_the_sorted_symbols(
+    names: list[str], grouped: bool
+) -> None:
+    # Grouped in sorted order (the run-number path, one symbol included), or any order (the
+    # Enum path; a column that starts and ends with one symbol need not hold only it).
+    names = sorted(names) if grouped else names
+    symbols, code = engine._symbol_codes(pl.Series(names, dtype=pl.String))
+    assert symbols == sorted(set(names))
+    assert [symbols[c] for c in code.tolist()] == names
+
+
 @pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="Linux's smaps needed")
 def test_big_replay_arrays_are_not_on_huge_pages() -> None:
     # numpy advises huge pages from 4 MiB on; on a busy machine their first touch waits for

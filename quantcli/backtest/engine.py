@@ -1051,9 +1051,12 @@ def _symbol_codes(names: pl.Series) -> tuple[list[str], np.ndarray]:
     """(sorted distinct symbols, each row's index into them). Rows grouped by symbol in sorted
     order (the store's order) take the fast path: the code is the run number."""
     if names.null_count() == 0:
-        only = names.min()
-        if only is not None and only == names.max():  # one symbol (a sweep's small runs)
-            return [str(only)], np.zeros(names.shape[0], dtype=np.int32)
+        # One symbol (a sweep's small runs) starts and ends the column: only then are min and
+        # max worth reading (~1.2 ms for 250 k bars).
+        if names.len() and names[0] == names[-1]:
+            only = names.min()
+            if only is not None and only == names.max():
+                return [str(only)], np.zeros(names.shape[0], dtype=np.int32)
         code = names.rle_id().to_numpy().view(np.int32)  # run numbers fit: fewer than rows
         runs = names.gather(np.flatnonzero(np.r_[True, code[1:] != code[:-1]])).to_list()
         if all(a < b for a, b in itertools.pairwise(runs)):  # grouped, in sorted order
