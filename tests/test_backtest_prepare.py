@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 from datetime import date, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -291,3 +292,34 @@ def test_evaluating_before_or_beside_the_arrays_gives_the_same_run(
     peek = LoadedStrategy("peek", Peek(), "targets", "hash", {})
     with pytest.raises(StrategyError, match="strategy peek looks ahead"):
         simulate(bars, config, strategy=peek)
+
+
+@given(st.lists(st.sampled_from(["A", "B", "C"]), min_size=1, max_size=30), st.booleans())
+def test_symbol_codes_are_each_rows_index_into_the_sorted_symbols(
+    names: list[str], grouped: bool
+) -> None:
+    # Grouped in sorted order (the run-number path, one symbol included), or any order (the
+    # Enum path; a column that starts and ends with one symbol need not hold only it).
+    names = sorted(names) if grouped else names
+    symbols, code = engine._symbol_codes(pl.Series(names, dtype=pl.String))
+    assert symbols == sorted(set(names))
+    assert [symbols[c] for c in code.tolist()] == names
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="Linux's smaps needed")
+def test_big_replay_arrays_are_not_on_huge_pages() -> None:
+    # numpy advises huge pages from 4 MiB on; on a busy machine their first touch waits for
+    # the kernel to compact memory. The advice is taken back before the array is written.
+    array = engine._empty((3, 1 << 20), np.float64)
+    array[:] = 1.0
+    assert array.shape == (3, 1 << 20) and array.flags.writeable
+    start = array.ctypes.data + 4096  # a whole page inside the array
+    flags, inside = "", False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        fields = line.split()
+        if "-" in fields[0] and not fields[0].endswith(":"):
+            low, high = (int(x, 16) for x in fields[0].split("-"))
+            inside = low <= start < high
+        elif inside and fields[0] == "VmFlags:":
+            flags = line
+    assert " nh" in flags and " hg" not in flags

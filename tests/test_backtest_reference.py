@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from numba.core.registry import CPUDispatcher
 from test_backtest_engine import Script, Targets, cfg, flat, loaded, make_bars
 from test_backtest_properties import ipc, run, scenarios
@@ -199,6 +200,15 @@ def test_many_orders_grow_buffers() -> None:
     script = Script({k: (lambda c, b: c.buy("AAA", 1)) for k in range(300)})
     events = engine.simulate(bars.head(310), cfg(), strategy=loaded(script, "events"))
     assert events.fills.height == 300
+
+
+@given(st.integers(0, 10**8))
+def test_order_and_fill_rows_start_near_a_row_per_16_bars(n: int) -> None:
+    # A power of two from 256 on, covering a row per 16 bars: the benchmark's 250 k-bar run
+    # (9,651 orders) no longer stops six times to grow its buffers.
+    cap = kernel._capacity(n)
+    assert cap >= 256 and cap & (cap - 1) == 0
+    assert cap > n // 16 and (cap == 256 or cap <= n // 8)
 
 
 NAN = float("nan")
