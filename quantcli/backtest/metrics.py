@@ -128,16 +128,22 @@ def drawdown(values: np.ndarray, initial_cash: float) -> np.ndarray:
     return np.asarray(1.0 - values / peaks, dtype=np.float64)
 
 
+# A drawdown this small is rounding (a peak of cash * (1 + 1 ulp)), not a loss: it counts
+# neither in the depth nor in the duration, so the two agree on whether there was one.
+_UNDER_WATER = 1e-12
+
+
 def max_drawdown(values: np.ndarray, initial_cash: float) -> tuple[float, int]:
     """Deepest drawdown (positive fraction) and the longest run of sessions under water."""
     if values.size == 0:
         return 0.0, 0
     dd = drawdown(values, initial_cash)
     # Each run under water starts and ends at a change of ``under`` (edges in pairs).
-    under = np.concatenate(([False], dd > 1e-12, [False]))
+    under = np.concatenate(([False], dd > _UNDER_WATER, [False]))
     edges = np.flatnonzero(under[1:] != under[:-1])
-    longest = int((edges[1::2] - edges[::2]).max()) if edges.size else 0
-    return float(dd.max()), longest
+    if not edges.size:
+        return 0.0, 0
+    return float(dd.max()), int((edges[1::2] - edges[::2]).max())
 
 
 def calmar_ratio(growth: float | None, deepest: float) -> float | None:
