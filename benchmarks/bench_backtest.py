@@ -179,7 +179,7 @@ def simulate_sma(frame: pl.DataFrame, strategy: str = "sma_cross") -> Any:
 
 def prepare_sma(frame: pl.DataFrame) -> Any:
     """Only the engine's preparation step of the benchmark configuration."""
-    from quantcli.backtest.engine import prepare
+    from quantcli.backtest.prepare import prepare
     from quantcli.backtest.strategy import load_strategy
 
     config = sma_config()

@@ -28,7 +28,8 @@ import numpy as np
 import polars as pl
 
 from quantcli.backtest.config import BacktestConfig
-from quantcli.backtest.engine import _run_signals, prepare, simulate
+from quantcli.backtest.engine import _run_signals, simulate
+from quantcli.backtest.prepare import prepare
 from quantcli.backtest.strategy import EventStrategy, LoadedStrategy, load_strategy
 from quantcli.market.calendar import sessions
 

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from test_backtest_engine import Script, loaded, make_bars
 
 from quantcli.backtest.config import BacktestConfig
-from quantcli.backtest.engine import prepare, simulate
+from quantcli.backtest.engine import simulate
+from quantcli.backtest.prepare import prepare
 from quantcli.backtest.strategy import LoadedStrategy, SignalStrategy, load_strategy
 from quantcli.errors import UsageError
 from quantcli.market.calendar import sessions

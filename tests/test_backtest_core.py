@@ -18,7 +18,8 @@ import pytest
 from test_backtest_engine import Row, Script, cfg, flat, loaded, make_bars, run_script
 
 from quantcli.backtest import kernel, orders
-from quantcli.backtest.engine import prepare, simulate
+from quantcli.backtest.engine import simulate
+from quantcli.backtest.prepare import prepare
 from quantcli.backtest.strategy import EventStrategy, load_strategy
 from quantcli.errors import StrategyError
 

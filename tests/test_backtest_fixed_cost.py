@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from quantcli.backtest.config import BacktestConfig
-from quantcli.backtest.engine import prepare
+from quantcli.backtest.prepare import prepare
 from quantcli.backtest.strategy import LoadedStrategy, SignalStrategy
 from quantcli.errors import CoverageError
 from quantcli.market.calendar import import_year, sessions, using_store

@@ -14,8 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from quantcli.backtest.config import BacktestConfig
-from quantcli.backtest.engine import _check_slice, simulate, strategy_view
+from quantcli.backtest.engine import simulate
+from quantcli.backtest.prepare import strategy_view
 from quantcli.backtest.strategy import LoadedStrategy, SignalStrategy
+from quantcli.backtest.targets import _check_slice
 from quantcli.core.dtypes import TS_DTYPE
 from quantcli.errors import NotFoundError, StrategyError
 from quantcli.market.calendar import sessions

@@ -15,10 +15,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from quantcli.backtest import engine
+from quantcli.backtest import prepare as preparation
 from quantcli.backtest.config import BacktestConfig
-from quantcli.backtest.engine import _time_positions, prepare, simulate
+from quantcli.backtest.engine import simulate
 from quantcli.backtest.inputs import EOD, LAST_OF_TS, SQUARE_OFF, previous_close
+from quantcli.backtest.prepare import _time_positions, prepare
 from quantcli.backtest.strategy import LoadedStrategy, SignalStrategy
 from quantcli.errors import CoverageError, StrategyError
 from quantcli.market.calendar import sessions
@@ -284,8 +285,8 @@ def test_evaluating_before_or_beside_the_arrays_gives_the_same_run(
     bars = bars_at({f"S{k}": grid for k in range(3)})
     config = BacktestConfig(dataset="t", strategy="sma_cross", params={"fast": "2", "slow": "5"})
     expected = simulate(bars, config)
-    monkeypatch.setattr(engine, "_INLINE_BARS", inline)
-    monkeypatch.setattr(engine, "_OVERLAP_BARS", overlap)
+    monkeypatch.setattr(preparation, "_INLINE_BARS", inline)
+    monkeypatch.setattr(preparation, "_OVERLAP_BARS", overlap)
     got = simulate(bars, config)
     assert expected.fills.height > 0
     assert got.fills.equals(expected.fills) and got.equity.equals(expected.equity)
@@ -301,7 +302,7 @@ def test_symbol_codes_are_each_rows_index_into_the_sorted_symbols(
     # Grouped in sorted order (the run-number path, one symbol included), or any order (the
     # Enum path; a column that starts and ends with one symbol need not hold only it).
     names = sorted(names) if grouped else names
-    symbols, code = engine._symbol_codes(pl.Series(names, dtype=pl.String))
+    symbols, code = preparation._symbol_codes(pl.Series(names, dtype=pl.String))
     assert symbols == sorted(set(names))
     assert [symbols[c] for c in code.tolist()] == names
 
@@ -310,7 +311,7 @@ def test_symbol_codes_are_each_rows_index_into_the_sorted_symbols(
 def test_big_replay_arrays_are_not_on_huge_pages() -> None:
     # numpy advises huge pages from 4 MiB on; on a busy machine their first touch waits for
     # the kernel to compact memory. The advice is taken back before the array is written.
-    array = engine._empty((3, 1 << 20), np.float64)
+    array = preparation._empty((3, 1 << 20), np.float64)
     array[:] = 1.0
     assert array.shape == (3, 1 << 20) and array.flags.writeable
     start = array.ctypes.data + 4096  # a whole page inside the array

@@ -18,15 +18,11 @@ from hypothesis import strategies as st
 from store_helpers import make_bars
 
 from quantcli.backtest.config import BacktestConfig
-from quantcli.backtest.engine import (
-    BacktestResult,
-    evaluate_targets,
-    prepare_bars,
-    simulate,
-    simulate_prepared,
-)
+from quantcli.backtest.engine import BacktestResult, simulate, simulate_prepared
 from quantcli.backtest.metrics import compute_metrics, metrics_of, session_returns
+from quantcli.backtest.prepare import prepare_bars
 from quantcli.backtest.strategy import LoadedStrategy, SignalStrategy, load_strategy
+from quantcli.backtest.targets import evaluate_targets
 from quantcli.errors import StrategyError
 from quantcli.market.corporate_actions import CorporateAction
 

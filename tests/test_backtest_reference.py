@@ -23,13 +23,14 @@ from test_backtest_engine import Script, Targets, cfg, flat, loaded, make_bars
 from test_backtest_properties import ipc, run, scenarios
 
 from quantcli.backtest import accounting, costs, engine, fills, kernel, orders, slippage
+from quantcli.backtest import prepare as preparation
 from quantcli.backtest.config import BacktestConfig
 from quantcli.errors import StrategyError
 from quantcli.market import charges
 from quantcli.market.corporate_actions import CorporateAction
 from quantcli.market.instruments import ROUND_DOWN, ROUND_UP, round_to_tick_kernel
 
-MODULES = (accounting, costs, engine, fills, kernel, slippage, charges)
+MODULES = (accounting, costs, engine, preparation, fills, kernel, slippage, charges)
 
 
 @contextmanager

@@ -12,8 +12,8 @@ from datetime import date
 import numpy as np
 import pytest
 
-from quantcli.backtest.engine import _tick_table
 from quantcli.backtest.inputs import tick_at
+from quantcli.backtest.prepare import _tick_table
 from quantcli.errors import UsageError
 from quantcli.market.calendar import previous_session
 from quantcli.market.instruments import TICK_SCHEDULES, tick_kind, tick_size

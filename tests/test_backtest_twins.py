@@ -16,8 +16,9 @@ import polars as pl
 import pytest
 from test_backtest_engine import cfg, loaded
 
-from quantcli.backtest.engine import prepare, simulate
+from quantcli.backtest.engine import simulate
 from quantcli.backtest.events import Bar
+from quantcli.backtest.prepare import prepare
 from quantcli.backtest.strategy import EventStrategy, load_strategy
 from quantcli.market.calendar import sessions
 from quantcli.market.corporate_actions import CorporateAction

@@ -63,7 +63,7 @@ class Bar(NamedTuple):
     """The bar an event strategy sees.
 
     ``open``, ``high``, ``low``, ``close`` and ``volume`` are split/bonus-adjusted like a signal
-    strategy's columns (quantcli.backtest.engine.strategy_view); ``raw_open`` ... ``raw_volume``
+    strategy's columns (quantcli.backtest.prepare.strategy_view); ``raw_open`` ... ``raw_volume``
     are the traded values and ``factor`` the adjustment (prices are multiplied by it and the
     volume divided). A tuple, so the replay builds one per bar at the cost of a tuple; ``ts``
     and the adjusted values are computed when read.

@@ -62,9 +62,9 @@ def compute_features(view: pl.DataFrame, loaded: LoadedFeatures) -> pl.DataFrame
 
 def check_point_in_time(view: pl.DataFrame, loaded: LoadedFeatures, features: pl.DataFrame) -> None:
     """StrategyError when a feature at some bar depends on later bars: the backtester's
-    look-ahead check (quantcli.backtest.engine.find_lookahead) on ``features``, the
+    look-ahead check (quantcli.backtest.targets.find_lookahead) on ``features``, the
     definition's values over ``view``."""
-    from quantcli.backtest.engine import find_lookahead
+    from quantcli.backtest.targets import find_lookahead
     from quantcli.market.corporate_actions import PRICE_COLUMNS, VOLUME_COLUMNS
 
     names = [c for c in features.columns if c not in ("symbol", "ts")]

@@ -121,7 +121,7 @@ def feature_view(bars: pl.DataFrame, actions: Sequence[CorporateAction]) -> pl.D
     """The bars (sorted by symbol, ts) as feature expressions see them: the backtester's
     strategy view (split/bonus adjusted with ``actions``), with a ``prev_close`` column always
     present (null where the data has none)."""
-    from quantcli.backtest.engine import adjusted_view
+    from quantcli.backtest.prepare import adjusted_view
 
     if "prev_close" not in bars.columns:
         bars = bars.with_columns(pl.lit(None, pl.Float64).alias("prev_close"))

@@ -38,8 +38,9 @@ from quantcli.sweep.grid import Grid, Value, combo_params
 if TYPE_CHECKING:
     from distributed import Client
 
-    from quantcli.backtest.engine import BacktestResult, PreparedBars, RunInputs
+    from quantcli.backtest.engine import BacktestResult, RunInputs
     from quantcli.backtest.metrics import Metric
+    from quantcli.backtest.prepare import PreparedBars
     from quantcli.market.calendar import Calendar
     from quantcli.sweep.source import RemoteInputs
 
@@ -182,8 +183,8 @@ class _Job:
     @functools.cached_property
     def shared(self) -> PreparedBars:
         """The sweep's bars prepared for the replay, once per process
-        (:func:`~quantcli.backtest.engine.prepare_bars`)."""
-        from quantcli.backtest.engine import prepare_bars, select
+        (:func:`~quantcli.backtest.prepare.prepare_bars`)."""
+        from quantcli.backtest.prepare import prepare_bars, select
         from quantcli.market.calendar import using_calendar
 
         with using_calendar(self.calendar):
