@@ -15,10 +15,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from numba.core.types import boolean, none
 from test_backtest_engine import Row, Script, cfg, flat, loaded, make_bars, run_script
 
 from quantcli.backtest import kernel, orders
 from quantcli.backtest.engine import simulate
+from quantcli.backtest.kernel import params_for
 from quantcli.backtest.prepare import prepare
 from quantcli.backtest.strategy import EventStrategy, load_strategy
 from quantcli.errors import StrategyError
@@ -106,9 +108,10 @@ def test_cancel_names_an_order_id_that_is_not_an_integer() -> None:
         run_script({"AAA": flat(3)}, {1: lambda ctx, bar: ctx.cancel(1.5)})
 
 
-def test_every_run_enters_the_replay_through_one_signature() -> None:
+def test_every_run_enters_the_replay_through_one_signature_per_set_of_switches() -> None:
     # A run with one tick for every price and one with price bands, signal and event
-    # strategies: one compiled specialisation of the loop serves them all.
+    # strategies: one Run type serves them all; only the switches tell the specialisations
+    # of the loop apart (a signal run and an event run differ in one).
     flat_bars = make_bars({"AAA": flat(6)})
     # From 2024-06-10 a price below 250 ticks 0.01, above it 0.05.
     rows: list[Row] = [(c, c + 1, c - 1, c, 10_000) for c in (240.0, 260.0) * 3]
@@ -119,7 +122,20 @@ def test_every_run_enters_the_replay_through_one_signature() -> None:
     for bars in (flat_bars, banded):
         simulate(bars, cfg(strategy="buy_and_hold"))
         simulate(bars, cfg(), strategy=loaded(Script({0: lambda c, b: c.buy("AAA", 1)}), "events"))
-    assert len(kernel.advance.overloads) == 1
+    runs = {signature[:2] for signature in kernel.advance.signatures}
+    switches = {signature[2:] for signature in kernel.advance.signatures}
+    assert len(runs) == 1
+    assert {(none, none, none), (none, none, boolean)} <= switches
+    assert {t for s in switches for t in s} <= {none, boolean}
+
+
+def test_switches_leave_out_what_a_run_cannot_meet() -> None:
+    daily = params_for(cfg())
+    intraday = params_for(cfg(segment="intraday"))
+    assert kernel.switches(daily, 0) == (None, None, None)
+    assert kernel.switches(intraday, 0) == (True, None, None)
+    assert kernel.switches(daily, 2) == (None, True, None)
+    assert kernel.switches(params_for(cfg(), events=True), 0) == (None, None, True)
 
 
 CHILD = """

@@ -36,6 +36,17 @@ Codes = NDArray[np.int32]
 Floats = NDArray[np.float64]
 Flags = NDArray[np.uint8]
 
+# A compile-time switch of an entry's code: True keeps a feature's code, None leaves it out.
+# numba prunes a branch on ``argument is None`` before typing it, so a run that cannot use a
+# feature (a daily run's intraday square-off) neither compiles nor carries its code; each set
+# of switches is one specialisation, compiled and cached once.
+Switch = bool | None
+
+
+def switch(on: bool) -> Switch:
+    """The :data:`Switch` of a feature the run does (``on``) or cannot use."""
+    return True if on else None
+
 # The compiled code of each way of funding a fill (quantcli.market.segments.Funding; a
 # segment's funding is its SegmentRules'; see quantcli.backtest.fills).
 FUND_CASH, FUND_MARGIN, FUND_PREMIUM = 0, 1, 2
