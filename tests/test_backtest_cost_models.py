@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -225,3 +227,21 @@ def test_a_models_dated_rates_are_hashed_into_the_manifest(
     monkeypatch.setattr(SteppedFee, "schedule", lambda self, *args: shifted)
     res = cli("backtest", "reproduce", out["run_id"])
     assert "input changed: charge rates" in res.stdout
+
+
+LAZY = """
+import sys
+from quantcli.backtest.costs import parse_costs
+from quantcli.backtest.slippage import parse_slippage
+parse_costs("flat:0.05%")
+parse_slippage("bps:5")
+models = ("quantcli.backtest.costs.", "quantcli.backtest.slippage.")
+print(sorted(m for m in sys.modules if m.startswith(models)))
+"""
+
+
+def test_a_run_imports_and_compiles_only_the_models_it_names() -> None:
+    # Each built-in model's module compiles its formula on import (~0.1 s on an empty cache).
+    done = subprocess.run([sys.executable, "-c", LAZY], capture_output=True, text=True, check=True)
+    loaded_models = done.stdout.strip()
+    assert loaded_models == "['quantcli.backtest.costs.flat', 'quantcli.backtest.slippage.bps']"

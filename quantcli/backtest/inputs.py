@@ -47,6 +47,7 @@ def switch(on: bool) -> Switch:
     """The :data:`Switch` of a feature the run does (``on``) or cannot use."""
     return True if on else None
 
+
 # The compiled code of each way of funding a fill (quantcli.market.segments.Funding; a
 # segment's funding is its SegmentRules'; see quantcli.backtest.fills).
 FUND_CASH, FUND_MARGIN, FUND_PREMIUM = 0, 1, 2

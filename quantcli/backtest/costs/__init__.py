@@ -28,7 +28,7 @@ Adding a model (zipline's finance/commission.py recipe, compiled):
    that a run from ``first`` to ``last`` can pay, which the run manifest hashes; a model whose
    charges follow from its spec alone (hashed with the run's options) returns None. Set
    ``uses_broker`` when the model reads the run's broker profile (a run then keeps a copy).
-6. :func:`register` the class (built-ins are registered at the end of this module).
+6. :func:`register` the class (a built-in is named in ``MODELS``, imported when first used).
 """
 
 from __future__ import annotations
@@ -97,7 +97,10 @@ class CostModel(ABC):
         return f"{type(self).__name__}({self.param!r})"
 
 
-MODELS: Registry[CostModel] = Registry("cost model")
+MODELS: Registry[CostModel] = Registry(
+    "cost model",
+    {name: f"quantcli.backtest.costs.{name}" for name in ("statutory", "flat")},
+)
 register = MODELS.register
 
 
@@ -274,15 +277,6 @@ def _typed_call_at(  # noqa: PLR0913, PLR0917 (an intrinsic takes its call's arg
 
 _call_at: Any = intrinsic(_typed_call_at)
 
-
-def _register_builtins() -> None:
-    from quantcli.backtest.costs import flat, statutory
-
-    for module in (statutory, flat):
-        register(module.MODEL)
-
-
-_register_builtins()
 
 __all__ = [
     "DP",

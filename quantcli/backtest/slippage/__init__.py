@@ -21,7 +21,7 @@ Adding a model (zipline's finance/slippage.py recipe, compiled):
 4. ``prepare(bars)`` (optional): the model's per-bar input ``x``, vectorised over the run's
    bars (one float64 per row of ``bars``, sorted by symbol then ts; None: all 0). A bar's
    value must depend on no later bar.
-5. :func:`register` the class (built-ins are registered at the end of this module).
+5. :func:`register` the class (a built-in is named in ``MODELS``, imported when first used).
 """
 
 from __future__ import annotations
@@ -71,7 +71,10 @@ class SlippageModel(ABC):
         return f"{type(self).__name__}({self.param!r})"
 
 
-MODELS: Registry[SlippageModel] = Registry("slippage model")
+MODELS: Registry[SlippageModel] = Registry(
+    "slippage model",
+    {name: f"quantcli.backtest.slippage.{name}" for name in ("none", "bps", "spread", "sqrt")},
+)
 register = MODELS.register
 
 
@@ -91,14 +94,5 @@ def number_param(spec: str, raw: str) -> float:
         raise UsageError(f"slippage {spec!r}: parameter must be a non-negative number")
     return param
 
-
-def _register_builtins() -> None:
-    from quantcli.backtest.slippage import bps, none, spread, sqrt
-
-    for module in (none, bps, spread, sqrt):
-        register(module.MODEL)
-
-
-_register_builtins()
 
 __all__ = ["FORMULA", "MODELS", "SlippageModel", "number_param", "parse_slippage", "register"]
