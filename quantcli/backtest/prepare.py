@@ -99,11 +99,11 @@ def prepare(
 
     Bars are replayed in (ts, symbol) order; signals are evaluated in (symbol, ts) order, the
     store's order (any other input is sorted once), and checked for look-ahead. Each bar's
-    replay row comes from a counting sort (or, for a full panel, from its rank and symbol) and
-    one compiled pass moves the (symbol, ts) columns there from the frame's own buffers, linear
-    in the bars; the arrays that are constant for a run are zero-stride views, to keep 10M-bar
-    runs small and fast. Ticks, lots, the square-off time and the segment's funding are the
-    market model's (quantcli.market.instruments).
+    replay row comes from a counting sort and one compiled pass moves the (symbol, ts) columns
+    there from the frame's own buffers, linear in the bars (a full panel's columns are
+    transposed, in numpy, with no positions); the arrays that are constant for a run are
+    zero-stride views, to keep 10M-bar runs small and fast. Ticks, lots, the square-off time
+    and the segment's funding are the market model's (quantcli.market.instruments).
     """
     prep, _ = prepare_run(bars, config, strategy, actions, worker_pool())
     return prep
@@ -1040,7 +1040,7 @@ def _split_warnings(
     """The ``data validate`` suspected-split findings on the run's bars (sorted by symbol and
     ts; ``code`` and ``day_of``: each bar's symbol and session index), with the run's actions
     as the ones on record: one line each (the first few). The check runs only on the symbols
-    with an overnight move near its threshold, found in one compiled pass: most runs have
+    with an overnight move near its threshold, found in one pass over the bars: most runs have
     none, and the check's polars expressions over every bar cost more than the replay."""
     from quantcli.store.validate import DEFAULT_SPLIT_THRESHOLD, suspected_splits
 
