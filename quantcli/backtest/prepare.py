@@ -99,11 +99,11 @@ def prepare(
 
     Bars are replayed in (ts, symbol) order; signals are evaluated in (symbol, ts) order, the
     store's order (any other input is sorted once), and checked for look-ahead. Each bar's
-    replay row comes from a counting sort (or, for a full panel, from its rank and symbol) and
-    one compiled pass moves the (symbol, ts) columns there from the frame's own buffers, linear
-    in the bars; the arrays that are constant for a run are zero-stride views, to keep 10M-bar
-    runs small and fast. Ticks, lots, the square-off time and the segment's funding are the
-    market model's (quantcli.market.instruments).
+    replay row comes from a counting sort and one compiled pass moves the (symbol, ts) columns
+    there from the frame's own buffers, linear in the bars (a full panel's columns are
+    transposed, in numpy, with no positions); the arrays that are constant for a run are
+    zero-stride views, to keep 10M-bar runs small and fast. Ticks, lots, the square-off time
+    and the segment's funding are the market model's (quantcli.market.instruments).
     """
     prep, _ = prepare_run(bars, config, strategy, actions, worker_pool())
     return prep
@@ -364,6 +364,11 @@ def _submit(pool: ThreadPoolExecutor, n: int, fn: Callable[..., _T], *args: obje
     return completed(fn, *args)
 
 
+# Rows a vectorised pass over the bars takes at a time: its temporaries stay in cache, and
+# small beside a 10M-bar run's arrays (a whole-column temporary is 10-80 MB there).
+_PASS_ROWS = 1 << 16
+
+
 def _time_us(at: time) -> int:
     """Microseconds from midnight to ``at``."""
     return ((at.hour * 60 + at.minute) * 60 + at.second) * 1_000_000 + at.microsecond
@@ -474,18 +479,11 @@ def _replay_order(
     return _Order(code, day_of, bounds, *_frozen(pos))
 
 
-@numba.njit(cache=True, nogil=True)
 def _full_panel(utc: np.ndarray, bounds: np.ndarray) -> bool:
     """True when every symbol has the first symbol's timestamps (bars in (symbol, ts) order;
     ``bounds``: each symbol's first row and the end)."""
-    width = bounds[1]
-    for s in range(bounds.shape[0] - 1):
-        if bounds[s + 1] - bounds[s] != width:
-            return False
-        for t in range(width):
-            if utc[bounds[s] + t] != utc[t]:
-                return False
-    return True
+    width = int(bounds[1])
+    return not (np.diff(bounds) != width).any() and _repeats(utc, width)
 
 
 # The passes below visit the symbols in blocks and each block's bars in windows of replay rows,
@@ -494,14 +492,9 @@ def _full_panel(utc: np.ndarray, bounds: np.ndarray) -> bool:
 # every read, which made it the slowest step of a 10M-bar run.
 _BLOCK_SYMBOLS = 64
 _WINDOW_ROWS = 1 << 15
-
-
-@helper
-def _row(order: _Order, j: int, s: int) -> int:
-    # The replay row of input row ``j`` (of symbol ``s``).
-    if order.pos.shape[0]:
-        return int(order.pos[j])
-    return int((j - order.bounds[s]) * (order.bounds.shape[0] - 1) + s)
+# A full panel's transpose moves this many whole symbols at a time: their reads (one stream
+# per symbol) stay in cache while the writes go row by row (256 measured fastest of 8-512).
+_PANEL_SYMBOLS = 256
 
 
 @helper
@@ -510,7 +503,7 @@ def _first_row(order: _Order, cursor: np.ndarray, stop: np.ndarray, b0: int, b1:
     low: int = order.bounds[-1]
     for s in range(b0, b1):
         if cursor[s] < stop[s]:
-            low = min(low, _row(order, cursor[s], s))
+            low = min(low, int(order.pos[cursor[s]]))
     return low
 
 
@@ -528,11 +521,12 @@ class _Moves(NamedTuple):
 
 @numba.njit(cache=True, nogil=True)
 def _scatter(order: _Order, start: int, end: int, moves: _Moves) -> None:
-    """Move input rows ``start`` .. ``end`` to their replay rows, one window at a time (see
-    above): a column's values (``moves.values``), or a slice's bars: the timestamp, symbol,
-    session and EOD flag, the prices and volume, and the previous close (the input's when
-    given, else the symbol's previous bar's close). One walk serves both, so it is written
-    and compiled once."""
+    """Move input rows ``start`` .. ``end`` to their replay rows (``order.pos``: not a full
+    panel, whose rows :func:`_transpose` moves), one window at a time (see above): a
+    column's values (``moves.values``), or a slice's bars: the timestamp, symbol, session and
+    EOD flag, the prices and volume, and the previous close (the input's when given, else the
+    symbol's previous bar's close). One walk serves both, so it is written and compiled
+    once."""
     code, day_of, bounds = order.code, order.day_of, order.bounds
     cols, out, values, column = moves.cols, moves.out, moves.values, moves.column
     bars = values.shape[0] == 0
@@ -555,7 +549,7 @@ def _scatter(order: _Order, start: int, end: int, moves: _Moves) -> None:
             for s in range(b0, b1):
                 j = cursor[s]
                 while j < stop[s]:
-                    p = _row(order, j, s)
+                    p = int(order.pos[j])
                     if p >= high:
                         low = min(low, p)
                         break
@@ -587,13 +581,16 @@ def _scatter(order: _Order, start: int, end: int, moves: _Moves) -> None:
 def _scatter_column(order: _Order, values: np.ndarray, out: np.ndarray) -> None:
     """``out[row] = values[j]`` (``values`` read-only, as :func:`_frozen` makes them) for each
     input row ``j`` and its replay row."""
-    if values.shape[0]:
+    if not order.pos.shape[0]:
+        _transpose(values, 0, int(order.bounds[1]), out)
+    elif values.shape[0]:
         moves = _Moves(_NO_COLUMNS, math.nan, _NO_REPLAY, values, out)
         _scatter(order, 0, values.shape[0], moves)
 
 
 def _scatter_frame(frame: pl.DataFrame, order: _Order, out: _Replay) -> None:
-    """:func:`_scatter` of the bars of ``frame`` (in (symbol, ts) order), a slice at a time: each
+    """The bars of ``frame`` (in (symbol, ts) order) moved to replay order into ``out``, a
+    slice at a time (by :func:`_scatter`, or for a full panel :func:`_transpose_frame`): each
     slice lies within one chunk of every column, so its columns are views of the frame's
     buffers (a frame read from Parquet comes in chunks, and making each column contiguous
     would copy it)."""
@@ -602,6 +599,9 @@ def _scatter_frame(frame: pl.DataFrame, order: _Order, out: _Replay) -> None:
     columns[0] = columns[0].cast(pl.Int64)
     if "prev_close" in frame.columns:
         columns.append(frame.get_column("prev_close").cast(pl.Float64).fill_null(np.nan))
+    if not order.pos.shape[0]:
+        _transpose_frame(columns, order, out)
+        return
     carry = math.nan
     for a, b in _chunk_slices(columns):
         views = [column.slice(a, b - a).to_numpy() for column in columns]
@@ -610,6 +610,59 @@ def _scatter_frame(frame: pl.DataFrame, order: _Order, out: _Replay) -> None:
         cols = _Columns(*_frozen(*views))
         _scatter(order, a, b, _Moves(cols, carry, out, _NO_PRICES, _NO_COLUMN))
         carry = float(cols.close[-1])
+
+
+def _transpose_frame(columns: list[pl.Series], order: _Order, out: _Replay) -> None:
+    """:func:`_scatter_frame` of a full panel (``columns``: ts, the prices and volume, and
+    the input's previous close when given): every symbol has the first one's timestamps, so
+    the timestamp, session and EOD flag of a replay row are its timestamp's and the symbol
+    its column's; the prices are transposed a chunk slice at a time, and a previous close
+    the input leaves NaN is the symbol's previous bar's close, one replay row of timestamps
+    earlier."""
+    width = int(order.bounds[1])
+    day = order.day_of[:width]
+    eod = np.ones(width, dtype=np.bool_)  # a symbol's last bar ends its session
+    np.not_equal(day[1:], day[:-1], out=eod[:-1])
+    stamps = columns[0].slice(0, width).to_numpy()
+    _grid(out.ts, width)[:] = stamps[:, np.newaxis]
+    _grid(out.sym, width)[:] = np.arange(order.bounds.shape[0] - 1, dtype=np.int32)
+    _grid(out.day, width)[:] = day[:, np.newaxis]
+    _grid(out.flags, width)[:] = (eod.view(np.uint8) * np.uint8(EOD))[:, np.newaxis]
+    moved = columns[1:]
+    for a, b in _chunk_slices(moved):
+        for column, row in zip(moved, out.prices, strict=True):
+            _transpose(column.slice(a, b - a).to_numpy(), a, width, row)
+    if len(moved) == out.prices.shape[0] == 6:
+        prev, close = _grid(out.prices[5], width), _grid(out.prices[3], width)
+        step = max(1, _PASS_ROWS // prev.shape[1])
+        for t in range(1, width, step):
+            after = prev[t : t + step]
+            np.copyto(after, close[t - 1 : t - 1 + after.shape[0]], where=np.isnan(after))
+
+
+def _transpose(values: np.ndarray, start: int, width: int, out: np.ndarray) -> None:
+    """Move input rows ``start`` .. (``values``) of a full panel of ``width`` bars a symbol to
+    their replay rows in ``out``: row ``s * width + t`` to ``t * symbols + s``, so that each
+    symbol's bars are a column of ``out`` viewed as (width, symbols). Whole symbols move in
+    blocks, the partial ones at a slice's ends a column at a time."""
+    grid = _grid(out, width)
+    j, end = start, start + values.shape[0]
+    while j < end:
+        s, t = divmod(j, width)
+        if t == 0 and end - j >= width:
+            m = min((end - j) // width, _PANEL_SYMBOLS)
+            grid[:, s : s + m] = values[j - start : j - start + m * width].reshape(m, width).T
+            j += m * width
+        else:
+            k = min(width - t, end - j)
+            grid[t : t + k, s] = values[j - start : j - start + k]
+            j += k
+
+
+def _grid(column: np.ndarray, width: int) -> np.ndarray:
+    """A full panel's replay-order ``column`` as (timestamps, symbols): a view, never a copy
+    (numpy raises rather than copy), so writes to it land in ``column``."""
+    return column.reshape(width, -1, copy=False)
 
 
 def _chunk_slices(columns: Sequence[pl.Series]) -> Iterator[tuple[int, int]]:
@@ -695,20 +748,21 @@ def _in_time(values: np.ndarray, order: _Order) -> np.ndarray:
     return out
 
 
-@numba.njit(cache=True, nogil=True)
 def _time_flags(ts: np.ndarray, flags: np.ndarray, square_off_us: int) -> int:
     """Add LAST_OF_TS and (``square_off_us`` >= 0: from that time of day on) SQUARE_OFF to the
     replay-order ``flags``; returns the number of distinct timestamps ``ts``."""
     n = ts.shape[0]
     n_ts = 0
-    for k in range(n):
-        f = flags[k]
-        if k == n - 1 or ts[k + 1] != ts[k]:
-            f |= LAST_OF_TS
-            n_ts += 1
-        if square_off_us >= 0 and (ts[k] + IST_OFFSET_US) % DAY_US >= square_off_us:
-            f |= SQUARE_OFF
-        flags[k] = f
+    for a in range(0, n, _PASS_ROWS):
+        b = min(n, a + _PASS_ROWS)
+        last = np.ones(b - a, dtype=np.bool_)  # the run's last bar ends its timestamp
+        after = ts[a + 1 : b + 1]
+        np.not_equal(after, ts[a : a + after.shape[0]], out=last[: after.shape[0]])
+        n_ts += int(np.count_nonzero(last))
+        flags[a:b] |= last.view(np.uint8) * np.uint8(LAST_OF_TS)
+        if square_off_us >= 0:
+            late = (ts[a:b] + IST_OFFSET_US) % DAY_US >= square_off_us
+            flags[a:b] |= late.view(np.uint8) * np.uint8(SQUARE_OFF)
     return n_ts
 
 
@@ -730,39 +784,68 @@ def _symbol_codes(names: pl.Series) -> tuple[list[str], np.ndarray]:
     return symbols, names.cast(pl.Enum(symbols)).to_physical().to_numpy().astype(np.int32)
 
 
-@numba.njit(cache=True)
 def _is_sorted(code: np.ndarray, utc: np.ndarray) -> bool:
     """True when rows are already in (symbol, ts) order (the store's order)."""
-    for k in range(1, code.shape[0]):
-        if code[k] < code[k - 1] or (code[k] == code[k - 1] and utc[k] <= utc[k - 1]):
+    n = code.shape[0]
+    for a in range(0, n - 1, _PASS_ROWS):
+        b = min(n - 1, a + _PASS_ROWS)  # rows a+1 .. b, each against the row before
+        c0, c1, u0, u1 = code[a:b], code[a + 1 : b + 1], utc[a:b], utc[a + 1 : b + 1]
+        if ((c1 < c0) | ((c1 == c0) & (u1 <= u0))).any():
             return False
     return True
 
 
-@numba.njit(cache=True)
 def _epoch_days(utc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(sorted distinct IST epoch days, index of each bar's day) without sorting the bars:
-    epoch days span a small range, so a presence table does it in linear time."""
-    index = np.empty(utc.shape[0], dtype=np.int32)
-    low = high = (utc[0] + IST_OFFSET_US) // DAY_US
-    for k in range(utc.shape[0]):
-        d = (utc[k] + IST_OFFSET_US) // DAY_US
-        index[k] = d
-        low = min(low, d)
-        high = max(high, d)
-    rank = np.full(high - low + 1, -1, dtype=np.int64)
-    for k in range(utc.shape[0]):
-        rank[index[k] - low] = 0
-    distinct = np.empty(rank.shape[0], dtype=np.int64)
-    m = 0
-    for r in range(rank.shape[0]):
-        if rank[r] == 0:
-            rank[r] = m
-            distinct[m] = low + r
-            m += 1
-    for k in range(utc.shape[0]):
-        index[k] = rank[index[k] - low]
-    return distinct[:m], index
+    """(sorted distinct IST epoch days, index of each bar's day) without sorting the bars.
+    The bars of a full panel in (symbol, ts) order are its first symbol's stamps over and over:
+    their days are worked out once, on those."""
+    period = _period(utc)
+    distinct, index = _day_ranks(utc[:period])
+    if period < utc.shape[0]:
+        index = np.tile(index, utc.shape[0] // period)
+    return distinct, index
+
+
+def _period(utc: np.ndarray) -> int:
+    """The length of the first increasing run of ``utc`` when ``utc`` is that run over and
+    over, else the length of ``utc``."""
+    n = int(utc.shape[0])
+    for a in range(0, n - 1, _PASS_ROWS):
+        b = min(n - 1, a + _PASS_ROWS)  # rows a+1 .. b, each against the row before
+        drops = np.flatnonzero(utc[a + 1 : b + 1] <= utc[a:b])
+        if drops.size:
+            width = a + 1 + int(drops[0])
+            return width if n % width == 0 and _repeats(utc, width) else n
+    return n
+
+
+def _repeats(values: np.ndarray, width: int) -> bool:
+    """True when ``values`` is its first ``width`` values over and over (``width`` divides its
+    length)."""
+    grid = values.reshape(-1, width)
+    step = max(1, _PASS_ROWS // width)
+    return all((grid[r : r + step] == grid[0]).all() for r in range(0, grid.shape[0], step))
+
+
+def _day_ranks(utc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_epoch_days` of any bars: epoch days span a small range, so a presence table
+    does it in linear time."""
+    n = utc.shape[0]
+    # The day is monotonic in the timestamp: the first and last days are the extremes'.
+    low, high = ((int(x) + IST_OFFSET_US) // DAY_US for x in (utc.min(), utc.max()))
+    present = np.zeros(high - low + 1, dtype=np.bool_)
+    index = np.empty(n, dtype=np.int32)  # first each bar's day from ``low``, then its rank
+    shift = IST_OFFSET_US - low * DAY_US  # (utc + IST) // DAY - low, in one division
+    for a in range(0, n, _PASS_ROWS):
+        day = utc[a : a + _PASS_ROWS] + shift
+        np.floor_divide(day, DAY_US, out=day)
+        index[a : a + _PASS_ROWS] = day
+        present[day] = True  # indexing by intp: int32 indices are converted first
+    rank = np.cumsum(present, dtype=np.int32) - 1
+    for a in range(0, n, _PASS_ROWS):
+        block = index[a : a + _PASS_ROWS]
+        rank.take(block, out=block, mode="clip")  # in range: clip only skips the checks
+    return np.flatnonzero(present).astype(np.int64) + low, index
 
 
 def _session_days(utc: np.ndarray) -> tuple[list[date], np.ndarray, np.ndarray | None]:
@@ -957,7 +1040,7 @@ def _split_warnings(
     """The ``data validate`` suspected-split findings on the run's bars (sorted by symbol and
     ts; ``code`` and ``day_of``: each bar's symbol and session index), with the run's actions
     as the ones on record: one line each (the first few). The check runs only on the symbols
-    with an overnight move near its threshold, found in one compiled pass: most runs have
+    with an overnight move near its threshold, found in one pass over the bars: most runs have
     none, and the check's polars expressions over every bar cost more than the replay."""
     from quantcli.store.validate import DEFAULT_SPLIT_THRESHOLD, suspected_splits
 
@@ -985,7 +1068,6 @@ def _split_warnings(
     return tuple(lines)
 
 
-@numba.njit(cache=True, nogil=True)
 def _jump_symbols(
     code: np.ndarray,
     day_of: np.ndarray,
@@ -997,12 +1079,19 @@ def _jump_symbols(
     """Which symbols open a session more than ``threshold`` (a fraction) away from their
     previous bar's close, both prices positive (bars in (symbol, ts) order)."""
     out = np.zeros(n_symbols, dtype=np.bool_)
-    for j in range(1, code.shape[0]):
-        if code[j] != code[j - 1] or day_of[j] == day_of[j - 1]:
-            continue
-        o, c = opens[j], closes[j - 1]
-        if o > 0.0 and c > 0.0 and abs(o / c - 1.0) > threshold:
-            out[code[j]] = True
+    n = code.shape[0]
+    for a in range(1, n, _PASS_ROWS):
+        b = min(n, a + _PASS_ROWS)  # rows a .. b-1, each against the row before
+        # The move first, in place: few rows move that far, and only those are checked for a
+        # new session of the same symbol and positive prices.
+        with np.errstate(divide="ignore", invalid="ignore"):  # the ratios the checks leave out
+            move = np.divide(opens[a:b], closes[a - 1 : b - 1])
+        move -= 1.0
+        np.abs(move, out=move)
+        j = np.flatnonzero(move > threshold) + a
+        gap = (code[j] == code[j - 1]) & (day_of[j] != day_of[j - 1])
+        gap &= (opens[j] > 0.0) & (closes[j - 1] > 0.0)
+        out[code[j[gap]]] = True
     return out
 
 
