@@ -295,6 +295,24 @@ def test_evaluating_before_or_beside_the_arrays_gives_the_same_run(
         simulate(bars, config, strategy=peek)
 
 
+@pytest.mark.parametrize("inline", [0, 10**9])
+def test_a_lookahead_outranks_the_replays_error(
+    monkeypatch: pytest.MonkeyPatch, inline: int
+) -> None:
+    # The look-ahead check runs beside the replay on a worker (at or above _INLINE_BARS):
+    # a replay that fails first (an order rejected under on_reject=error) still reports the
+    # look-ahead, as when the check ran before it.
+    grid = [session_stamp(d, 0) for d in range(len(DAYS))]
+    bars = bars_at({f"S{k}": grid for k in range(3)})
+    monkeypatch.setattr(preparation, "_INLINE_BARS", inline)
+    config = BacktestConfig(dataset="t", strategy="x", cash=1.0, on_reject="error")
+    with pytest.raises(StrategyError, match=r"rejected: .*on_reject=error"):
+        simulate(bars, config, strategy=hold(10.0))
+    peek = LoadedStrategy("peek", Peek(), "targets", "hash", {})
+    with pytest.raises(StrategyError, match="strategy peek looks ahead"):
+        simulate(bars, config, strategy=peek)
+
+
 @given(st.lists(st.sampled_from(["A", "B", "C"]), min_size=1, max_size=30), st.booleans())
 def test_symbol_codes_are_each_rows_index_into_the_sorted_symbols(
     names: list[str], grouped: bool

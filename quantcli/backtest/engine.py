@@ -246,10 +246,16 @@ def _replay(
     dataset_hash: str,
     progress: Callable[[float], None] | None,
 ) -> BacktestResult:
-    # The look-ahead check is done when prepare returns; the split warnings run beside the
-    # replay (the kernel releases the GIL).
-    prep, warned = prepare_run(bars, config, strat, actions, worker_pool(), warn=True)
-    out = _replay_prepared(prep, config, strat, progress)
+    # The look-ahead check and the split warnings run beside the replay (the kernel releases
+    # the GIL).
+    run = prepare_run(bars, config, strat, actions, worker_pool(), warn=True)
+    prep, warned = run.prep, run.warned
+    try:
+        out = _replay_prepared(prep, config, strat, progress)
+    except Exception:
+        run.verify()  # a look-ahead outranks the replay's error
+        raise
+    run.verify()
     warnings = () if warned is None else warned.result()
     if progress is not None:
         progress(1.0)

@@ -46,7 +46,7 @@ from quantcli.backtest.inputs import (
 from quantcli.backtest.kernel import Prepared
 from quantcli.backtest.slippage import parse_slippage
 from quantcli.backtest.strategy import LoadedStrategy
-from quantcli.backtest.targets import checked_targets
+from quantcli.backtest.targets import unchecked_targets
 from quantcli.core.dtypes import TS_DTYPE
 from quantcli.core.futures import completed
 from quantcli.core.timezone import DAY_US, IST_OFFSET_US, ist_datetime
@@ -105,8 +105,9 @@ def prepare(
     zero-stride views, to keep 10M-bar runs small and fast. Ticks, lots, the square-off time
     and the segment's funding are the market model's (quantcli.market.instruments).
     """
-    prep, _ = prepare_run(bars, config, strategy, actions, worker_pool())
-    return prep
+    run = prepare_run(bars, config, strategy, actions, worker_pool())
+    run.verify()
+    return run.prep
 
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}
@@ -125,6 +126,22 @@ def worker_pool() -> ThreadPoolExecutor:
     return pool
 
 
+class PreparedRun(NamedTuple):
+    """A run's arrays, with the work still running beside its replay: the look-ahead check
+    of its signal strategy's targets (None: nothing to check) and its split warnings (None:
+    not asked for)."""
+
+    prep: Prepared
+    checked: Future[None] | None
+    warned: Future[tuple[str, ...]] | None
+
+    def verify(self) -> None:
+        """Wait for the look-ahead check; StrategyError when the strategy looks ahead. Call it
+        before raising any error of the replay: a look-ahead outranks them."""
+        if self.checked is not None:
+            self.checked.result()
+
+
 def prepare_run(
     bars: pl.DataFrame,
     config: BacktestConfig,
@@ -133,9 +150,9 @@ def prepare_run(
     pool: ThreadPoolExecutor,
     *,
     warn: bool = False,
-) -> tuple[Prepared, Future[tuple[str, ...]] | None]:
-    """:func:`prepare` with the split warnings left running on ``pool``: (the arrays, the
-    future of the run's warnings when ``warn``, else None)."""
+) -> PreparedRun:
+    """:func:`prepare` with the look-ahead check and (``warn``) the split warnings left
+    running on ``pool``."""
     sessions = _session_bars(bars, config)
     s = sessions
     adjust = _split_factors(actions, s.symbols, s.code, s.day_of, s.days)
@@ -145,25 +162,37 @@ def prepare_run(
     # (~0.6 GB for an SMA cross at 10M bars) is freed before the arrays (as much again) are
     # written: overlapped, the two made a 10M-bar run's peak. An event strategy reads its bars
     # from the arrays, so only signal runs build the view.
-    targets = None
+    # The look-ahead check then runs on the pool beside the replay (for a small run, at once
+    # after the evaluation, which was faster there than after the arrays).
+    targets = checked = None
     if strategy.kind != "events":
-        check = (checked_targets, strategy_view(s.frame, adjust), s.code, strategy)
-        targets = completed(*check) if s.n > _OVERLAP_BARS else _submit(pool, s.n, *check)
-        del check  # the view, which the arrays need not wait beside
+        job = (_targets, pool, s.n, strategy_view(s.frame, adjust), s.code, strategy)
+        targets = completed(*job) if s.n > _OVERLAP_BARS else _submit(pool, s.n, *job)
+        del job  # the view, which the arrays need not wait beside
     try:
         prep = _replay_arrays(sessions, config, actions, adjust)
-    except Exception:
         if targets is not None:
-            targets.result()  # the strategy's own error comes first, as when sequential
+            full, checked = targets.result()
+            prep = _with_targets(prep, s.order, full, config, strategy)
+    except Exception:
+        # The strategy's own error comes first (as when sequential), then a look-ahead.
+        if targets is not None:
+            targets.result()[1].result()
         raise
-    if targets is not None:
-        # A look-ahead (raised here) outranks the lot check's error and the replay's.
-        prep = _with_targets(prep, s.order, targets.result(), config, strategy)
     warned = None
     if warn and config.segment in ACTION_SEGMENTS:
         args = (s.frame, actions, s.code, s.day_of, len(s.symbols))
         warned = _submit(pool, s.n, _split_warnings, *args)
-    return prep, warned
+    return PreparedRun(prep, checked, warned)
+
+
+def _targets(
+    pool: ThreadPoolExecutor, n: int, view: pl.DataFrame, code: np.ndarray, strategy: LoadedStrategy
+) -> tuple[np.ndarray, Future[None]]:
+    """The signal strategy's targets over ``view`` and the future of their look-ahead check
+    (on ``pool`` for a run of ``n`` bars, see :func:`_submit`)."""
+    full, check = unchecked_targets(view, code, strategy)
+    return full, _submit(pool, n, check)
 
 
 @dataclass(frozen=True, eq=False)
