@@ -15,11 +15,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from quantcli.backtest import arrays
 from quantcli.backtest import prepare as preparation
 from quantcli.backtest.config import BacktestConfig
 from quantcli.backtest.engine import simulate
 from quantcli.backtest.inputs import EOD, LAST_OF_TS, SQUARE_OFF, previous_close
-from quantcli.backtest.prepare import _time_positions, prepare
+from quantcli.backtest.prepare import prepare
+from quantcli.backtest.replay_order import _time_positions
+from quantcli.backtest.sessions import symbol_codes
 from quantcli.backtest.strategy import LoadedStrategy, SignalStrategy
 from quantcli.errors import CoverageError, StrategyError
 from quantcli.market.calendar import sessions
@@ -320,7 +323,7 @@ def test_symbol_codes_are_each_rows_index_into_the_sorted_symbols(
     # Grouped in sorted order (the run-number path, one symbol included), or any order (the
     # Enum path; a column that starts and ends with one symbol need not hold only it).
     names = sorted(names) if grouped else names
-    symbols, code = preparation._symbol_codes(pl.Series(names, dtype=pl.String))
+    symbols, code = symbol_codes(pl.Series(names, dtype=pl.String))
     assert symbols == sorted(set(names))
     assert [symbols[c] for c in code.tolist()] == names
 
@@ -329,7 +332,7 @@ def test_symbol_codes_are_each_rows_index_into_the_sorted_symbols(
 def test_big_replay_arrays_are_not_on_huge_pages() -> None:
     # numpy advises huge pages from 4 MiB on; on a busy machine their first touch waits for
     # the kernel to compact memory. The advice is taken back before the array is written.
-    array = preparation._empty((3, 1 << 20), np.float64)
+    array = arrays.empty((3, 1 << 20), np.float64)
     array[:] = 1.0
     assert array.shape == (3, 1 << 20) and array.flags.writeable
     start = array.ctypes.data + 4096  # a whole page inside the array

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -17,25 +18,43 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_backtest_prepare import bars_at, hold, panels, session_stamp
 
+from quantcli.backtest import arrays, replay_order
 from quantcli.backtest import prepare as preparation
+from quantcli.backtest import sessions as bar_sessions
 from quantcli.backtest.config import BacktestConfig
 from quantcli.backtest.inputs import EOD, LAST_OF_TS, SQUARE_OFF
 from quantcli.core.timezone import DAY_US, IST_OFFSET_US
 
 # Block sizes for the passes: one row, a few, and the module's own (one block for these inputs).
-BLOCKS = st.sampled_from([1, 2, 3, 7, preparation._PASS_ROWS])
+BLOCKS = st.sampled_from([1, 2, 3, 7, arrays.PASS_ROWS])
 STAMPS = st.integers(-(10**15), 4 * 10**15)  # epoch-µs from 1938 to 2096
 
 
+# The modules whose passes read the block size: each holds its own binding of arrays' name.
+READERS = (arrays, bar_sessions, replay_order, preparation)
+
+
 @contextmanager
-def blocks(rows: int, symbols: int = preparation._PANEL_SYMBOLS) -> Iterator[None]:
+def blocks(rows: int, symbols: int = replay_order._PANEL_SYMBOLS) -> Iterator[None]:
     """The passes with ``rows`` rows a block and the transpose with ``symbols`` a block."""
-    saved = preparation._PASS_ROWS, preparation._PANEL_SYMBOLS
-    preparation._PASS_ROWS, preparation._PANEL_SYMBOLS = rows, symbols
+    saved = [m.PASS_ROWS for m in READERS], replay_order._PANEL_SYMBOLS
+    for module in READERS:
+        module.PASS_ROWS = rows
+    replay_order._PANEL_SYMBOLS = symbols
     try:
         yield
     finally:
-        preparation._PASS_ROWS, preparation._PANEL_SYMBOLS = saved
+        for module, kept in zip(READERS, saved[0], strict=True):
+            module.PASS_ROWS = kept
+        replay_order._PANEL_SYMBOLS = saved[1]
+
+
+def test_blocks_sets_every_binding_the_passes_read() -> None:
+    # A module that imports the block size and is left out of READERS would keep its own.
+    held = {
+        n for n, m in sys.modules.items() if n.startswith("quantcli.") and hasattr(m, "PASS_ROWS")
+    }
+    assert held == {m.__name__ for m in READERS}
 
 
 def same(got: np.ndarray, expected: np.ndarray) -> None:
@@ -130,7 +149,7 @@ def test_epoch_days_are_the_presence_tables(
     if order == "moved":
         utc[-1] += DAY_US
     with blocks(rows):
-        distinct, index = preparation._epoch_days(utc)
+        distinct, index = bar_sessions.epoch_days_of(utc)
     expected = epoch_days_loop(utc)
     same(distinct, expected[0])
     same(index, expected[1])
@@ -143,7 +162,7 @@ def test_is_sorted_is_the_loops(drawn: list[tuple[int, int]], rows: int) -> None
     code = np.array([p[0] for p in pairs], dtype=np.int32)
     utc = np.array([p[1] for p in pairs], dtype=np.int64)
     with blocks(rows):
-        assert preparation._is_sorted(code, utc) == is_sorted_loop(code, utc)
+        assert bar_sessions._is_sorted(code, utc) == is_sorted_loop(code, utc)
 
 
 @given(
@@ -163,7 +182,7 @@ def test_full_panel_is_the_loops(stamps: list[int], n_symbols: int, change: str,
     utc = np.array([t for ts in mine for t in ts], dtype=np.int64)
     bounds = np.array([0, *itertools.accumulate(len(ts) for ts in mine)], dtype=np.int64)
     with blocks(rows):
-        assert preparation._full_panel(utc, bounds) == full_panel_loop(utc, bounds)
+        assert replay_order._full_panel(utc, bounds) == full_panel_loop(utc, bounds)
 
 
 @given(
@@ -204,17 +223,17 @@ def test_jump_symbols_are_the_loops(bars: list[tuple[int, int, float, float]], r
     same(got, jump_symbols_loop(*args))
 
 
-def positional(order: preparation._Order, frame: pl.DataFrame) -> preparation._Order:
+def positional(order: replay_order.Order, frame: pl.DataFrame) -> replay_order.Order:
     """``order`` with each row's replay row spelled out (a stable sort by time), so that
     ``_scatter`` walks it instead of the transpose."""
     utc = frame.get_column("ts").cast(pl.Int64).to_numpy()
     n_days = int(order.day_of.max()) + 1
-    pos = preparation._time_positions(utc, order.day_of, n_days)
-    return order._replace(pos=preparation._frozen(pos)[0])
+    pos = replay_order._time_positions(utc, order.day_of, n_days)
+    return order._replace(pos=arrays.frozen(pos)[0])
 
 
-def replay(n: int, rows: int) -> preparation._Replay:
-    return preparation._Replay(
+def replay(n: int, rows: int) -> replay_order.Replay:
+    return replay_order.Replay(
         ts=np.full(n, -1, dtype=np.int64),
         sym=np.full(n, -1, dtype=np.int32),
         day=np.full(n, -1, dtype=np.int32),
@@ -227,7 +246,7 @@ def replay(n: int, rows: int) -> preparation._Replay:
 @given(
     bars=panels(),
     rows=BLOCKS,
-    symbols=st.sampled_from([1, 3, preparation._PANEL_SYMBOLS]),
+    symbols=st.sampled_from([1, 3, replay_order._PANEL_SYMBOLS]),
     seed=st.integers(0, 3),
 )
 def test_a_full_panels_transpose_writes_what_the_walk_writes(
@@ -236,7 +255,7 @@ def test_a_full_panels_transpose_writes_what_the_walk_writes(
     # The same sessions and order, moved by the transpose (no positions) and by _scatter (the
     # positions the counting sort gives): bars, then a column, as _with_targets moves targets.
     config = BacktestConfig(dataset="t", strategy="hold")
-    sessions = preparation._session_bars(bars, config)
+    sessions = bar_sessions.session_bars(bars, config)
     order = sessions.order
     if order.pos.shape[0]:
         return  # not a full panel: only the walk applies
@@ -245,15 +264,15 @@ def test_a_full_panels_transpose_writes_what_the_walk_writes(
     width = 6 if "prev_close" in bars.columns else 5
     moved, expected = replay(bars.height, width), replay(bars.height, width)
     with blocks(rows, symbols):
-        preparation._scatter_frame(sessions.frame, order, moved)
-    preparation._scatter_frame(sessions.frame, walked, expected)
-    for field in preparation._Replay._fields:
+        replay_order.scatter_frame(sessions.frame, order, moved)
+    replay_order.scatter_frame(sessions.frame, walked, expected)
+    for field in replay_order.Replay._fields:
         same(getattr(moved, field), getattr(expected, field))
-    values = preparation._frozen(np.random.default_rng(seed).normal(size=bars.height))[0]
+    values = arrays.frozen(np.random.default_rng(seed).normal(size=bars.height))[0]
     column, expected_column = np.full(bars.height, -1.0), np.full(bars.height, -1.0)
     with blocks(rows, symbols):
-        preparation._scatter_column(order, values, column)
-    preparation._scatter_column(walked, values, expected_column)
+        replay_order.scatter_column(order, values, column)
+    replay_order.scatter_column(walked, values, expected_column)
     same(column, expected_column)
 
 
@@ -263,13 +282,13 @@ def test_a_full_panel_run_never_walks(monkeypatch: pytest.MonkeyPatch) -> None:
     grid = [session_stamp(d, 0) for d in range(6)]
     config = BacktestConfig(dataset="t", strategy="hold", slippage="sqrt:0.5")
     walks: list[int] = []
-    walk = preparation._scatter
+    walk = replay_order._scatter
 
     def counted(*args: object) -> None:
         walks.append(1)
         walk(*args)
 
-    monkeypatch.setattr(preparation, "_scatter", counted)
+    monkeypatch.setattr(replay_order, "_scatter", counted)
     full = preparation.prepare(bars_at({f"S{k}": grid for k in range(3)}), config, hold())
     assert walks == [] and full.bars.panel == 3
     ragged = bars_at({"S0": grid, "S1": grid[1:]})

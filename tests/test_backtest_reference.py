@@ -22,7 +22,16 @@ from numba.core.registry import CPUDispatcher
 from test_backtest_engine import Script, Targets, cfg, flat, loaded, make_bars
 from test_backtest_properties import ipc, run, scenarios
 
-from quantcli.backtest import accounting, costs, engine, fills, kernel, orders, slippage
+from quantcli.backtest import (
+    accounting,
+    costs,
+    engine,
+    fills,
+    kernel,
+    orders,
+    replay_order,
+    slippage,
+)
 from quantcli.backtest import prepare as preparation
 from quantcli.backtest.config import BacktestConfig
 from quantcli.errors import StrategyError
@@ -30,7 +39,7 @@ from quantcli.market import charges
 from quantcli.market.corporate_actions import CorporateAction
 from quantcli.market.instruments import ROUND_DOWN, ROUND_UP, round_to_tick_kernel
 
-MODULES = (accounting, costs, engine, preparation, fills, kernel, slippage, charges)
+MODULES = (accounting, costs, engine, preparation, replay_order, fills, kernel, slippage, charges)
 
 
 @contextmanager

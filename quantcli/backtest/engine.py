@@ -1,9 +1,10 @@
 """The backtester: prepare bars, replay them through a strategy, report typed frames.
 
 ``run_backtest`` reads the dataset and corporate actions and calls :func:`simulate`, which works
-on an in-memory bar frame: quantcli.backtest.prepare validates the bars, keeps NSE sessions and
-builds the replay's arrays in one deterministic order, (ts, symbol), and strategies see the bars
-split/bonus-adjusted with the traded values beside them; signal strategies' targets are
+on an in-memory bar frame: quantcli.backtest.prepare validates the bars, keeps NSE sessions
+(quantcli.backtest.sessions) and builds the replay's arrays in one deterministic order, (ts,
+symbol) (quantcli.backtest.replay_order), and strategies see the bars split/bonus-adjusted with
+the traded values beside them; signal strategies' targets are
 evaluated and checked for look-ahead by quantcli.backtest.targets. Both strategy kinds then run
 through the one compiled replay loop (quantcli.backtest.kernel); an event strategy's callbacks
 are called from quantcli.backtest.events. :func:`simulate_prepared` runs many strategies over
