@@ -197,7 +197,7 @@ def advance(
         if phase == PH_OPEN:
             phase = PH_TARGET_OPEN
             if square_off is not None:
-                squaring = intraday and state[s, SQ_DAY] != d and flags[i] & SQUARE_OFF
+                squaring = state[s, SQ_DAY] != d and flags[i] & SQUARE_OFF
                 if squaring and _square_off(run, i, s, open_[i]) and events:
                     code = AT_FILL
                     break
@@ -242,7 +242,7 @@ def advance(
         if phase == PH_CLOSE:
             phase = PH_SETTLE
             if square_off is not None:
-                squaring = flags[i] & EOD and intraday and state[s, SQ_DAY] != d
+                squaring = flags[i] & EOD and state[s, SQ_DAY] != d
                 if squaring and _square_off(run, i, s, close[i]) and events:
                     code = AT_FILL
                     break

@@ -152,10 +152,10 @@ def prepare_run(
     # for per-symbol windows) while this thread builds the replay arrays: the two overlap, up
     # to _OVERLAP_BARS bars. Above that the evaluation comes first and its working memory
     # (~0.6 GB for an SMA cross at 10M bars) is freed before the arrays (as much again) are
-    # written: overlapped, the two made a 10M-bar run's peak. An event strategy reads its bars
-    # from the arrays, so only signal runs build the view.
-    # The look-ahead check then runs on the pool beside the replay (for a small run, at once
-    # after the evaluation, which was faster there than after the arrays).
+    # written: overlapped, the two made a 10M-bar run's peak. The look-ahead check then runs
+    # on the pool beside the replay (a small run's at once after the evaluation, which was
+    # faster there than after the arrays). An event strategy reads its bars from the arrays,
+    # so only signal runs build the view.
     targets = checked = None
     if strategy.kind != "events":
         job = (_targets, pool, s.n, strategy_view(s.frame, adjust), s.code, strategy)
