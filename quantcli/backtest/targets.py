@@ -1,6 +1,7 @@
 """Signal strategies' targets: evaluated over the strategy view (alone, or a sweep's batch
 in one query) and checked for look-ahead (:func:`check_lookahead`, :func:`find_lookahead`):
-the one truncation-invariance check strategies and feature sets share.
+the one truncation-invariance check strategies and feature sets share. Expressions that
+quantcli.backtest.causal proves point-in-time from their plan skip the check's evaluations.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Literal, NamedTuple
 import numpy as np
 import polars as pl
 
+from quantcli.backtest import causal
 from quantcli.backtest.strategy import LoadedStrategy
 from quantcli.core.futures import completed
 from quantcli.errors import QuantcliError, StrategyError
@@ -36,9 +38,16 @@ def unchecked_targets(
 ) -> tuple[np.ndarray, Callable[[], None]]:
     """The targets of :func:`checked_targets` and their look-ahead check, still to be run (it
     raises StrategyError), so that a large run can check while it replays."""
-    evaluate = _signal_targets(strategy)
+    features, target = _expressions(strategy)
+    evaluate = functools.partial(_targets_of, features=features, target=target, strategy=strategy)
     full = evaluate(view)
+    if causal.proven([*features, target]):
+        return full, _proven  # point-in-time by construction: nothing to distort
     return full, functools.partial(_check_targets, view, code, full, strategy, evaluate)
+
+
+def _proven() -> None:
+    """The look-ahead check of targets whose expressions are proven point-in-time."""
 
 
 def _check_targets(
@@ -58,10 +67,14 @@ def _signal_targets(strategy: LoadedStrategy) -> Callable[[pl.DataFrame], np.nda
     """The signal strategy's target per bar (NaN = no opinion) as a function of the bars. Its
     expressions are built once (~0.07 ms of Python a time) for the run's bars and the
     look-ahead check's."""
-    features = strategy.features()
-    # with_columns broadcasts a scalar expression to every bar.
-    target = strategy.expression().cast(pl.Float64).alias("_target")
+    features, target = _expressions(strategy)
     return functools.partial(_targets_of, features=features, target=target, strategy=strategy)
+
+
+def _expressions(strategy: LoadedStrategy) -> tuple[list[pl.Expr], pl.Expr]:
+    """The signal strategy's features and its target expression, as Float64."""
+    # with_columns broadcasts a scalar expression to every bar.
+    return strategy.features(), strategy.expression().cast(pl.Float64).alias("_target")
 
 
 def check_lookahead(
@@ -87,9 +100,10 @@ def find_lookahead(
     frame: pl.DataFrame,
     valid: np.ndarray,
     evaluate: Callable[[pl.DataFrame], np.ndarray],
-    code: np.ndarray | None = None,
+    *,
     full: np.ndarray | None = None,
     distort: Sequence[str] | None = None,
+    exprs: Sequence[pl.Expr] = (),
 ) -> dict[str, object] | None:
     """The first bar (as a named row) whose values depend on later bars, or None: the one
     look-ahead check of strategies and feature sets.
@@ -97,7 +111,8 @@ def find_lookahead(
     ``evaluate`` computes the values (one per bar, or a row of them) over bars sorted by
     (symbol, ts); ``valid`` marks the bars of ``frame`` with a value, ``full`` holds the values
     over all of ``frame`` when they are at hand (saving an evaluation); ``distort`` names the
-    columns to distort (default: every price).
+    columns to distort (default: every price). When ``exprs`` are all that ``evaluate``
+    computes and quantcli.backtest.causal proves them point-in-time, nothing is evaluated.
 
     The values are computed up to three more times on a small slice of the bars (up to 8
     symbols with values, their bars up to a horizon): as is, and with the prices from a cut-off
@@ -106,10 +121,9 @@ def find_lookahead(
     value, so warm-up periods do not make the check vacuous and long histories or many
     symbols do not make it expensive.
     """
-    if not valid.any():
+    if not valid.any() or (exprs and causal.proven(exprs)):
         return None
-    if code is None:
-        code = frame.get_column("symbol").rle_id().to_numpy()
+    code = frame.get_column("symbol").rle_id().to_numpy()
     head, later, rows = _check_slice(frame, valid, code)
     # With every symbol in the slice, the full run's values are the undistorted ones.
     baseline = full[rows] if rows is not None and full is not None else None
@@ -295,7 +309,10 @@ def _batch_lookahead(
     a batch that finds a look-ahead (or fails) checks its strategies again one at a time."""
     columns = {k: values for k, (_, values, _) in batch.items()}
     checks: dict[tuple[bytes, bytes, int], tuple[_SlicePlan, list[int]]] = {}
+    shared = causal.proven(features)
     for k, values in columns.items():
+        if shared and causal.proven([batch[k][0]]):
+            continue  # point-in-time by construction
         valid = ~np.isnan(values)
         if valid.any():
             plan = _slice_plan(utc, valid, code)

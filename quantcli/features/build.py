@@ -79,7 +79,8 @@ def check_point_in_time(view: pl.DataFrame, loaded: LoadedFeatures, features: pl
     # prices alone, as the backtester trades on them).
     counts = [*VOLUME_COLUMNS, *(f"raw_{c}" for c in VOLUME_COLUMNS)]
     prices = [*PRICE_COLUMNS, *(f"raw_{c}" for c in PRICE_COLUMNS)]
-    row = find_lookahead(view, valid, evaluate, distort=[*prices, *counts])
+    exprs = [*loaded.inputs().values(), *loaded.expressions().values()]
+    row = find_lookahead(view, valid, evaluate, distort=[*prices, *counts], exprs=exprs)
     if row is not None:
         raise StrategyError(
             f"{WHAT} {loaded.spec} looks ahead: its features at {row['symbol']} {row['ts']} "
