@@ -233,6 +233,14 @@ def load_strategy(spec: str, raw_params: Mapping[str, str]) -> LoadedStrategy:
     )
 
 
+@functools.cache
+def _builtin_module(name: str) -> tuple[ModuleType, bytes]:
+    """A built-in's module and its source, read once: the source of the code that runs (a
+    sweep loads the strategy for every combination)."""
+    module = importlib.import_module(name)
+    return module, Path(inspect.getfile(module)).read_bytes()
+
+
 def load_class(
     spec: str, builtins: Mapping[str, tuple[str, str]], what: str = "strategy"
 ) -> tuple[type, bytes]:
@@ -240,8 +248,7 @@ def load_class(
     file's bytes; ``what`` names the kind of thing in errors (strategies, feature sets)."""
     if spec in builtins:
         module_name, class_name = builtins[spec]
-        module = importlib.import_module(module_name)
-        source = Path(inspect.getfile(module)).read_bytes()
+        module, source = _builtin_module(module_name)
     else:
         path_text, sep, class_name = spec.rpartition(":")
         if not sep or not path_text.endswith(".py") or not class_name:
