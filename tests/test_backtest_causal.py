@@ -27,7 +27,7 @@ POINT_IN_TIME = {
     "when": pl.when(CLOSE > OPEN).then(1.0).otherwise(0.0),
     "functions": CLOSE.log().abs().round(2).clip(0, 10).sqrt(),
     "booleans": (~CLOSE.is_null() & CLOSE.is_finite()).cast(pl.Float64),
-    "calendar": pl.col("ts").dt.weekday(),
+    "calendar": pl.col("ts").dt.weekday() + pl.col("ts").dt.truncate("1mo").dt.month(),
     "fill": CLOSE.fill_null(0.0).fill_nan(0.0),
     "horizontal": pl.max_horizontal(CLOSE, OPEN) + pl.sum_horizontal(CLOSE, 1),
     "lag": CLOSE.shift(1).over("symbol"),
@@ -60,6 +60,8 @@ LEFT_TO_THE_CHECK = {
     "interpolate": CLOSE.interpolate().over("symbol"),
     "symbol size": pl.int_range(pl.len()).over("symbol"),
     "window nested in a cross-section": CLOSE.shift(1).over("ts"),
+    "diff that drops rows": CLOSE.diff(1, null_behavior="drop").over("symbol"),
+    "time-zone inference": pl.col("ts").dt.replace_time_zone(None).dt.hour(),
 }
 
 

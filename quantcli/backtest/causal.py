@@ -53,8 +53,31 @@ _ELEMENTWISE = frozenset(
         "Round",
         "Sign",
         "SumHorizontal",
-        "TemporalExpr",
         "Trigonometry",
+    }
+)
+# A timestamp's fields (not a time-zone change, which may infer from neighbouring rows).
+_ELEMENTWISE_TEMPORAL = frozenset(
+    {
+        "Date",
+        "Day",
+        "Hour",
+        "IsLeapYear",
+        "IsoYear",
+        "Microsecond",
+        "Millisecond",
+        "Minute",
+        "Month",
+        "MonthEnd",
+        "MonthStart",
+        "OrdinalDay",
+        "Quarter",
+        "Second",
+        "Time",
+        "Truncate",
+        "Week",
+        "WeekDay",
+        "Year",
     }
 )
 _ELEMENTWISE_BOOLEAN = frozenset(
@@ -136,6 +159,8 @@ def _function(body: dict[str, object], scope: Scope) -> bool:
         return True
     if name == "Boolean":
         return _named(payload)[0] in _ELEMENTWISE_BOOLEAN
+    if name == "TemporalExpr":
+        return _named(payload)[0] in _ELEMENTWISE_TEMPORAL
     if name in _REDUCING:
         return scope is Scope.MOMENT
     return scope is Scope.SYMBOL and _trailing(name, payload, inputs)
@@ -145,7 +170,8 @@ def _trailing(name: str, payload: object, inputs: list[object]) -> bool:
     """Whether the function reads only the row and earlier rows of its partition."""
     if name in _BY_PERIODS:  # periods, the second input, a literal >= 0 (not a lead)
         periods = _literal_int(inputs[1]) if len(inputs) > 1 else None
-        return periods is not None and periods >= 0
+        # diff(null_behavior="drop") shortens the column: rows would no longer line up.
+        return periods is not None and periods >= 0 and payload != "Drop"
     if name in _CUMULATIVE:
         return isinstance(payload, dict) and payload.get("reverse") is False
     if name in _EXPONENTIAL:
