@@ -76,6 +76,13 @@ def test_other_shapes_are_left_to_the_distortion_check(expr: pl.Expr) -> None:
     assert not proven([POINT_IN_TIME["lag"], expr])  # one unproven expression is enough
 
 
+def test_a_plan_polars_cannot_write_proves_nothing() -> None:
+    opaque = pl.lit(object(), allow_object=True)
+    with pytest.raises(pl.exceptions.ComputeError):
+        opaque.meta.serialize(format="json")
+    assert not proven([opaque])
+
+
 def test_the_builtin_signal_strategies_are_proven() -> None:
     for name in ("sma_cross", "momentum"):
         strategy = load_strategy(name, {})

@@ -106,13 +106,21 @@ def proven(exprs: Sequence[pl.Expr]) -> bool:
     """True when each of ``exprs``, evaluated over bars in (symbol, ts) order, provably gives
     every bar a value from that bar and earlier ones only; False when that is not shown (the
     distortion check decides then)."""
-    return all(_proven_plan(e.meta.serialize(format="json")) for e in exprs)
+    return all(_proven_plan(plan) for plan in map(_plan, exprs))
+
+
+def _plan(expr: pl.Expr) -> str:
+    """The serialised plan of ``expr``, or "" (proving nothing) for one polars cannot write."""
+    try:
+        return expr.meta.serialize(format="json")
+    except Exception:  # any failure leaves the verdict to the distortion check
+        return ""
 
 
 @functools.lru_cache(maxsize=1024)
 def _proven_plan(plan: str) -> bool:
     """:func:`proven` of one serialised plan (a sweep's combinations repeat theirs)."""
-    return _causal(json.loads(plan), Scope.FRAME)
+    return bool(plan) and _causal(json.loads(plan), Scope.FRAME)
 
 
 def _causal(node: object, scope: Scope) -> bool:
@@ -128,7 +136,7 @@ def _causal(node: object, scope: Scope) -> bool:
     if kind == "Literal":
         return isinstance(body, dict) and set(body) <= {"Dyn", "Scalar"}  # not a Series
     if kind == "Alias":
-        return isinstance(body, list) and _causal(body[0], scope)
+        return isinstance(body, list) and bool(body) and _causal(body[0], scope)
     if kind == "Cast":
         return isinstance(body, dict) and _causal(body.get("expr"), scope)
     if kind == "BinaryExpr":
