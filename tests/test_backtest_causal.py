@@ -28,6 +28,7 @@ POINT_IN_TIME = {
     "functions": CLOSE.log().abs().round(2).clip(0, 10).sqrt(),
     "booleans": (~CLOSE.is_null() & CLOSE.is_finite()).cast(pl.Float64),
     "calendar": pl.col("ts").dt.weekday() + pl.col("ts").dt.truncate("1mo").dt.month(),
+    "epoch": pl.col("ts").dt.timestamp() // 86_400_000_000 % 7,
     "fill": CLOSE.fill_null(0.0).fill_nan(0.0),
     "horizontal": pl.max_horizontal(CLOSE, OPEN) + pl.sum_horizontal(CLOSE, 1),
     "lag": CLOSE.shift(1).over("symbol"),

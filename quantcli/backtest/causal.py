@@ -74,6 +74,7 @@ _ELEMENTWISE_TEMPORAL = frozenset(
         "Quarter",
         "Second",
         "Time",
+        "TimeStamp",
         "Truncate",
         "Week",
         "WeekDay",
