@@ -10,7 +10,7 @@ import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Literal, NamedTuple
+from typing import Literal, NamedTuple
 
 import numpy as np
 import polars as pl
@@ -20,9 +20,6 @@ from quantcli.backtest.strategy import LoadedStrategy
 from quantcli.core.futures import completed
 from quantcli.errors import QuantcliError, StrategyError
 from quantcli.market.corporate_actions import PRICE_COLUMNS
-
-if TYPE_CHECKING:
-    pass
 
 
 def checked_targets(view: pl.DataFrame, code: np.ndarray, strategy: LoadedStrategy) -> np.ndarray:
@@ -38,12 +35,11 @@ def unchecked_targets(
 ) -> tuple[np.ndarray, Callable[[], None]]:
     """The targets of :func:`checked_targets` and their look-ahead check, still to be run (it
     raises StrategyError), so that a large run can check while it replays."""
-    features, target = _expressions(strategy)
-    evaluate = functools.partial(_targets_of, features=features, target=target, strategy=strategy)
-    full = evaluate(view)
-    if causal.proven([*features, target]):
+    signal = _signal_targets(strategy)
+    full = signal.evaluate(view)
+    if causal.proven(signal.exprs):
         return full, _proven  # point-in-time by construction: nothing to distort
-    return full, functools.partial(_check_targets, view, code, full, strategy, evaluate)
+    return full, functools.partial(_check_targets, view, code, full, strategy, signal.evaluate)
 
 
 def _proven() -> None:
@@ -63,18 +59,22 @@ def _check_targets(
         check_lookahead(head, later, None if rows is None else full[rows], strategy, evaluate)
 
 
-def _signal_targets(strategy: LoadedStrategy) -> Callable[[pl.DataFrame], np.ndarray]:
-    """The signal strategy's target per bar (NaN = no opinion) as a function of the bars. Its
-    expressions are built once (~0.07 ms of Python a time) for the run's bars and the
-    look-ahead check's."""
-    features, target = _expressions(strategy)
-    return functools.partial(_targets_of, features=features, target=target, strategy=strategy)
+class _Signal(NamedTuple):
+    """A signal strategy's target per bar (NaN = no opinion) as a function of the bars, with
+    the expressions it evaluates (for quantcli.backtest.causal)."""
+
+    evaluate: Callable[[pl.DataFrame], np.ndarray]
+    exprs: list[pl.Expr]
 
 
-def _expressions(strategy: LoadedStrategy) -> tuple[list[pl.Expr], pl.Expr]:
-    """The signal strategy's features and its target expression, as Float64."""
+def _signal_targets(strategy: LoadedStrategy) -> _Signal:
+    """The signal strategy's targets as :class:`_Signal`. Its expressions are built once
+    (~0.07 ms of Python a time) for the run's bars and the look-ahead check's."""
+    features = strategy.features()
     # with_columns broadcasts a scalar expression to every bar.
-    return strategy.features(), strategy.expression().cast(pl.Float64).alias("_target")
+    target = strategy.expression().cast(pl.Float64).alias("_target")
+    evaluate = functools.partial(_targets_of, features=features, target=target, strategy=strategy)
+    return _Signal(evaluate, [*features, target])
 
 
 def check_lookahead(
@@ -334,7 +334,7 @@ def _batch_lookahead(
         for k in members:
             strategy = batch[k][2]
             alone = None if rows is None else columns[k][rows]
-            one = _signal_targets(strategy)
+            one = _signal_targets(strategy).evaluate
             error = completed(check_lookahead, head, later, alone, strategy, one).exception()
             if error is not None:
                 refused[k] = error
