@@ -107,10 +107,10 @@ def proven(exprs: Sequence[pl.Expr]) -> bool:
     """True when each of ``exprs``, evaluated over bars in (symbol, ts) order, provably gives
     every bar a value from that bar and earlier ones only; False when that is not shown (the
     distortion check decides then)."""
-    return all(_proven_plan(plan) for plan in map(_plan, exprs))
+    return all(proven_plan(plan) for plan in map(plan_of, exprs))
 
 
-def _plan(expr: pl.Expr) -> str:
+def plan_of(expr: pl.Expr) -> str:
     """The serialised plan of ``expr``, or "" (proving nothing) for one polars cannot write."""
     try:
         return expr.meta.serialize(format="json")
@@ -119,7 +119,7 @@ def _plan(expr: pl.Expr) -> str:
 
 
 @functools.lru_cache(maxsize=1024)
-def _proven_plan(plan: str) -> bool:
+def proven_plan(plan: str) -> bool:
     """:func:`proven` of one serialised plan (a sweep's combinations repeat theirs)."""
     return bool(plan) and _causal(json.loads(plan), Scope.FRAME)
 

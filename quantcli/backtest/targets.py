@@ -10,12 +10,12 @@ import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, Protocol
 
 import numpy as np
 import polars as pl
 
-from quantcli.backtest import causal
+from quantcli.backtest import causal, partitions
 from quantcli.backtest.strategy import LoadedStrategy
 from quantcli.core.futures import completed
 from quantcli.errors import QuantcliError, StrategyError
@@ -36,7 +36,7 @@ def unchecked_targets(
     """The targets of :func:`checked_targets` and their look-ahead check, still to be run (it
     raises StrategyError), so that a large run can check while it replays."""
     signal = _signal_targets(strategy)
-    full = signal.evaluate(view)
+    full = signal.evaluate(view, code=code)
     if causal.proven(signal.exprs):
         return full, _proven  # point-in-time by construction: nothing to distort
     return full, functools.partial(_check_targets, view, code, full, strategy, signal.evaluate)
@@ -59,11 +59,17 @@ def _check_targets(
         check_lookahead(head, later, None if rows is None else full[rows], strategy, evaluate)
 
 
+class _Evaluate(Protocol):
+    """A signal strategy's targets over bars (and each bar's symbol number, when known)."""
+
+    def __call__(self, frame: pl.DataFrame, code: np.ndarray | None = None) -> np.ndarray: ...
+
+
 class _Signal(NamedTuple):
     """A signal strategy's target per bar (NaN = no opinion) as a function of the bars, with
     the expressions it evaluates (for quantcli.backtest.causal)."""
 
-    evaluate: Callable[[pl.DataFrame], np.ndarray]
+    evaluate: _Evaluate
     exprs: list[pl.Expr]
 
 
@@ -244,10 +250,14 @@ def _union(stamps: list[np.ndarray]) -> np.ndarray:
 
 
 def _targets_of(
-    frame: pl.DataFrame, features: list[pl.Expr], target: pl.Expr, strategy: LoadedStrategy
+    frame: pl.DataFrame,
+    features: list[pl.Expr],
+    target: pl.Expr,
+    strategy: LoadedStrategy,
+    code: np.ndarray | None = None,
 ) -> np.ndarray:
     try:
-        return _batch_targets(frame, features, [target])[0]
+        return _batch_targets(frame, features, [target], code)[0]
     except Exception as exc:
         text = " ".join(str(exc).split())[:300]
         raise StrategyError(
@@ -285,7 +295,7 @@ def evaluate_targets(
     utc = view.get_column("ts").cast(pl.Int64).to_numpy()
     for features, targets in groups:
         try:
-            full = _batch_targets(view, features, list(targets.values()))
+            full = _batch_targets(view, features, list(targets.values()), code)
         except Exception:
             for k in targets:
                 futures[k] = completed(checked_targets, view, code, strategies[k])
@@ -352,7 +362,10 @@ def _same_exprs(a: Sequence[pl.Expr], b: Sequence[pl.Expr]) -> bool:
 
 
 def _batch_targets(
-    frame: pl.DataFrame, features: list[pl.Expr], targets: list[pl.Expr]
+    frame: pl.DataFrame,
+    features: list[pl.Expr],
+    targets: list[pl.Expr],
+    code: np.ndarray | None = None,
 ) -> list[np.ndarray]:
     """The values of ``targets`` (after ``features``) over ``frame``, NaN for null. Several
     targets, or features, are one lazy query, so that polars shares their common
@@ -362,7 +375,14 @@ def _batch_targets(
     (polars' default, streaming, cost a small run ~0.4 ms more a query and a 250 k-bar run
     ~10 ms more, for the same values); a sweep's batch of targets on the default, which
     evaluated the benchmark's 50-combination chunks 1.3-1.4x faster than in-memory (its
-    shared rolling windows). with_columns broadcasts a scalar target to every bar."""
+    shared rolling windows). with_columns broadcasts a scalar target to every bar. Given each
+    row's symbol number ``code`` and more than one symbol, proven expressions run their
+    per-symbol windows by number (quantcli.backtest.partitions)."""
+    if code is not None and code.shape[0] and code[-1] > 0:
+        numbered = partitions.by_number([*features, *targets])
+        if numbered is not None:
+            frame = partitions.with_numbers(frame, code)
+            features, targets = numbered[: len(features)], numbered[len(features) :]
     names = [t.meta.output_name() for t in targets]
     # Nulls are no opinion, like the expressions' own NaNs; without them to_numpy is a view
     # (turning them into NaN there cost more than the query).
