@@ -22,14 +22,14 @@ from quantcli.backtest import causal
 
 NUMBER = "__quantcli_symbol_number"  # the column :func:`with_numbers` adds
 _BY_NAME = {"Column": "symbol"}
+_BY_NAME_TEXT = json.dumps(_BY_NAME, separators=(",", ":"))  # as a serialised plan spells it
 
 
 def by_number(exprs: Sequence[pl.Expr]) -> list[pl.Expr] | None:
     """``exprs`` with each ``.over("symbol")`` partitioned by the :data:`NUMBER` column, or
     None when one of them is not proven point-in-time or none reads the symbol."""
     plans = [causal.plan_of(expr) for expr in exprs]
-    named = json.dumps(_BY_NAME, separators=(",", ":"))
-    if not all(map(causal.proven_plan, plans)) or not any(named in plan for plan in plans):
+    if not all(map(causal.proven_plan, plans)) or not any(_BY_NAME_TEXT in p for p in plans):
         return None
     return [_by_number(plan) for plan in plans]
 

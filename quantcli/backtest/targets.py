@@ -95,7 +95,7 @@ def check_lookahead(
     strategy: LoadedStrategy,
     evaluate: Callable[[pl.DataFrame], np.ndarray],
 ) -> None:
-    """Raise StrategyError when the strategy's targets (``evaluate``, from
+    """Raise StrategyError when the strategy's targets (``evaluate``: the ``.evaluate`` of
     :func:`_signal_targets`) over the check's slice ``head`` of the run's bars (from
     :func:`_check_slice`; ``later``: its bars after the cut; ``baseline``: the targets over
     it, when at hand) depend on later bars; see :func:`find_lookahead`."""
