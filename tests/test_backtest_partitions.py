@@ -18,10 +18,11 @@ from quantcli.backtest.strategy import load_strategy
 CLOSE = pl.col("close")
 
 
-def _bars(lengths: list[int], seed: int) -> pl.DataFrame:
-    """Bars grouped by symbol in sorted order, as a run's view has them."""
+def _bars(lengths: list[int], seed: int, descending: bool = False) -> pl.DataFrame:
+    """Bars grouped by symbol in sorted order, as a run's view has them (or in the reverse
+    order: numbers not ascending)."""
     rng = np.random.default_rng(seed)
-    names = [f"S{k:03d}" for k in range(len(lengths))]
+    names = [f"S{k:03d}" for k in range(len(lengths))][:: -1 if descending else 1]
     return pl.DataFrame(
         {
             "symbol": np.repeat(names, lengths),
@@ -51,11 +52,12 @@ _WINDOWS = st.sampled_from(
     lengths=st.lists(st.integers(1, 30), min_size=2, max_size=6),
     windows=st.lists(st.tuples(_WINDOWS, st.integers(1, 6)), min_size=1, max_size=3),
     seed=st.integers(0, 2**16),
+    descending=st.booleans(),
 )
 def test_windows_by_number_equal_windows_by_name(
-    lengths: list[int], windows: list[tuple[Any, int]], seed: int
+    lengths: list[int], windows: list[tuple[Any, int]], seed: int, descending: bool
 ) -> None:
-    frame = _bars(lengths, seed)
+    frame = _bars(lengths, seed, descending)
     _, code = symbol_codes(frame.get_column("symbol"))
     exprs = [make(n).alias(f"w{k}") for k, (make, n) in enumerate(windows)]
     numbered = partitions.by_number(exprs)

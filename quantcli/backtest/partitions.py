@@ -2,8 +2,8 @@
 
 Strategies partition their windows by name (``.over("symbol")``). Over bars grouped by
 symbol, the same windows partitioned by a number per symbol give the same values, and polars
-groups int32 numbers much faster than strings: the SMA cross's two windows over 10 M bars
-took 0.64 s against 1.53 s. :func:`by_number` rewrites the symbol partitions of a plan that
+groups sorted int32 numbers much faster than strings: the SMA cross's targets over 10 M bars
+took 0.56 s against 1.32 s. :func:`by_number` rewrites the symbol partitions of a plan that
 :mod:`quantcli.backtest.causal` proves, since such a plan holds only polars' own nodes (no
 Python function, which a plan would carry pickled), so reading it back loads nothing else.
 """
@@ -36,8 +36,13 @@ def by_number(exprs: Sequence[pl.Expr]) -> list[pl.Expr] | None:
 
 def with_numbers(frame: pl.DataFrame, code: np.ndarray) -> pl.DataFrame:
     """``frame`` with each row's symbol number ``code`` as the :data:`NUMBER` column."""
+    numbers = pl.Series(NUMBER, code)
+    if bool(np.all(code[1:] >= code[:-1])):
+        # Flagged sorted, polars groups the runs without hashing them: the SMA cross's 10 M-bar
+        # targets took 0.56 s (1.32 s by name); unflagged, 1.12 s (1.64 s by name, earlier).
+        numbers = numbers.set_sorted()
     # hstack, not with_columns: no query-engine call for a small run to pay.
-    return frame.hstack([pl.Series(NUMBER, code)])
+    return frame.hstack([numbers])
 
 
 @functools.lru_cache(maxsize=1024)
