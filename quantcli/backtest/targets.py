@@ -378,7 +378,7 @@ def _batch_targets(
     shared rolling windows). with_columns broadcasts a scalar target to every bar. Given each
     row's symbol number ``code`` and more than one symbol, proven expressions run their
     per-symbol windows by number (quantcli.backtest.partitions)."""
-    if code is not None and code.shape[0] and code[-1] > 0:
+    if code is not None and code.shape[0] and code[0] != code[-1]:
         numbered = partitions.by_number([*features, *targets])
         if numbered is not None:
             frame = partitions.with_numbers(frame, code)
