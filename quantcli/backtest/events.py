@@ -10,8 +10,10 @@ runs signal strategies (quantcli.backtest.kernel); this module only calls back.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
+from itertools import repeat
+from operator import length_hint
 from typing import NamedTuple
 
 import numpy as np
@@ -231,11 +233,23 @@ class EventRun:
         self.codes = {s: k for k, s in enumerate(prep.symbols)}
         self.futures = config.segment == "futures"
         self.intraday = config.segment == "intraday"
-        self.i = 0  # the bar whose callback runs
+        # The bar whose on_bar runs is read off the chunk's index iterator (see ``i``), so the
+        # loop stores nothing per bar.
+        self._rows: Iterator[int] = iter(())
+        self._stop = 1
+        self._fill_bar = -1
         self.synced = -1  # the book is at this bar's strategy point (-1: behind)
         self.quiet = True  # nothing the book does next can call the strategy back
         self.in_fill = False  # an on_fill is running: the book stands at its fill
         self.ctx = Context(self)
+
+    @property
+    def i(self) -> int:
+        """The bar being called back: a fill's bar inside on_fill, else the bar whose on_bar
+        runs (the last bar once the loop is done)."""
+        if self.in_fill:
+            return self._fill_bar
+        return self._stop - 1 - length_hint(self._rows)
 
     def code(self, symbol: str) -> int:
         """The symbol's code (StrategyError for a symbol not in the run)."""
@@ -380,7 +394,7 @@ class EventRun:
             charges=float(fill_floats[-1]),
             raw_price=traded,
         )
-        i, self.i, self.in_fill = self.i, bar, True
+        self._fill_bar, self.in_fill = bar, True
         try:
             self.strategy.instance.on_fill(self.ctx, fill)
         except QuantcliError:
@@ -388,7 +402,7 @@ class EventRun:
         except Exception as exc:
             raise self._raised(exc) from exc
         finally:
-            self.i, self.in_fill = i, False
+            self.in_fill = False
 
     def _raised(self, exc: Exception) -> StrategyError:
         # A callback's exception, at the bar being called back.
@@ -415,18 +429,18 @@ class EventRun:
                 if progress is not None:
                     progress(lo / prep.n)
                 hi = min(prep.n, lo + step)
+                self._rows, self._stop = iter(range(lo, hi)), hi
                 cols = (
-                    range(lo, hi), names[bars.sym[lo:hi]].tolist(), prep.ts[lo:hi].tolist(),
+                    self._rows, names[bars.sym[lo:hi]].tolist(), prep.ts[lo:hi].tolist(),
                     *(a[lo:hi].tolist() for a in (bars.open, bars.high, bars.low, bars.close)),
                     bars.volume[lo:hi].tolist(), prep.adjust[lo:hi].tolist(),
                 )  # fmt: skip
-                for row in zip(*cols, strict=True):
-                    i = row[0]
+                # map hands zip's row straight to the Bar, so zip reuses its row tuple.
+                for bar in map(make, repeat(Bar), zip(*cols, strict=True)):
                     if not self.quiet:
-                        self.sync(i)
-                    self.i = i
-                    on_bar(ctx, make(Bar, row))
-            self.i = prep.n - 1
+                        self.sync(bar[0])
+                    on_bar(ctx, bar)
+            self._rows, self._stop = iter(()), prep.n
             self.sync(prep.n)
         except QuantcliError:
             raise
