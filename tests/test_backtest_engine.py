@@ -535,6 +535,42 @@ def test_context_reads_book() -> None:
     assert "AAA" in seen["bar"] and seen["orders"] == []
 
 
+class Clock(EventStrategy):
+    """Buys on every tenth bar and records, in each callback, what the context says the time is."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+        self.on_bars: list[tuple[Any, Any]] = []
+        self.on_fills: list[tuple[Any, Any]] = []
+
+    def on_bar(self, ctx: Any, bar: Bar) -> None:
+        self.on_bars.append((ctx.ts, bar.ts))
+        if bar.index % 10 == 0:
+            ctx.buy(bar.symbol, 1)
+
+    def on_fill(self, ctx: Any, fill: Any) -> None:
+        self.on_fills.append((ctx.ts, fill.ts))
+
+
+def test_context_time_is_the_bar_or_fill_called_back() -> None:
+    # 2 x 300 bars replay in chunks of several bars: the context's bar is read off the chunk.
+    clock = Clock()
+    data = {"AAA": flat(300), "BBB": flat(300, price=50.0)}
+    simulate(make_bars(data), cfg(), strategy=loaded(clock, "events"))
+    assert len(clock.on_bars) == 600 and len(clock.on_fills) == 60
+    assert all(seen == own for seen, own in clock.on_bars)
+    assert all(seen == own for seen, own in clock.on_fills)
+
+
+def test_event_strategy_errors_in_on_fill_name_the_fill_bar() -> None:
+    class Late(Clock):
+        def on_fill(self, ctx: Any, fill: Any) -> None:
+            raise ValueError(f"fill at {fill.ts:%Y-%m-%d}")
+
+    with pytest.raises(StrategyError, match=r"raised at (\S+) .*fill at \1"):
+        simulate(make_bars({"AAA": flat(300)}), cfg(), strategy=loaded(Late(), "events"))
+
+
 def test_determinism_identical_ipc_bytes() -> None:
     rng = np.random.default_rng(7)
     data = {}
